@@ -53,7 +53,10 @@ the database and written as CSV (``COPY ... TO``) and as JSON Lines
 (``row_to_json``, nested arrays and objects); the baseline is a plain
 ``COPY nested_rows FROM`` the CSV file (one transaction), and each run
 imports the CSV and the JSONL file into the same scope, each after the
-scope is emptied and vacuumed.
+scope is emptied and vacuumed. ``--shape guarded`` does the same for a table
+of ``hstore`` and ``ltree`` columns (``guarded_rows``), types whose input may
+refuse a value outside class 22, which an import reads with a guard
+(pgjobs._import_input_guarded).
 
 ``--repeat N`` runs N baseline/import pairs in turn (each pair on the same
 relation size: both scopes deleted and vacuumed after it) and prints the median
@@ -131,20 +134,45 @@ SELECT g AS id, {scope} AS table_id,
 """
 NESTED_COLUMNS = "id, table_id, tags, grid, comp, carr, dom, meta, ja"
 
+GUARDED_TABLE = "guarded_rows"
+GUARDED_SETUP = """
+CREATE EXTENSION IF NOT EXISTS hstore;
+CREATE EXTENSION IF NOT EXISTS ltree;
+CREATE TABLE {table} (
+    id         bigint PRIMARY KEY,
+    table_id   integer     NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    name text, attrs hstore, path ltree
+);
+CREATE INDEX {table}_table_id_id_idx ON {table} (table_id, id);
+SELECT pgjobs.register_target('{table}', 'id', 'table_id', 'created_at');
+CREATE TABLE nested_src AS
+SELECT g AS id, {scope} AS table_id, 'customer ' || g AS name,
+       -- (as text: row_to_json would write an hstore as a JSON object)
+       hstore(ARRAY['status', 'score'], ARRAY['open', (g % 100)::text])::text AS attrs,
+       ('top.region' || g % 10 || '.shop' || g % 1000)::ltree AS path
+  FROM generate_series(1, {rows}) g;
+"""
+GUARDED_COLUMNS = "id, table_id, name, attrs, path"
+SHAPES = {"nested": (NESTED_TABLE, NESTED_SETUP, NESTED_COLUMNS),
+          "guarded": (GUARDED_TABLE, GUARDED_SETUP, GUARDED_COLUMNS)}
+
 
 def write_nested_sources(conn: psycopg.Connection[object], folder: Path, rows: int,
-                         scope: int) -> tuple[Path, Path]:
-    """nested_rows' source rows, as CSV (with its header) and as JSON Lines."""
-    for statement in NESTED_SETUP.format(table=NESTED_TABLE, scope=scope, rows=rows).split(";\n"):
+                         scope: int, shape: str = "nested") -> tuple[Path, Path]:
+    """The shape's source rows (nested_rows' or guarded_rows'), as CSV (with
+    its header) and as JSON Lines."""
+    table, setup, columns = SHAPES[shape]
+    for statement in setup.format(table=table, scope=scope, rows=rows).split(";\n"):
         if statement.strip():
             conn.execute(statement)
     csv_path, jsonl_path = folder / "nested.csv", folder / "nested.jsonl"
     with conn.cursor() as cur:
         for path, sql in (
-                (csv_path, f"COPY (SELECT {NESTED_COLUMNS} FROM nested_src ORDER BY id) "
+                (csv_path, f"COPY (SELECT {columns} FROM nested_src ORDER BY id) "
                            "TO STDOUT (FORMAT csv, HEADER)"),
                 # (JSON text holds neither byte raw: COPY passes it as it is)
-                (jsonl_path, f"COPY (SELECT row_to_json(s) FROM (SELECT {NESTED_COLUMNS} "
+                (jsonl_path, f"COPY (SELECT row_to_json(s) FROM (SELECT {columns} "
                              "FROM nested_src ORDER BY id) s) TO STDOUT "
                              "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")):
             with open(path, "wb") as f, cur.copy(sql) as copy:
@@ -155,33 +183,34 @@ def write_nested_sources(conn: psycopg.Connection[object], folder: Path, rows: i
 
 
 def bench_nested(conn: psycopg.Connection[object], dsn: str, folder: Path, rows: int,
-                 repeat: int) -> None:
+                 repeat: int, shape: str = "nested") -> None:
     """A plain COPY of the CSV, then pgjobs imports of the CSV and of the JSONL
     of the same rows, into the same (emptied) scope; ratios to the COPY."""
     scope = 7
-    csv_path, jsonl_path = write_nested_sources(conn, folder, rows, scope)
-    print(f"nested_rows: {rows} rows, CSV {csv_path.stat().st_size / 1e6:.1f} MB, "
+    table, _, columns = SHAPES[shape]
+    csv_path, jsonl_path = write_nested_sources(conn, folder, rows, scope, shape)
+    print(f"{table}: {rows} rows, CSV {csv_path.stat().st_size / 1e6:.1f} MB, "
           f"JSONL {jsonl_path.stat().st_size / 1e6:.1f} MB")
 
     def empty() -> None:
-        conn.execute(f"DELETE FROM {NESTED_TABLE} WHERE table_id = %s", (scope,))
-        conn.execute(f"VACUUM {NESTED_TABLE}")
+        conn.execute(f"DELETE FROM {table} WHERE table_id = %s", (scope,))
+        conn.execute(f"VACUUM {table}")
 
     ratios: dict[str, list[float]] = {"csv": [], "jsonl": []}
     for rep in range(repeat):
         started = time.perf_counter()
         with conn.transaction():
-            conn.execute(f"COPY {NESTED_TABLE} ({NESTED_COLUMNS}) FROM '{csv_path}' "
+            conn.execute(f"COPY {table} ({columns}) FROM '{csv_path}' "
                          "(FORMAT csv, HEADER true)")
         baseline = time.perf_counter() - started
-        assert count(conn, scope, NESTED_TABLE) == rows
-        print(f"[{rep + 1}/{repeat}] {'baseline COPY nested_rows FROM csv':36} "
+        assert count(conn, scope, table) == rows
+        print(f"[{rep + 1}/{repeat}] {f'baseline COPY {table} FROM csv':36} "
               f"{baseline:8.2f} s   1.00x")
         for fmt, path in (("csv", csv_path), ("jsonl", jsonl_path)):
             empty()
             took = run_import(conn, dsn, f"file://{path}", scope, f"file://{folder}",
-                              target=NESTED_TABLE)
-            assert count(conn, scope, NESTED_TABLE) == rows
+                              target=table)
+            assert count(conn, scope, table) == rows
             ratios[fmt].append(took / baseline)
             print(f"[{rep + 1}/{repeat}] {'pgjobs import (' + fmt + ')':36} {took:8.2f} s"
                   f"   {took / baseline:.2f}x   ({rows / took:,.0f} records/s)")
@@ -403,9 +432,10 @@ def main() -> None:
     parser.add_argument("--reject-kind", choices=["value", "fields"], default="value",
                         help="how a bad record is bad: a value the target's CHECK refuses "
                              "(default) or an extra field the worker's COPY refuses")
-    parser.add_argument("--shape", choices=["flat", "nested"], default="flat",
-                        help="nested: a table of arrays, composites and domains, csv and jsonl "
-                             "imports against a plain COPY of the same rows")
+    parser.add_argument("--shape", choices=["flat", "nested", "guarded"], default="flat",
+                        help="nested: a table of arrays, composites and domains; guarded: of "
+                             "hstore and ltree columns; csv and jsonl imports against a plain "
+                             "COPY of the same rows")
     parser.add_argument("--repeat", type=int, default=1,
                         help="baseline/import pairs, interleaved; the median ratio is printed "
                              "(0 with --rss: only the peak RSS)")
@@ -417,11 +447,11 @@ def main() -> None:
         migrate(dsn)
         folder = Path(tmp)
         os.chmod(folder, 0o755)
-        if args.shape == "nested":
+        if args.shape in SHAPES:
             print(f"{what}")
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{folder}",))
-                bench_nested(conn, dsn, folder, args.rows, max(1, args.repeat))
+                bench_nested(conn, dsn, folder, args.rows, max(1, args.repeat), args.shape)
             return
         source = folder / "rows.csv"
         size = write_source(source, args.rows)

@@ -7869,13 +7869,13 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                             v_context = PG_EXCEPTION_CONTEXT;
-    IF NOT pgjobs._import_input_refusal(v_state, v_context, '_import_input') THEN
-        RAISE;
-    END IF;
-    RAISE EXCEPTION 'column "%": %', p_column, v_message
-        USING ERRCODE = CASE WHEN left(v_state, 2) IN ('22', '23') THEN v_state ELSE '22P02' END,
-        HINT = format('The value does not read as type %s%s: write it as that type''s text.',
-                      p_type, CASE WHEN p_array THEN '[]' ELSE '' END);
+    -- The value's refusal raised as one bad record (the one handler of both
+    -- reads); any other error again, as it was.
+    PERFORM pgjobs._import_input_refused(
+        v_state, v_message, v_context, '_import_input', p_column,
+        format('The value does not read as type %s%s: write it as that type''s text.',
+               p_type, CASE WHEN p_array THEN '[]' ELSE '' END));
+    RAISE;
 END
 $$;
 
@@ -8032,10 +8032,69 @@ ALTER FUNCTION pgjobs._import_input_refusal(p_state text, p_context text, p_func
 COMMENT ON FUNCTION pgjobs._import_input_refusal(p_state text, p_context text, p_function text) IS 'Whether an error caught reading an import''s value (its SQLSTATE and context) is the value''s refusal (one bad record), not the server''s or that of a function a domain CHECK calls.';
 
 --
+-- Name: _import_input_refused(text, text, text, text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_input_refused(p_state text, p_message text, p_context text, p_function text, p_column text, p_hint text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The one exception handler of pgjobs._import_input and
+-- pgjobs._import_json_input (p_function, its name without schema), called
+-- from theirs with the error caught reading one value of column p_column
+-- (SQLSTATE p_state, MESSAGE_TEXT p_message, PG_EXCEPTION_CONTEXT
+-- p_context): when it is the value's refusal (pgjobs._import_input_refusal)
+-- raises it as one bad record, 'column "c": ' and the input's message,
+-- under its own SQLSTATE when that is a data exception or a constraint's
+-- (classes 22, 23), else 22P02, with hint p_hint; returns otherwise, and
+-- the caller raises the error it caught again, as it was. Locks nothing.
+BEGIN
+    IF pgjobs._import_input_refusal(p_state, p_context, p_function) THEN
+        RAISE EXCEPTION 'column "%": %', p_column, p_message
+            USING ERRCODE = CASE WHEN left(p_state, 2) IN ('22', '23') THEN p_state
+                                 ELSE '22P02' END,
+            HINT = p_hint;
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._import_input_refused(p_state text, p_message text, p_context text, p_function text, p_column text, p_hint text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _import_input_refused(p_state text, p_message text, p_context text, p_function text, p_column text, p_hint text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._import_input_refused(p_state text, p_message text, p_context text, p_function text, p_column text, p_hint text) IS 'Raises an error caught reading an import''s value as one bad record (column named; 22P02 unless of class 22 or 23) when it is the value''s refusal; returns otherwise, for the caller to re-raise.';
+
+--
 -- Name: _import_insert_sql(pgjobs.jobs, pgjobs.target_registry, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
 CREATE FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The statement with guarded columns read through their guard (the one
+-- pgjobs.import_batch narrows a failed batch down with, and
+-- pgjobs.import_prepare checks a CSV header with). Locks nothing.
+SELECT pgjobs._import_insert_sql(p_job, p_reg, p_fields, true)
+$$;
+
+ALTER FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]) OWNER TO SUPERUSER;
+
+--
+-- Name: _import_insert_sql(pgjobs.jobs, pgjobs.target_registry, text[], boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[], p_guarded boolean) RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -8067,6 +8126,14 @@ CREATE FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target
 -- where they merge in, unless the job's replace_non_objects; a key-only index never touches another scope's row;
 -- a column the scope or key is generated from is never overwritten:
 -- 22023, pgjobs._generated_from).
+-- p_guarded: a column of a type whose input may refuse a bad value outside
+-- class 22 (pgjobs._import_input_guarded) is read through
+-- pgjobs._import_input / pgjobs._import_json_input, a subtransaction per
+-- value, so that such a value is one bad record; when false, by the plain
+-- cast every other column takes. Both statements store the same rows from
+-- the same records; they differ only in the error a bad value raises, so
+-- pgjobs.import_batch runs the plain one first and the guarded one only
+-- once the plain one failed (an hstore column read 3x slower guarded).
 -- Raises 22023 for fields that cannot be mapped, 42501 when the job's
 -- submitter may not INSERT (or UPDATE) one of the columns it writes.
 -- Locks nothing.
@@ -8111,6 +8178,8 @@ DECLARE
     v_read_json text;
     v_read_pre text;
     v_read_post text;
+    v_dupes text;
+    v_dupes_src text;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -8172,7 +8241,7 @@ BEGIN
             -- which failed the whole job, is read through
             -- pgjobs._import_input: such a value is one bad record, its
             -- column named. Other types are a plain cast, at no cost.
-            v_guard := pgjobs._import_input_guarded(v_att.atttypid);
+            v_guard := p_guarded AND pgjobs._import_input_guarded(v_att.atttypid);
             -- (an array's element type: its text is read as an array of it)
             v_elem := (SELECT nullif(t.typelem, 0)::regtype FROM pg_catalog.pg_type t
                         WHERE t.oid = pgjobs._base_type(v_att.atttypid)
@@ -8202,6 +8271,17 @@ BEGIN
                 v_src := format('(x.t -> %L)', v_field);
                 v_any_exact := true;
             END IF;
+            -- A composite anywhere inside (a JSON object read as its fields):
+            -- an object naming a field twice is a rejected record
+            -- (pgjobs._import_json_dupes, 22030), judged on the line's json
+            -- text, where jsonb kept only the last of them.
+            v_dupes_src := CASE WHEN v_exact THEN 'pgjobs_v.e'
+                                ELSE format('(x.t -> %L)', v_field) END;
+            v_dupes := pgjobs._import_json_dupes_sql(v_dupes_src, v_shape);
+            v_dupes := CASE WHEN v_dupes IS NOT NULL THEN format(
+                'CASE WHEN %1$s THEN pgjobs._import_json_dupes(%2$s, %3$L::jsonb, %4$L) '
+                'ELSE true END', v_dupes, v_dupes_src, v_shape, v_field) END;
+            v_any_exact := v_any_exact OR v_dupes IS NOT NULL;
             -- (A value's text x is read as v_read_pre || x || v_read_post.)
             v_read_pre := CASE WHEN v_guard THEN 'pgjobs._import_input(' ELSE '(' END;
             v_read_post := CASE WHEN v_guard
@@ -8237,7 +8317,7 @@ BEGIN
                 -- ARRAY(SELECT jsonb_array_elements_text(..)), 8 alternated runs).
                 WHEN v_shape IS NOT NULL THEN format(
                     '(SELECT CASE WHEN %1$s_typeof(pgjobs_v.e) IN (''array'', ''object'') THEN '
-                    'CASE WHEN %2$s THEN %6$s END '
+                    '%8$s CASE WHEN %2$s THEN %6$s END %9$s'
                     'ELSE %7$s END FROM (SELECT %5$s AS e OFFSET 0) pgjobs_v)',
                     v_json,
                     -- (a value pgjobs._import_json_fast passes needs no call)
@@ -8246,7 +8326,9 @@ BEGIN
                            '%2$L::jsonb, %3$L)',
                            pgjobs._import_json_fast('pgjobs_w.v', v_shape), v_shape, v_field),
                     v_field, v_type, v_src, v_read_json,
-                    v_read_pre || 'pgjobs_v.e #>> ''{}''' || v_read_post)
+                    v_read_pre || 'pgjobs_v.e #>> ''{}''' || v_read_post,
+                    CASE WHEN v_dupes IS NOT NULL THEN format('CASE WHEN %s THEN', v_dupes) END,
+                    CASE WHEN v_dupes IS NOT NULL THEN 'END ' END)
                 -- An array of json or jsonb (through domains): a JSON array
                 -- is one dimension of its elements' JSON values (a string
                 -- stays a string: their text, unquoted, read "1" as the
@@ -8583,7 +8665,7 @@ BEGIN
 END
 $_$;
 
-ALTER FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[], p_guarded boolean) OWNER TO SUPERUSER;
 
 --
 -- Name: _import_json_check(jsonb, jsonb, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8738,6 +8820,131 @@ ALTER FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column 
 COMMENT ON FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text) IS 'Checks a JSONL value for an array or composite column against pgjobs._import_json_shape: rectangular arrays, only the type''s fields; true, or 22P02 naming the column and the place.';
 
 --
+-- Name: _import_json_dupes(json, jsonb, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_json_dupes(p_value json, p_shape jsonb, p_column text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- True when no JSON object that a JSONL import reads as a composite value
+-- (p_value, as the line spells it: json keeps a key named twice, jsonb
+-- only the last; p_shape, pgjobs._import_json_shape of column p_column's
+-- type) names a field twice; else raises 22030 naming the column and the
+-- field: one rejected record. Which of the two values is meant is not
+-- clear (json(b)_to_record took the last without a word), as a record
+-- naming a column twice is refused by the worker (a JSON Lines record
+-- names each column or document field once). Walks the composites and
+-- arrays the shape names, not a json or jsonb field's own value, whose
+-- keys are its own to keep. Called by pgjobs._import_insert_sql's
+-- statement only for a column whose type holds a composite and a value
+-- that is a JSON object or array. Locks nothing.
+DECLARE
+    v_key text;
+    v_item record;
+BEGIN
+    IF p_value IS NULL OR p_shape IS NULL THEN
+        RETURN true;
+    END IF;
+    IF p_shape ? 'fields' AND json_typeof(p_value) = 'object' THEN
+        SELECT k INTO v_key
+          FROM json_object_keys(p_value) k GROUP BY k HAVING count(*) > 1
+         ORDER BY min(k) LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'column "%": the JSON object names field "%" twice', p_column,
+                            left(v_key, 200)
+                USING ERRCODE = '22030',  -- duplicate_json_object_key_value
+                HINT = format('A JSON object read as type %s names each field once: which of '
+                              'the values is meant is not clear.', p_shape ->> 'type');
+        END IF;
+        FOR v_item IN SELECT e.key, e.value FROM json_each(p_value) e LOOP
+            IF coalesce(p_shape -> 'fields' -> v_item.key, 'null') @? '$.** ? (exists (@.fields))' THEN
+                PERFORM pgjobs._import_json_dupes(v_item.value, p_shape -> 'fields' -> v_item.key,
+                                                  p_column);
+            END IF;
+        END LOOP;
+    ELSIF p_shape ? 'array' AND json_typeof(p_value) = 'array'
+          AND coalesce(p_shape -> 'array', 'null') @? '$.** ? (exists (@.fields))' THEN
+        FOR v_item IN SELECT e.value FROM json_array_elements(p_value) e LOOP
+            PERFORM pgjobs._import_json_dupes(v_item.value, p_shape -> 'array', p_column);
+        END LOOP;
+    END IF;
+    RETURN true;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._import_json_dupes(p_value json, p_shape jsonb, p_column text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _import_json_dupes(p_value json, p_shape jsonb, p_column text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._import_json_dupes(p_value json, p_shape jsonb, p_column text) IS 'True unless a JSON object a JSONL import reads as a composite names a field twice: then 22030 naming the column and the field (one rejected record).';
+
+--
+-- Name: _import_json_dupes_sql(text, jsonb, integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_json_dupes_sql(p_value text, p_shape jsonb, p_depth integer DEFAULT 1) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- An SQL expression, true when the json value p_value (an expression)
+-- holds an object read as a composite of shape p_shape that names a field
+-- twice, unrolled from the shape once per statement: a record without one
+-- costs a look at each such object's keys, no function call (the call of
+-- pgjobs._import_json_dupes per record took a nested JSONL import 1.7x as
+-- long), and only a record with one calls it for the message. NULL when
+-- the shape holds no composite. Locks nothing.
+DECLARE
+    v_parts text[] := '{}'::text[];
+    v_field record;
+    v_inner text;
+    v_elem text := 'pgjobs_d' || p_depth;
+BEGIN
+    IF p_depth > 32 OR p_shape IS NULL
+       OR NOT p_shape @? '$.** ? (exists (@.fields))' THEN
+        RETURN NULL;
+    END IF;
+    IF p_shape ? 'fields' THEN
+        v_parts := v_parts || format(
+            'EXISTS (SELECT FROM pg_catalog.json_object_keys(%s) %I (k) GROUP BY %I.k '
+            'HAVING count(*) > 1)', p_value, v_elem, v_elem);
+        FOR v_field IN SELECT f.key, f.value FROM jsonb_each(p_shape -> 'fields') f LOOP
+            v_inner := pgjobs._import_json_dupes_sql(
+                format('(%s -> %L)', p_value, v_field.key), v_field.value, p_depth + 1);
+            IF v_inner IS NOT NULL THEN
+                v_parts := v_parts || v_inner;
+            END IF;
+        END LOOP;
+        RETURN format('(CASE WHEN pg_catalog.json_typeof(%s) = ''object'' THEN %s ELSE false END)',
+                      p_value, array_to_string(v_parts, ' OR '));
+    END IF;
+    v_inner := pgjobs._import_json_dupes_sql(format('%I.v', v_elem), p_shape -> 'array',
+                                             p_depth + 1);
+    RETURN format('(CASE WHEN pg_catalog.json_typeof(%s) = ''array'' THEN EXISTS (SELECT FROM '
+                  'pg_catalog.json_array_elements(%s) %I (v) WHERE %s) ELSE false END)',
+                  p_value, p_value, v_elem, v_inner);
+END
+$_$;
+
+ALTER FUNCTION pgjobs._import_json_dupes_sql(p_value text, p_shape jsonb, p_depth integer) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _import_json_dupes_sql(p_value text, p_shape jsonb, p_depth integer); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._import_json_dupes_sql(p_value text, p_shape jsonb, p_depth integer) IS 'An SQL expression: whether a JSONL value holds an object read as a composite that names a field twice (inline, from the shape); NULL when the shape holds no composite.';
+
+--
 -- Name: _import_json_fast(text, jsonb, integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -8870,13 +9077,13 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                             v_context = PG_EXCEPTION_CONTEXT;
-    IF NOT pgjobs._import_input_refusal(v_state, v_context, '_import_json_input') THEN
-        RAISE;
-    END IF;
-    RAISE EXCEPTION 'column "%": %', p_column, v_message
-        USING ERRCODE = CASE WHEN left(v_state, 2) IN ('22', '23') THEN v_state ELSE '22P02' END,
-        HINT = format('The value does not read as type %s: write it as that type''s JSON, or '
-                      'as its text in a JSON string.', p_type);
+    -- The value's refusal raised as one bad record (the one handler of both
+    -- reads); any other error again, as it was.
+    PERFORM pgjobs._import_input_refused(
+        v_state, v_message, v_context, '_import_json_input', p_column,
+        format('The value does not read as type %s: write it as that type''s JSON, or '
+               'as its text in a JSON string.', p_type));
+    RAISE;
 END
 $_$;
 
@@ -9224,11 +9431,18 @@ CREATE FUNCTION pgjobs._import_scope_writable(p_reg pgjobs.target_registry) RETU
 -- non-DEFAULT value into column" (the first one failing the job). The
 -- table's shape decides it, so pgjobs._submit_import_as asks at the submit
 -- and pgjobs.import_prepare again at every attempt (the column altered
--- since). Raises 22023 with the ALTER TABLE that makes it writable. Columns
--- the source names are judged when a batch maps them
--- (pgjobs._import_insert_sql). Locks nothing.
+-- since). Raises 22023 with the ALTER TABLE that makes it writable. The
+-- tables under the target are asked too (partitions, inheritance children):
+-- PostgreSQL 15 lets a partition generate a column its parent does not,
+-- and then computes the partition's own value whatever the INSERT gave, so
+-- rows would land in the scope the partition computes (or each record be
+-- rejected, the first failing the job); later releases refuse that shape
+-- ("If a parent column is not a generated column, its child column must
+-- not be generated either"). Columns the source names are judged when a
+-- batch maps them (pgjobs._import_insert_sql). Locks nothing.
 DECLARE
     v_att record;
+    v_child record;
 BEGIN
     SELECT a.attname, a.attgenerated, a.attidentity,
            pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS expr
@@ -9248,6 +9462,36 @@ BEGIN
                           'plain column (ALTER TABLE %s ALTER COLUMN %I DROP EXPRESSION), or '
                           'load such a table with INSERT of your own.',
                           p_reg.target, v_att.attname);
+    END IF;
+    -- A table under the target generating the scope column (the nearest
+    -- first, then by name: one answer).
+    WITH RECURSIVE tree(rel, depth) AS (
+        SELECT p_reg.target::oid, 0
+        UNION
+        SELECT i.inhrelid, tree.depth + 1
+          FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent = tree.rel)
+    SELECT c.oid::regclass AS rel, a.attname,
+           pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS expr
+      INTO v_child
+      FROM tree u
+      JOIN pg_catalog.pg_class c ON c.oid = u.rel
+      JOIN pg_catalog.pg_attribute a
+        ON a.attrelid = u.rel AND a.attname = p_reg.scope_column
+       AND a.attnum > 0 AND NOT a.attisdropped
+      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE u.rel <> p_reg.target AND a.attgenerated <> ''
+     ORDER BY u.depth, c.oid::regclass::text
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'the scope column "%" of %, a table under %, is generated (AS (%)): '
+                        'an import cannot write the job''s scope into it',
+                        v_child.attname, v_child.rel, p_reg.target, v_child.expr
+            USING ERRCODE = '22023',
+            HINT = format('PostgreSQL computes a partition''s generated column whatever its '
+                          'parent is given, so rows would land in the scope it computes. Make '
+                          'it a plain column as in %s (ALTER TABLE %s ALTER COLUMN %I DROP '
+                          'EXPRESSION), or load such a table with INSERT of your own.',
+                          p_reg.target, v_child.rel, v_child.attname);
     END IF;
     IF v_att.attidentity = 'a' THEN
         RAISE EXCEPTION 'the scope column "%" of % is GENERATED ALWAYS AS IDENTITY: an import '
@@ -24718,6 +24962,7 @@ DECLARE
     v_worker_bytes bigint;
     v_prep text;
     v_plan_mode text;
+    v_unguarded text;
 BEGIN
     -- The job's row, waited for at most 5 s: a client's pause or cancel of
     -- its own import left open holds it, and an importer waiting for good
@@ -25010,7 +25255,57 @@ BEGIN
             -- (h75). A batch without suspects goes in whole as before.
             v_early := v_sql IS NOT NULL AND v_plain
                        AND p_lines IS NOT NULL AND p_records IS NOT NULL;
-            IF v_sql IS NOT NULL AND NOT v_early THEN
+            -- A statement reading a column through its guard (a type whose
+            -- input may refuse a bad value outside class 22: hstore, ltree;
+            -- pgjobs._import_input_guarded) pays a subtransaction per value:
+            -- the group goes in first by the plain casts (v_unguarded: the
+            -- same rows from the same records), and through the guards only
+            -- once that failed. A refusal of class 22 or 23 is narrowed down
+            -- below with the guarded statement, as before; any other error,
+            -- which a bad value of such a type raises (hstore XX000, ltree
+            -- 42601) as may the table (a trigger, a CHECK's function), has
+            -- the group tried again guarded, which tells the value's refusal
+            -- (a rejected record) from the table's (the job fails). Errors
+            -- of the server or of a lock are not tried again.
+            v_unguarded := NULL;
+            IF v_sql IS NOT NULL AND NOT v_early
+               AND strpos(v_sql, 'pgjobs._import_') > 0
+               AND (strpos(v_sql, 'pgjobs._import_input(') > 0
+                    OR strpos(v_sql, 'pgjobs._import_json_input(') > 0) THEN
+                v_unguarded := pgjobs._import_insert_sql(v_job, v_reg,
+                                                         coalesce(v_fields, p_fields), false);
+            END IF;
+            IF v_unguarded IS NOT NULL THEN
+                BEGIN
+                    v_below := CASE WHEN v_routed THEN pgjobs._inserts_below(v_job.target) END;
+                    IF left(v_unguarded, 5) = 'WITH ' THEN
+                        EXECUTE v_unguarded INTO v_ins, v_upd USING v_group_ns;
+                    ELSE
+                        EXECUTE v_unguarded USING v_group_ns;
+                        GET DIAGNOSTICS v_ins = ROW_COUNT;
+                        v_upd := 0;
+                    END IF;
+                    IF v_routed THEN
+                        v_ins := least(greatest(v_ins,
+                                                pgjobs._inserts_below(v_job.target) - v_below),
+                                       coalesce(cardinality(v_group_ns), v_staged) - v_upd);
+                    END IF;
+                    v_inserted := v_inserted + v_ins;
+                    v_updated := v_updated + v_upd;
+                    CONTINUE;
+                EXCEPTION WHEN data_exception OR integrity_constraint_violation
+                               OR cardinality_violation OR SQLSTATE '428C9' THEN
+                    v_unguarded := 'refused';  -- record by record below, guarded
+                WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE;
+                    IF left(v_state, 2) IN ('08', '25', '40', '53', '55', '57', '58')
+                       OR v_state IN ('XX001', 'XX002') THEN
+                        RAISE;
+                    END IF;
+                    v_unguarded := NULL;  -- the guarded statement below, whole
+                END;
+            END IF;
+            IF v_sql IS NOT NULL AND NOT v_early AND v_unguarded IS NULL THEN
                 BEGIN
                     v_below := CASE WHEN v_routed THEN pgjobs._inserts_below(v_job.target) END;
                     IF left(v_sql, 5) = 'WITH ' THEN
@@ -29201,6 +29496,13 @@ REVOKE ALL ON FUNCTION pgjobs._import_input_refusal(p_state text, p_context text
 GRANT ALL ON FUNCTION pgjobs._import_input_refusal(p_state text, p_context text, p_function text) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _import_input_refused(p_state text, p_message text, p_context text, p_function text, p_column text, p_hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_input_refused(p_state text, p_message text, p_context text, p_function text, p_column text, p_hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_input_refused(p_state text, p_message text, p_context text, p_function text, p_column text, p_hint text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -29208,11 +29510,32 @@ REVOKE ALL ON FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs
 GRANT ALL ON FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[], p_guarded boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[], p_guarded boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[], p_guarded boolean) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
 REVOKE ALL ON FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_json_dupes(p_value json, p_shape jsonb, p_column text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_json_dupes(p_value json, p_shape jsonb, p_column text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_json_dupes(p_value json, p_shape jsonb, p_column text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_json_dupes_sql(p_value text, p_shape jsonb, p_depth integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_json_dupes_sql(p_value text, p_shape jsonb, p_depth integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_json_dupes_sql(p_value text, p_shape jsonb, p_depth integer) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _import_json_fast(p_expr text, p_shape jsonb, p_depth integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

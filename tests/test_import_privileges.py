@@ -248,3 +248,44 @@ def test_submit_needs_insert_on_the_scope_column(conn: Conn, client: str, src: P
     assert submit_import(conn, f"file://{src}/y.csv", "2", {"on_duplicate": "update"}) > 0
     conn.execute("RESET ROLE")
     assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 2
+
+
+def test_a_csv_column_not_granted_fails_at_the_attempts_start_before_any_batch(
+        conn: Conn, dsn: str, column_client: str, src: Path) -> None:
+    """The header is known before the first batch: pgjobs.import_prepare
+    checks every column it names, so a file of many batches writes none."""
+    path = src / "many.csv"
+    path.write_bytes(b"name,age\n" + b"".join(b"n%d,%d\n" % (i, i) for i in range(200)))
+    before = snapshot(conn)
+    job_id = as_role(conn, column_client,
+                     lambda: submit_import(conn, f"file://{path}", "1", {"max_rejects": 10}))
+    assert run_import(dsn, job_id, src, batch_bytes=64) == "failed"
+    row = job(conn, job_id)
+    assert "lacks INSERT on column age of public.people" in row["error"], row["error"]
+    assert (row["checkpoint"] or {}).get("line") in (None, 0), row["checkpoint"]
+    assert snapshot(conn) == before
+
+
+def test_a_jsonl_column_not_granted_fails_at_the_batch_naming_it_and_resumes_once_granted(
+        conn: Conn, dsn: str, column_client: str, src: Path) -> None:
+    """A JSONL record names its own columns, known only when its batch is
+    read: the batches before it stay, the job fails naming the column (not
+    a rejected record), and once the grant is given a retry resumes after
+    the last committed batch and writes every record once."""
+    path = src / "late.jsonl"
+    path.write_bytes(b"".join(b'{"name": "n%d"}\n' % i for i in range(20))
+                     + b'{"name": "aged", "age": 7}\n'
+                     + b"".join(b'{"name": "n%d"}\n' % i for i in range(20, 40)))
+    job_id = as_role(conn, column_client,
+                     lambda: submit_import(conn, f"file://{path}", "1", {"max_rejects": 10}))
+    assert run_import(dsn, job_id, src, batch_bytes=64) == "failed"
+    row = job(conn, job_id)
+    assert "lacks INSERT on column age of public.people" in row["error"], row["error"]
+    kept = scalar(conn, "SELECT count(*) FROM people WHERE name LIKE 'n%%'")
+    assert 0 < kept <= 20, kept
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.import_rejects") == 0
+    conn.execute(f"GRANT INSERT (age) ON people TO {column_client}")
+    conn.execute("SELECT pgjobs.retry(%s)", (job_id,))
+    assert run_import(dsn, job_id, src, batch_bytes=64) == "succeeded", job(conn, job_id)
+    assert scalar(conn, "SELECT count(*) FROM people WHERE name LIKE 'n%%'") == 40
+    assert scalar(conn, "SELECT age FROM people WHERE name = 'aged'") == 7

@@ -15,11 +15,18 @@ AS $$
 -- non-DEFAULT value into column" (the first one failing the job). The
 -- table's shape decides it, so pgjobs._submit_import_as asks at the submit
 -- and pgjobs.import_prepare again at every attempt (the column altered
--- since). Raises 22023 with the ALTER TABLE that makes it writable. Columns
--- the source names are judged when a batch maps them
--- (pgjobs._import_insert_sql). Locks nothing.
+-- since). Raises 22023 with the ALTER TABLE that makes it writable. The
+-- tables under the target are asked too (partitions, inheritance children):
+-- PostgreSQL 15 lets a partition generate a column its parent does not,
+-- and then computes the partition's own value whatever the INSERT gave, so
+-- rows would land in the scope the partition computes (or each record be
+-- rejected, the first failing the job); later releases refuse that shape
+-- ("If a parent column is not a generated column, its child column must
+-- not be generated either"). Columns the source names are judged when a
+-- batch maps them (pgjobs._import_insert_sql). Locks nothing.
 DECLARE
     v_att record;
+    v_child record;
 BEGIN
     SELECT a.attname, a.attgenerated, a.attidentity,
            pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS expr
@@ -39,6 +46,36 @@ BEGIN
                           'plain column (ALTER TABLE %s ALTER COLUMN %I DROP EXPRESSION), or '
                           'load such a table with INSERT of your own.',
                           p_reg.target, v_att.attname);
+    END IF;
+    -- A table under the target generating the scope column (the nearest
+    -- first, then by name: one answer).
+    WITH RECURSIVE tree(rel, depth) AS (
+        SELECT p_reg.target::oid, 0
+        UNION
+        SELECT i.inhrelid, tree.depth + 1
+          FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent = tree.rel)
+    SELECT c.oid::regclass AS rel, a.attname,
+           pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS expr
+      INTO v_child
+      FROM tree u
+      JOIN pg_catalog.pg_class c ON c.oid = u.rel
+      JOIN pg_catalog.pg_attribute a
+        ON a.attrelid = u.rel AND a.attname = p_reg.scope_column
+       AND a.attnum > 0 AND NOT a.attisdropped
+      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE u.rel <> p_reg.target AND a.attgenerated <> ''
+     ORDER BY u.depth, c.oid::regclass::text
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'the scope column "%" of %, a table under %, is generated (AS (%)): '
+                        'an import cannot write the job''s scope into it',
+                        v_child.attname, v_child.rel, p_reg.target, v_child.expr
+            USING ERRCODE = '22023',
+            HINT = format('PostgreSQL computes a partition''s generated column whatever its '
+                          'parent is given, so rows would land in the scope it computes. Make '
+                          'it a plain column as in %s (ALTER TABLE %s ALTER COLUMN %I DROP '
+                          'EXPRESSION), or load such a table with INSERT of your own.',
+                          p_reg.target, v_child.rel, v_child.attname);
     END IF;
     IF v_att.attidentity = 'a' THEN
         RAISE EXCEPTION 'the scope column "%" of % is GENERATED ALWAYS AS IDENTITY: an import '
