@@ -8935,8 +8935,14 @@ BEGIN
         END LOOP;
     ELSIF p_shape ? 'array' AND json_typeof(p_value) = 'array'
           AND coalesce(p_shape -> 'array', 'null') @? '$.** ? (exists (@.fields))' THEN
+        -- (A nested JSON array is the array's next dimension, of the same
+        -- elements: [[{..}]] is read as a two-dimensional array.)
         FOR v_item IN SELECT e.value FROM json_array_elements(p_value) e LOOP
-            PERFORM pgjobs._import_json_dupes(v_item.value, p_shape -> 'array', p_column);
+            PERFORM pgjobs._import_json_dupes(
+                v_item.value,
+                CASE WHEN json_typeof(v_item.value) = 'array' THEN p_shape
+                     ELSE p_shape -> 'array' END,
+                p_column);
         END LOOP;
     END IF;
     RETURN true;
@@ -8996,9 +9002,14 @@ BEGIN
     END IF;
     v_inner := pgjobs._import_json_dupes_sql(format('%I.v', v_elem), p_shape -> 'array',
                                              p_depth + 1);
+    -- An element that is itself a JSON array (the array's next dimension,
+    -- [[{..}]]) is not unrolled here, where the depth of the value is not
+    -- known: such a value counts as one that may name a field twice, for
+    -- pgjobs._import_json_dupes (which walks every dimension) to judge.
     RETURN format('(CASE WHEN pg_catalog.json_typeof(%s) = ''array'' THEN EXISTS (SELECT FROM '
-                  'pg_catalog.json_array_elements(%s) %I (v) WHERE %s) ELSE false END)',
-                  p_value, p_value, v_elem, v_inner);
+                  'pg_catalog.json_array_elements(%s) %I (v) WHERE '
+                  'pg_catalog.json_typeof(%I.v) = ''array'' OR %s) ELSE false END)',
+                  p_value, p_value, v_elem, v_elem, v_inner);
 END
 $_$;
 
