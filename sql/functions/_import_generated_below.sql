@@ -29,6 +29,11 @@ AS $$
 DECLARE
     v_child record;
 BEGIN
+    -- (Most targets have no table under them: one index probe, called at
+    -- each batch and for each column a statement maps.)
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_inherits i WHERE i.inhparent = p_target) THEN
+        RETURN;
+    END IF;
     WITH RECURSIVE tree(rel, parent, depth) AS (
         SELECT p_target::oid, NULL::oid, 0
         UNION
