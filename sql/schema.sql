@@ -7827,6 +7827,94 @@ $$;
 ALTER FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer, p_drop_empty boolean) OWNER TO SUPERUSER;
 
 --
+-- Name: _import_generated_below(regclass, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_generated_below(p_target regclass, p_column text, p_what text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Raises 22023 when a table under p_target (a partition at any level, an
+-- inheritance child) generates column p_column while p_target does not:
+-- PostgreSQL 15 computes the child's own value whatever the INSERT into
+-- p_target gave, so an import writing that column (the scope, a key, any
+-- column the source names) would store the child's value in place of the
+-- record's without a word; later releases refuse that shape. p_what names
+-- what the import writes there, for the message ('the job''s scope', 'the
+-- source''s values'). The nearest such table first, then by name: one
+-- answer. The hint is the fix PostgreSQL accepts: a child's inherited
+-- column cannot DROP EXPRESSION ("cannot drop generation expression from
+-- inherited column"), so it is detached (or leaves the inheritance) first
+-- and attached again after, with its bound. Called by
+-- pgjobs._import_scope_writable (the scope column, at submit and at each
+-- attempt's start) and pgjobs._import_insert_sql (each column a batch
+-- maps). Locks nothing.
+DECLARE
+    v_child record;
+BEGIN
+    -- (Most targets have no table under them: one index probe, called at
+    -- each batch and for each column a statement maps.)
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_inherits i WHERE i.inhparent = p_target) THEN
+        RETURN;
+    END IF;
+    WITH RECURSIVE tree(rel, parent, depth) AS (
+        SELECT p_target::oid, NULL::oid, 0
+        UNION
+        SELECT i.inhrelid, i.inhparent, tree.depth + 1
+          FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent = tree.rel)
+    SELECT c.oid::regclass AS rel, u.parent::regclass AS parent, c.relispartition,
+           pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound,
+           a.attname, pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS expr
+      INTO v_child
+      FROM tree u
+      JOIN pg_catalog.pg_class c ON c.oid = u.rel
+      JOIN pg_catalog.pg_attribute a
+        ON a.attrelid = u.rel AND a.attname = p_column
+       AND a.attnum > 0 AND NOT a.attisdropped
+      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE u.rel <> p_target::oid AND a.attgenerated <> ''
+     ORDER BY u.depth, c.oid::regclass::text
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    RAISE EXCEPTION '% column "%" of %, a table under %, is generated (AS (%)): '
+                    'an import cannot write % into it',
+                    CASE WHEN p_what = 'the job''s scope' THEN 'the scope' ELSE 'the' END,
+                    v_child.attname, v_child.rel, p_target, v_child.expr, p_what
+        USING ERRCODE = '22023',
+        HINT = format('PostgreSQL computes a partition''s generated column whatever its '
+                      'parent is given, so rows would get the value it computes. Make it a '
+                      'plain column as in %s: %s; ALTER TABLE %s ALTER COLUMN %I DROP '
+                      'EXPRESSION; %s (or load such a table with INSERT of your own).',
+                      p_target,
+                      CASE WHEN v_child.relispartition
+                           THEN format('ALTER TABLE %s DETACH PARTITION %s', v_child.parent,
+                                       v_child.rel)
+                           ELSE format('ALTER TABLE %s NO INHERIT %s', v_child.rel,
+                                       v_child.parent) END,
+                      v_child.rel, v_child.attname,
+                      CASE WHEN v_child.relispartition
+                           THEN format('ALTER TABLE %s ATTACH PARTITION %s %s', v_child.parent,
+                                       v_child.rel, v_child.bound)
+                           ELSE format('ALTER TABLE %s INHERIT %s', v_child.rel,
+                                       v_child.parent) END);
+END
+$$;
+
+ALTER FUNCTION pgjobs._import_generated_below(p_target regclass, p_column text, p_what text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _import_generated_below(p_target regclass, p_column text, p_what text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._import_generated_below(p_target regclass, p_column text, p_what text) IS 'Raises 22023 when a table under an import''s target generates a column the import writes (PostgreSQL 15 would store the child''s value), the hint the DETACH / DROP EXPRESSION / ATTACH that fixes it.';
+
+--
 -- Name: _import_input(text, regtype, boolean, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -8230,6 +8318,9 @@ BEGIN
                                 p_reg.target
                     USING ERRCODE = '22023', HINT = 'Leave it out of the source.';
             END IF;
+            -- (a partition generating it would store its own value instead)
+            PERFORM pgjobs._import_generated_below(p_reg.target, v_field,
+                                                   'the source''s values');
             v_identity := v_identity OR v_att.attidentity = 'a';
             -- Cast as COPY would take it: to the column's full type, but a
             -- string or bit string of a length to the type without it, the
@@ -8869,8 +8960,14 @@ BEGIN
         END LOOP;
     ELSIF p_shape ? 'array' AND json_typeof(p_value) = 'array'
           AND coalesce(p_shape -> 'array', 'null') @? '$.** ? (exists (@.fields))' THEN
+        -- (A nested JSON array is the array's next dimension, of the same
+        -- elements: [[{..}]] is read as a two-dimensional array.)
         FOR v_item IN SELECT e.value FROM json_array_elements(p_value) e LOOP
-            PERFORM pgjobs._import_json_dupes(v_item.value, p_shape -> 'array', p_column);
+            PERFORM pgjobs._import_json_dupes(
+                v_item.value,
+                CASE WHEN json_typeof(v_item.value) = 'array' THEN p_shape
+                     ELSE p_shape -> 'array' END,
+                p_column);
         END LOOP;
     END IF;
     RETURN true;
@@ -8930,9 +9027,14 @@ BEGIN
     END IF;
     v_inner := pgjobs._import_json_dupes_sql(format('%I.v', v_elem), p_shape -> 'array',
                                              p_depth + 1);
+    -- An element that is itself a JSON array (the array's next dimension,
+    -- [[{..}]]) is not unrolled here, where the depth of the value is not
+    -- known: such a value counts as one that may name a field twice, for
+    -- pgjobs._import_json_dupes (which walks every dimension) to judge.
     RETURN format('(CASE WHEN pg_catalog.json_typeof(%s) = ''array'' THEN EXISTS (SELECT FROM '
-                  'pg_catalog.json_array_elements(%s) %I (v) WHERE %s) ELSE false END)',
-                  p_value, p_value, v_elem, v_inner);
+                  'pg_catalog.json_array_elements(%s) %I (v) WHERE '
+                  'pg_catalog.json_typeof(%I.v) = ''array'' OR %s) ELSE false END)',
+                  p_value, p_value, v_elem, v_elem, v_inner);
 END
 $_$;
 
@@ -9442,7 +9544,6 @@ CREATE FUNCTION pgjobs._import_scope_writable(p_reg pgjobs.target_registry) RETU
 -- batch maps them (pgjobs._import_insert_sql). Locks nothing.
 DECLARE
     v_att record;
-    v_child record;
 BEGIN
     SELECT a.attname, a.attgenerated, a.attidentity,
            pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS expr
@@ -9463,36 +9564,9 @@ BEGIN
                           'load such a table with INSERT of your own.',
                           p_reg.target, v_att.attname);
     END IF;
-    -- A table under the target generating the scope column (the nearest
-    -- first, then by name: one answer).
-    WITH RECURSIVE tree(rel, depth) AS (
-        SELECT p_reg.target::oid, 0
-        UNION
-        SELECT i.inhrelid, tree.depth + 1
-          FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent = tree.rel)
-    SELECT c.oid::regclass AS rel, a.attname,
-           pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS expr
-      INTO v_child
-      FROM tree u
-      JOIN pg_catalog.pg_class c ON c.oid = u.rel
-      JOIN pg_catalog.pg_attribute a
-        ON a.attrelid = u.rel AND a.attname = p_reg.scope_column
-       AND a.attnum > 0 AND NOT a.attisdropped
-      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-     WHERE u.rel <> p_reg.target AND a.attgenerated <> ''
-     ORDER BY u.depth, c.oid::regclass::text
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'the scope column "%" of %, a table under %, is generated (AS (%)): '
-                        'an import cannot write the job''s scope into it',
-                        v_child.attname, v_child.rel, p_reg.target, v_child.expr
-            USING ERRCODE = '22023',
-            HINT = format('PostgreSQL computes a partition''s generated column whatever its '
-                          'parent is given, so rows would land in the scope it computes. Make '
-                          'it a plain column as in %s (ALTER TABLE %s ALTER COLUMN %I DROP '
-                          'EXPRESSION), or load such a table with INSERT of your own.',
-                          p_reg.target, v_child.rel, v_child.attname);
-    END IF;
+    -- A table under the target generating the scope column: the rows
+    -- would get its value (pgjobs._import_generated_below).
+    PERFORM pgjobs._import_generated_below(p_reg.target, p_reg.scope_column, 'the job''s scope');
     IF v_att.attidentity = 'a' THEN
         RAISE EXCEPTION 'the scope column "%" of % is GENERATED ALWAYS AS IDENTITY: an import '
                         'cannot write the job''s scope into it', v_att.attname, p_reg.target
@@ -24984,6 +25058,12 @@ BEGIN
     -- columns (42703/42804: the job fails for good). Held to the batch's
     -- commit, so none changes after this check.
     PERFORM pgjobs._require_same_columns(v_job);
+    -- The scope column still takes the job's scope, as at the attempt's
+    -- start (pgjobs._import_scope_writable, 22023): a partition generating
+    -- it attached between two batches would give the rows after it the
+    -- scope it computes. (A column the source names: at each statement's
+    -- build, pgjobs._import_insert_sql.)
+    PERFORM pgjobs._import_scope_writable(v_reg);
     -- Deferrable constraints (a foreign key, unique or exclusion constraint,
     -- a constraint trigger; INITIALLY DEFERRED or set so) are checked at the
     -- end of each statement of the batch, as the others are, not at its
@@ -29473,6 +29553,13 @@ GRANT ALL ON FUNCTION pgjobs._import_doc_merge(p_base jsonb, p_patch jsonb, p_pa
 
 REVOKE ALL ON FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer, p_drop_empty boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer, p_drop_empty boolean) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_generated_below(p_target regclass, p_column text, p_what text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_generated_below(p_target regclass, p_column text, p_what text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_generated_below(p_target regclass, p_column text, p_what text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _import_input(p_text text, p_type regtype, p_array boolean, p_column text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

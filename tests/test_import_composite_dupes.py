@@ -45,6 +45,12 @@ DUPES = {
     "nested": '{"id": 2, "s": {"a": {"x": 1, "y": 2, "y": 5}, "label": "l"}}',
     "in_array": '{"id": 2, "ps": [{"x": 1}, {"x": 1, "y": 2, "x": 9}]}',
     "exact_column": '{"id": 2, "p": {"d": 1.5, "x": 1, "d": -0.0}}',
+    # the array's next dimensions: [[{..}]] reads as a two-dimensional array
+    "two_dims": '{"id": 2, "ps": [[{"x": 1}], [{"x": 1, "y": 2, "x": 9}]]}',
+    "three_dims": '{"id": 2, "ps": [[[{"x": 1}]], [[{"y": 1, "x": 2, "x": 9}]]]}',
+    # a key spelled with an escape is the same key
+    "escaped": '{"id": 2, "p": {"x": 1, "\\u0078": 2}}',
+    "escaped_nested": '{"id": 2, "s": {"a": {"y": 1, "\\u0079": 2}, "label": "l"}}',
 }
 
 
@@ -56,8 +62,10 @@ def test_a_composite_naming_a_field_twice_is_one_rejected_record(
     assert row["status"] == "succeeded", row["error"]
     assert [r[0] for r in conn.execute("SELECT id FROM comps ORDER BY id")] == [1, 3]
     rejects = conn.execute("SELECT line, reason FROM pgjobs.import_rejects").fetchall()
-    field = {"top": "x", "nested": "y", "in_array": "x", "exact_column": "d"}[where]
-    column = {"top": "p", "nested": "s", "in_array": "ps", "exact_column": "p"}[where]
+    field = {"top": "x", "nested": "y", "in_array": "x", "exact_column": "d", "two_dims": "x",
+             "three_dims": "x", "escaped": "x", "escaped_nested": "y"}[where]
+    column = {"top": "p", "nested": "s", "in_array": "ps", "exact_column": "p",
+              "two_dims": "ps", "three_dims": "ps", "escaped": "p", "escaped_nested": "s"}[where]
     assert rejects == [(2, f'column "{column}": the JSON object names field "{field}" twice')], \
         rejects
 
@@ -77,3 +85,19 @@ def test_keys_twice_inside_a_json_or_jsonb_field_are_that_fields_own(
     assert row["status"] == "succeeded", row["error"]
     assert conn.execute("SELECT (p).j::text, (p).jb::text FROM comps").fetchone() == (
         '{"k": 1, "k": 2}', '{"k": 2}')
+
+
+def test_a_multidimensional_array_of_composites_without_a_field_twice_imports(
+        conn: Conn, dsn: str, tmp_path: Path, comps: None) -> None:
+    """The walk into an array's next dimensions rejects only a record that
+    names a field twice: these go in with their values."""
+    row = _import(conn, dsn, tmp_path, [
+        '{"id": 1, "ps": [[{"x": 1, "y": 2}], [{"x": 3, "j": {"k": 1, "k": 2}}]]}',
+        '{"id": 2, "ps": [[[{"x": 5}]]]}'])
+    assert row["status"] == "succeeded", row["error"]
+    assert conn.execute("SELECT id, array_ndims(ps), (ps[1][1]).y, (ps[2][1]).x, "
+                        "(ps[2][1]).j::text FROM comps WHERE id = 1").fetchone() == (
+        1, 2, 2, 3, '{"k": 1, "k": 2}')
+    assert conn.execute("SELECT array_ndims(ps), (ps[1][1][1]).x FROM comps WHERE id = 2"
+                        ).fetchone() == (3, 5)
+    assert conn.execute("SELECT count(*) FROM pgjobs.import_rejects").fetchone() == (0,)

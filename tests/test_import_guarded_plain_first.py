@@ -111,3 +111,41 @@ def test_an_error_of_the_table_still_fails_the_job_after_the_plain_cast_failed(
     assert "boxes refuse 3" in row["error"], row["error"]
     assert conn.execute("SELECT count(*) FROM pgjobs.import_rejects").fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM boxes").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_failed_plain_statement_leaves_nothing_and_a_triggers_data_error_is_one_reject(
+        conn: Conn, dsn: str, tmp_path: Path, fmt: str, boxed: None) -> None:
+    """A bad hstore (record 3) fails the plain statement after a BEFORE
+    trigger had written an audit row for records 1 and 2 and drawn from a
+    sequence: all of it rolls back with the statement (the audit holds one
+    row per stored record, each once). A trigger's data exception (class 22,
+    record 5) is that record's rejection, as through the guards before the
+    plain cast was tried first; the sequence only ever skips numbers."""
+    conn.execute("CREATE SEQUENCE audit_n")
+    conn.execute("CREATE TABLE audit (id bigint, n bigint)")
+    conn.execute("""CREATE FUNCTION boxes_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN
+                         IF NEW.id = 5 THEN
+                             RAISE EXCEPTION 'boxes refuse 5' USING ERRCODE = '22012';
+                         END IF;
+                         INSERT INTO public.audit VALUES (NEW.id, nextval('public.audit_n'));
+                         RETURN NEW;
+                     END $$""")
+    conn.execute("CREATE TRIGGER boxes_audit BEFORE INSERT ON boxes "
+                 "FOR EACH ROW EXECUTE FUNCTION boxes_audit()")
+    folder = allowed_folder(conn, tmp_path)
+    row = _run(conn, dsn, folder, submit_import(conn, _source(folder, fmt, bad=3), "1",
+                                                {"max_rejects": 10}, "boxes"))
+    assert row["status"] == "succeeded", row["error"]
+    stored = [r[0] for r in conn.execute("SELECT id FROM boxes ORDER BY id")]
+    assert stored == [1, 2, 4, 6]
+    assert [r[0] for r in conn.execute("SELECT id FROM audit ORDER BY id")] == stored
+    numbers = [r[0] for r in conn.execute("SELECT n FROM audit ORDER BY id")]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers), numbers
+    rejects = conn.execute("SELECT line, reason FROM pgjobs.import_rejects ORDER BY line"
+                           ).fetchall()
+    first = 1 if fmt == "csv" else 0
+    assert [r[0] for r in rejects] == [3 + first, 5 + first], rejects
+    assert 'column "tags"' in rejects[0][1] and "boxes refuse 5" in rejects[1][1], rejects
+    assert row["result"]["rows"] == len(stored), row["result"]

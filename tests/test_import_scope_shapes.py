@@ -68,7 +68,12 @@ def test_a_partition_generating_the_scope_column_is_refused_at_submit(
     assert 'the scope column "tenant" of public.parted_2' in str(caught.value), caught.value
     assert "under public.parted" in str(caught.value), caught.value
     hint = caught.value.diag.message_hint or ""
-    assert "ALTER TABLE public.parted_2 ALTER COLUMN tenant DROP EXPRESSION" in hint, hint
+    # (a partition's inherited column cannot DROP EXPRESSION: detached first,
+    # attached again after; tests/test_import_generated_below.py runs it)
+    assert ("ALTER TABLE public.parted DETACH PARTITION public.parted_2; "
+            "ALTER TABLE public.parted_2 ALTER COLUMN tenant DROP EXPRESSION; "
+            "ALTER TABLE public.parted ATTACH PARTITION public.parted_2 FOR VALUES IN (2)"
+            ) in hint, hint
     conn.rollback()
     assert conn.execute("SELECT count(*) FROM pgjobs.jobs").fetchone() == (0,)
 

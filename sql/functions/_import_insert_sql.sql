@@ -140,6 +140,9 @@ BEGIN
                                 p_reg.target
                     USING ERRCODE = '22023', HINT = 'Leave it out of the source.';
             END IF;
+            -- (a partition generating it would store its own value instead)
+            PERFORM pgjobs._import_generated_below(p_reg.target, v_field,
+                                                   'the source''s values');
             v_identity := v_identity OR v_att.attidentity = 'a';
             -- Cast as COPY would take it: to the column's full type, but a
             -- string or bit string of a length to the type without it, the

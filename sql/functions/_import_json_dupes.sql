@@ -49,8 +49,14 @@ BEGIN
         END LOOP;
     ELSIF p_shape ? 'array' AND json_typeof(p_value) = 'array'
           AND coalesce(p_shape -> 'array', 'null') @? '$.** ? (exists (@.fields))' THEN
+        -- (A nested JSON array is the array's next dimension, of the same
+        -- elements: [[{..}]] is read as a two-dimensional array.)
         FOR v_item IN SELECT e.value FROM json_array_elements(p_value) e LOOP
-            PERFORM pgjobs._import_json_dupes(v_item.value, p_shape -> 'array', p_column);
+            PERFORM pgjobs._import_json_dupes(
+                v_item.value,
+                CASE WHEN json_typeof(v_item.value) = 'array' THEN p_shape
+                     ELSE p_shape -> 'array' END,
+                p_column);
         END LOOP;
     END IF;
     RETURN true;

@@ -44,9 +44,14 @@ BEGIN
     END IF;
     v_inner := pgjobs._import_json_dupes_sql(format('%I.v', v_elem), p_shape -> 'array',
                                              p_depth + 1);
+    -- An element that is itself a JSON array (the array's next dimension,
+    -- [[{..}]]) is not unrolled here, where the depth of the value is not
+    -- known: such a value counts as one that may name a field twice, for
+    -- pgjobs._import_json_dupes (which walks every dimension) to judge.
     RETURN format('(CASE WHEN pg_catalog.json_typeof(%s) = ''array'' THEN EXISTS (SELECT FROM '
-                  'pg_catalog.json_array_elements(%s) %I (v) WHERE %s) ELSE false END)',
-                  p_value, p_value, v_elem, v_inner);
+                  'pg_catalog.json_array_elements(%s) %I (v) WHERE '
+                  'pg_catalog.json_typeof(%I.v) = ''array'' OR %s) ELSE false END)',
+                  p_value, p_value, v_elem, v_elem, v_inner);
 END
 $$;
 

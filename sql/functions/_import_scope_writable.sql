@@ -26,7 +26,6 @@ AS $$
 -- batch maps them (pgjobs._import_insert_sql). Locks nothing.
 DECLARE
     v_att record;
-    v_child record;
 BEGIN
     SELECT a.attname, a.attgenerated, a.attidentity,
            pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS expr
@@ -47,36 +46,9 @@ BEGIN
                           'load such a table with INSERT of your own.',
                           p_reg.target, v_att.attname);
     END IF;
-    -- A table under the target generating the scope column (the nearest
-    -- first, then by name: one answer).
-    WITH RECURSIVE tree(rel, depth) AS (
-        SELECT p_reg.target::oid, 0
-        UNION
-        SELECT i.inhrelid, tree.depth + 1
-          FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent = tree.rel)
-    SELECT c.oid::regclass AS rel, a.attname,
-           pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS expr
-      INTO v_child
-      FROM tree u
-      JOIN pg_catalog.pg_class c ON c.oid = u.rel
-      JOIN pg_catalog.pg_attribute a
-        ON a.attrelid = u.rel AND a.attname = p_reg.scope_column
-       AND a.attnum > 0 AND NOT a.attisdropped
-      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-     WHERE u.rel <> p_reg.target AND a.attgenerated <> ''
-     ORDER BY u.depth, c.oid::regclass::text
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'the scope column "%" of %, a table under %, is generated (AS (%)): '
-                        'an import cannot write the job''s scope into it',
-                        v_child.attname, v_child.rel, p_reg.target, v_child.expr
-            USING ERRCODE = '22023',
-            HINT = format('PostgreSQL computes a partition''s generated column whatever its '
-                          'parent is given, so rows would land in the scope it computes. Make '
-                          'it a plain column as in %s (ALTER TABLE %s ALTER COLUMN %I DROP '
-                          'EXPRESSION), or load such a table with INSERT of your own.',
-                          p_reg.target, v_child.rel, v_child.attname);
-    END IF;
+    -- A table under the target generating the scope column: the rows
+    -- would get its value (pgjobs._import_generated_below).
+    PERFORM pgjobs._import_generated_below(p_reg.target, p_reg.scope_column, 'the job''s scope');
     IF v_att.attidentity = 'a' THEN
         RAISE EXCEPTION 'the scope column "%" of % is GENERATED ALWAYS AS IDENTITY: an import '
                         'cannot write the job''s scope into it', v_att.attname, p_reg.target

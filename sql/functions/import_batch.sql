@@ -153,6 +153,12 @@ BEGIN
     -- columns (42703/42804: the job fails for good). Held to the batch's
     -- commit, so none changes after this check.
     PERFORM pgjobs._require_same_columns(v_job);
+    -- The scope column still takes the job's scope, as at the attempt's
+    -- start (pgjobs._import_scope_writable, 22023): a partition generating
+    -- it attached between two batches would give the rows after it the
+    -- scope it computes. (A column the source names: at each statement's
+    -- build, pgjobs._import_insert_sql.)
+    PERFORM pgjobs._import_scope_writable(v_reg);
     -- Deferrable constraints (a foreign key, unique or exclusion constraint,
     -- a constraint trigger; INITIALLY DEFERRED or set so) are checked at the
     -- end of each statement of the batch, as the others are, not at its
