@@ -143,3 +143,29 @@ def submit_on(conn: Conn, kind: str, scope: str, filter_: dict[str, Any]) -> int
     else:
         sql = "SELECT pgjobs.submit_export('user_table_rows', %s, %s::jsonb)"
     return int(scalar(conn, sql, (scope, flt)))
+
+
+@pytest.mark.parametrize("filter_", [{"k": {"$ne": "3"}}, {"nest": {"$ne": {"a": "1"}}}],
+                         ids=["type", "position"])
+def test_a_bounded_look_says_so(conn: Conn, filter_: dict[str, Any]) -> None:
+    """The check reads at most pgjobs.field_check_rows rows of a scope: past
+    them it cannot say that no row holds the type, and its refusal said so
+    anyway. It names the rows it read, as the typo guard does."""
+    made = make_rows_target(conn)
+    conn.execute("INSERT INTO user_table_rows (id, table_id, n, label, data, created_at) "
+                 "SELECT g, 1, 0, 'x', jsonb_build_object('k', g, 'nest', "
+                 "jsonb_build_object('a', g)), now() - interval '1 day' "
+                 "FROM generate_series(1, 1200) g")
+    assert made.document
+    conn.execute("SET pgjobs.field_check_rows = 1000")
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1', %s::jsonb)",
+               (json.dumps(filter_),))
+    message = caught.value.diag.message_primary or ""
+    assert "none of the first 1000 rows of scope 1 holds" in message, message
+    conn.execute("SET pgjobs.field_check_rows = 100000")
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1', %s::jsonb)",
+               (json.dumps(filter_),))
+    message = caught.value.diag.message_primary or ""
+    assert "no row of scope 1 holds" in message, message
