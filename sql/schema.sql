@@ -11280,14 +11280,49 @@ CREATE FUNCTION pgjobs._judge_filter(p_reg pgjobs.target_registry, p_scope text,
 -- delete and a backfill only: an export's filter, a job submitted on an
 -- empty scope and a preview went unchecked. {"allow_unknown_fields": true}
 -- lets both through. Locks nothing.
+-- A filter whose only judged keys are json or jsonb columns (no document
+-- path, or a target without a document column) on a scope with no row is
+-- deferred too, with an empty list ('{}'): the typo guard has no path to
+-- defer, but the value check has nothing to judge by, and rows that came
+-- later were read unjudged ({"meta": {"$ne": "1"}} took every row whose
+-- meta holds an object). pgjobs._unchecked_fields_problem judges it once
+-- the scope has a row.
 DECLARE
     v_unchecked text[];
+    v_columns jsonb;
+    v_empty boolean;
 BEGIN
     v_unchecked := pgjobs._judge_fields(p_reg, p_scope, p_paths, p_options);
-    IF v_unchecked IS NULL THEN
-        PERFORM pgjobs._require_value_types(p_reg, p_scope, p_filter, p_options);
+    IF v_unchecked IS NOT NULL
+       OR coalesce(pgjobs._option_bool('allow_unknown_fields',
+                                       CASE WHEN jsonb_typeof(p_options) = 'object'
+                                            THEN p_options -> 'allow_unknown_fields' END),
+                   false) THEN
+        RETURN v_unchecked;
     END IF;
-    RETURN v_unchecked;
+    -- Before any row is read: a json column's check reads rows the typo
+    -- guard (which checks the scope only when it has a path to walk) never
+    -- read, and its refusal names the types they hold, so a scope outside
+    -- pgjobs.allowed_scopes answered 22023 "they hold: object" where it
+    -- must answer 42501.
+    PERFORM pgjobs._require_scope(p_reg.target, p_scope);
+    SELECT coalesce(jsonb_object_agg(a.attname,
+               CASE WHEN pgjobs._base_type(a.atttypid) IN ('json'::regtype, 'jsonb'::regtype)
+                    THEN to_jsonb('json'::text) ELSE to_jsonb(true) END), '{}')
+      INTO v_columns
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped;
+    IF EXISTS (SELECT 1 FROM pgjobs._risky_operands(p_filter, v_columns) r
+                WHERE v_columns ->> r.path = 'json') THEN
+        EXECUTE format('SELECT NOT EXISTS (SELECT FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s)',
+                       p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope))
+           INTO v_empty;
+        IF v_empty THEN
+            RETURN '{}'::text[];
+        END IF;
+    END IF;
+    PERFORM pgjobs._require_value_types(p_reg, p_scope, p_filter, p_options);
+    RETURN NULL;
 END
 $_$;
 
@@ -15736,6 +15771,7 @@ DECLARE
     v_rows text;
     v_base text;
     v_what text;
+    v_which text;
     v_has_path boolean;
     v_has_type boolean;
     v_article text;
@@ -15805,9 +15841,15 @@ BEGIN
                                'WHERE (%1$s) IS NOT NULL', v_ref, v_rows)
                    INTO v_held;
                 -- "an object", "an array": the article goes with the type.
-                RAISE EXCEPTION 'filter compares % with % % value, and no row '
+                -- The rows read were the scope's first v_limit (a larger scope):
+                -- said so, as the typo guard says it, not "no row".
+                EXECUTE format('SELECT CASE WHEN count(*) >= %s THEN %L ELSE ''no row'' END '
+                               'FROM %s', v_limit, format('none of the first %s rows', v_limit),
+                               v_rows)
+                   INTO v_which;
+                RAISE EXCEPTION 'filter compares % with % % value, and % '
                                 'of scope % holds % % there (they hold: %)', v_what,
-                                v_article, v_check.types[i], p_scope, v_article,
+                                v_article, v_check.types[i], v_which, p_scope, v_article,
                                 v_check.types[i], array_to_string(v_held, ', ')
                     USING ERRCODE = '22023',
                     HINT = format('As written ($ne, $nin, or under $not) the comparison excludes '
@@ -15848,8 +15890,14 @@ BEGIN
                   USING (v_base || v_pos.steps || '.type()')::jsonpath;
                 v_article := CASE WHEN v_pos.json_type IN ('object', 'array') THEN 'an'
                                   ELSE 'a' END;
-                RAISE EXCEPTION 'filter compares % with %, and no row of scope % holds % % at '
-                                '% (%)', v_what, left(v_pos.operand::text, 200), p_scope,
+                -- The rows read were the scope's first v_limit (a larger scope):
+                -- said so, as the typo guard says it, not "no row".
+                EXECUTE format('SELECT CASE WHEN count(*) >= %s THEN %L ELSE ''no row'' END '
+                               'FROM %s', v_limit, format('none of the first %s rows', v_limit),
+                               v_rows)
+                   INTO v_which;
+                RAISE EXCEPTION 'filter compares % with %, and % of scope % holds % % at '
+                                '% (%)', v_what, left(v_pos.operand::text, 200), v_which, p_scope,
                                 v_article, v_pos.json_type,
                                 regexp_replace(v_check.path || v_pos.shown, '[[:cntrl:]]', '?', 'g'),
                                 CASE WHEN v_held IS NULL THEN 'no row has it there'
@@ -19530,6 +19578,7 @@ DECLARE
     v_assignments text;
     v_handler regprocedure;
     v_unchecked text[];
+    v_set_unchecked text[];
     v_slips text[];
     v_job pgjobs.jobs;
     v_blocked record;
@@ -19581,8 +19630,12 @@ BEGIN
                                 pgjobs._field_slip(v_reg, k.key) s
                           WHERE s.column_name IS NOT NULL OR s.relative_path IS NOT NULL
                           ORDER BY k.key);
-        v_unchecked := coalesce(v_unchecked, '{}') || coalesce(pgjobs._judge_fields(
-            v_reg, pgjobs._canonical_scope(v_reg, p_scope), v_slips, p_options, 'set'), '{}');
+        -- NULL stays NULL (judged): an empty list would defer the job.
+        v_set_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                                                v_slips, p_options, 'set');
+        IF v_set_unchecked IS NOT NULL THEN
+            v_unchecked := coalesce(v_unchecked, '{}') || v_set_unchecked;
+        END IF;
         -- A field merged into a value that is no object (a string, number,
         -- boolean or array) would replace that value, which set does not
         -- name: rows of the row set holding one are refused now (the
@@ -19615,7 +19668,9 @@ BEGIN
     v_job := pgjobs._insert_job('backfill', p_target, p_scope,
         jsonb_build_object('filter', p_filter, 'set', coalesce(p_set, '{}'),
                            'handler', v_handler::text)
-        || CASE WHEN cardinality(v_unchecked) > 0
+        -- An empty list is a deferral too: a json column's value check
+        -- (pgjobs._judge_filter).
+        || CASE WHEN v_unchecked IS NOT NULL
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
         p_options, ARRAY['page_size', 'page_ms', 'handler', 'allow_unknown_fields',
@@ -19697,7 +19752,9 @@ BEGIN
         || CASE WHEN v_selection.survivors ->> 'exclusions' = 'table'
                 THEN jsonb_build_object('exclude_count', cardinality(p_exclude))
                 ELSE jsonb_build_object('exclude', to_jsonb(p_exclude)) END
-        || CASE WHEN cardinality(v_unchecked) > 0
+        -- An empty list is a deferral too: a json column's value check
+        -- (pgjobs._judge_filter).
+        || CASE WHEN v_unchecked IS NOT NULL
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
         p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields'],
@@ -19967,11 +20024,18 @@ BEGIN
     -- each in some row of the scope. On a scope without rows yet they are
     -- judged at the job's first attempt (pgjobs._judge_fields: judged or
     -- deferred on one walk).
-    v_unchecked := ARRAY(SELECT DISTINCT p FROM unnest(
-        coalesce(pgjobs._judge_filter(v_reg, pgjobs._canonical_scope(v_reg, p_scope), p_filter,
-                     (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options), '{}')
-        || coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-                        v_fields, v_options, 'option "columns"'), '{}')) p ORDER BY p);
+    -- NULL: judged; an array, even empty, deferred (pgjobs._judge_filter).
+    WITH j (filter_paths, column_paths) AS (
+        SELECT pgjobs._judge_filter(v_reg, pgjobs._canonical_scope(v_reg, p_scope), p_filter,
+                   (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options),
+               pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                   v_fields, v_options, 'option "columns"'))
+    SELECT CASE WHEN j.filter_paths IS NOT NULL OR j.column_paths IS NOT NULL
+                THEN ARRAY(SELECT DISTINCT p FROM unnest(coalesce(j.filter_paths, '{}')
+                                                         || coalesce(j.column_paths, '{}')) p
+                            ORDER BY p) END
+      INTO v_unchecked
+      FROM j;
 
     -- The options every job takes (priority, run_at, ..., any unknown one):
     -- checked again as the job is written.
@@ -20010,7 +20074,9 @@ BEGIN
                'compression', coalesce(v_options ->> 'compression', 'zstd'),
                'row_group_bytes', coalesce((v_options ->> 'row_group_bytes')::integer, 16777216))
            ELSE '{}'::jsonb END
-        || CASE WHEN cardinality(v_unchecked) > 0
+        -- An empty list is a deferral too: a json column's value check
+        -- (pgjobs._judge_filter).
+        || CASE WHEN v_unchecked IS NOT NULL
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
         v_options,
@@ -21622,6 +21688,14 @@ BEGIN
                    CASE WHEN jsonb_typeof(v_walk -> 'rows') = 'number'
                         THEN (v_walk ->> 'rows')::bigint ELSE 0 END,
                    CASE WHEN p_job.kind = ANY (pgjobs._engine_kinds()) THEN 100000 END);
+        -- An empty list (pgjobs._judge_filter: a json column's value check,
+        -- no document path to walk): the scope's first row is the walk.
+        IF cardinality(v_paths) = 0 OR v_reg.document_column IS NULL THEN
+            EXECUTE format('SELECT count(*) FROM (SELECT FROM %s t WHERE t.%I '
+                           'OPERATOR(pg_catalog.=) %s LIMIT 1) s', v_reg.target,
+                           v_reg.scope_column, pgjobs._scope_literal(v_reg, p_job.scope))
+               INTO v_check.p_rows_read;
+        END IF;
     EXCEPTION WHEN lock_not_available THEN
         -- The table held past 200 ms (an ALTER TABLE, a client's LOCK TABLE):
         -- nothing is wrong with the job; its caller leaves it queued.

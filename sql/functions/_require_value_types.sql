@@ -42,6 +42,7 @@ DECLARE
     v_rows text;
     v_base text;
     v_what text;
+    v_which text;
     v_has_path boolean;
     v_has_type boolean;
     v_article text;
@@ -111,9 +112,15 @@ BEGIN
                                'WHERE (%1$s) IS NOT NULL', v_ref, v_rows)
                    INTO v_held;
                 -- "an object", "an array": the article goes with the type.
-                RAISE EXCEPTION 'filter compares % with % % value, and no row '
+                -- The rows read were the scope's first v_limit (a larger scope):
+                -- said so, as the typo guard says it, not "no row".
+                EXECUTE format('SELECT CASE WHEN count(*) >= %s THEN %L ELSE ''no row'' END '
+                               'FROM %s', v_limit, format('none of the first %s rows', v_limit),
+                               v_rows)
+                   INTO v_which;
+                RAISE EXCEPTION 'filter compares % with % % value, and % '
                                 'of scope % holds % % there (they hold: %)', v_what,
-                                v_article, v_check.types[i], p_scope, v_article,
+                                v_article, v_check.types[i], v_which, p_scope, v_article,
                                 v_check.types[i], array_to_string(v_held, ', ')
                     USING ERRCODE = '22023',
                     HINT = format('As written ($ne, $nin, or under $not) the comparison excludes '
@@ -154,8 +161,14 @@ BEGIN
                   USING (v_base || v_pos.steps || '.type()')::jsonpath;
                 v_article := CASE WHEN v_pos.json_type IN ('object', 'array') THEN 'an'
                                   ELSE 'a' END;
-                RAISE EXCEPTION 'filter compares % with %, and no row of scope % holds % % at '
-                                '% (%)', v_what, left(v_pos.operand::text, 200), p_scope,
+                -- The rows read were the scope's first v_limit (a larger scope):
+                -- said so, as the typo guard says it, not "no row".
+                EXECUTE format('SELECT CASE WHEN count(*) >= %s THEN %L ELSE ''no row'' END '
+                               'FROM %s', v_limit, format('none of the first %s rows', v_limit),
+                               v_rows)
+                   INTO v_which;
+                RAISE EXCEPTION 'filter compares % with %, and % of scope % holds % % at '
+                                '% (%)', v_what, left(v_pos.operand::text, 200), v_which, p_scope,
                                 v_article, v_pos.json_type,
                                 regexp_replace(v_check.path || v_pos.shown, '[[:cntrl:]]', '?', 'g'),
                                 CASE WHEN v_held IS NULL THEN 'no row has it there'
