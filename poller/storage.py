@@ -241,7 +241,10 @@ def preflight(loc: Location, option: str, *, reading: bool = False,
     (`pgjobs export` and `pgjobs import` without --detach, `pgjobs worker` at
     start), before it submits or claims anything: the store is built as the
     worker builds it and its credentials are resolved from the chain the worker
-    uses (no request is sent). An s3:// or gs:// place without credentials
+    uses (no request to the store; credentials fetched on first use, such as
+    an assumed role's, are left to the job). Only a definite answer refuses:
+    a failure that may pass (a credential endpoint or the network down) is
+    logged and the command goes on, its storage calls retried. An s3:// or gs:// place without credentials
     submitted a job that then failed; an az:// one without an account was
     refused. Raises StorageError (28000 no credentials or account, 22023 a
     setting the store refuses) naming ``option`` and the credential chain in
@@ -265,9 +268,16 @@ def preflight(loc: Location, option: str, *, reading: bool = False,
         else:
             store_for(loc)
         if loc.scheme == "s3":
-            s3.credential_provider()()
+            s3.check_credentials()
     except Exception as exc:  # noqa: BLE001 - classified below, one line each
         error = storage_error(exc, f"cannot {'read' if reading else 'write'} {loc.uri}")
+        if error.retryable:
+            # A credential endpoint or the store did not answer now (network,
+            # timeout, 5xx): no refusal. The job retries storage for
+            # --storage-retry, and a worker that exited here stayed down after
+            # a blip of its container's credential endpoint.
+            log.warning("%s: %s (going on: storage calls are retried)", where, error.message)
+            return
         message = error.message.split(": ", 1)[1] if ": " in error.message else error.message
         hint = error.hint if error.sqlstate != "28000" or not detachable else (
             f"{error.hint}; this command runs the job itself (--detach leaves it to "
