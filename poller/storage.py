@@ -172,6 +172,11 @@ def parse(uri: str) -> Location:
             raise InvalidInput(f"invalid storage URI {uri!r}: no directory", hint=hint)
         if rest.startswith("localhost/"):
             rest = rest[len("localhost"):]
+        if rest.startswith("~"):
+            # No shell expands ~ inside a URI: file://~/exports named ./~/exports.
+            raise InvalidInput(f"invalid storage URI {uri!r}: ~ is not expanded in a URI",
+                               hint="a local folder is a file:// URI with its absolute "
+                                    f"path: file://{os.path.expanduser(rest)}")
         path = os.path.abspath(rest)
         if rest.endswith("/") and not path.endswith("/"):
             path += "/"

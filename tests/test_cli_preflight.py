@@ -312,3 +312,49 @@ def test_a_retryable_failure_of_any_store_is_no_refusal(
     with pytest.raises(storage.StorageError) as refused:
         storage.preflight(storage.parse("gs://bucket/x"), "--storage")
     assert refused.value.sqlstate == "28000"
+
+
+# --- what a shell leaves unexpanded ---------------------------------------------------
+
+
+@pytest.mark.parametrize("detach", [False, True], ids=["here", "detach"])
+@pytest.mark.parametrize("source", ["-", "~/rows.csv", "~", "file://~/rows.csv"])
+def test_a_source_the_shell_did_not_expand_is_refused(source: str, detach: bool,
+                                                      tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repro: `pgjobs import t - --scope 1` named file://$PWD/-, and a quoted
+    '~/rows.csv' (or file://~/...) ./~/rows.csv: refused as missing, or with
+    --detach submitted for a worker that could only fail. Refused either way,
+    saying why."""
+    monkeypatch.chdir(tmp_path)
+    storage_args = [] if detach else ["--storage", f"file://{tmp_path}"]
+    result = cli(*storage_args, "import", "items", source, "--scope", "1",
+                 *(["--detach"] if detach else []))
+    assert_refused(result, "standard input" if source == "-" else "~ ", "22023")
+    assert "No such file" not in result.stderr
+
+
+@pytest.mark.parametrize("option", ["--storage", "--to"])
+def test_a_destination_under_an_unexpanded_tilde_is_refused(option: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    monkeypatch.chdir(tmp_path)
+    # --detach checks no store, but still reads the --to it submits.
+    args = (["--storage", "file://~/exports", "export", "items"] if option == "--storage" else
+            ["export", "items", "--detach", "--to", "file://~/exports"])
+    result = cli(*args, "--scope", "1")
+    assert_refused(result, "~", "22023", "file:///")
+    assert not (tmp_path / "~").exists()
+
+
+def test_a_local_source_by_any_spelling_goes_on(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative, through a symlink, with spaces and non-ASCII letters, a file
+    named '~x' that is there: all read."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my rows é.csv").write_text("id,tenant\n1,1\n")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "my rows é.csv")
+    (tmp_path / "~x.csv").write_text("id,tenant\n1,1\n")
+    for source in ["my rows é.csv", "./link.csv", "~x.csv", f"file://{tmp_path}/my rows é.csv"]:
+        assert_went_on(cli("--storage", f"file://{tmp_path}", "import", "items", source,
+                           "--scope", "1"))
