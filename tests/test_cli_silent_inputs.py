@@ -259,3 +259,16 @@ def test_only_the_variable_click_reads_of_a_list_is_judged(
     assert blank_variable(command) is None
     monkeypatch.delenv("PGJOBS_DEMO_ROWS")
     assert blank_variable(command) == "DEMO_ROWS"
+
+
+def test_a_token_file_on_the_command_line_beats_the_token_of_the_environment(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Repro: PGJOBS_UI_TOKEN set for every run, `pgjobs ui --token-file F` was
+    refused as ignored: the command line wins over the environment (here the
+    file is read, and its short token refused, which proves it was)."""
+    monkeypatch.setenv("PGJOBS_UI_TOKEN", "a-token-long-enough-1234")
+    (tmp_path / "token").write_text("short\n")
+    result = CliRunner().invoke(main, ["--dsn", UNREACHABLE, "ui", "--token-file",
+                                       str(tmp_path / "token")])
+    assert result.exit_code == 2, result.output
+    assert "too short" in result.stderr and "would be ignored" not in result.stderr
