@@ -51,7 +51,7 @@ def ui(obj: Context, host: str, port: int, read_only: bool, token: str | None,
         # given here with a PGJOBS_UI_TOKEN set for every run was refused as ignored.
         token = None
     if token is not None:
-        refuse_ignored(["token_file"], "with --token (or PGJOBS_UI_TOKEN): the token given "
+        refuse_ignored(["token_file"], "with --token: the token given on the command line "
                        "is used", hint="give the token one way: --token or --token-file")
     secret = resolve_token(token, token_file)
     if secret is None and not is_loopback(host):
