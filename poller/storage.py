@@ -242,22 +242,20 @@ def writable(uri: str, option: str, *, open_store: bool = False,
 
 def preflight(loc: Location, option: str, *, reading: bool = False,
               detachable: bool = False) -> None:
-    """The one check a command makes of a store it is about to use in this process
-    (`pgjobs export` and `pgjobs import` without --detach, `pgjobs worker` at
-    start), before it submits or claims anything: the store is built as the
-    worker builds it and its credentials are resolved from the chain the worker
-    uses (no request to the store; credentials fetched on first use, such as
-    an assumed role's, are left to the job). Only a definite answer refuses:
-    a failure that may pass (a credential endpoint or the network down) is
-    logged and the command goes on, its storage calls retried. An s3:// or gs:// place without credentials
-    submitted a job that then failed; an az:// one without an account was
-    refused. Raises StorageError (28000 no credentials or account, 22023 a
-    setting the store refuses) naming ``option`` and the credential chain in
-    its hint (``detachable``: and that --detach leaves the job to a worker). A
-    local source being read (``reading``) must be a readable regular file
-    (InvalidInput, exit 2). https:// and memory:// need nothing. A --detach
-    command checks none of this: the worker that runs the job has its own
-    credentials and filesystem."""
+    """The one check a command makes of a store it is about to use in this process (`pgjobs
+    export` and `pgjobs import` without --detach, `pgjobs worker` at start), before it
+    submits or claims anything: the store is built as the worker builds it and its
+    credentials are resolved from the chain the worker uses (no request to the store;
+    credentials fetched on first use, such as an assumed role's, are left to the job).
+    Only a definite answer refuses: a failure that may pass (a credential endpoint or the
+    network down) is logged and the command goes on, its storage calls retried. An s3://
+    or gs:// place without credentials submitted a job that then failed; an az:// one
+    without an account was refused. Raises StorageError (28000 no credentials or account,
+    22023 a setting the store refuses) naming ``option`` and the credential chain in its
+    hint (``detachable``: and that --detach leaves the job to a worker). A local source
+    being read (``reading``) must be a readable regular file (InvalidInput, exit 2).
+    https:// and memory:// need nothing. A --detach command checks none of this: the
+    worker that runs the job has its own credentials and filesystem."""
     where = f"{option} {loc.uri}"
     if loc.scheme == "file":
         if reading:
