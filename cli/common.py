@@ -161,12 +161,13 @@ class Group(click.Group):
         own = blank_own_option(ctx)
         if own is not None:
             raise blank_refused(own, command_words(ctx))
-        variable = blank_variable(ctx.command)
+        helping = help_asked(ctx, args)  # `--help` reads no value: it always works
+        variable = None if helping else blank_variable(ctx.command, parsed=ctx)
         if variable is not None:
             raise blank_variable_refused(variable)
         name, command, rest = super().resolve_command(ctx, args)
-        if command is not None:
-            variable = blank_variable(command)
+        if command is not None and not helping:
+            variable = blank_variable(command, given=rest)
             if variable is not None:
                 raise blank_variable_refused(variable)
         if command is not None and not isinstance(command, click.Group):
@@ -369,22 +370,61 @@ def blank_refused(option: str, where: str) -> InvalidInput:
                              f"(see `{where} --help`)")
 
 
-def blank_variable(command: click.Command) -> str | None:
+def blank_variable(command: click.Command, *, parsed: click.Context | None = None,
+                   given: Sequence[str] = ()) -> str | None:
     """The first environment variable one of ``command``'s options reads (its
     ``envvar``) that holds only blanks, or None. Click takes an empty variable
     for an unset one (the shell's way to unset it: `export PGJOBS_DSN=`), but
     '  ' is a value: PGJOBS_DSN='  ' connected to libpq's defaults, PGJOBS_JSON
     and PGJOBS_DETACH read it as false, PGJOBS_STORAGE as a storage URI. Every
     option's variable, whatever its type: the check is the variable's, not the
-    parser's (:func:`blank_env` for the ones read outside click)."""
+    parser's (:func:`blank_env` for the ones read outside click).
+
+    Only a variable that would be read: not one whose option the command line
+    gives (``--dsn URL`` with a blank PGJOBS_DSN left in the environment was
+    refused though the option overrides it), judged from the ``parsed``
+    context of a group (its parameter's source) or the ``given`` arguments of
+    a command not parsed yet."""
+    on_line = _options_in(command, given)
     for param in command.params:
         if not isinstance(param, click.Option) or not param.envvar:
+            continue
+        if param.name in on_line or (parsed is not None and parsed.get_parameter_source(
+                param.name or "") != click.core.ParameterSource.ENVIRONMENT):
             continue
         names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar)
         for name in names:
             if blank_env(name):
                 return name
+            if os.environ.get(name):
+                break  # click reads the first one set: those after it are not read
     return None
+
+
+def _options_in(command: click.Command, args: Sequence[str]) -> set[str]:
+    """The names of ``command``'s options that ``args`` give (before ``--``)."""
+    names = {opt: param.name for param in command.params if isinstance(param, click.Option)
+             for opt in (*param.opts, *param.secondary_opts)}
+    found: set[str] = set()
+    for token in args:
+        if token == "--":
+            break
+        name = names.get(token.split("=", 1)[0] if token.startswith("--") else token)
+        if name:
+            found.add(name)
+    return found
+
+
+def help_asked(ctx: click.Context, args: Sequence[str]) -> bool:
+    """Whether ``args`` (before ``--``) ask for a command's help: it reads no
+    option's value, so a bad environment never stands in its way."""
+    names = set(ctx.help_option_names)
+    for token in args:
+        if token == "--":
+            return False
+        if token in names:
+            return True
+    return False
 
 
 def blank_env(name: str) -> bool:

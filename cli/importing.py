@@ -45,6 +45,18 @@ def source_uri(source: str) -> str:
                                 "s3://bucket/imports/rows.csv")
     if "://" in source:
         return source
+    if source == "-":
+        # Became file://$PWD/-, refused as missing here, or submitted with
+        # --detach for a worker that could only fail.
+        raise InvalidInput("SOURCE - (standard input) is not supported: an import reads "
+                           "a file or a URI",
+                           hint="save the input to a file first and give its path")
+    if source.startswith("~") and not os.path.lexists(source):
+        # A quoted '~/rows.csv' reaches pgjobs unexpanded: it named ./~/rows.csv.
+        raise InvalidInput(f"SOURCE {source!r} starts with ~, which the shell expands only "
+                           "when it is not quoted",
+                           hint=f"give the full path ({os.path.expanduser(source)}?) or "
+                                "leave ~ unquoted")
     if os.path.isdir(source):
         raise InvalidInput(f"SOURCE {source!r} is a directory",
                            hint="name one file of it: an import reads one CSV or JSONL "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pgjobs.cli.common import Context, refuse_ignored
+from pgjobs.cli.common import Context, on_command_line, refuse_ignored
 from pgjobs.errors import InvalidInput
 
 
@@ -46,8 +46,12 @@ def ui(obj: Context, host: str, port: int, read_only: bool, token: str | None,
     require_extra()
     from pgjobs.ui.app import Settings, is_loopback, serve
 
+    if token is not None and on_command_line("token_file") and not on_command_line("token"):
+        # The command line wins over the environment, as everywhere: --token-file
+        # given here with a PGJOBS_UI_TOKEN set for every run was refused as ignored.
+        token = None
     if token is not None:
-        refuse_ignored(["token_file"], "with --token (or PGJOBS_UI_TOKEN): the token given "
+        refuse_ignored(["token_file"], "with --token: the token given on the command line "
                        "is used", hint="give the token one way: --token or --token-file")
     secret = resolve_token(token, token_file)
     if secret is None and not is_loopback(host):

@@ -141,6 +141,26 @@ def credential_provider() -> Callable[[], dict[str, Any]]:
     return provide
 
 
+def check_credentials() -> None:
+    """Whether the chain finds AWS credentials, asked the way a pre-flight may
+    (``storage.preflight``): the providers are resolved, but credentials that
+    botocore fetches on first use (assume-role with source_profile, SSO, web
+    identity: DeferredRefreshableCredentials) are not fetched: that is an STS
+    or SSO request, which the job makes anyway and which failed the check
+    whenever the service was briefly unreachable. Raises :class:`S3Error`:
+    ``credentials`` when the chain has none (or its configuration is
+    unusable), ``retryable`` when a credential endpoint did not answer (the
+    ECS/EKS container endpoint, a network error)."""
+    try:
+        creds = session().get_credentials()
+    except Exception as exc:
+        raise _translate(exc) from exc
+    if creds is None:
+        raise S3Error(0, "", "no AWS credentials found (environment, AWS_PROFILE, "
+                      "shared credentials/config files, SSO, web identity, container "
+                      "or instance profile)", retryable=False, credentials=True)
+
+
 def _settings() -> tuple[str | None, str]:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") \
         or None
@@ -234,6 +254,11 @@ def forget_clients() -> None:
         _session = None
 
 
+_ENDPOINT_PROVIDERS = ("container-role", "iam-role")
+"""botocore's names (CredentialRetrievalError's ``provider``) of the credential
+sources that are network endpoints."""
+
+
 def _translate(exc: BaseException) -> S3Error:
     from botocore import exceptions as be
 
@@ -243,6 +268,12 @@ def _translate(exc: BaseException) -> S3Error:
         code = str(error.get("Code") or "")
         message = str(error.get("Message") or exc)
         return S3Error(status or 400, code, message)
+    if isinstance(exc, be.CredentialRetrievalError) \
+            and exc.kwargs.get("provider") in _ENDPOINT_PROVIDERS:
+        # The container (ECS, EKS Pod Identity) or instance metadata endpoint
+        # did not answer after botocore's own attempts: a network failure, not
+        # an absence of credentials (the endpoint is there: its variable is set).
+        return S3Error(0, "", f"AWS credential endpoint unreachable: {exc}", retryable=True)
     if isinstance(exc, (be.NoCredentialsError, be.PartialCredentialsError,
                         be.CredentialRetrievalError, be.ProfileNotFound,
                         be.UnauthorizedSSOTokenError, be.TokenRetrievalError)):

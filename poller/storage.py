@@ -172,6 +172,11 @@ def parse(uri: str) -> Location:
             raise InvalidInput(f"invalid storage URI {uri!r}: no directory", hint=hint)
         if rest.startswith("localhost/"):
             rest = rest[len("localhost"):]
+        if rest.startswith("~"):
+            # No shell expands ~ inside a URI: file://~/exports named ./~/exports.
+            raise InvalidInput(f"invalid storage URI {uri!r}: ~ is not expanded in a URI",
+                               hint="a local folder is a file:// URI with its absolute "
+                                    f"path: file://{os.path.expanduser(rest)}")
         path = os.path.abspath(rest)
         if rest.endswith("/") and not path.endswith("/"):
             path += "/"
@@ -237,19 +242,20 @@ def writable(uri: str, option: str, *, open_store: bool = False,
 
 def preflight(loc: Location, option: str, *, reading: bool = False,
               detachable: bool = False) -> None:
-    """The one check a command makes of a store it is about to use in this process
-    (`pgjobs export` and `pgjobs import` without --detach, `pgjobs worker` at
-    start), before it submits or claims anything: the store is built as the
-    worker builds it and its credentials are resolved from the chain the worker
-    uses (no request is sent). An s3:// or gs:// place without credentials
-    submitted a job that then failed; an az:// one without an account was
-    refused. Raises StorageError (28000 no credentials or account, 22023 a
-    setting the store refuses) naming ``option`` and the credential chain in
-    its hint (``detachable``: and that --detach leaves the job to a worker). A
-    local source being read (``reading``) must be a readable regular file
-    (InvalidInput, exit 2). https:// and memory:// need nothing. A --detach
-    command checks none of this: the worker that runs the job has its own
-    credentials and filesystem."""
+    """The one check a command makes of a store it is about to use in this process (`pgjobs
+    export` and `pgjobs import` without --detach, `pgjobs worker` at start), before it
+    submits or claims anything: the store is built as the worker builds it and its
+    credentials are resolved from the chain the worker uses (no request to the store;
+    credentials fetched on first use, such as an assumed role's, are left to the job).
+    Only a definite answer refuses: a failure that may pass (a credential endpoint or the
+    network down) is logged and the command goes on, its storage calls retried. An s3://
+    or gs:// place without credentials submitted a job that then failed; an az:// one
+    without an account was refused. Raises StorageError (28000 no credentials or account,
+    22023 a setting the store refuses) naming ``option`` and the credential chain in its
+    hint (``detachable``: and that --detach leaves the job to a worker). A local source
+    being read (``reading``) must be a readable regular file (InvalidInput, exit 2).
+    https:// and memory:// need nothing. A --detach command checks none of this: the
+    worker that runs the job has its own credentials and filesystem."""
     where = f"{option} {loc.uri}"
     if loc.scheme == "file":
         if reading:
@@ -265,9 +271,16 @@ def preflight(loc: Location, option: str, *, reading: bool = False,
         else:
             store_for(loc)
         if loc.scheme == "s3":
-            s3.credential_provider()()
+            s3.check_credentials()
     except Exception as exc:  # noqa: BLE001 - classified below, one line each
         error = storage_error(exc, f"cannot {'read' if reading else 'write'} {loc.uri}")
+        if error.retryable:
+            # A credential endpoint or the store did not answer now (network,
+            # timeout, 5xx): no refusal. The job retries storage for
+            # --storage-retry, and a worker that exited here stayed down after
+            # a blip of its container's credential endpoint.
+            log.warning("%s: %s (going on: storage calls are retried)", where, error.message)
+            return
         message = error.message.split(": ", 1)[1] if ": " in error.message else error.message
         hint = error.hint if error.sqlstate != "28000" or not detachable else (
             f"{error.hint}; this command runs the job itself (--detach leaves it to "

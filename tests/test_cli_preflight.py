@@ -218,3 +218,143 @@ def test_a_local_destination_yet_to_be_made_goes_on(tmp_path: Path) -> None:
                        "--scope", "1"))
     assert_went_on(cli("export", "items", "--scope", "1", "--to",
                        f"file://{tmp_path}/new/exports/"))
+
+
+# --- credentials the chain fetches on first use, or from an endpoint --------------
+
+
+@pytest.fixture
+def requests_sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every request botocore sends (STS, SSO, S3...), refused and recorded: a
+    pre-flight sends none of its own."""
+    import botocore.endpoint
+
+    sent: list[str] = []
+
+    def make_request(self: object, model: object, request_dict: object) -> object:
+        sent.append(getattr(model, "name", "?"))
+        raise ConnectionError("no request is sent by a pre-flight")
+
+    monkeypatch.setattr(botocore.endpoint.Endpoint, "make_request", make_request)
+    return sent
+
+
+def _aws_deferred(how: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Credentials botocore fetches on first use (DeferredRefreshableCredentials)."""
+    role = "arn:aws:iam::123456789012:role/pgjobs"
+    if how == "assume-role":
+        (tmp_path / "aws-credentials").write_text(
+            "[base]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+        (tmp_path / "aws-config").write_text(
+            f"[profile exporter]\nrole_arn = {role}\nsource_profile = base\n")
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+        monkeypatch.setenv("AWS_PROFILE", "exporter")
+    else:  # web identity (EKS IRSA)
+        (tmp_path / "token").write_text("eyJ.token.here")
+        monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(tmp_path / "token"))
+        monkeypatch.setenv("AWS_ROLE_ARN", role)
+    storage.forget_stores()
+
+
+@pytest.mark.parametrize("how", ["assume-role", "web-identity"])
+def test_credentials_fetched_on_first_use_pass_without_a_request(
+        how: str, requests_sent: list[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """Repro: a profile with role_arn/source_profile (or a web identity token)
+    made every `pgjobs export` call STS before submitting, and refused the
+    export when STS did not answer; the worker exited at start. The job
+    fetches them (and retries): the check only asks whether the chain has them."""
+    _aws_deferred(how, monkeypatch, tmp_path)
+    assert_went_on(cli("--storage", "s3://bucket/exports", "export", "items", "--scope", "1"))
+    assert_went_on(cli("--storage", f"file://{tmp_path}", "import", "items",
+                       "s3://bucket/in.csv", "--scope", "1"))
+    assert_went_on(cli("--storage", "s3://bucket/exports", "worker", "--once"))
+    assert requests_sent == []
+
+
+def test_an_unreachable_credential_endpoint_is_no_refusal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repro: the ECS/EKS container credential endpoint not answering (it is set:
+    AWS_CONTAINER_CREDENTIALS_FULL_URI) was refused as "no usable credentials"
+    and `pgjobs worker` exited at start, to stay down after a blip. A failure
+    that may pass goes on (the storage calls are retried); only a definite
+    absence of credentials is refused."""
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/credentials")
+    storage.forget_stores()
+    assert_went_on(cli("--storage", "s3://bucket/exports", "worker", "--once"))
+    assert_went_on(cli("--storage", "s3://bucket/exports", "export", "items", "--scope", "1"))
+
+
+def test_a_retryable_failure_of_any_store_is_no_refusal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The class: whatever the store, a pre-flight failure that another attempt
+    may fix (network, timeout, 5xx) never refuses; a permanent one does."""
+    from pgjobs.poller import gcs
+    from pgjobs.poller import s3client as s3
+
+    def down() -> None:
+        raise s3.S3Error(0, "", "ConnectTimeoutError: timed out", retryable=True)
+
+    monkeypatch.setattr(s3, "check_credentials", down)
+    storage.preflight(storage.parse("s3://bucket/x"), "--storage")
+
+    def gone() -> None:
+        raise gcs.GcsError("metadata server: 503", retryable=True)
+
+    monkeypatch.setattr(gcs, "client", gone)
+    storage.preflight(storage.parse("gs://bucket/x"), "--storage")
+
+    def absent() -> None:
+        raise gcs.GcsError("no Google credentials", retryable=False, credentials=True)
+
+    monkeypatch.setattr(gcs, "client", absent)
+    with pytest.raises(storage.StorageError) as refused:
+        storage.preflight(storage.parse("gs://bucket/x"), "--storage")
+    assert refused.value.sqlstate == "28000"
+
+
+# --- what a shell leaves unexpanded ---------------------------------------------------
+
+
+@pytest.mark.parametrize("detach", [False, True], ids=["here", "detach"])
+@pytest.mark.parametrize("source", ["-", "~/rows.csv", "~", "file://~/rows.csv"])
+def test_a_source_the_shell_did_not_expand_is_refused(source: str, detach: bool,
+                                                      tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repro: `pgjobs import t - --scope 1` named file://$PWD/-, and a quoted
+    '~/rows.csv' (or file://~/...) ./~/rows.csv: refused as missing, or with
+    --detach submitted for a worker that could only fail. Refused either way,
+    saying why."""
+    monkeypatch.chdir(tmp_path)
+    storage_args = [] if detach else ["--storage", f"file://{tmp_path}"]
+    result = cli(*storage_args, "import", "items", source, "--scope", "1",
+                 *(["--detach"] if detach else []))
+    assert_refused(result, "standard input" if source == "-" else "~ ", "22023")
+    assert "No such file" not in result.stderr
+
+
+@pytest.mark.parametrize("option", ["--storage", "--to"])
+def test_a_destination_under_an_unexpanded_tilde_is_refused(option: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    monkeypatch.chdir(tmp_path)
+    # --detach checks no store, but still reads the --to it submits.
+    args = (["--storage", "file://~/exports", "export", "items"] if option == "--storage" else
+            ["export", "items", "--detach", "--to", "file://~/exports"])
+    result = cli(*args, "--scope", "1")
+    assert_refused(result, "~", "22023", "file:///")
+    assert not (tmp_path / "~").exists()
+
+
+def test_a_local_source_by_any_spelling_goes_on(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative, through a symlink, with spaces and non-ASCII letters, a file
+    named '~x' that is there: all read."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my rows é.csv").write_text("id,tenant\n1,1\n")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "my rows é.csv")
+    (tmp_path / "~x.csv").write_text("id,tenant\n1,1\n")
+    for source in ["my rows é.csv", "./link.csv", "~x.csv", f"file://{tmp_path}/my rows é.csv"]:
+        assert_went_on(cli("--storage", f"file://{tmp_path}", "import", "items", source,
+                           "--scope", "1"))

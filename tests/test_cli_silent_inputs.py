@@ -192,3 +192,83 @@ def test_the_same_option_from_the_environment_gives_way(
     monkeypatch.setenv(variable, value)
     result = CliRunner().invoke(main, ["--dsn", UNREACHABLE, *args])
     assert result.exit_code == 1 and "[08001]" in result.stderr, result.output
+
+
+# --- a blank variable that is not read ------------------------------------------------
+
+
+def _option_of(name: str) -> tuple[click.Command, click.Option]:
+    """The command (a group for a group's own option) and the option reading ``name``."""
+    for _, command in walk(main):
+        for param in command.params:
+            if isinstance(param, click.Option) and param.envvar and name in (
+                    [param.envvar] if isinstance(param.envvar, str) else param.envvar):
+                return command, param
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize(("path", "name"), VARIABLES, ids=[n for _, n in VARIABLES])
+def test_help_works_whatever_the_environment(path: tuple[str, ...], name: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--help` reads no option's value: the command a blank variable was refused
+    for still shows its help (the user looking up what the variable is for)."""
+    monkeypatch.setenv(name, "  ")
+    result = CliRunner().invoke(main, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.stdout and "is blank" not in result.output
+
+
+@pytest.mark.parametrize(("path", "name"), VARIABLES, ids=[n for _, n in VARIABLES])
+def test_an_option_on_the_command_line_overrides_a_blank_variable(
+        path: tuple[str, ...], name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every option's variable is judged only when it would be read: given on the
+    command line (each of its spellings, `--opt=value` too), the option wins and
+    its variable is never looked at."""
+    from pgjobs.cli.common import blank_variable
+
+    monkeypatch.setenv(name, "  ")
+    command, option = _option_of(name)
+    assert blank_variable(command) == name  # the check is live
+    for opt in (*option.opts, *option.secondary_opts):
+        given = [opt] if option.is_flag else [opt, "x"]
+        assert blank_variable(command, given=["--", *given]) == name  # operands, not options
+        assert blank_variable(command, given=given) is None, opt
+        if not option.is_flag and opt.startswith("--"):
+            assert blank_variable(command, given=[f"{opt}=x"]) is None, opt
+
+
+def test_dsn_on_the_command_line_overrides_a_blank_pgjobs_dsn(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repro: a wrapper's PGJOBS_DSN='  ' left in the environment refused
+    `pgjobs --dsn URL list`, whose --dsn is what is used."""
+    monkeypatch.setenv("PGJOBS_DSN", "  ")
+    monkeypatch.setenv("PGJOBS_JSON", " ")
+    result = CliRunner().invoke(main, ["--dsn", UNREACHABLE, "list", "--json"])
+    assert result.exit_code == 1 and "[08001]" in result.stderr, result.output
+
+
+def test_only_the_variable_click_reads_of_a_list_is_judged(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An option read from the first of several variables that is set (DEMO_ROWS
+    after PGJOBS_DEMO_ROWS): a blank one after the one read is never read."""
+    from pgjobs.cli.common import blank_variable
+
+    command, _ = _option_of("DEMO_ROWS")
+    monkeypatch.setenv("DEMO_ROWS", "  ")
+    monkeypatch.setenv("PGJOBS_DEMO_ROWS", "10")
+    assert blank_variable(command) is None
+    monkeypatch.delenv("PGJOBS_DEMO_ROWS")
+    assert blank_variable(command) == "DEMO_ROWS"
+
+
+def test_a_token_file_on_the_command_line_beats_the_token_of_the_environment(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Repro: PGJOBS_UI_TOKEN set for every run, `pgjobs ui --token-file F` was
+    refused as ignored: the command line wins over the environment (here the
+    file is read, and its short token refused, which proves it was)."""
+    monkeypatch.setenv("PGJOBS_UI_TOKEN", "a-token-long-enough-1234")
+    (tmp_path / "token").write_text("short\n")
+    result = CliRunner().invoke(main, ["--dsn", UNREACHABLE, "ui", "--token-file",
+                                       str(tmp_path / "token")])
+    assert result.exit_code == 2, result.output
+    assert "too short" in result.stderr and "would be ignored" not in result.stderr
