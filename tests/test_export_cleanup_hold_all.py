@@ -24,6 +24,8 @@ never times: the hold lasts until the removal returns.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import psycopg
@@ -40,6 +42,7 @@ from tests.support import (
     make_items,
     plain_copy,
     run_export,
+    scalar,
     submit_export,
 )
 from tests.test_export_cancel_unrecorded import _cancel, _cancel_at
@@ -250,3 +253,47 @@ def test_a_parts_cleanup_holds_the_parts_row(
     assert outcome.status == ending, outcome
     assert seen == [True], f"part 1's cleanup held nothing a claim of it waits for: {seen}"
     _finish_retried(conn, dsn, job_id, where)
+
+
+def test_a_split_waits_for_a_failed_parts_cleanup_past_the_workers_lock_timeout(
+        conn: Conn, dsn: str) -> None:
+    """A retried job's split queues its failed part again, whose row the part's
+    last cleanup may still hold (FOR SHARE, as long as its removal takes). A
+    worker's statements give up on a lock after a few seconds (its
+    lock_timeout): the split gave up too (55P03), the job left until its
+    lease ran out and its next claim cost an attempt. It now waits for the
+    hold within the job's lease. The test: a lock_timeout far shorter than
+    the hold, released only once the split has waited past it."""
+    make_items(conn, rows=60)
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2})
+    identity = scalar(conn, "SELECT worker FROM pgjobs.claim_export(%s, 'c', '1 minute')",
+                      (job_id,))
+    assert scalar(conn, "SELECT pgjobs.export_parts_split(%s, %s)", (job_id, identity)) == 2
+    conn.execute("UPDATE pgjobs.export_parts SET status = 'failed', worker = 'p#1'"
+                 " WHERE job_id = %s AND part = 1", (job_id,))
+    errors: list[BaseException] = []
+    with psycopg.connect(dsn) as cleanup:  # the part's cleanup, its hold open
+        cleanup.execute("SELECT FROM pgjobs.export_parts WHERE job_id = %s AND part = 1"
+                        " FOR SHARE", (job_id,))
+
+        def split() -> None:
+            with psycopg.connect(dsn, autocommit=True) as worker:
+                worker.execute("SET lock_timeout = '100ms'")
+                try:
+                    worker.execute("SELECT pgjobs.export_parts_split(%s, %s)",
+                                   (job_id, identity))
+                except psycopg.Error as exc:
+                    errors.append(exc)
+
+        thread = threading.Thread(target=split)
+        thread.start()
+        while thread.is_alive() and not scalar(
+                conn, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                      " AND query LIKE '%%export_parts_split%%' AND pid <> pg_backend_pid()"):
+            time.sleep(0.02)
+        time.sleep(0.5)  # past the worker's lock_timeout (not asserted: a state below)
+        cleanup.commit()
+        thread.join()
+    assert not errors, f"the split gave up behind the part's cleanup: {errors}"
+    assert scalar(conn, "SELECT status FROM pgjobs.export_parts WHERE job_id = %s AND part = 1",
+                  (job_id,)) == "queued"
