@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs.poller import parallel
+from pgjobs.poller import parallel, storage
 from pgjobs.poller.export import Exporter, Outcome
 from pgjobs.poller.storage import StorageError
 from tests.support import (
@@ -297,3 +297,46 @@ def test_a_split_waits_for_a_failed_parts_cleanup_past_the_workers_lock_timeout(
     assert not errors, f"the split gave up behind the part's cleanup: {errors}"
     assert scalar(conn, "SELECT status FROM pgjobs.export_parts WHERE job_id = %s AND part = 1",
                   (job_id,)) == "queued"
+
+
+def test_a_cleanup_whose_hold_is_lost_removes_nothing_after(
+        conn: Conn, dsn: str, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hold is a lock of the cleanup's own connection: once that
+    connection is gone (a restart, a terminated backend, the network) the
+    lock is, and a retry goes through, whose next owner resumes what the
+    cleanup went on removing. Each removal now first asks that connection
+    (Exporter._still_held): the test ends the hold's backend at the cleanup's
+    first removal of a failed export's upload, and no removal runs after."""
+    make_items(conn, rows=60)
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS})
+    asked: list[str] = []
+    ran: list[str] = []
+    fenced = storage.fenced
+
+    def recorded(fence: Any, call: Any, *args: Any, **kwargs: Any) -> Any:
+        name = getattr(call, "__name__", repr(call))
+        asked.append(name)
+
+        def running(*a: Any, **k: Any) -> Any:
+            ran.append(name)
+            return call(*a, **k)
+
+        return fenced(fence, running, *args, **kwargs)
+
+    def look(ex: Exporter) -> Any:
+        if job(conn, ex.job_id)["status"] != "failed":
+            return None
+        return scalar(conn, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000))"
+                            " FROM pg_stat_activity WHERE state = 'idle in transaction'"
+                            " AND query LIKE '%%status = ''failed'' AND worker%%'")
+
+    with monkeypatch.context() as patch:
+        seen = _at_cleanup(patch, look)
+        _refuse_whole_export(patch)
+        patch.setattr(storage, "fenced", recorded)
+        outcome = run_export(dsn, job_id, where)
+    assert outcome.status == "failed" and REFUSED in (outcome.error or ""), outcome
+    assert seen == [1], f"the failed cleanup's hold was not found: {seen}"
+    assert asked, "the failed cleanup removed nothing: the test proves nothing"
+    assert ran == [], f"removed after its hold was lost: {ran}"
+    _finish_retried(conn, dsn, job_id, where)
