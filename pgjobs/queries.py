@@ -316,6 +316,9 @@ SELECT coalesce(pg_catalog.has_function_privilege(
 HOLD_CANCELED_JOB = """
 SELECT id FROM pgjobs.jobs WHERE id = %(id)s AND status = 'canceled' FOR SHARE
 """
+# Whether a connection still answers (Exporter._still_held: its hold's locks
+# are in force while it does).
+SELECT_ONE = "SELECT 1"
 HOLD_FAILED_JOB = """
 SELECT id FROM pgjobs.jobs
  WHERE id = %(id)s AND status = 'failed' AND worker = %(worker)s FOR SHARE

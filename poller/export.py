@@ -1482,7 +1482,7 @@ class Exporter:
         starts over. A part's end comes here too (PartExporter._fail)."""
         try:
             with self._cleanup_hold("failed"):
-                self._discard()
+                self._discard(self._still_held)
         except (LeaseLost, PgjobsError, db.Error) as exc:
             log.info("job %s: cleanup left: %s", self.job_id, words(exc))
 
@@ -1515,12 +1515,29 @@ class Exporter:
                 if not self._hold_rows(conn, ended):
                     raise LeaseLost(f"the job is not {ended} any more (retried)")
                 self._holding = True
+                self._hold_conn: db.Connection | None = conn
                 try:
                     yield
                 finally:
                     self._holding = False
+                    self._hold_conn = None
         finally:
             conn.close()
+
+    def _still_held(self) -> None:
+        """The fence of every removal under a cleanup's hold (:meth:`_cleanup_hold`),
+        before and after each: its connection still answers, so its lock is
+        still in force. A hold whose connection was lost (a restart, a
+        terminated backend, the network) let a retry through, whose next
+        owner resumes what the cleanup went on removing: LeaseLost, the rest
+        left to that owner or the stale-upload sweep."""
+        conn = getattr(self, "_hold_conn", None)
+        if conn is None:
+            return
+        try:
+            conn.execute(queries.SELECT_ONE)
+        except db.Error as exc:
+            raise LeaseLost("the cleanup's hold of the row was lost (its connection)") from exc
 
     def _hold_rows(self, conn: db.Connection, ended: str) -> bool:
         """Lock (FOR SHARE) the job's row while it is ``ended``: canceled, or
@@ -1567,7 +1584,9 @@ class Exporter:
         would remove, or finds the object whole and succeeds with it. Raises
         LeaseLost once the job is neither canceled nor being canceled (a
         part's end may come before its coordinator ends the job), or cannot
-        be read: what is left then is the next owner's, or the stale sweep's."""
+        be read: what is left then is the next owner's, or the stale sweep's;
+        and once the cleanup's hold is lost (:meth:`_still_held`)."""
+        self._still_held()
         try:
             job = self.control.call(lambda c: db.get_job(c, self.job_id))
         except (LeaseLost, PgjobsError, db.Error):

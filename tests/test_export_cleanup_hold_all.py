@@ -24,12 +24,14 @@ never times: the hold lasts until the removal returns.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import psycopg
 import pytest
 
-from pgjobs.poller import parallel
+from pgjobs.poller import parallel, storage
 from pgjobs.poller.export import Exporter, Outcome
 from pgjobs.poller.storage import StorageError
 from tests.support import (
@@ -40,6 +42,7 @@ from tests.support import (
     make_items,
     plain_copy,
     run_export,
+    scalar,
     submit_export,
 )
 from tests.test_export_cancel_unrecorded import _cancel, _cancel_at
@@ -249,4 +252,91 @@ def test_a_parts_cleanup_holds_the_parts_row(
         outcome = run_export(dsn, job_id, where)
     assert outcome.status == ending, outcome
     assert seen == [True], f"part 1's cleanup held nothing a claim of it waits for: {seen}"
+    _finish_retried(conn, dsn, job_id, where)
+
+
+def test_a_split_waits_for_a_failed_parts_cleanup_past_the_workers_lock_timeout(
+        conn: Conn, dsn: str) -> None:
+    """A retried job's split queues its failed part again, whose row the part's
+    last cleanup may still hold (FOR SHARE, as long as its removal takes). A
+    worker's statements give up on a lock after a few seconds (its
+    lock_timeout): the split gave up too (55P03), the job left until its
+    lease ran out and its next claim cost an attempt. It now waits for the
+    hold within the job's lease. The test: a lock_timeout far shorter than
+    the hold, released only once the split has waited past it."""
+    make_items(conn, rows=60)
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2})
+    identity = scalar(conn, "SELECT worker FROM pgjobs.claim_export(%s, 'c', '1 minute')",
+                      (job_id,))
+    assert scalar(conn, "SELECT pgjobs.export_parts_split(%s, %s)", (job_id, identity)) == 2
+    conn.execute("UPDATE pgjobs.export_parts SET status = 'failed', worker = 'p#1'"
+                 " WHERE job_id = %s AND part = 1", (job_id,))
+    errors: list[BaseException] = []
+    with psycopg.connect(dsn) as cleanup:  # the part's cleanup, its hold open
+        cleanup.execute("SELECT FROM pgjobs.export_parts WHERE job_id = %s AND part = 1"
+                        " FOR SHARE", (job_id,))
+
+        def split() -> None:
+            with psycopg.connect(dsn, autocommit=True) as worker:
+                worker.execute("SET lock_timeout = '100ms'")
+                try:
+                    worker.execute("SELECT pgjobs.export_parts_split(%s, %s)",
+                                   (job_id, identity))
+                except psycopg.Error as exc:
+                    errors.append(exc)
+
+        thread = threading.Thread(target=split)
+        thread.start()
+        while thread.is_alive() and not scalar(
+                conn, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                      " AND query LIKE '%%export_parts_split%%' AND pid <> pg_backend_pid()"):
+            time.sleep(0.02)
+        time.sleep(0.5)  # past the worker's lock_timeout (not asserted: a state below)
+        cleanup.commit()
+        thread.join()
+    assert not errors, f"the split gave up behind the part's cleanup: {errors}"
+    assert scalar(conn, "SELECT status FROM pgjobs.export_parts WHERE job_id = %s AND part = 1",
+                  (job_id,)) == "queued"
+
+
+def test_a_cleanup_whose_hold_is_lost_removes_nothing_after(
+        conn: Conn, dsn: str, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hold is a lock of the cleanup's own connection: once that
+    connection is gone (a restart, a terminated backend, the network) the
+    lock is, and a retry goes through, whose next owner resumes what the
+    cleanup went on removing. Each removal now first asks that connection
+    (Exporter._still_held): the test ends the hold's backend at the cleanup's
+    first removal of a failed export's upload, and no removal runs after."""
+    make_items(conn, rows=60)
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS})
+    asked: list[str] = []
+    ran: list[str] = []
+    fenced = storage.fenced
+
+    def recorded(fence: Any, call: Any, *args: Any, **kwargs: Any) -> Any:
+        name = getattr(call, "__name__", repr(call))
+        asked.append(name)
+
+        def running(*a: Any, **k: Any) -> Any:
+            ran.append(name)
+            return call(*a, **k)
+
+        return fenced(fence, running, *args, **kwargs)
+
+    def look(ex: Exporter) -> Any:
+        if job(conn, ex.job_id)["status"] != "failed":
+            return None
+        return scalar(conn, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000))"
+                            " FROM pg_stat_activity WHERE state = 'idle in transaction'"
+                            " AND query LIKE '%%status = ''failed'' AND worker%%'")
+
+    with monkeypatch.context() as patch:
+        seen = _at_cleanup(patch, look)
+        _refuse_whole_export(patch)
+        patch.setattr(storage, "fenced", recorded)
+        outcome = run_export(dsn, job_id, where)
+    assert outcome.status == "failed" and REFUSED in (outcome.error or ""), outcome
+    assert seen == [1], f"the failed cleanup's hold was not found: {seen}"
+    assert asked, "the failed cleanup removed nothing: the test proves nothing"
+    assert ran == [], f"removed after its hold was lost: {ran}"
     _finish_retried(conn, dsn, job_id, where)
