@@ -123,14 +123,7 @@ def credential_provider() -> Callable[[], dict[str, Any]]:
     profiles) are handed out for five minutes at a time; botocore refreshes them."""
 
     def provide() -> dict[str, Any]:
-        try:
-            creds = session().get_credentials()
-        except Exception as exc:
-            raise _translate(exc) from exc
-        if creds is None:
-            raise S3Error(0, "", "no AWS credentials found (environment, AWS_PROFILE, "
-                          "shared credentials/config files, SSO, web identity, container "
-                          "or instance profile)", retryable=False, credentials=True)
+        creds = _chain_credentials()
         frozen = creds.get_frozen_credentials()
         refreshable = hasattr(creds, "refresh_needed")
         return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key,
@@ -151,6 +144,12 @@ def check_credentials() -> None:
     ``credentials`` when the chain has none (or its configuration is
     unusable), ``retryable`` when a credential endpoint did not answer (the
     ECS/EKS container endpoint, a network error)."""
+    _chain_credentials()
+
+
+def _chain_credentials() -> Any:
+    """The credentials object botocore's chain resolves (deferred ones not yet
+    fetched), or :class:`S3Error` (``credentials``) when it has none."""
     try:
         creds = session().get_credentials()
     except Exception as exc:
@@ -159,6 +158,7 @@ def check_credentials() -> None:
         raise S3Error(0, "", "no AWS credentials found (environment, AWS_PROFILE, "
                       "shared credentials/config files, SSO, web identity, container "
                       "or instance profile)", retryable=False, credentials=True)
+    return creds
 
 
 def _settings() -> tuple[str | None, str]:
