@@ -93,9 +93,12 @@ def test_every_consumer_asks_the_one_function(conn: Conn) -> None:
     """No copy of the test is left: each consumer calls pgjobs._field_slip,
     and no other function of the schema matches a name against the document
     column's prefix or a column's lower-cased name itself."""
+    # Every overload's body under its name: a wrapper overload (the 3-argument
+    # pgjobs._import_insert_sql calls the 4-argument one) is no copy, and the
+    # overload that does the work must call the one function.
     bodies = dict(conn.execute(
-        "SELECT p.proname::text, p.prosrc FROM pg_proc p "
-        "WHERE p.pronamespace = 'pgjobs'::regnamespace").fetchall())
+        "SELECT p.proname::text, string_agg(p.prosrc, E'\\n' ORDER BY p.oid) FROM pg_proc p "
+        "WHERE p.pronamespace = 'pgjobs'::regnamespace GROUP BY p.proname").fetchall())
     # The typo guard's hint moved from _require_known_fields into
     # _judge_fields (the guard in one walk), which the former now calls.
     for name in ("_submit_backfill_as", "_import_insert_sql", "_judge_fields"):
