@@ -18,7 +18,9 @@ AS $$
 -- any lock, so neither the error nor a wait tells it which ids exist.
 -- A NULL id is a bad argument (22023), not an unknown job: "job <NULL> does
 -- not exist" sent the caller looking for a job. Returns the job row.
--- Locks: the job row FOR UPDATE (waits for a claim or a page in flight on it).
+-- Locks: the job row FOR UPDATE (waits for a claim or a page in flight on it,
+-- or an ended export's cleanup: 55P03 with a hint naming the holder once the
+-- caller's lock_timeout runs out).
 DECLARE
     v_caller name := pgjobs._caller();
     v_job pgjobs.jobs;
@@ -48,7 +50,25 @@ BEGIN
                             AND pgjobs._scope_allowed(v_job.target, v_job.scope))) THEN
         v_job := NULL;
     ELSIF v_found THEN
-        SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
+        BEGIN
+            SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
+        EXCEPTION WHEN lock_not_available THEN
+            -- The caller's lock_timeout ran out (55P03, kept): say who holds
+            -- the row. An ended export's is its worker's cleanup, which holds
+            -- it while it removes what the attempt wrote (a retry that came
+            -- meanwhile would resume what it removes).
+            RAISE EXCEPTION 'job % is busy: %', p_id,
+                CASE WHEN v_job.kind = 'export' AND v_job.status IN ('canceled', 'failed')
+                     THEN format('the export''s worker is removing what the %s attempt wrote',
+                                 v_job.status)
+                     ELSE 'another transaction holds its row (a claim or a page in flight '
+                          'on it)' END
+                USING ERRCODE = '55P03',
+                HINT = CASE WHEN v_job.kind = 'export' AND v_job.status IN ('canceled', 'failed')
+                            THEN 'The export''s worker is removing what the '
+                                 || v_job.status || ' attempt wrote; try again in a moment.'
+                            ELSE 'Try again in a moment, or with a longer lock_timeout.' END;
+        END;
     END IF;
     IF v_job.id IS NULL THEN
         RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',

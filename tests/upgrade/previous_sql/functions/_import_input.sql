@@ -43,13 +43,13 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                             v_context = PG_EXCEPTION_CONTEXT;
-    IF NOT pgjobs._import_input_refusal(v_state, v_context, '_import_input') THEN
-        RAISE;
-    END IF;
-    RAISE EXCEPTION 'column "%": %', p_column, v_message
-        USING ERRCODE = CASE WHEN left(v_state, 2) IN ('22', '23') THEN v_state ELSE '22P02' END,
-        HINT = format('The value does not read as type %s%s: write it as that type''s text.',
-                      p_type, CASE WHEN p_array THEN '[]' ELSE '' END);
+    -- The value's refusal raised as one bad record (the one handler of both
+    -- reads); any other error again, as it was.
+    PERFORM pgjobs._import_input_refused(
+        v_state, v_message, v_context, '_import_input', p_column,
+        format('The value does not read as type %s%s: write it as that type''s text.',
+               p_type, CASE WHEN p_array THEN '[]' ELSE '' END));
+    RAISE;
 END
 $$;
 

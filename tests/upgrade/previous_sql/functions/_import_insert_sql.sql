@@ -1,7 +1,8 @@
 CREATE OR REPLACE FUNCTION pgjobs._import_insert_sql(
     p_job pgjobs.jobs,
     p_reg pgjobs.target_registry,
-    p_fields text[])
+    p_fields text[],
+    p_guarded boolean)
 RETURNS text
 LANGUAGE plpgsql
 STABLE
@@ -35,6 +36,14 @@ AS $$
 -- where they merge in, unless the job's replace_non_objects; a key-only index never touches another scope's row;
 -- a column the scope or key is generated from is never overwritten:
 -- 22023, pgjobs._generated_from).
+-- p_guarded: a column of a type whose input may refuse a bad value outside
+-- class 22 (pgjobs._import_input_guarded) is read through
+-- pgjobs._import_input / pgjobs._import_json_input, a subtransaction per
+-- value, so that such a value is one bad record; when false, by the plain
+-- cast every other column takes. Both statements store the same rows from
+-- the same records; they differ only in the error a bad value raises, so
+-- pgjobs.import_batch runs the plain one first and the guarded one only
+-- once the plain one failed (an hstore column read 3x slower guarded).
 -- Raises 22023 for fields that cannot be mapped, 42501 when the job's
 -- submitter may not INSERT (or UPDATE) one of the columns it writes.
 -- Locks nothing.
@@ -79,6 +88,8 @@ DECLARE
     v_read_json text;
     v_read_pre text;
     v_read_post text;
+    v_dupes text;
+    v_dupes_src text;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -129,6 +140,9 @@ BEGIN
                                 p_reg.target
                     USING ERRCODE = '22023', HINT = 'Leave it out of the source.';
             END IF;
+            -- (a partition generating it would store its own value instead)
+            PERFORM pgjobs._import_generated_below(p_reg.target, v_field,
+                                                   'the source''s values');
             v_identity := v_identity OR v_att.attidentity = 'a';
             -- Cast as COPY would take it: to the column's full type, but a
             -- string or bit string of a length to the type without it, the
@@ -140,7 +154,7 @@ BEGIN
             -- which failed the whole job, is read through
             -- pgjobs._import_input: such a value is one bad record, its
             -- column named. Other types are a plain cast, at no cost.
-            v_guard := pgjobs._import_input_guarded(v_att.atttypid);
+            v_guard := p_guarded AND pgjobs._import_input_guarded(v_att.atttypid);
             -- (an array's element type: its text is read as an array of it)
             v_elem := (SELECT nullif(t.typelem, 0)::regtype FROM pg_catalog.pg_type t
                         WHERE t.oid = pgjobs._base_type(v_att.atttypid)
@@ -170,6 +184,17 @@ BEGIN
                 v_src := format('(x.t -> %L)', v_field);
                 v_any_exact := true;
             END IF;
+            -- A composite anywhere inside (a JSON object read as its fields):
+            -- an object naming a field twice is a rejected record
+            -- (pgjobs._import_json_dupes, 22030), judged on the line's json
+            -- text, where jsonb kept only the last of them.
+            v_dupes_src := CASE WHEN v_exact THEN 'pgjobs_v.e'
+                                ELSE format('(x.t -> %L)', v_field) END;
+            v_dupes := pgjobs._import_json_dupes_sql(v_dupes_src, v_shape);
+            v_dupes := CASE WHEN v_dupes IS NOT NULL THEN format(
+                'CASE WHEN %1$s THEN pgjobs._import_json_dupes(%2$s, %3$L::jsonb, %4$L) '
+                'ELSE true END', v_dupes, v_dupes_src, v_shape, v_field) END;
+            v_any_exact := v_any_exact OR v_dupes IS NOT NULL;
             -- (A value's text x is read as v_read_pre || x || v_read_post.)
             v_read_pre := CASE WHEN v_guard THEN 'pgjobs._import_input(' ELSE '(' END;
             v_read_post := CASE WHEN v_guard
@@ -205,7 +230,7 @@ BEGIN
                 -- ARRAY(SELECT jsonb_array_elements_text(..)), 8 alternated runs).
                 WHEN v_shape IS NOT NULL THEN format(
                     '(SELECT CASE WHEN %1$s_typeof(pgjobs_v.e) IN (''array'', ''object'') THEN '
-                    'CASE WHEN %2$s THEN %6$s END '
+                    '%8$s CASE WHEN %2$s THEN %6$s END %9$s'
                     'ELSE %7$s END FROM (SELECT %5$s AS e OFFSET 0) pgjobs_v)',
                     v_json,
                     -- (a value pgjobs._import_json_fast passes needs no call)
@@ -214,7 +239,9 @@ BEGIN
                            '%2$L::jsonb, %3$L)',
                            pgjobs._import_json_fast('pgjobs_w.v', v_shape), v_shape, v_field),
                     v_field, v_type, v_src, v_read_json,
-                    v_read_pre || 'pgjobs_v.e #>> ''{}''' || v_read_post)
+                    v_read_pre || 'pgjobs_v.e #>> ''{}''' || v_read_post,
+                    CASE WHEN v_dupes IS NOT NULL THEN format('CASE WHEN %s THEN', v_dupes) END,
+                    CASE WHEN v_dupes IS NOT NULL THEN 'END ' END)
                 -- An array of json or jsonb (through domains): a JSON array
                 -- is one dimension of its elements' JSON values (a string
                 -- stays a string: their text, unquoted, read "1" as the
@@ -549,4 +576,23 @@ BEGIN
         v_line,
         v_action, v_returning, v_moved, v_fresh, v_fresh);
 END
+$$;
+
+CREATE OR REPLACE FUNCTION pgjobs._import_insert_sql(
+    p_job pgjobs.jobs,
+    p_reg pgjobs.target_registry,
+    p_fields text[])
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The statement with guarded columns read through their guard (the one
+-- pgjobs.import_batch narrows a failed batch down with, and
+-- pgjobs.import_prepare checks a CSV header with). Locks nothing.
+SELECT pgjobs._import_insert_sql(p_job, p_reg, p_fields, true)
 $$;

@@ -15,9 +15,15 @@ AS $$
 -- non-DEFAULT value into column" (the first one failing the job). The
 -- table's shape decides it, so pgjobs._submit_import_as asks at the submit
 -- and pgjobs.import_prepare again at every attempt (the column altered
--- since). Raises 22023 with the ALTER TABLE that makes it writable. Columns
--- the source names are judged when a batch maps them
--- (pgjobs._import_insert_sql). Locks nothing.
+-- since). Raises 22023 with the ALTER TABLE that makes it writable. The
+-- tables under the target are asked too (partitions, inheritance children):
+-- PostgreSQL 15 lets a partition generate a column its parent does not,
+-- and then computes the partition's own value whatever the INSERT gave, so
+-- rows would land in the scope the partition computes (or each record be
+-- rejected, the first failing the job); later releases refuse that shape
+-- ("If a parent column is not a generated column, its child column must
+-- not be generated either"). Columns the source names are judged when a
+-- batch maps them (pgjobs._import_insert_sql). Locks nothing.
 DECLARE
     v_att record;
 BEGIN
@@ -40,6 +46,9 @@ BEGIN
                           'load such a table with INSERT of your own.',
                           p_reg.target, v_att.attname);
     END IF;
+    -- A table under the target generating the scope column: the rows
+    -- would get its value (pgjobs._import_generated_below).
+    PERFORM pgjobs._import_generated_below(p_reg.target, p_reg.scope_column, 'the job''s scope');
     IF v_att.attidentity = 'a' THEN
         RAISE EXCEPTION 'the scope column "%" of % is GENERATED ALWAYS AS IDENTITY: an import '
                         'cannot write the job''s scope into it', v_att.attname, p_reg.target

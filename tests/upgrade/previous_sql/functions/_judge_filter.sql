@@ -27,13 +27,48 @@ AS $$
 -- delete and a backfill only: an export's filter, a job submitted on an
 -- empty scope and a preview went unchecked. {"allow_unknown_fields": true}
 -- lets both through. Locks nothing.
+-- A filter whose only judged keys are json or jsonb columns (no document
+-- path, or a target without a document column) on a scope with no row is
+-- deferred too, with an empty list ('{}'): the typo guard has no path to
+-- defer, but the value check has nothing to judge by, and rows that came
+-- later were read unjudged ({"meta": {"$ne": "1"}} took every row whose
+-- meta holds an object). pgjobs._unchecked_fields_problem judges it once
+-- the scope has a row.
 DECLARE
     v_unchecked text[];
+    v_columns jsonb;
+    v_empty boolean;
 BEGIN
     v_unchecked := pgjobs._judge_fields(p_reg, p_scope, p_paths, p_options);
-    IF v_unchecked IS NULL THEN
-        PERFORM pgjobs._require_value_types(p_reg, p_scope, p_filter, p_options);
+    IF v_unchecked IS NOT NULL
+       OR coalesce(pgjobs._option_bool('allow_unknown_fields',
+                                       CASE WHEN jsonb_typeof(p_options) = 'object'
+                                            THEN p_options -> 'allow_unknown_fields' END),
+                   false) THEN
+        RETURN v_unchecked;
     END IF;
-    RETURN v_unchecked;
+    -- Before any row is read: a json column's check reads rows the typo
+    -- guard (which checks the scope only when it has a path to walk) never
+    -- read, and its refusal names the types they hold, so a scope outside
+    -- pgjobs.allowed_scopes answered 22023 "they hold: object" where it
+    -- must answer 42501.
+    PERFORM pgjobs._require_scope(p_reg.target, p_scope);
+    SELECT coalesce(jsonb_object_agg(a.attname,
+               CASE WHEN pgjobs._base_type(a.atttypid) IN ('json'::regtype, 'jsonb'::regtype)
+                    THEN to_jsonb('json'::text) ELSE to_jsonb(true) END), '{}')
+      INTO v_columns
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped;
+    IF EXISTS (SELECT 1 FROM pgjobs._risky_operands(p_filter, v_columns) r
+                WHERE v_columns ->> r.path = 'json') THEN
+        EXECUTE format('SELECT NOT EXISTS (SELECT FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s)',
+                       p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope))
+           INTO v_empty;
+        IF v_empty THEN
+            RETURN '{}'::text[];
+        END IF;
+    END IF;
+    PERFORM pgjobs._require_value_types(p_reg, p_scope, p_filter, p_options);
+    RETURN NULL;
 END
 $$;

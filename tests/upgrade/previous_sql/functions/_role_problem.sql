@@ -24,12 +24,16 @@ AS $$
 -- security). The claim and the pages check a job's submitter through
 -- pgjobs._submitter_problem, which looks the role up by oid and name and
 -- asks pgjobs._grant_problem itself. Locks nothing.
+DECLARE
+    v_problem record;
 BEGIN
-    SELECT p.message, p.hint INTO message, hint
-      FROM pgjobs._submitter_identity_problem(p_role, NULL) p;
-    IF message IS NULL THEN
-        SELECT p.message, p.hint INTO message, hint
-          FROM pgjobs._grant_problem(p_role, p_target, p_privilege, p_columns) p;
+    -- Assignments, not SELECT ... FROM: a plain expression skips the
+    -- executor's start and end, and this runs in every read (issue 11).
+    v_problem := pgjobs._submitter_identity_problem(p_role, NULL);
+    IF v_problem.message IS NULL THEN
+        v_problem := pgjobs._grant_problem(p_role, p_target, p_privilege, p_columns);
     END IF;
+    message := v_problem.message;
+    hint := v_problem.hint;
 END
 $$;

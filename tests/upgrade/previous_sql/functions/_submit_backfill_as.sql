@@ -38,6 +38,7 @@ DECLARE
     v_assignments text;
     v_handler regprocedure;
     v_unchecked text[];
+    v_set_unchecked text[];
     v_slips text[];
     v_job pgjobs.jobs;
     v_blocked record;
@@ -89,8 +90,12 @@ BEGIN
                                 pgjobs._field_slip(v_reg, k.key) s
                           WHERE s.column_name IS NOT NULL OR s.relative_path IS NOT NULL
                           ORDER BY k.key);
-        v_unchecked := coalesce(v_unchecked, '{}') || coalesce(pgjobs._judge_fields(
-            v_reg, pgjobs._canonical_scope(v_reg, p_scope), v_slips, p_options, 'set'), '{}');
+        -- NULL stays NULL (judged): an empty list would defer the job.
+        v_set_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                                                v_slips, p_options, 'set');
+        IF v_set_unchecked IS NOT NULL THEN
+            v_unchecked := coalesce(v_unchecked, '{}') || v_set_unchecked;
+        END IF;
         -- A field merged into a value that is no object (a string, number,
         -- boolean or array) would replace that value, which set does not
         -- name: rows of the row set holding one are refused now (the
@@ -123,7 +128,9 @@ BEGIN
     v_job := pgjobs._insert_job('backfill', p_target, p_scope,
         jsonb_build_object('filter', p_filter, 'set', coalesce(p_set, '{}'),
                            'handler', v_handler::text)
-        || CASE WHEN cardinality(v_unchecked) > 0
+        -- An empty list is a deferral too: a json column's value check
+        -- (pgjobs._judge_filter).
+        || CASE WHEN v_unchecked IS NOT NULL
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
         p_options, ARRAY['page_size', 'page_ms', 'handler', 'allow_unknown_fields',

@@ -72,7 +72,9 @@ BEGIN
         || CASE WHEN v_selection.survivors ->> 'exclusions' = 'table'
                 THEN jsonb_build_object('exclude_count', cardinality(p_exclude))
                 ELSE jsonb_build_object('exclude', to_jsonb(p_exclude)) END
-        || CASE WHEN cardinality(v_unchecked) > 0
+        -- An empty list is a deferral too: a json column's value check
+        -- (pgjobs._judge_filter).
+        || CASE WHEN v_unchecked IS NOT NULL
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
         p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields'],

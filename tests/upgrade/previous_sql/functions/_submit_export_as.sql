@@ -245,11 +245,18 @@ BEGIN
     -- each in some row of the scope. On a scope without rows yet they are
     -- judged at the job's first attempt (pgjobs._judge_fields: judged or
     -- deferred on one walk).
-    v_unchecked := ARRAY(SELECT DISTINCT p FROM unnest(
-        coalesce(pgjobs._judge_filter(v_reg, pgjobs._canonical_scope(v_reg, p_scope), p_filter,
-                     (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options), '{}')
-        || coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-                        v_fields, v_options, 'option "columns"'), '{}')) p ORDER BY p);
+    -- NULL: judged; an array, even empty, deferred (pgjobs._judge_filter).
+    WITH j (filter_paths, column_paths) AS (
+        SELECT pgjobs._judge_filter(v_reg, pgjobs._canonical_scope(v_reg, p_scope), p_filter,
+                   (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options),
+               pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                   v_fields, v_options, 'option "columns"'))
+    SELECT CASE WHEN j.filter_paths IS NOT NULL OR j.column_paths IS NOT NULL
+                THEN ARRAY(SELECT DISTINCT p FROM unnest(coalesce(j.filter_paths, '{}')
+                                                         || coalesce(j.column_paths, '{}')) p
+                            ORDER BY p) END
+      INTO v_unchecked
+      FROM j;
 
     -- The options every job takes (priority, run_at, ..., any unknown one):
     -- checked again as the job is written.
@@ -288,7 +295,9 @@ BEGIN
                'compression', coalesce(v_options ->> 'compression', 'zstd'),
                'row_group_bytes', coalesce((v_options ->> 'row_group_bytes')::integer, 16777216))
            ELSE '{}'::jsonb END
-        || CASE WHEN cardinality(v_unchecked) > 0
+        -- An empty list is a deferral too: a json column's value check
+        -- (pgjobs._judge_filter).
+        || CASE WHEN v_unchecked IS NOT NULL
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
         v_options,

@@ -74,6 +74,14 @@ BEGIN
                    CASE WHEN jsonb_typeof(v_walk -> 'rows') = 'number'
                         THEN (v_walk ->> 'rows')::bigint ELSE 0 END,
                    CASE WHEN p_job.kind = ANY (pgjobs._engine_kinds()) THEN 100000 END);
+        -- An empty list (pgjobs._judge_filter: a json column's value check,
+        -- no document path to walk): the scope's first row is the walk.
+        IF cardinality(v_paths) = 0 OR v_reg.document_column IS NULL THEN
+            EXECUTE format('SELECT count(*) FROM (SELECT FROM %s t WHERE t.%I '
+                           'OPERATOR(pg_catalog.=) %s LIMIT 1) s', v_reg.target,
+                           v_reg.scope_column, pgjobs._scope_literal(v_reg, p_job.scope))
+               INTO v_check.p_rows_read;
+        END IF;
     EXCEPTION WHEN lock_not_available THEN
         -- The table held past 200 ms (an ALTER TABLE, a client's LOCK TABLE):
         -- nothing is wrong with the job; its caller leaves it queued.

@@ -40,6 +40,7 @@ DECLARE
     v_row text := 'to_jsonb(t.*)';
     v_json_row text;
     v_bounds text;
+    v_arrays boolean;
 BEGIN
     -- Fixed cost: every pinned call costs a GUC save and restore, more than
     -- a row of the page, so the checks below call as few as they can
@@ -54,8 +55,15 @@ BEGIN
     -- (By name: a read of every column, as the json test below makes, is
     -- planned again on every call, ~40-90 us; issue 11.)
     SELECT max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.key_column),
-           max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.scope_column)
-      INTO v_key_type, v_scope_type
+           max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.scope_column),
+           -- and whether any column's type may hold an array: the first test
+           -- of pgjobs._array_bounds_row, read here in the same statement
+           -- (its pinned call and its own read skipped for most targets)
+           EXISTS (SELECT FROM pg_catalog.pg_attribute c
+                     JOIN pg_catalog.pg_type ty ON ty.oid = c.atttypid
+                    WHERE c.attrelid = p_target AND c.attnum > 0 AND NOT c.attisdropped
+                      AND (ty.typcategory = 'A' OR ty.typtype IN ('c', 'd')))
+      INTO v_key_type, v_scope_type, v_arrays
       FROM pg_catalog.pg_attribute a
      WHERE a.attrelid = p_target AND a.attname IN (v_reg.key_column, v_reg.scope_column)
        AND a.attnum > 0 AND NOT a.attisdropped;
@@ -135,7 +143,11 @@ BEGIN
     -- session until a DDL commits (the DDL fence's epoch).
     -- The text is printed in fixed styles (pgjobs._value_text): in the
     -- caller's DateStyle or IntervalStyle it read back as another value.
-    v_bounds := pgjobs._array_bounds_row(p_target);
+    -- (NULL without a column whose type may hold an array, as
+    -- pgjobs._array_bounds_row's own first test returns)
+    IF v_arrays THEN
+        v_bounds := pgjobs._array_bounds_row(p_target);
+    END IF;
     LOOP
         BEGIN
             EXECUTE format('SELECT ARRAY(SELECT %s%s %s)', v_row, coalesce(v_bounds, ''), v_query)

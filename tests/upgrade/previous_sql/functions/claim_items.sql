@@ -58,6 +58,19 @@ DECLARE
 BEGIN
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
     PERFORM pgjobs._check_kinds(p_kinds, 'thumbnail');  -- 22023
+    -- A kind pgjobs runs itself is never a fan-out job (the submit's own rule,
+    -- pgjobs._submit_items_as): a worker asking for one got no item, without a
+    -- word, for as long as it polled.
+    IF EXISTS (SELECT FROM unnest(p_kinds) k(kind)
+                WHERE pgjobs._builtin_kind(k.kind) OR pgjobs._writes(k.kind)) THEN
+        RAISE EXCEPTION 'kinds holds %, which is never a fan-out job',
+            (SELECT string_agg(quote_literal(k.kind), ', ') FROM unnest(p_kinds) k(kind)
+              WHERE pgjobs._builtin_kind(k.kind) OR pgjobs._writes(k.kind))
+            USING ERRCODE = '22023',
+            HINT = 'pgjobs runs delete and backfill itself (pgjobs.run) and export and import '
+                   'in `pgjobs worker`; fan-out jobs have a kind of your own: claim it, e.g. '
+                   'ARRAY[''thumbnail''].';
+    END IF;
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
         RAISE EXCEPTION 'limit must be from 1 to 1000, not %', p_limit
             USING ERRCODE = '22023',

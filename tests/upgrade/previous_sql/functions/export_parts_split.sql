@@ -21,7 +21,12 @@ AS $$
 -- reset: the job was retried). Fenced on the claim: p_worker must hold the job's unexpired
 -- lease, else 55000 (the caller stops). Reads the target with the caller's
 -- rights after the submitter's run-time check, as export_chunk_sql does.
--- Locks: the job row.
+-- Locks: the job row, then the failed parts' rows: a failed part's row is
+-- held (FOR SHARE) by its last attempt's cleanup while it removes what the
+-- attempt wrote (Exporter._cleanup_hold), and the split waits for it as
+-- long as the job's lease runs, whatever shorter lock_timeout the caller
+-- set (a worker's 5 s): a longer removal no longer failed the split 55P03,
+-- the job left to its lease's end and its next claim costing an attempt.
 DECLARE
     v_job pgjobs.jobs;
     v_reg pgjobs.target_registry;
@@ -31,6 +36,8 @@ DECLARE
     v_step bigint;
     v_bounds text[];
     v_bound text;
+    v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
+    v_lease_left interval;
 BEGIN
     SELECT j.* INTO v_job FROM pgjobs.jobs j
      WHERE j.id = p_id AND j.kind = 'export' AND j.worker = p_worker
@@ -45,9 +52,17 @@ BEGIN
     END IF;
     -- A job claimed again after a part failed for good (pgjobs.retry): that
     -- part gets its attempts again and resumes from its checkpoint.
+    -- Behind a failed part's cleanup (its hold): wait for it up to the
+    -- lease's end, never less than the caller's own limit (0: no limit).
+    v_lease_left := greatest(v_job.lease_expires_at - clock_timestamp(), interval '1 ms');
+    IF v_lock_timeout::interval > interval '0' AND v_lock_timeout::interval < v_lease_left THEN
+        PERFORM pg_catalog.set_config(
+            'lock_timeout', ceil(extract(epoch FROM v_lease_left) * 1000)::bigint || 'ms', true);
+    END IF;
     UPDATE pgjobs.export_parts p
        SET status = 'queued', attempts = 0, updated_at = now()
      WHERE p.job_id = p_id AND p.status = 'failed';
+    PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
     SELECT count(*)::integer INTO v_parts FROM pgjobs.export_parts p WHERE p.job_id = p_id;
     IF v_parts > 0 OR coalesce((v_job.payload ->> 'parallel')::integer, 1) <= 1 THEN
         RETURN v_parts;

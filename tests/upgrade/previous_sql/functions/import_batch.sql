@@ -131,6 +131,7 @@ DECLARE
     v_worker_bytes bigint;
     v_prep text;
     v_plan_mode text;
+    v_unguarded text;
 BEGIN
     -- The job's row, waited for at most 5 s: a client's pause or cancel of
     -- its own import left open holds it, and an importer waiting for good
@@ -152,6 +153,12 @@ BEGIN
     -- columns (42703/42804: the job fails for good). Held to the batch's
     -- commit, so none changes after this check.
     PERFORM pgjobs._require_same_columns(v_job);
+    -- The scope column still takes the job's scope, as at the attempt's
+    -- start (pgjobs._import_scope_writable, 22023): a partition generating
+    -- it attached between two batches would give the rows after it the
+    -- scope it computes. (A column the source names: at each statement's
+    -- build, pgjobs._import_insert_sql.)
+    PERFORM pgjobs._import_scope_writable(v_reg);
     -- Deferrable constraints (a foreign key, unique or exclusion constraint,
     -- a constraint trigger; INITIALLY DEFERRED or set so) are checked at the
     -- end of each statement of the batch, as the others are, not at its
@@ -423,7 +430,57 @@ BEGIN
             -- (h75). A batch without suspects goes in whole as before.
             v_early := v_sql IS NOT NULL AND v_plain
                        AND p_lines IS NOT NULL AND p_records IS NOT NULL;
-            IF v_sql IS NOT NULL AND NOT v_early THEN
+            -- A statement reading a column through its guard (a type whose
+            -- input may refuse a bad value outside class 22: hstore, ltree;
+            -- pgjobs._import_input_guarded) pays a subtransaction per value:
+            -- the group goes in first by the plain casts (v_unguarded: the
+            -- same rows from the same records), and through the guards only
+            -- once that failed. A refusal of class 22 or 23 is narrowed down
+            -- below with the guarded statement, as before; any other error,
+            -- which a bad value of such a type raises (hstore XX000, ltree
+            -- 42601) as may the table (a trigger, a CHECK's function), has
+            -- the group tried again guarded, which tells the value's refusal
+            -- (a rejected record) from the table's (the job fails). Errors
+            -- of the server or of a lock are not tried again.
+            v_unguarded := NULL;
+            IF v_sql IS NOT NULL AND NOT v_early
+               AND strpos(v_sql, 'pgjobs._import_') > 0
+               AND (strpos(v_sql, 'pgjobs._import_input(') > 0
+                    OR strpos(v_sql, 'pgjobs._import_json_input(') > 0) THEN
+                v_unguarded := pgjobs._import_insert_sql(v_job, v_reg,
+                                                         coalesce(v_fields, p_fields), false);
+            END IF;
+            IF v_unguarded IS NOT NULL THEN
+                BEGIN
+                    v_below := CASE WHEN v_routed THEN pgjobs._inserts_below(v_job.target) END;
+                    IF left(v_unguarded, 5) = 'WITH ' THEN
+                        EXECUTE v_unguarded INTO v_ins, v_upd USING v_group_ns;
+                    ELSE
+                        EXECUTE v_unguarded USING v_group_ns;
+                        GET DIAGNOSTICS v_ins = ROW_COUNT;
+                        v_upd := 0;
+                    END IF;
+                    IF v_routed THEN
+                        v_ins := least(greatest(v_ins,
+                                                pgjobs._inserts_below(v_job.target) - v_below),
+                                       coalesce(cardinality(v_group_ns), v_staged) - v_upd);
+                    END IF;
+                    v_inserted := v_inserted + v_ins;
+                    v_updated := v_updated + v_upd;
+                    CONTINUE;
+                EXCEPTION WHEN data_exception OR integrity_constraint_violation
+                               OR cardinality_violation OR SQLSTATE '428C9' THEN
+                    v_unguarded := 'refused';  -- record by record below, guarded
+                WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE;
+                    IF left(v_state, 2) IN ('08', '25', '40', '53', '55', '57', '58')
+                       OR v_state IN ('XX001', 'XX002') THEN
+                        RAISE;
+                    END IF;
+                    v_unguarded := NULL;  -- the guarded statement below, whole
+                END;
+            END IF;
+            IF v_sql IS NOT NULL AND NOT v_early AND v_unguarded IS NULL THEN
                 BEGIN
                     v_below := CASE WHEN v_routed THEN pgjobs._inserts_below(v_job.target) END;
                     IF left(v_sql, 5) = 'WITH ' THEN

@@ -17,7 +17,9 @@ AS $$
 -- true. Raises P0002 for an unknown id, 55000 for a job that is not failed
 -- or canceled, 42501 when its submitter no longer holds what the submit
 -- needed (pgjobs._require_requeue), 55006 for an export while a worker is
--- removing the upload it left (pgjobs.start_storage_deletion).
+-- removing the upload it left (pgjobs.start_storage_deletion), 55P03 when
+-- the caller's lock_timeout runs out while an ended export's worker holds
+-- the row to remove what the attempt wrote (pgjobs._controlled_job).
 -- For pgjobs_client: the same rule as pgjobs.cancel (pgjobs._controlled_job).
 -- Locks: the job row (waits for a claim or page in flight on it).
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
@@ -35,4 +37,6 @@ COMMENT ON FUNCTION pgjobs.retry(bigint) IS
 'what the submit needed; 55000 also when the target''s registration changed its columns (or was '
 'removed) since the job was submitted; 55000 also for a delete or backfill while an import of '
 'its scope placed after its submit is pending or has written rows; 55006 for an export while a '
-'worker is removing the upload it left (retry it in a few seconds).';
+'worker is removing the upload it left (retry it in a few seconds); 55P03 when the caller''s '
+'lock_timeout runs out while an export''s worker removes what its ended attempt wrote (try '
+'again in a moment).';
