@@ -1756,6 +1756,40 @@ $$;
 ALTER FUNCTION pgjobs._claim_identity(p_worker text) OWNER TO SUPERUSER;
 
 --
+-- Name: _client_item_bytes(oid, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) RETURNS bigint
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The bytes of fan-out items the role of oid p_submitter keeps in pgjobs:
+-- the item_bytes of its jobs of every status (until pgjobs.prune deletes
+-- them), but job p_except's, which the caller counts itself. 0 for a NULL
+-- submitter (a role that no longer exists). The ceiling it is held to is
+-- set_defaults' max_item_bytes_per_client (pgjobs._items_add). An
+-- index-only scan of jobs_client_item_bytes_idx (migration 0135): the
+-- cost follows the client's fan-out jobs, not all it keeps. Locks nothing.
+SELECT coalesce(sum(j.item_bytes), 0)::bigint
+  FROM pgjobs.jobs j
+ WHERE j.submitted_by_oid = p_submitter
+   AND j.item_bytes IS NOT NULL
+   AND j.id <> p_except;
+$$;
+
+ALTER FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _client_item_bytes(p_submitter oid, p_except bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) IS 'The bytes of fan-out items (item_bytes) of every kept job of a submitter but one: what max_item_bytes_per_client bounds (pgjobs._items_add).';
+
+--
 -- Name: _collect_matches(pgjobs.jobs); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -4253,6 +4287,9 @@ CREATE FUNCTION pgjobs._defaults() RETURNS jsonb
 --   (pgjobs._require_client_kept_room);
 --   max_reject_bytes_per_job (integer, only when stored; else 16777216): the
 --   bytes of rejects a client's import may keep (pgjobs.import_batch);
+--   max_item_bytes_per_client (integer, only when stored; else 1073741824):
+--   the bytes of items a client may keep over all its fan-out jobs
+--   (pgjobs._items_add);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).
@@ -10037,7 +10074,9 @@ SELECT d.name, d.low, d.high, d.description
     (9, 'max_jobs_kept_per_client', 1, 100000000,
      'the most jobs a client may have kept, finished ones too until pgjobs.prune'),
     (10, 'max_reject_bytes_per_job', 1, 2147483647,
-     'the most bytes of rejects a client''s import may keep')
+     'the most bytes of rejects a client''s import may keep'),
+    (11, 'max_item_bytes_per_client', 1, 2147483647,
+     'the most bytes of items a client may keep over all its fan-out jobs')
   ) AS d(ord, name, low, high, description)
  ORDER BY d.ord;
 $$;
@@ -10116,6 +10155,15 @@ CREATE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) RETURNS integer
 -- JSON text of the arrays given (octet_length(p_items::text), kept in the
 -- job's item_bytes; a job from before migration 0054 has its items counted
 -- once here): 1 MiB items times max_items_per_job would be 100 GB a job.
+-- And 55006 when the job's submitter would hold more than set_defaults'
+-- max_item_bytes_per_client bytes (else 1073741824, 1 GiB) of items over
+-- all its kept jobs (the item_bytes of its jobs of every status until
+-- pgjobs.prune, jobs_client_item_bytes_idx of migration 0135): a client's
+-- max_jobs_kept_per_client jobs of 64 MiB each would be TBs of job_items,
+-- one tenant filling the database's disk. Counted without a lock, and
+-- near the ceiling (pgjobs._near_ceiling) again under the submitter's room
+-- lock (pgjobs._lock_client_room 'near', its own calls only), as the other
+-- client ceilings are.
 -- Nothing is added when any of them is raised. Returns the number added.
 -- Locks: the job row (already the caller's, so two calls adding to one job
 -- count one after the other).
@@ -10127,6 +10175,9 @@ DECLARE
     v_total bigint;
     v_bytes bigint;
     v_add_bytes bigint := octet_length(p_items::text);
+    v_submitter oid;
+    v_client_max bigint;
+    v_client_bytes bigint;
     v_admin boolean := pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER');
 BEGIN
     IF NOT v_admin THEN
@@ -10180,6 +10231,34 @@ BEGIN
                               'the ceiling with '
                               'pgjobs.set_defaults(''{"max_item_bytes_per_job": N}'').',
                               v_max);
+        END IF;
+    END IF;
+    IF NOT v_admin THEN
+        SELECT j.submitted_by_oid INTO v_submitter FROM pgjobs.jobs j WHERE j.id = p_id;
+        v_client_max := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint,
+                                 1073741824);
+        v_client_bytes := pgjobs._client_item_bytes(v_submitter, p_id) + v_bytes + v_add_bytes;
+        IF v_submitter IS NOT NULL AND pgjobs._near_ceiling(v_client_bytes, v_client_max) THEN
+            PERFORM pgjobs._lock_client_room(
+                v_submitter, 'near',
+                v_submitter = (SELECT r.oid FROM pg_catalog.pg_roles r
+                                WHERE r.rolname = pgjobs._caller()));
+            v_client_bytes := pgjobs._client_item_bytes(v_submitter, p_id) + v_bytes
+                              + v_add_bytes;  -- again, under the lock
+        END IF;
+        IF v_client_bytes > v_client_max THEN
+            RAISE EXCEPTION 'role % would keep % bytes of fan-out items with this call (% '
+                            'added to job %): a client may keep at most % bytes of items '
+                            'over all its jobs, the most an administrator allows',
+                            coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                       WHERE r.oid = v_submitter)::text, v_submitter::text),
+                            v_client_bytes, v_add_bytes, p_id, v_client_max
+                USING ERRCODE = '55006',
+                HINT = format('Keep large inputs in a table or object storage and pass a '
+                              'reference in each item, let finished jobs be pruned '
+                              '(pgjobs.prune), or ask an administrator to raise the ceiling '
+                              'with pgjobs.set_defaults(''{"max_item_bytes_per_client": N}'') '
+                              '(now %s).', v_client_max);
         END IF;
     END IF;
     INSERT INTO pgjobs.job_items (job_id, payload)
@@ -27528,6 +27607,10 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   administrator may have in pgjobs.jobs, finished ones too until
 --   pgjobs.prune deletes them: 55006 beyond it at a submit
 --   (pgjobs._require_client_kept_room).
+--   max_item_bytes_per_client (integer 1..2147483647, default
+--   1073741824, 1 GiB): the most bytes of items such a submitter may keep
+--   over all its fan-out jobs of every status (until pgjobs.prune deletes
+--   them), by the same calls: 55006 beyond it (pgjobs._items_add).
 --   max_reject_bytes_per_job (integer 1..2147483647, default 16777216, 16
 --   MiB): the most bytes of rejects (pgjobs.import_rejects: octet_length of
 --   each reject's reason plus of its record as kept) an import submitted by
@@ -27621,7 +27704,7 @@ ALTER FUNCTION pgjobs.set_defaults(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION set_defaults(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); max_item_bytes_per_job (the most bytes of items, as the JSON text of the arrays given, such a submitter may give one fan-out job over the same calls, 1 to 2147483647, default 67108864 (64 MiB): beyond it 55006); max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to 1000000, default 1000: above it the submit raises 22023); max_jobs_kept_per_client (the most jobs of every kind and status, finished ones too until pgjobs.prune deletes them, such a submitter may have, 1 to 100000000, default 100000: a submit beyond it raises 55006); max_reject_bytes_per_job (the most bytes of rejects, octet_length of each reject''s reason and record as kept, an import such a submitter submitted may keep, 1 to 2147483647, default 16777216 (16 MiB): the batch whose rejects would pass it fails the job with 22000); max_client_pause (an interval, 1 second to 100 years, default 1 hour: a writing job paused by a role that is not an administrator is canceled by the engine, event canceled, once paused that long, since it holds its scope''s later writers; pgjobs.retry queues it again); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
+COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); max_item_bytes_per_job (the most bytes of items, as the JSON text of the arrays given, such a submitter may give one fan-out job over the same calls, 1 to 2147483647, default 67108864 (64 MiB): beyond it 55006); max_item_bytes_per_client (the most bytes of items such a submitter may keep over all its fan-out jobs, finished ones too until pgjobs.prune deletes them, 1 to 2147483647, default 1073741824 (1 GiB): beyond it 55006); max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to 1000000, default 1000: above it the submit raises 22023); max_jobs_kept_per_client (the most jobs of every kind and status, finished ones too until pgjobs.prune deletes them, such a submitter may have, 1 to 100000000, default 100000: a submit beyond it raises 55006); max_reject_bytes_per_job (the most bytes of rejects, octet_length of each reject''s reason and record as kept, an import such a submitter submitted may keep, 1 to 2147483647, default 16777216 (16 MiB): the batch whose rejects would pass it fails the job with 22000); max_client_pause (an interval, 1 second to 100 years, default 1 hour: a writing job paused by a role that is not an administrator is canceled by the engine, event canceled, once paused that long, since it holds its scope''s later writers; pgjobs.retry queues it again); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
 
 --
 -- Name: start_storage_deletion(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -28664,6 +28747,12 @@ CREATE INDEX job_items_queued_idx ON pgjobs.job_items USING btree (job_id, run_a
 CREATE INDEX job_items_running_idx ON pgjobs.job_items USING btree (job_id) WHERE (status = 'running'::text);
 
 --
+-- Name: jobs_client_item_bytes_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE INDEX jobs_client_item_bytes_idx ON pgjobs.jobs USING btree (submitted_by_oid) INCLUDE (item_bytes) WHERE (item_bytes IS NOT NULL);
+
+--
 -- Name: jobs_client_paused_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -29122,6 +29211,13 @@ GRANT ALL ON FUNCTION pgjobs._claim_id(p_id bigint, p_worker text, p_lease inter
 
 REVOKE ALL ON FUNCTION pgjobs._claim_identity(p_worker text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._claim_identity(p_worker text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _client_item_bytes(p_submitter oid, p_except bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _collect_matches(p_job pgjobs.jobs); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
