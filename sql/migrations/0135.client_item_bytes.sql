@@ -9,19 +9,7 @@
 -- index-only scan), whatever number of other jobs it keeps. No data
 -- changes; jobs in flight run as they are (a fan-out job made before 0054,
 -- item_bytes NULL, is counted from its next add_items on).
--- Built CONCURRENTLY, outside a transaction: a plain CREATE INDEX holds
--- pgjobs.jobs in SHARE mode for the whole scan of a table that may hold
--- millions of kept jobs, and queues behind any open transaction that
--- wrote a job, so every runner's and worker's job update (a page's
--- progress, a heartbeat, a claim, a submit) waits behind it while it
--- waits and while it builds. CONCURRENTLY blocks none of them; it waits
--- for the transactions open when it starts. A build that failed leaves an
--- invalid index: the DROP first removes it, so `pgjobs migrate` run again
--- builds it anew.
--- transactional: false
 -- depends: 0091.ddl_fence
 
-DROP INDEX CONCURRENTLY IF EXISTS pgjobs.jobs_client_item_bytes_idx;
-
-CREATE INDEX CONCURRENTLY jobs_client_item_bytes_idx ON pgjobs.jobs (submitted_by_oid)
+CREATE INDEX IF NOT EXISTS jobs_client_item_bytes_idx ON pgjobs.jobs (submitted_by_oid)
     INCLUDE (item_bytes) WHERE item_bytes IS NOT NULL;
