@@ -1578,7 +1578,7 @@ COMMENT ON COLUMN pgjobs.jobs.target_columns IS 'The target''s columns when the 
 -- Name: COLUMN jobs.item_bytes; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON COLUMN pgjobs.jobs.item_bytes IS 'A fan-out job''s items given so far, in bytes of the JSON text of the arrays passed to submit_items and add_items (pgjobs._items_add; NULL before its first add since 0054).';
+COMMENT ON COLUMN pgjobs.jobs.item_bytes IS 'The bytes of a job''s inputs kept beside it: a fan-out job''s items given so far, as the JSON text of the arrays passed to submit_items and add_items (pgjobs._items_add; NULL before its first add since 0054), or a delete''s exclude list kept in pgjobs.job_exclusions (the octet_length of its keys, since 0135). What max_item_bytes_per_client sums.';
 
 --
 -- Name: COLUMN jobs.room_xact; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
@@ -1767,11 +1767,13 @@ CREATE FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) RETU
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- The bytes of fan-out items the role of oid p_submitter keeps in pgjobs:
+-- The bytes of inputs the role of oid p_submitter keeps beside its jobs
+-- (fan-out items, delete exclude lists kept in pgjobs.job_exclusions):
 -- the item_bytes of its jobs of every status (until pgjobs.prune deletes
 -- them), but job p_except's, which the caller counts itself. 0 for a NULL
 -- submitter (a role that no longer exists). The ceiling it is held to is
--- set_defaults' max_item_bytes_per_client (pgjobs._items_add). An
+-- set_defaults' max_item_bytes_per_client
+-- (pgjobs._require_client_item_room). An
 -- index-only scan of jobs_client_item_bytes_idx (migration 0135): the
 -- cost follows the client's fan-out jobs, not all it keeps. Locks nothing.
 SELECT coalesce(sum(j.item_bytes), 0)::bigint
@@ -1787,7 +1789,7 @@ ALTER FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) OWNER
 -- Name: FUNCTION _client_item_bytes(p_submitter oid, p_except bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) IS 'The bytes of fan-out items (item_bytes) of every kept job of a submitter but one: what max_item_bytes_per_client bounds (pgjobs._items_add).';
+COMMENT ON FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) IS 'The bytes of fan-out items and delete exclude lists (item_bytes) of every kept job of a submitter but one: what max_item_bytes_per_client bounds (pgjobs._require_client_item_room).';
 
 --
 -- Name: _collect_matches(pgjobs.jobs); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -10160,10 +10162,8 @@ CREATE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) RETURNS integer
 -- all its kept jobs (the item_bytes of its jobs of every status until
 -- pgjobs.prune, jobs_client_item_bytes_idx of migration 0135): a client's
 -- max_jobs_kept_per_client jobs of 64 MiB each would be TBs of job_items,
--- one tenant filling the database's disk. Counted without a lock, and
--- near the ceiling (pgjobs._near_ceiling) again under the submitter's room
--- lock (pgjobs._lock_client_room 'near', its own calls only), as the other
--- client ceilings are.
+-- one tenant filling the database's disk (pgjobs._require_client_item_room,
+-- which a delete's exclude list passes too).
 -- Nothing is added when any of them is raised. Returns the number added.
 -- Locks: the job row (already the caller's, so two calls adding to one job
 -- count one after the other).
@@ -10175,9 +10175,6 @@ DECLARE
     v_total bigint;
     v_bytes bigint;
     v_add_bytes bigint := octet_length(p_items::text);
-    v_submitter oid;
-    v_client_max bigint;
-    v_client_bytes bigint;
     v_admin boolean := pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER');
 BEGIN
     IF NOT v_admin THEN
@@ -10234,32 +10231,9 @@ BEGIN
         END IF;
     END IF;
     IF NOT v_admin THEN
-        SELECT j.submitted_by_oid INTO v_submitter FROM pgjobs.jobs j WHERE j.id = p_id;
-        v_client_max := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint,
-                                 1073741824);
-        v_client_bytes := pgjobs._client_item_bytes(v_submitter, p_id) + v_bytes + v_add_bytes;
-        IF v_submitter IS NOT NULL AND pgjobs._near_ceiling(v_client_bytes, v_client_max) THEN
-            PERFORM pgjobs._lock_client_room(
-                v_submitter, 'near',
-                v_submitter = (SELECT r.oid FROM pg_catalog.pg_roles r
-                                WHERE r.rolname = pgjobs._caller()));
-            v_client_bytes := pgjobs._client_item_bytes(v_submitter, p_id) + v_bytes
-                              + v_add_bytes;  -- again, under the lock
-        END IF;
-        IF v_client_bytes > v_client_max THEN
-            RAISE EXCEPTION 'role % would keep % bytes of fan-out items with this call (% '
-                            'added to job %): a client may keep at most % bytes of items '
-                            'over all its jobs, the most an administrator allows',
-                            coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
-                                       WHERE r.oid = v_submitter)::text, v_submitter::text),
-                            v_client_bytes, v_add_bytes, p_id, v_client_max
-                USING ERRCODE = '55006',
-                HINT = format('Keep large inputs in a table or object storage and pass a '
-                              'reference in each item, let finished jobs be pruned '
-                              '(pgjobs.prune), or ask an administrator to raise the ceiling '
-                              'with pgjobs.set_defaults(''{"max_item_bytes_per_client": N}'') '
-                              '(now %s).', v_client_max);
-        END IF;
+        PERFORM pgjobs._require_client_item_room(
+            p_id, v_bytes, v_add_bytes,
+            'Keep large inputs in a table or object storage and pass a reference in each item');
     END IF;
     INSERT INTO pgjobs.job_items (job_id, payload)
     SELECT p_id, e.value
@@ -14988,6 +14962,76 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._require(p_target regclass, p_privilege text) OWNER TO SUPERUSER;
+
+--
+-- Name: _require_client_item_room(bigint, bigint, bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_client_item_room(p_id bigint, p_job_bytes bigint, p_add_bytes bigint, p_hint text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The one check of set_defaults' max_item_bytes_per_client (else
+-- 1073741824, 1 GiB): 55006 when the submitter of job p_id, which has
+-- p_job_bytes of inputs kept beside it and is given p_add_bytes more, would
+-- keep more than that over all its jobs (their item_bytes, every status,
+-- until pgjobs.prune; pgjobs._client_item_bytes). Every input a client
+-- keeps beside its jobs without another bound passes here before it is
+-- written: a fan-out job's items (pgjobs._items_add) and a delete's exclude
+-- list kept in pgjobs.job_exclusions (pgjobs._submit_delete_as: up to
+-- 100,000 keys of any length a job). The caller has checked it is not an
+-- administrator, holds the job row, and stores p_job_bytes + p_add_bytes
+-- in the job's item_bytes after. p_hint opens the error's hint (what to do
+-- instead). Counted without a lock, and near the ceiling (within a tenth of
+-- it, pgjobs._near_ceiling, or of ten calls of this size: a call may add
+-- 64 MiB of items, and the count misses what the client's other sessions
+-- added far from it and have not committed) again under the submitter's
+-- room lock (pgjobs._lock_client_room 'near', its own calls only).
+-- Locks: the submitter's row of pgjobs.client_room_locks, near the ceiling.
+DECLARE
+    v_submitter oid;
+    v_max bigint := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint,
+                             1073741824);
+    v_bytes bigint;
+BEGIN
+    SELECT j.submitted_by_oid INTO v_submitter FROM pgjobs.jobs j WHERE j.id = p_id;
+    v_bytes := pgjobs._client_item_bytes(v_submitter, p_id) + p_job_bytes + p_add_bytes;
+    IF v_submitter IS NOT NULL
+       AND (pgjobs._near_ceiling(v_bytes, v_max) OR v_bytes >= v_max - 10 * p_add_bytes) THEN
+        PERFORM pgjobs._lock_client_room(
+            v_submitter, 'near',
+            v_submitter = (SELECT r.oid FROM pg_catalog.pg_roles r
+                            WHERE r.rolname = pgjobs._caller()));
+        v_bytes := pgjobs._client_item_bytes(v_submitter, p_id) + p_job_bytes
+                   + p_add_bytes;  -- again, under the lock
+    END IF;
+    IF v_bytes > v_max THEN
+        RAISE EXCEPTION 'role % would keep % bytes of fan-out items and exclude lists with '
+                        'this call (% added to job %): a client may keep at most % bytes of '
+                        'items over all its jobs, the most an administrator allows',
+                        coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                   WHERE r.oid = v_submitter)::text, v_submitter::text),
+                        v_bytes, p_add_bytes, p_id, v_max
+            USING ERRCODE = '55006',
+            HINT = format('%s, let finished jobs be pruned (pgjobs.prune), or ask an '
+                          'administrator to raise the ceiling with '
+                          'pgjobs.set_defaults(''{"max_item_bytes_per_client": N}'') '
+                          '(now %s).', p_hint, v_max);
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._require_client_item_room(p_id bigint, p_job_bytes bigint, p_add_bytes bigint, p_hint text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _require_client_item_room(p_id bigint, p_job_bytes bigint, p_add_bytes bigint, p_hint text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._require_client_item_room(p_id bigint, p_job_bytes bigint, p_add_bytes bigint, p_hint text) IS '55006 when the submitter of a job would keep more than max_item_bytes_per_client bytes of fan-out items and delete exclude lists over all its jobs: the one check of that ceiling (pgjobs._items_add, pgjobs._submit_delete_as).';
 
 --
 -- Name: _require_client_kept_room(oid); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -19796,12 +19840,15 @@ CREATE FUNCTION pgjobs._submit_delete_as(p_caller name, p_target regclass, p_sco
 -- scope has is refused otherwise: pgjobs._require_known_fields). Everything
 -- is validated before anything is written
 -- (22023). SECURITY DEFINER for pgjobs_client: the caller needs DELETE on
--- the target (42501). Returns the job id.
+-- the target (42501). A client whose exclude list kept in
+-- pgjobs.job_exclusions would pass max_item_bytes_per_client raises 55006
+-- (pgjobs._require_client_item_room). Returns the job id.
 DECLARE
     v_reg pgjobs.target_registry;
     v_selection record;
     v_unchecked text[];
     v_job pgjobs.jobs;
+    v_exclude_bytes bigint;
 BEGIN
     p_caller := pgjobs._enter('submit_delete', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The target's registration and trust, checked once here and handed to
@@ -19852,9 +19899,22 @@ BEGIN
     -- A long exclude list is stored once, in pgjobs.job_exclusions, and the
     -- predicate probes it there (pgjobs._exclusion_clause): pages and reads
     -- plan the same short text whatever the list's length.
+    -- Its bytes are the job's item_bytes, held for a client to
+    -- max_item_bytes_per_client over all its jobs with its fan-out items
+    -- (pgjobs._require_client_item_room, before anything is written): up to
+    -- 100,000 keys of any length a job, times the jobs a client may keep,
+    -- was TBs of job_exclusions. The job row is this call's own.
     IF v_selection.survivors ->> 'exclusions' = 'table' THEN
+        v_exclude_bytes := (SELECT coalesce(sum(octet_length(k)), 0)
+                              FROM (SELECT DISTINCT k FROM unnest(v_selection.keys) k) d);
+        IF NOT pg_has_role(p_caller, 'pgjobs_admin', 'MEMBER') THEN
+            PERFORM pgjobs._require_client_item_room(
+                v_job.id, 0, v_exclude_bytes,
+                'Exclude rows with a filter instead, e.g. {"$not": {...}}');
+        END IF;
         INSERT INTO pgjobs.job_exclusions (job_id, key)
         SELECT DISTINCT v_job.id, k FROM unnest(v_selection.keys) k;
+        UPDATE pgjobs.jobs j SET item_bytes = v_exclude_bytes WHERE j.id = v_job.id;
         v_selection.predicate := v_selection.head || format(' AND NOT (%s)',
             pgjobs._exclusion_clause(v_reg.key_column, v_selection.survivors ->> 'key_type',
                                      NULL, v_job.id));
@@ -27610,7 +27670,9 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   max_item_bytes_per_client (integer 1..2147483647, default
 --   1073741824, 1 GiB): the most bytes of items such a submitter may keep
 --   over all its fan-out jobs of every status (until pgjobs.prune deletes
---   them), by the same calls: 55006 beyond it (pgjobs._items_add).
+--   them), by the same calls, with the exclude lists of more than 100 keys
+--   of its deletes (pgjobs.job_exclusions): 55006 beyond it
+--   (pgjobs._require_client_item_room).
 --   max_reject_bytes_per_job (integer 1..2147483647, default 16777216, 16
 --   MiB): the most bytes of rejects (pgjobs.import_rejects: octet_length of
 --   each reject's reason plus of its record as kept) an import submitted by
@@ -27704,7 +27766,7 @@ ALTER FUNCTION pgjobs.set_defaults(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION set_defaults(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); max_item_bytes_per_job (the most bytes of items, as the JSON text of the arrays given, such a submitter may give one fan-out job over the same calls, 1 to 2147483647, default 67108864 (64 MiB): beyond it 55006); max_item_bytes_per_client (the most bytes of items such a submitter may keep over all its fan-out jobs, finished ones too until pgjobs.prune deletes them, 1 to 2147483647, default 1073741824 (1 GiB): beyond it 55006); max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to 1000000, default 1000: above it the submit raises 22023); max_jobs_kept_per_client (the most jobs of every kind and status, finished ones too until pgjobs.prune deletes them, such a submitter may have, 1 to 100000000, default 100000: a submit beyond it raises 55006); max_reject_bytes_per_job (the most bytes of rejects, octet_length of each reject''s reason and record as kept, an import such a submitter submitted may keep, 1 to 2147483647, default 16777216 (16 MiB): the batch whose rejects would pass it fails the job with 22000); max_client_pause (an interval, 1 second to 100 years, default 1 hour: a writing job paused by a role that is not an administrator is canceled by the engine, event canceled, once paused that long, since it holds its scope''s later writers; pgjobs.retry queues it again); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
+COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); max_item_bytes_per_job (the most bytes of items, as the JSON text of the arrays given, such a submitter may give one fan-out job over the same calls, 1 to 2147483647, default 67108864 (64 MiB): beyond it 55006); max_item_bytes_per_client (the most bytes of items such a submitter may keep over all its fan-out jobs, with the exclude lists of more than 100 keys of its deletes, finished ones too until pgjobs.prune deletes them, 1 to 2147483647, default 1073741824 (1 GiB): beyond it 55006); max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to 1000000, default 1000: above it the submit raises 22023); max_jobs_kept_per_client (the most jobs of every kind and status, finished ones too until pgjobs.prune deletes them, such a submitter may have, 1 to 100000000, default 100000: a submit beyond it raises 55006); max_reject_bytes_per_job (the most bytes of rejects, octet_length of each reject''s reason and record as kept, an import such a submitter submitted may keep, 1 to 2147483647, default 16777216 (16 MiB): the batch whose rejects would pass it fails the job with 22000); max_client_pause (an interval, 1 second to 100 years, default 1 hour: a writing job paused by a role that is not an administrator is canceled by the engine, event canceled, once paused that long, since it holds its scope''s later writers; pgjobs.retry queues it again); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
 
 --
 -- Name: start_storage_deletion(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -30411,6 +30473,13 @@ GRANT ALL ON FUNCTION pgjobs._requeue_problem(p_job pgjobs.jobs, p_verb text, OU
 
 REVOKE ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _require_client_item_room(p_id bigint, p_job_bytes bigint, p_add_bytes bigint, p_hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_client_item_room(p_id bigint, p_job_bytes bigint, p_add_bytes bigint, p_hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_client_item_room(p_id bigint, p_job_bytes bigint, p_add_bytes bigint, p_hint text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _require_client_kept_room(p_submitter oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

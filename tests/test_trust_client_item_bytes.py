@@ -145,3 +145,68 @@ def test_a_bad_client_item_bytes_ceiling_is_refused(conn: Conn, value: str) -> N
     assert scalar(conn, "SELECT pgjobs._defaults() ->> 'max_item_bytes_per_client'") == "5"
     _set(conn, max_item_bytes_per_client=None)
     assert "max_item_bytes_per_client" not in scalar(conn, "SELECT pgjobs._defaults()")
+
+
+# Review of h124: the same class, bytes a client keeps beside its jobs without
+# another bound. A delete's exclude list of more than 100 keys is kept in
+# pgjobs.job_exclusions, up to 100,000 keys of any length a job, and a client
+# may keep 100,000 jobs: TBs again, past max_item_bytes_per_client. It is now
+# held to the same ceiling, with the client's items, before anything is written.
+
+SUBMIT_DELETE = ("SELECT pgjobs.submit_delete('text_rows', %(scope)s, '{}'::jsonb, "
+                 "%(exclude)s::text[])")
+
+
+@pytest.fixture
+def deleter(conn: Conn, roles: dict[str, str]) -> str:
+    make_rows_target(conn, "text_rows", key_type="text")
+    conn.execute(f"GRANT SELECT, DELETE ON text_rows TO {roles['client']}, {roles['other']}")
+    return roles["client"]
+
+
+def _keys(n: int, width: int, tag: str = "k") -> list[str]:
+    return [f"{tag}{i:06d}".ljust(width, "x") for i in range(n)]
+
+
+def _exclusions(conn: Conn) -> int:
+    return int(scalar(conn, "SELECT count(*) FROM pgjobs.job_exclusions"))
+
+
+def test_a_deletes_exclude_list_counts_toward_the_clients_ceiling(
+        conn: Conn, roles: dict[str, str], deleter: str) -> None:
+    _set(conn, max_item_bytes_per_client=5000)
+    job = int(_as(conn, deleter, SUBMIT_DELETE, exclude=_keys(150, 30)))      # 4500 bytes
+    assert scalar(conn, "SELECT item_bytes FROM pgjobs.jobs WHERE id = %s", (job,)) == 4500
+    before = (_exclusions(conn), _written(conn))
+    with pytest.raises(errors.ObjectInUse) as info:
+        _as(conn, deleter, SUBMIT_DELETE, exclude=_keys(150, 30, "j"))
+    assert "at most 5000 bytes of items over all its jobs" in (
+        info.value.diag.message_primary or "")
+    assert HINT in (info.value.diag.message_hint or "")
+    assert "filter" in (info.value.diag.message_hint or "")
+    assert (_exclusions(conn), _written(conn)) == before
+    # Items and exclude lists share the one ceiling.
+    with pytest.raises(errors.ObjectInUse):
+        _as(conn, deleter, SUBMIT_ITEMS, items=_sized(6, 100))
+    # A short list stays in the payload (bounded by its 1 MiB); another
+    # client has its own room; administrators are not held.
+    assert int(_as(conn, deleter, SUBMIT_DELETE, exclude=_keys(100, 30))) > 0
+    assert int(_as(conn, roles["other"], SUBMIT_DELETE, exclude=_keys(150, 30))) > 0
+    conn.execute(f"GRANT SELECT, DELETE ON text_rows TO {roles['admin']}")
+    assert int(_as(conn, roles["admin"], SUBMIT_DELETE, exclude=_keys(300, 30))) > 0
+    # Room comes back when the client's finished jobs are pruned.
+    conn.execute("UPDATE pgjobs.jobs SET status = 'canceled', finished_at = now() - "
+                 "interval '2 days' WHERE submitted_by = %s", (deleter,))
+    conn.execute("SELECT pgjobs.prune('1 day')")
+    assert int(_as(conn, deleter, SUBMIT_DELETE, exclude=_keys(150, 30, "j"))) > 0
+
+
+def test_long_exclude_keys_are_counted_by_their_bytes(
+        conn: Conn, roles: dict[str, str], deleter: str) -> None:
+    """101 keys of 2,000 bytes: 202,000 bytes of job_exclusions, held by the
+    built-in ceiling as any other bytes."""
+    job = int(_as(conn, deleter, SUBMIT_DELETE, exclude=_keys(101, 2000)))
+    assert scalar(conn, "SELECT item_bytes FROM pgjobs.jobs WHERE id = %s", (job,)) == 202000
+    conn.execute("UPDATE pgjobs.jobs SET item_bytes = %s WHERE id = %s", (2**30 - 1000, job))
+    with pytest.raises(errors.ObjectInUse, match="at most 1073741824 bytes"):
+        _as(conn, deleter, SUBMIT_DELETE, exclude=_keys(101, 2000, "j"))

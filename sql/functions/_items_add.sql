@@ -27,10 +27,8 @@ AS $$
 -- all its kept jobs (the item_bytes of its jobs of every status until
 -- pgjobs.prune, jobs_client_item_bytes_idx of migration 0135): a client's
 -- max_jobs_kept_per_client jobs of 64 MiB each would be TBs of job_items,
--- one tenant filling the database's disk. Counted without a lock, and
--- near the ceiling (pgjobs._near_ceiling) again under the submitter's room
--- lock (pgjobs._lock_client_room 'near', its own calls only), as the other
--- client ceilings are.
+-- one tenant filling the database's disk (pgjobs._require_client_item_room,
+-- which a delete's exclude list passes too).
 -- Nothing is added when any of them is raised. Returns the number added.
 -- Locks: the job row (already the caller's, so two calls adding to one job
 -- count one after the other).
@@ -42,9 +40,6 @@ DECLARE
     v_total bigint;
     v_bytes bigint;
     v_add_bytes bigint := octet_length(p_items::text);
-    v_submitter oid;
-    v_client_max bigint;
-    v_client_bytes bigint;
     v_admin boolean := pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER');
 BEGIN
     IF NOT v_admin THEN
@@ -101,32 +96,9 @@ BEGIN
         END IF;
     END IF;
     IF NOT v_admin THEN
-        SELECT j.submitted_by_oid INTO v_submitter FROM pgjobs.jobs j WHERE j.id = p_id;
-        v_client_max := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint,
-                                 1073741824);
-        v_client_bytes := pgjobs._client_item_bytes(v_submitter, p_id) + v_bytes + v_add_bytes;
-        IF v_submitter IS NOT NULL AND pgjobs._near_ceiling(v_client_bytes, v_client_max) THEN
-            PERFORM pgjobs._lock_client_room(
-                v_submitter, 'near',
-                v_submitter = (SELECT r.oid FROM pg_catalog.pg_roles r
-                                WHERE r.rolname = pgjobs._caller()));
-            v_client_bytes := pgjobs._client_item_bytes(v_submitter, p_id) + v_bytes
-                              + v_add_bytes;  -- again, under the lock
-        END IF;
-        IF v_client_bytes > v_client_max THEN
-            RAISE EXCEPTION 'role % would keep % bytes of fan-out items with this call (% '
-                            'added to job %): a client may keep at most % bytes of items '
-                            'over all its jobs, the most an administrator allows',
-                            coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
-                                       WHERE r.oid = v_submitter)::text, v_submitter::text),
-                            v_client_bytes, v_add_bytes, p_id, v_client_max
-                USING ERRCODE = '55006',
-                HINT = format('Keep large inputs in a table or object storage and pass a '
-                              'reference in each item, let finished jobs be pruned '
-                              '(pgjobs.prune), or ask an administrator to raise the ceiling '
-                              'with pgjobs.set_defaults(''{"max_item_bytes_per_client": N}'') '
-                              '(now %s).', v_client_max);
-        END IF;
+        PERFORM pgjobs._require_client_item_room(
+            p_id, v_bytes, v_add_bytes,
+            'Keep large inputs in a table or object storage and pass a reference in each item');
     END IF;
     INSERT INTO pgjobs.job_items (job_id, payload)
     SELECT p_id, e.value

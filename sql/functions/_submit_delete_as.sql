@@ -26,12 +26,15 @@ AS $$
 -- scope has is refused otherwise: pgjobs._require_known_fields). Everything
 -- is validated before anything is written
 -- (22023). SECURITY DEFINER for pgjobs_client: the caller needs DELETE on
--- the target (42501). Returns the job id.
+-- the target (42501). A client whose exclude list kept in
+-- pgjobs.job_exclusions would pass max_item_bytes_per_client raises 55006
+-- (pgjobs._require_client_item_room). Returns the job id.
 DECLARE
     v_reg pgjobs.target_registry;
     v_selection record;
     v_unchecked text[];
     v_job pgjobs.jobs;
+    v_exclude_bytes bigint;
 BEGIN
     p_caller := pgjobs._enter('submit_delete', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The target's registration and trust, checked once here and handed to
@@ -82,9 +85,22 @@ BEGIN
     -- A long exclude list is stored once, in pgjobs.job_exclusions, and the
     -- predicate probes it there (pgjobs._exclusion_clause): pages and reads
     -- plan the same short text whatever the list's length.
+    -- Its bytes are the job's item_bytes, held for a client to
+    -- max_item_bytes_per_client over all its jobs with its fan-out items
+    -- (pgjobs._require_client_item_room, before anything is written): up to
+    -- 100,000 keys of any length a job, times the jobs a client may keep,
+    -- was TBs of job_exclusions. The job row is this call's own.
     IF v_selection.survivors ->> 'exclusions' = 'table' THEN
+        v_exclude_bytes := (SELECT coalesce(sum(octet_length(k)), 0)
+                              FROM (SELECT DISTINCT k FROM unnest(v_selection.keys) k) d);
+        IF NOT pg_has_role(p_caller, 'pgjobs_admin', 'MEMBER') THEN
+            PERFORM pgjobs._require_client_item_room(
+                v_job.id, 0, v_exclude_bytes,
+                'Exclude rows with a filter instead, e.g. {"$not": {...}}');
+        END IF;
         INSERT INTO pgjobs.job_exclusions (job_id, key)
         SELECT DISTINCT v_job.id, k FROM unnest(v_selection.keys) k;
+        UPDATE pgjobs.jobs j SET item_bytes = v_exclude_bytes WHERE j.id = v_job.id;
         v_selection.predicate := v_selection.head || format(' AND NOT (%s)',
             pgjobs._exclusion_clause(v_reg.key_column, v_selection.survivors ->> 'key_type',
                                      NULL, v_job.id));
