@@ -24283,6 +24283,10 @@ COMMENT ON FUNCTION pgjobs.doctor(p_target regclass) IS 'Health checks, one row 
 CREATE FUNCTION pgjobs.export_chunk_bound(p_id bigint, p_after text, p_limit integer, p_until text DEFAULT NULL::text) RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The next_after that pgjobs.export_chunk_sql(p_id, p_after, p_limit,
 -- p_until) returns, without its copy_sql: what a worker walks ahead on its
@@ -24322,6 +24326,10 @@ COMMENT ON FUNCTION pgjobs.export_chunk_bound(p_id bigint, p_after text, p_limit
 CREATE FUNCTION pgjobs.export_chunk_sql(p_id bigint, p_after text, p_limit integer, p_until text DEFAULT NULL::text, p_next text DEFAULT NULL::text, OUT copy_sql text, OUT next_after text) RETURNS record
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- One keyset chunk of export job p_id: the keys of the scope after p_after
 -- (NULL: from the start) up to the p_limit-th one, whatever the filter,

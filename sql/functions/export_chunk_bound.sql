@@ -7,6 +7,10 @@ RETURNS text
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The next_after that pgjobs.export_chunk_sql(p_id, p_after, p_limit,
 -- p_until) returns, without its copy_sql: what a worker walks ahead on its

@@ -18,6 +18,10 @@ CREATE OR REPLACE FUNCTION pgjobs.export_chunk_sql(
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- One keyset chunk of export job p_id: the keys of the scope after p_after
 -- (NULL: from the start) up to the p_limit-th one, whatever the filter,
