@@ -384,9 +384,11 @@ SELECT c.copy_sql, c.next_after, pg_catalog.set_config('enable_seqscan', 'off', 
   FROM pgjobs.export_chunk_sql(%(id)s, %(after)s, %(limit)s, %(until)s, %(next)s) c
 """
 # The next chunk's bound alone, walked ahead on the control connection while a
-# chunk streams (poller/export.py, _Ahead); passed back as p_next above.
+# chunk streams (poller/export.py, _Ahead); passed back as p_next above. The
+# chunk's checks without its mask and COPY text, which the chunk builds itself
+# (pgjobs.export_chunk_bound; export_chunk_sql built both, about twice the work).
 EXPORT_CHUNK_BOUND = """
-SELECT c.next_after FROM pgjobs.export_chunk_sql(%(id)s, %(after)s, %(limit)s, %(until)s) c
+SELECT pgjobs.export_chunk_bound(%(id)s, %(after)s, %(limit)s, %(until)s)
 """
 EXPORT_RELEASE = "SELECT pgjobs.release(%(id)s, %(worker)s)"
 # What a worker's control statement gave up waiting for (55P03): the job's

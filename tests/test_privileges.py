@@ -91,6 +91,8 @@ def test_client_cannot_cancel_another_roles_job_without_the_privilege(
     "SELECT * FROM pgjobs.claim_storage_deletions()",
     "SELECT pgjobs.finish_storage_deletion(1)",
     "SELECT pgjobs.export_chunk_sql(1, NULL, 1)",
+    "SELECT pgjobs.export_chunk_bound(1, NULL, 1)",
+    "SELECT pgjobs._export_chunk(1, NULL, 1, NULL, NULL, true)",
     "SELECT pgjobs.unregister_target('rows')",
     "SELECT pgjobs.unschedule()",
     "DELETE FROM pgjobs.jobs",

@@ -167,6 +167,8 @@ def test_untrusted_target_is_refused_on_every_path(
                      " 'data')")
     with pytest.raises(errors.InsufficientPrivilege):
         conn.execute("SELECT * FROM pgjobs.export_chunk_sql(%s, NULL, 100)", (world["export"],))
+    with pytest.raises(errors.InsufficientPrivilege):  # the worker's walk ahead of a chunk
+        conn.execute("SELECT pgjobs.export_chunk_bound(%s, NULL, 100)", (world["export"],))
 
     # The runner: the jobs queued while the target was trusted fail for good,
     # touching nothing.
