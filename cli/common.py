@@ -940,7 +940,8 @@ def checks_moot(command: click.Command) -> click.Command:
 
     def checked(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
-        if command_words(ctx).split()[1] not in STORAGE_COMMANDS:
+        words = command_words(ctx).split()  # `pgjobs dev up`: the command is dev
+        if (words[1] if len(words) > 1 else command.name) not in STORAGE_COMMANDS:
             refuse_ignored(["storage"], f"by `{command_words(ctx)}`: only "
                            f"{', '.join(sorted(STORAGE_COMMANDS))} read or write storage",
                            hint="drop --storage (`pgjobs url` finds an export's objects "
