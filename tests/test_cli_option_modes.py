@@ -67,7 +67,7 @@ SAMPLES: dict[str, list[str]] = {
     "on_duplicate": ["--on-duplicate", "skip"], "max_rejects": ["--max-rejects", "3"],
     "timeout": ["--timeout", "1s"], "budget": ["--budget", "5s"], "idle": ["--idle", "2s"],
     "runners": ["--runners", "2"], "concurrency": ["--concurrency", "2"],
-    "lease": ["--lease", "20s"], "poll": ["--poll", "1s"], "stale_after": ["--stale-after", "2h"],
+    "lease": ["--lease", "60s"], "poll": ["--poll", "1s"], "stale_after": ["--stale-after", "2h"],
     "max_chunk_rows": ["--max-chunk-rows", "500"], "max_part_size": ["--max-part-size", "2048"],
     "storage_retry": ["--storage-retry", "1m"], "metrics_host": ["--metrics-host", "127.0.0.1"],
     "log_format": ["--log-format", "json"],
