@@ -220,7 +220,7 @@ class LazyCommands(MutableMapping[str, click.Command]):
 
     def __init__(self, loaded: Mapping[str, click.Command],
                  lazy: dict[str, tuple[str, str, str]]) -> None:
-        self._loaded = dict(loaded)
+        self._loaded = {name: checks_moot(command) for name, command in loaded.items()}
         self._lazy = {name: spec for name, spec in lazy.items() if name not in loaded}
 
     def __getitem__(self, name: str) -> click.Command:
@@ -229,7 +229,8 @@ class LazyCommands(MutableMapping[str, click.Command]):
 
             module, attribute, _ = self._lazy[name]
             try:
-                self._loaded[name] = getattr(importlib.import_module(module), attribute)
+                self._loaded[name] = checks_moot(
+                    getattr(importlib.import_module(module), attribute))
             except Exception as exc:
                 # Not a KeyError, which Mapping.get reads as "no such command"
                 # (`pgjobs ui` said "No such command 'ui'. Did you mean 'ui'?").
@@ -242,7 +243,7 @@ class LazyCommands(MutableMapping[str, click.Command]):
 
     def __setitem__(self, name: str, command: click.Command) -> None:
         self._lazy.pop(name, None)
-        self._loaded[name] = command
+        self._loaded[name] = checks_moot(command)
 
     def __delitem__(self, name: str) -> None:
         if name in self._lazy:
@@ -852,7 +853,8 @@ def on_command_line(name: str) -> str | None:
         for param in ctx.command.params:
             if param.name == name and isinstance(param, click.Option):
                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
-                    return param.opts[-1]
+                    # Its long name (--quiet, not -q), whichever spelling was typed.
+                    return next((o for o in param.opts if o.startswith("--")), param.opts[-1])
                 return None
         ctx = ctx.parent
     return None
@@ -868,6 +870,92 @@ def refuse_ignored(names: Sequence[str], because: str, hint: str) -> None:
         option = on_command_line(name)
         if option is not None:
             raise InvalidInput(f"{option} would be ignored {because}", hint=hint)
+
+
+@dataclass(frozen=True)
+class Moot:
+    """Options (parameter names) that a mode of a command makes moot: ``when`` reads
+    the command's parsed parameters and says whether the mode is on; ``because``
+    and ``hint`` are :func:`refuse_ignored`'s."""
+
+    names: tuple[str, ...]
+    when: Callable[[Mapping[str, Any]], bool]
+    because: str
+    hint: str
+
+
+_NOT_FOLLOWED = Moot(
+    ("no_progress",), lambda p: not (p.get("wait") or p.get("run_here") or p.get("dry_run")),
+    "without --wait or --run: the command submits and prints the job id, and follows "
+    "nothing, so there is no progress to drop",
+    "add --wait (or --run) to follow the job, or drop the option")
+_DRY_RUN = Moot(
+    ("quiet", "no_progress", "yes"), lambda p: bool(p.get("dry_run")),
+    "with --dry-run: it prints the preview on stdout, submits nothing and asks nothing",
+    "drop the option to preview, or drop --dry-run to submit (on a terminal it asks first; "
+    "--yes skips the question)")
+_DETACHED = Moot(
+    ("no_progress",), lambda p: bool(p.get("detach")),
+    "with --detach: the job is only submitted, nothing runs or is followed here, so there "
+    "is no progress to drop",
+    "drop --no-progress (--quiet still drops the 'submitted' note), or drop --detach to run "
+    "the job here")
+
+MOOT: dict[str, tuple[Moot, ...]] = {
+    "delete": (_DRY_RUN, _NOT_FOLLOWED),
+    "backfill": (_DRY_RUN, _NOT_FOLLOWED),
+    "export": (_DETACHED,),
+    "import": (_DETACHED,),
+    "watch": (Moot(
+        ("quiet", "no_progress"), lambda p: p.get("job_id") is None,
+        "without JOB_ID: every job's events print as they come, one line each, with no "
+        "progress bar or notes to drop",
+        "name a job (`pgjobs watch ID`) to follow it with progress, or drop the option"),),
+}
+"""Every option a mode of a command ignores, by command: refused (exit 2) before
+the command runs (:func:`checks_moot`), never dropped without a word. Options a
+command's own code refuses stay there (`export --detach --read-dsn`, `run --idle`
+without --loop: :func:`refuse_ignored` calls). tests/test_cli_option_modes.py walks
+every option of these commands in each of their modes."""
+
+
+STORAGE_COMMANDS = frozenset({"export", "import", "worker", "demo", "ui"})
+"""The commands that read the group's --storage (where exports go, rejects of imports
+land); on any other, --storage given on the command line is refused as ignored."""
+
+
+def checks_moot(command: click.Command) -> click.Command:
+    """``command`` with its callback refusing, before anything else, the options
+    that :data:`MOOT` says its mode ignores (a group's subcommands: each of them).
+    Applied to every command of the `pgjobs` group as it is looked up
+    (:class:`LazyCommands`), so no command can forget it."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            checks_moot(sub)
+        return command
+    rules = MOOT.get(command.name or "", ())
+    callback = command.callback
+    if callback is None or getattr(callback, "_checks_moot", False):
+        return command
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        words = command_words(ctx).split()  # `pgjobs dev up`: the command is dev
+        if (words[1] if len(words) > 1 else command.name) not in STORAGE_COMMANDS:
+            refuse_ignored(["storage"], f"by `{command_words(ctx)}`: only "
+                           f"{', '.join(sorted(STORAGE_COMMANDS))} read or write storage",
+                           hint="drop --storage (`pgjobs url` finds an export's objects "
+                                "from the job itself)")
+        for rule in rules:
+            if rule.when(ctx.params):
+                refuse_ignored(rule.names, rule.because, rule.hint)
+        return callback(*args, **kwargs)
+
+    checked._checks_moot = True  # type: ignore[attr-defined]
+    checked.__doc__ = callback.__doc__
+    checked.__name__ = getattr(callback, "__name__", "command")
+    command.callback = checked
+    return command
 
 
 # One grammar for every duration option (--budget, --lease, --expires, --retention,

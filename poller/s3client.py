@@ -113,7 +113,55 @@ def session() -> Any:
             import botocore.session  # lazily: only S3 work pays for the import
 
             _session = botocore.session.get_session()
+            _watch_instance_metadata(_session)
         return _session
+
+
+_metadata = threading.local()
+"""``unanswered``: whether the instance metadata endpoint, during this thread's last
+resolution of the chain (:func:`_chain_credentials`), took the connection and then
+did not answer in time (a read timeout, or the connection closed unanswered)."""
+
+
+_unanswered = False
+"""Whether the last resolution of the chain (any thread) ended on an instance
+metadata endpoint that did not answer (:func:`metadata_unanswered`)."""
+
+
+def metadata_unanswered() -> bool:
+    """Whether the chain's last resolution found no credentials because the instance
+    metadata endpoint took the connection and did not answer: a start-up step that
+    would only resolve the chain again (storage.warm_up) skips it, so a worker's
+    start waits for that endpoint once (botocore's AWS_METADATA_SERVICE_TIMEOUT per
+    request), not once per step."""
+    return _unanswered
+
+
+def _watch_instance_metadata(boto: Any) -> None:
+    """Note, on this thread, when the instance metadata endpoint (the chain's last
+    source) accepts a connection and then does not answer: botocore swallows the
+    timeout and the chain reads as empty, which the pre-flight took for "no
+    credentials" and refused (a worker on an EC2 instance whose metadata service was
+    slow exited at start). An endpoint that refuses the connection, or where nothing
+    routes (a laptop), is no endpoint: not noted, so "no credentials" stays a
+    refusal there. A no-op if botocore's chain is not built as expected."""
+    from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+
+    try:
+        provider = boto.get_component("credential_provider").get_provider("iam-role")
+        http = provider._role_fetcher._session  # noqa: SLF001 - botocore's fetcher
+    except Exception:  # noqa: BLE001 - another botocore layout: nothing to watch
+        return
+    send = http.send
+
+    def watched(request: Any) -> Any:
+        try:
+            return send(request)
+        except (ReadTimeoutError, ConnectionClosedError):
+            _metadata.unanswered = True
+            raise
+
+    http.send = watched
 
 
 def credential_provider() -> Callable[[], dict[str, Any]]:
@@ -143,17 +191,92 @@ def check_credentials() -> None:
     whenever the service was briefly unreachable. Raises :class:`S3Error`:
     ``credentials`` when the chain has none (or its configuration is
     unusable), ``retryable`` when a credential endpoint did not answer (the
-    ECS/EKS container endpoint, a network error)."""
-    _chain_credentials()
+    ECS/EKS container endpoint, a network error). Credentials the chain found
+    but that are expired where this process can tell without a request are
+    refused too (``credentials``): static session credentials whose
+    AWS_CREDENTIAL_EXPIRATION has passed, an SSO profile whose login (the
+    token cache of `aws sso login`) is missing or expired with nothing to
+    refresh it; they passed and the job failed on its first call."""
+    expired = _expired(_chain_credentials())
+    if expired is not None:
+        raise S3Error(0, "", f"AWS credentials unusable: {expired}", retryable=False,
+                      credentials=True)
+
+
+def _expired(creds: Any) -> str | None:
+    """Why ``creds`` (the chain's) cannot sign anything now, judged without a
+    request, or None when they may: a refreshable source outside an endpoint
+    (the environment re-read, a credential_process) is refreshed here, as the
+    first call would; deferred ones are fetched by the job, except an SSO
+    login, read from its token cache."""
+    from botocore.credentials import DeferredRefreshableCredentials, RefreshableCredentials
+
+    if isinstance(creds, DeferredRefreshableCredentials):
+        return _sso_login_expired() if creds.method == "sso" else None
+    expiry = getattr(creds, "_expiry_time", None)
+    if (not isinstance(creds, RefreshableCredentials) or expiry is None
+            or creds.method in _ENDPOINT_PROVIDERS
+            or expiry > datetime.now(timezone.utc)):
+        return None
+    try:
+        creds.get_frozen_credentials()  # botocore's refresh, as the first call's
+    except Exception:  # noqa: BLE001 - the refresh gave nothing newer
+        return (f"the {creds.method} credentials expired at {expiry.isoformat()}"
+                + (" (AWS_CREDENTIAL_EXPIRATION)" if creds.method == "env" else ""))
+    return None
+
+
+def _sso_login_expired() -> str | None:
+    """Why the SSO profile's login cannot give credentials now, or None: its
+    token (`aws sso login`'s cache) is missing, or expired without a refresh
+    token of an sso-session that botocore could use."""
+    from botocore.exceptions import SSOTokenLoadError
+    from botocore.utils import SSOTokenLoader
+
+    try:
+        provider = session().get_component("credential_provider").get_provider("sso")
+        config = provider._load_sso_config()  # noqa: SLF001 - botocore's own reading
+        cache = provider._token_cache  # noqa: SLF001
+    except Exception:  # noqa: BLE001 - another botocore layout: the job will tell
+        return None
+    if not config:
+        return None
+    name = config.get("sso_session")
+    profile = getattr(provider, "_profile_name", None)
+    login = ("`aws sso login" + (f" --sso-session {name}" if name else
+                                 f" --profile {profile}" if profile else "") + "`")
+    try:
+        token = SSOTokenLoader(cache=cache)(config["sso_start_url"], name)
+    except SSOTokenLoadError:
+        return f"no SSO login is cached for {name or config['sso_start_url']}: run {login}"
+    try:
+        expires = datetime.fromisoformat(str(token["expiresAt"]).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=timezone.utc)
+    if expires > datetime.now(timezone.utc) or (name and token.get("refreshToken")):
+        return None
+    return f"the SSO login expired at {expires.isoformat()}: run {login}"
 
 
 def _chain_credentials() -> Any:
     """The credentials object botocore's chain resolves (deferred ones not yet
     fetched), or :class:`S3Error` (``credentials``) when it has none."""
+    boto = session()
+    _metadata.unanswered = False
     try:
-        creds = session().get_credentials()
+        creds = boto.get_credentials()
     except Exception as exc:
         raise _translate(exc) from exc
+    global _unanswered
+    _unanswered = creds is None and bool(_metadata.unanswered)
+    if _unanswered:
+        # The instance metadata endpoint is there but did not answer in time:
+        # perhaps its credentials, perhaps none; retried, as any endpoint down.
+        raise S3Error(0, "", "AWS credential endpoint did not answer: the instance "
+                      "metadata service took the connection but sent nothing in time "
+                      "(AWS_METADATA_SERVICE_TIMEOUT)", retryable=True)
     if creds is None:
         raise S3Error(0, "", "no AWS credentials found (environment, AWS_PROFILE, "
                       "shared credentials/config files, SSO, web identity, container "

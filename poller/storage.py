@@ -434,7 +434,9 @@ def warm_up(uri: str) -> None:
     service model, about a second): a worker does it once at start, not while a
     freshly claimed job's lease runs. Nothing for other schemes; failures are left
     for the job to report."""
-    if parse(uri).scheme == "s3":
+    if parse(uri).scheme == "s3" and not s3.metadata_unanswered():
+        # (After the pre-flight's wait on an instance metadata endpoint that did not
+        # answer, the client and chain are built by the first S3 call, not twice here.)
         with contextlib.suppress(Exception):
             s3.botocore_client()
             s3.session().get_credentials()
