@@ -209,6 +209,21 @@ class Group(click.Group):
             sys.exit(130)
 
 
+def confirm(question: str) -> bool:
+    """The one yes/no question of a command on a terminal (default no), on stderr.
+    Ctrl-D (end of input) answers no: the caller says what it did not do (exit 1).
+    Ctrl-C interrupts, as anywhere else in a command: "interrupted", exit 130.
+    click.confirm turned both into its Abort, which printed "Aborted!" with exit 1,
+    saying neither that nothing was submitted nor that it was interrupted."""
+    try:
+        return click.confirm(question, default=False, err=True)
+    except click.exceptions.Abort as exc:
+        click.echo(err=True)  # end the prompt's line
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None  # PgjobsGroup.invoke: "interrupted", 130
+        return False  # end of input (or a click that keeps no cause): no
+
+
 class LazyCommands(MutableMapping[str, click.Command]):
     """A group's subcommands by name, where a lazy one is imported the first time
     it is looked up: ``lazy`` maps its name to ``(module, attribute, summary)``.
