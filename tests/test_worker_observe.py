@@ -131,6 +131,28 @@ def test_metrics_bind_loopback_and_a_taken_port_is_a_usage_error(
         server.server_close()
 
 
+def test_the_metrics_socket_is_closed_when_the_worker_ends(tmp_path: Any) -> None:
+    """A worker that ends (here: its database unreachable) closes the metrics
+    endpoint's listening socket: shutdown() only stopped serving, the socket was
+    left to the garbage collector ("ResourceWarning: unclosed socket")."""
+    import gc
+    import warnings
+
+    port = free_port()
+    unreachable = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        result = CliRunner().invoke(main, [
+            "--dsn", unreachable, "--storage", tmp_path.as_uri(), "worker",
+            "--once", "--metrics-port", str(port)])
+        del result.exc_info  # the traceback's frames hold the worker's locals
+        gc.collect()
+    assert result.exit_code != 0 and "[08001]" in result.stderr, result.output
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)
+                and f"{port})" in str(w.message)]
+    assert unclosed == [], unclosed
+
+
 @pytest.mark.parametrize("host, says", [
     ("no-such-host.invalid", "--metrics-host 'no-such-host.invalid' is no address"),
     ("192.0.2.1", "--metrics-host '192.0.2.1' is no address"),  # TEST-NET: no local one
