@@ -205,7 +205,11 @@ def check_credentials() -> None:
     AWS_CREDENTIAL_EXPIRATION has passed, an SSO profile whose login (the
     token cache of `aws sso login`) is missing or expired with nothing to
     refresh it; they passed and the job failed on its first call."""
-    expired = _expired(_chain_credentials())
+    creds = _chain_credentials()
+    try:
+        expired = _expired(creds)
+    except Exception:  # noqa: BLE001 - a value or a botocore this reading does not know:
+        expired = None  # no check here (the job tells), never a false refusal or a crash
     if expired is not None:
         raise S3Error(0, "", f"AWS credentials unusable: {expired}", retryable=False,
                       credentials=True)

@@ -286,6 +286,13 @@ def test_a_silent_container_endpoint_is_waited_for_once(
     connection and never answers: a warning at start, and one resolution's wait
     (botocore's attempts), not one per start-up step as the warm-up resolved the
     chain again."""
+    import botocore.utils
+
+    # botocore's waits shortened (2 s a request, 3 attempts, 1 s apart): the same path.
+    fetcher = botocore.utils.ContainerMetadataFetcher
+    monkeypatch.setattr(fetcher, "TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(fetcher, "RETRY_ATTEMPTS", 2)
+    monkeypatch.setattr(fetcher, "SLEEP_TIME", 0.1)
     endpoint = Silent()
     monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI",
                        f"http://127.0.0.1:{endpoint.port}/creds")
@@ -414,3 +421,17 @@ def test_another_botocore_layout_reads_a_silent_endpoint_as_before(
     credentials, as before the watch, and nothing else breaks."""
     assert "no AWS credentials found" in _preflight_refusal()
     assert silent.accepted
+
+
+@pytest.mark.parametrize("token", [{"accessToken": "t", "expiresAt": 12},
+                                   {"accessToken": "t", "expiresAt": "2020-01-01T00:00:00UTC"}],
+                         ids=["a-number", "another-format"])
+def test_an_sso_token_read_otherwise_is_left_to_the_job(
+        token: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A cached token whose expiry this reading cannot judge is no refusal and no
+    warning of an error: botocore, when it signs, judges it."""
+    _sso_profile(tmp_path, monkeypatch, session=False, token=token)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING):
+        storage.preflight(storage.parse("s3://bucket/prefix"), "--storage")
+    assert "Error" not in caplog.text, caplog.text
