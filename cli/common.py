@@ -209,6 +209,21 @@ class Group(click.Group):
             sys.exit(130)
 
 
+def confirm(question: str) -> bool:
+    """The one yes/no question of a command on a terminal (default no), on stderr.
+    Ctrl-D (end of input) answers no: the caller says what it did not do (exit 1).
+    Ctrl-C interrupts, as anywhere else in a command: "interrupted", exit 130.
+    click.confirm turned both into its Abort, which printed "Aborted!" with exit 1,
+    saying neither that nothing was submitted nor that it was interrupted."""
+    try:
+        return click.confirm(question, default=False, err=True)
+    except click.exceptions.Abort as exc:
+        click.echo(err=True)  # end the prompt's line
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None  # PgjobsGroup.invoke: "interrupted", 130
+        return False  # end of input (or a click that keeps no cause): no
+
+
 class LazyCommands(MutableMapping[str, click.Command]):
     """A group's subcommands by name, where a lazy one is imported the first time
     it is looked up: ``lazy`` maps its name to ``(module, attribute, summary)``.
@@ -924,6 +939,12 @@ STORAGE_COMMANDS = frozenset({"export", "import", "worker", "demo", "ui"})
 land); on any other, --storage given on the command line is refused as ignored."""
 
 
+NO_DATABASE_COMMANDS = frozenset({"dev"})
+"""The commands that never read the group's --dsn (`pgjobs dev up` starts the
+embedded cluster wherever --dsn pointed); given on the command line, it is refused
+as ignored."""
+
+
 def checks_moot(command: click.Command) -> click.Command:
     """``command`` with its callback refusing, before anything else, the options
     that :data:`MOOT` says its mode ignores (a group's subcommands: each of them).
@@ -941,11 +962,17 @@ def checks_moot(command: click.Command) -> click.Command:
     def checked(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         words = command_words(ctx).split()  # `pgjobs dev up`: the command is dev
-        if (words[1] if len(words) > 1 else command.name) not in STORAGE_COMMANDS:
+        top = words[1] if len(words) > 1 else command.name
+        if top not in STORAGE_COMMANDS:
             refuse_ignored(["storage"], f"by `{command_words(ctx)}`: only "
                            f"{', '.join(sorted(STORAGE_COMMANDS))} read or write storage",
                            hint="drop --storage (`pgjobs url` finds an export's objects "
                                 "from the job itself)")
+        if top in NO_DATABASE_COMMANDS:
+            refuse_ignored(["dsn"], f"by `{command_words(ctx)}`: it manages the embedded "
+                           "local cluster only, and connects to no other database",
+                           hint="drop --dsn (`pgjobs dev up` prints the local cluster's DSN; "
+                                "other commands use it while it runs and no DSN is given)")
         for rule in rules:
             if rule.when(ctx.params):
                 refuse_ignored(rule.names, rule.because, rule.hint)

@@ -415,7 +415,8 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
         failed = w.run()
     finally:
         if metrics is not None:
-            metrics.shutdown()
+            metrics.shutdown()  # stops serving; the listening socket is closed apart
+            metrics.server_close()
     sys.exit(1 if once and failed else 0)
 
 

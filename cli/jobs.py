@@ -28,6 +28,7 @@ from pgjobs.cli.common import (
     PRIORITY,
     TARGET,
     Context,
+    confirm,
     flag_option,
     parse_json,
     parse_options,
@@ -224,7 +225,7 @@ def _confirm(shown: dict[str, Any]) -> None:
     if shown.get("unchecked_fields"):
         click.echo("the scope has no rows yet: fields judged when the job starts: "
                    f"{', '.join(shown['unchecked_fields'])}", err=True)
-    if not click.confirm(f"Submit this {shown['kind']}?", default=False, err=True):
+    if not confirm(f"Submit this {shown['kind']}?"):
         click.echo("not submitted", err=True)
         sys.exit(1)
 

@@ -25,6 +25,7 @@ from pgjobs.cli.common import (
     Context,
     LazyCommands,
     LazyGroup,
+    confirm,
     duration_seconds,
     job_verb,
     parse_duration,
@@ -355,7 +356,7 @@ def _confirm_short_retention(conn: Any, retention: str, interval: str) -> None:
     else:
         click.echo(f"--retention {retention} deletes every job finished more than "
                    f"{retention} ago, and queues its export's objects for deletion", err=True)
-    if not click.confirm("Prune them?", default=False, err=True):
+    if not confirm("Prune them?"):
         click.echo("nothing pruned", err=True)
         sys.exit(1)
 

@@ -118,22 +118,28 @@ def session() -> Any:
 
 
 _metadata = threading.local()
-"""``unanswered``: whether the instance metadata endpoint, during this thread's last
-resolution of the chain (:func:`_chain_credentials`), took the connection and then
-did not answer in time (a read timeout, or the connection closed unanswered)."""
+"""``unanswered``: whether the instance metadata endpoint's last request, during this
+thread's resolution of the chain (:func:`_chain_credentials`), took the connection
+and then was not answered in time (a read timeout, or the connection closed
+unanswered). A later request that is answered clears it: an IMDSv2 token request
+that times out (a container's hop limit) and an IMDSv1 request answered "no role"
+is an endpoint that answered, not a silent one."""
 
 
 _unanswered = False
-"""Whether the last resolution of the chain (any thread) ended on an instance
-metadata endpoint that did not answer (:func:`metadata_unanswered`)."""
+"""Whether the last resolution of the chain (any thread) ended on a credential
+endpoint that did not answer (:func:`metadata_unanswered`)."""
 
 
 def metadata_unanswered() -> bool:
-    """Whether the chain's last resolution found no credentials because the instance
-    metadata endpoint took the connection and did not answer: a start-up step that
-    would only resolve the chain again (storage.warm_up) skips it, so a worker's
-    start waits for that endpoint once (botocore's AWS_METADATA_SERVICE_TIMEOUT per
-    request), not once per step."""
+    """Whether the chain's last resolution found no credentials because a credential
+    endpoint did not answer: the instance metadata endpoint took the connection and
+    sent nothing in time, or a container's credential endpoint
+    (AWS_CONTAINER_CREDENTIALS_FULL_URI/RELATIVE_URI) failed after botocore's
+    attempts. A start-up step that would only resolve the chain again
+    (storage.warm_up) skips it, so a worker's start waits for that endpoint once
+    (botocore's AWS_METADATA_SERVICE_TIMEOUT and NUM_ATTEMPTS bound each wait), not
+    once per step."""
     return _unanswered
 
 
@@ -156,10 +162,12 @@ def _watch_instance_metadata(boto: Any) -> None:
 
     def watched(request: Any) -> Any:
         try:
-            return send(request)
+            answer = send(request)
         except (ReadTimeoutError, ConnectionClosedError):
             _metadata.unanswered = True
             raise
+        _metadata.unanswered = False  # it answered (if only "no role here")
+        return answer
 
     http.send = watched
 
@@ -197,7 +205,11 @@ def check_credentials() -> None:
     AWS_CREDENTIAL_EXPIRATION has passed, an SSO profile whose login (the
     token cache of `aws sso login`) is missing or expired with nothing to
     refresh it; they passed and the job failed on its first call."""
-    expired = _expired(_chain_credentials())
+    creds = _chain_credentials()
+    try:
+        expired = _expired(creds)
+    except Exception:  # noqa: BLE001 - a value or a botocore this reading does not know:
+        expired = None  # no check here (the job tells), never a false refusal or a crash
     if expired is not None:
         raise S3Error(0, "", f"AWS credentials unusable: {expired}", retryable=False,
                       credentials=True)
@@ -214,7 +226,8 @@ def _expired(creds: Any) -> str | None:
     if isinstance(creds, DeferredRefreshableCredentials):
         return _sso_login_expired() if creds.method == "sso" else None
     expiry = getattr(creds, "_expiry_time", None)
-    if (not isinstance(creds, RefreshableCredentials) or expiry is None
+    if (not isinstance(creds, RefreshableCredentials) or not isinstance(expiry, datetime)
+            or expiry.tzinfo is None  # botocore's own reading judges it, not a guess here
             or creds.method in _ENDPOINT_PROVIDERS
             or expiry > datetime.now(timezone.utc)):
         return None
@@ -263,14 +276,17 @@ def _sso_login_expired() -> str | None:
 def _chain_credentials() -> Any:
     """The credentials object botocore's chain resolves (deferred ones not yet
     fetched), or :class:`S3Error` (``credentials``) when it has none."""
+    global _unanswered
     boto = session()
     _metadata.unanswered = False
     try:
         creds = boto.get_credentials()
     except Exception as exc:
-        raise _translate(exc) from exc
-    global _unanswered
-    _unanswered = creds is None and bool(_metadata.unanswered)
+        error = _translate(exc)
+        # A container credential endpoint that did not answer: waited for once too.
+        _unanswered = error.retryable
+        raise error from exc
+    _unanswered = creds is None and bool(getattr(_metadata, "unanswered", False))
     if _unanswered:
         # The instance metadata endpoint is there but did not answer in time:
         # perhaps its credentials, perhaps none; retried, as any endpoint down.

@@ -392,3 +392,53 @@ def test_dry_run_with_on_conflict_reject_behind_a_writer_says_55006(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["kind"] == kind
     assert jobs(rows) == queued
+
+
+# --- the question cut short: Ctrl-D and Ctrl-C ---------------------------------------
+
+QUESTIONS = {
+    "delete": (DELETE, r"Submit this delete\? \[y/N\]", "not submitted"),
+    "backfill": (BACKFILL, r"Submit this backfill\? \[y/N\]", "not submitted"),
+    "prune": (("prune", "--retention", "0"), r"Prune them\? \[y/N\]", "nothing pruned"),
+}
+
+
+@pytest.mark.parametrize("question", sorted(QUESTIONS))
+@pytest.mark.parametrize("key", ["ctrl-d", "ctrl-c"])
+def test_on_a_terminal_a_question_cut_short_says_what_happened(
+        rows: Conn, dsn: str, question: str, key: str) -> None:
+    """End of input (Ctrl-D) answers no: the command says what it did not do, exit
+    1. Ctrl-C is an interrupt, as anywhere else: "interrupted", exit 130. Both
+    gave click's bare "Aborted!" with exit 1."""
+    ids = _finished(rows) if question == "prune" else []
+    args, prompt, declined = QUESTIONS[question]
+    child = spawn(dsn, *args)
+    child.expect(prompt)
+    if key == "ctrl-d":
+        child.sendeof()
+    else:
+        child.sendintr()
+    child.expect(pexpect.EOF)
+    said = child.before
+    child.close()
+    assert "Aborted" not in said and "Traceback" not in said, said
+    if key == "ctrl-d":
+        assert declined in said, said
+        assert child.exitstatus == 1, said
+    else:
+        assert "interrupted" in said, said
+        assert child.exitstatus == 130, said
+    assert _job_ids(rows) == ids  # nothing submitted, nothing pruned
+
+
+def test_every_question_goes_through_the_one_prompt() -> None:
+    """A yes/no question asked with click.confirm or click.prompt directly turns
+    Ctrl-D and Ctrl-C into "Aborted!" (exit 1): every command asks through
+    pgjobs.cli.common.confirm."""
+    root = Path(__file__).resolve().parent.parent / "cli"
+    direct = [f"{path.name}:{number}" for path in sorted(root.glob("*.py"))
+              for number, line in enumerate(path.read_text().splitlines(), 1)
+              if any(call in line for call in ("click.confirm(", "click.prompt(",
+                                               "click.termui.", "input("))
+              and not (path.name == "common.py" and "return click.confirm(" in line)]
+    assert direct == [], direct

@@ -25,7 +25,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from pgjobs.cli.common import STORAGE_COMMANDS
+from pgjobs.cli.common import NO_DATABASE_COMMANDS, STORAGE_COMMANDS
 from pgjobs.cli.main import main
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
@@ -216,3 +216,76 @@ def test_the_short_spelling_is_named_by_its_long_name(tmp_path: Path) -> None:
     result = _invoke(["delete", "items", "--scope", "1", "--dry-run", "-y"], tmp_path)
     assert result.stderr.startswith("error: --yes would be ignored with --dry-run"), \
         result.stderr
+
+
+# --- the group's --dsn, before a command that reads no database ------------------------
+
+# `dev status` stands for the dev group (up and down would start or stop a cluster if
+# the refusal were missing).
+NO_DATABASE = [("dev", "status")]
+
+
+def test_no_database_commands_are_the_dev_group() -> None:
+    assert {"dev"} == NO_DATABASE_COMMANDS
+
+
+@pytest.mark.parametrize("path", NO_DATABASE, ids=[" ".join(p) for p in NO_DATABASE])
+def test_dsn_on_a_command_that_never_connects_is_refused(
+        path: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`pgjobs --dsn URL dev up` started (or stopped, or showed) the embedded
+    cluster as if --dsn were not there: the user meant the server it names."""
+    monkeypatch.setenv("PGJOBS_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(main, ["--dsn", UNREACHABLE, *path])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: --dsn would be ignored by `pgjobs {' '.join(path)}`")
+    assert "[22023]" in lines[0] and "(hint: drop --dsn" in lines[0], lines[0]
+    assert not (tmp_path / "home").exists()
+
+
+def test_dsn_from_the_environment_gives_way_to_dev(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    monkeypatch.setenv("PGJOBS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PGJOBS_DSN", UNREACHABLE)
+    result = CliRunner().invoke(main, ["dev", "status"])
+    assert "would be ignored" not in result.stderr, result.output
+    assert result.exit_code == 3, result.output  # not running
+
+
+# --- where nothing runs, or the value is not the command line's --------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["--storage", "s3://b/p", "status", "--help"],
+    ["--storage", "s3://b/p", "--help"],
+    ["--storage", "s3://b/p", "--version"],
+    ["--dsn", UNREACHABLE, "dev", "status", "--help"],
+    ["delete", "items", "--scope", "1", "--dry-run", "--yes", "--quiet", "--help"],
+    ["watch", "--no-progress", "--help"],
+], ids=lambda args: " ".join(args))
+def test_help_and_version_never_refuse(args: list[str]) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "would be ignored" not in result.output
+
+
+@pytest.mark.parametrize(("default_map", "args"), [
+    ({"storage": "s3://b/p"}, ["status", "7"]),
+    ({"dsn": UNREACHABLE}, ["dev", "status"]),
+    ({"delete": {"no_progress": True}}, ["delete", "items", "--scope", "1"]),
+    ({"delete": {"yes": True, "quiet": True}}, ["delete", "items", "--scope", "1",
+                                                "--dry-run"]),
+    ({"watch": {"quiet": True}}, ["watch"]),
+], ids=["storage", "dsn", "no-progress", "dry-run", "watch"])
+def test_a_configured_default_gives_way(default_map: dict[str, object], args: list[str],
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        tmp_path: Path) -> None:
+    """A value from click's default_map (a configuration file's) is no choice made
+    on this command line: never refused as ignored."""
+    monkeypatch.setenv("PGJOBS_HOME", str(tmp_path / "home"))
+    if "dsn" not in default_map:
+        monkeypatch.setenv("PGJOBS_DSN", UNREACHABLE)
+    result = CliRunner().invoke(main, args, default_map=default_map)
+    assert "would be ignored" not in result.stderr, result.output
+    assert result.exit_code in (1, 3), result.output

@@ -131,6 +131,28 @@ def test_metrics_bind_loopback_and_a_taken_port_is_a_usage_error(
         server.server_close()
 
 
+def test_the_metrics_socket_is_closed_when_the_worker_ends(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that ends (here: its database unreachable) closes the metrics
+    endpoint's listening socket: shutdown() only stopped serving, the socket was
+    left open to the garbage collector ("ResourceWarning: unclosed socket")."""
+    servers: list[Any] = []
+    start = observe.start_metrics
+
+    def recorded(port: int, host: str = "127.0.0.1") -> Any:
+        servers.append(start(port, host))
+        return servers[-1]
+
+    monkeypatch.setattr(observe, "start_metrics", recorded)
+    unreachable = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
+    result = CliRunner().invoke(main, [
+        "--dsn", unreachable, "--storage", tmp_path.as_uri(), "worker", "--once",
+        "--metrics-port", str(free_port())])
+    assert result.exit_code != 0 and "[08001]" in result.stderr, result.output
+    assert len(servers) == 1, "the worker failed before serving metrics: the set-up is stale"
+    assert servers[0].socket.fileno() == -1, "the metrics socket was left open"
+
+
 @pytest.mark.parametrize("host, says", [
     ("no-such-host.invalid", "--metrics-host 'no-such-host.invalid' is no address"),
     ("192.0.2.1", "--metrics-host '192.0.2.1' is no address"),  # TEST-NET: no local one
