@@ -23,7 +23,9 @@ AS $$
 -- time, default 50) and strategy (how pages find their rows: 'auto'
 -- default, 'range' or 'collect'; see pgjobs._page_strategy) and
 -- allow_unknown_fields (a filter naming a document field no row of the
--- scope has is refused otherwise: pgjobs._require_known_fields). Everything
+-- scope has is refused otherwise: pgjobs._require_known_fields) and
+-- allow_unknown_keys (an excluded key that names no row of the scope is
+-- refused otherwise: pgjobs._require_known_keys). Everything
 -- is validated before anything is written
 -- (22023). SECURITY DEFINER for pgjobs_client: the caller needs DELETE on
 -- the target (42501). Returns the job id.
@@ -64,6 +66,12 @@ BEGIN
     -- judged at the job's first attempt (pgjobs._judge_filter).
     v_unchecked := pgjobs._judge_filter(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         p_filter, v_selection.paths, p_options);
+    -- The exclude list's twin: a key that names no row of the scope keeps
+    -- nothing (a typo, a key of another scope), so the row meant to be
+    -- kept went with the rest. Refused, unless allow_unknown_keys
+    -- (pgjobs._require_known_keys).
+    PERFORM pgjobs._require_known_keys(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                                       p_exclude, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
         jsonb_build_object('filter', p_filter)
         -- The list, or when it goes to pgjobs.job_exclusions (more than 100
@@ -77,7 +85,8 @@ BEGIN
         || CASE WHEN v_unchecked IS NOT NULL
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
-        p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields'],
+        p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields',
+                          'allow_unknown_keys'],
         v_selection.predicate, NULL, v_reg);
     -- A long exclude list is stored once, in pgjobs.job_exclusions, and the
     -- predicate probes it there (pgjobs._exclusion_clause): pages and reads
