@@ -207,3 +207,22 @@ def test_the_cli_preview_names_the_deferred_json_check(kk: Conn, dsn: str) -> No
     # What the table and the confirmation print for it: never an empty list.
     assert _deferred(shown) == "the filter's comparisons of json columns"
     assert _deferred({**shown, "unchecked_fields": ["s", "t"]}) == "s, t"
+
+
+def test_an_exports_deferred_json_check_is_named_not_an_empty_field_list(kk: Conn,
+                                                                         dsn: str) -> None:
+    job_id = scalar(kk, """SELECT pgjobs.submit_export('kk', 'c', '{"meta": {"$ne": "1"}}')""")
+    assert scalar(kk, "SELECT payload -> 'unchecked_fields' FROM pgjobs.jobs WHERE id = %s",
+                  (job_id,)) == []
+    [(claimed, _)] = kk.execute("SELECT id, worker FROM pgjobs.claim_export(%s, 'w')",
+                                (job_id,)).fetchall()
+    assert claimed == job_id
+    kk.execute("INSERT INTO kk (id, tenant, meta) VALUES ('c1', 'c', '{\"x\": 1}')")
+    with psycopg.connect(dsn, autocommit=True) as chunk:
+        chunk.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as exc:
+            chunk.execute("SELECT copy_sql FROM pgjobs.export_chunk_sql(%s, NULL, 1000)",
+                          (job_id,))
+    message = exc.value.diag.message_primary or ""
+    assert "comparisons of json columns" in message, message
+    assert "fields  were" not in message and "document fields" not in message, message
