@@ -26,7 +26,8 @@ AS $$
 -- scope has is refused otherwise: pgjobs._require_known_fields) and
 -- allow_unknown_keys (an excluded key that names no row of the scope is
 -- refused otherwise: pgjobs._require_known_keys). Everything
--- is validated before anything is written
+-- is validated before anything is written (the exclude keys just after the
+-- job's row, in the same transaction: a refusal leaves nothing)
 -- (22023). SECURITY DEFINER for pgjobs_client: the caller needs DELETE on
 -- the target (42501). Returns the job id.
 DECLARE
@@ -66,12 +67,6 @@ BEGIN
     -- judged at the job's first attempt (pgjobs._judge_filter).
     v_unchecked := pgjobs._judge_filter(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         p_filter, v_selection.paths, p_options);
-    -- The exclude list's twin: a key that names no row of the scope keeps
-    -- nothing (a typo, a key of another scope), so the row meant to be
-    -- kept went with the rest. Refused, unless allow_unknown_keys
-    -- (pgjobs._require_known_keys).
-    PERFORM pgjobs._require_known_keys(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-                                       p_exclude, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
         jsonb_build_object('filter', p_filter)
         -- The list, or when it goes to pgjobs.job_exclusions (more than 100
@@ -88,6 +83,15 @@ BEGIN
         p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields',
                           'allow_unknown_keys'],
         v_selection.predicate, NULL, v_reg);
+    -- The exclude list's twin of the typo guard: a key that names no row of
+    -- the scope keeps nothing (a typo, a key of another scope), so the row
+    -- meant to be kept went with the rest. Refused, unless
+    -- allow_unknown_keys (pgjobs._require_known_keys); the job row just
+    -- inserted goes with the refusal. Asked after the insert's checks (the
+    -- options, the engine's grants: pgjobs._insert_job_row), so a submit the
+    -- engine cannot run is refused for that first, whatever its keys.
+    PERFORM pgjobs._require_known_keys(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                                       p_exclude, p_options);
     -- A long exclude list is stored once, in pgjobs.job_exclusions, and the
     -- predicate probes it there (pgjobs._exclusion_clause): pages and reads
     -- plan the same short text whatever the list's length.
