@@ -21,7 +21,6 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from pgjobs.cli.jobs import _deferred
 from pgjobs.cli.main import main
 from tests.support import run_pages, scalar
 
@@ -205,6 +204,7 @@ def test_the_cli_preview_names_the_deferred_json_check(kk: Conn, dsn: str) -> No
     shown = json.loads(result.stdout)
     assert (shown["unchecked_fields"], shown["judged_at_start"]) == ([], True)
     # What the table and the confirmation print for it: never an empty list.
+    from pgjobs.cli.jobs import _deferred  # (here: the module's helper is new)
     assert _deferred(shown) == "the filter's comparisons of json columns"
     assert _deferred({**shown, "unchecked_fields": ["s", "t"]}) == "s, t"
 
