@@ -166,7 +166,7 @@ def _preview(conn: Any, kind: str, target: str, scope: str, filter_value: Any,
              exclude: list[str], options: dict[str, Any],
              set_value: dict[str, Any] | None = None) -> dict[str, Any]:
     preview_options: dict[str, Any] = {"kind": kind}
-    for name in ("allow_unknown_fields", "replace_non_objects"):
+    for name in ("allow_unknown_fields", "allow_unknown_keys", "replace_non_objects"):
         if name in options:
             preview_options[name] = options[name]
     if set_value is not None:
@@ -200,11 +200,17 @@ def _print_preview(shown: dict[str, Any], as_json: bool) -> None:
     table.add_row("unknown fields", ", ".join(shown["unknown_fields"]) or "-")
     if shown.get("non_object_rows"):
         table.add_row("no object to merge into", _non_objects(shown))
-    if shown.get("unchecked_fields"):
-        table.add_row("judged at start", ", ".join(shown["unchecked_fields"])
-                      + " (the scope has no rows yet)")
+    if shown.get("judged_at_start") or shown.get("unchecked_fields"):
+        table.add_row("judged at start", _deferred(shown) + " (the scope has no rows yet)")
     table.add_row("predicate", shown["predicate"])
     Console().print(table)
+
+
+def _deferred(shown: dict[str, Any]) -> str:
+    """What the submit defers to the job's start: the document fields, or (an empty
+    list) the filter's comparisons of json columns, which name no field."""
+    return (", ".join(shown["unchecked_fields"]) if shown.get("unchecked_fields")
+            else "the filter's comparisons of json columns")
 
 
 def _non_objects(shown: dict[str, Any]) -> str:
@@ -222,9 +228,9 @@ def _confirm(shown: dict[str, Any]) -> None:
         click.echo(f"first keys: {', '.join(shown['sample'])}", err=True)
     if shown["unknown_fields"]:
         click.echo(f"unknown fields: {', '.join(shown['unknown_fields'])}", err=True)
-    if shown.get("unchecked_fields"):
-        click.echo("the scope has no rows yet: fields judged when the job starts: "
-                   f"{', '.join(shown['unchecked_fields'])}", err=True)
+    if shown.get("judged_at_start") or shown.get("unchecked_fields"):
+        click.echo(f"the scope has no rows yet: judged when the job starts: {_deferred(shown)}",
+                   err=True)
     if not confirm(f"Submit this {shown['kind']}?"):
         click.echo("not submitted", err=True)
         sys.exit(1)

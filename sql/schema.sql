@@ -6379,15 +6379,21 @@ BEGIN
                        v_job.target, v_reg.scope_column, v_scope)
            INTO v_advances;
         IF v_advances THEN
-            RAISE EXCEPTION 'export job % cannot read rows yet: its scope had no rows when the '
-                            'document fields % were to be judged, and has rows now', p_id,
-                array_to_string(ARRAY(SELECT format('"%s"', f) FROM
-                    jsonb_array_elements_text(v_job.payload -> 'unchecked_fields') f), ', ')
+            -- An empty list is a json column's value check (pgjobs._judge_filter):
+            -- no field to name, so the message says what was deferred.
+            RAISE EXCEPTION 'export job % cannot read rows yet: its scope had no rows when %, '
+                            'and has rows now', p_id,
+                CASE WHEN jsonb_array_length(v_job.payload -> 'unchecked_fields') = 0
+                     THEN 'its filter''s comparisons of json columns were to be judged'
+                     ELSE 'the document fields ' || array_to_string(ARRAY(
+                              SELECT format('"%s"', f) FROM
+                              jsonb_array_elements_text(v_job.payload -> 'unchecked_fields') f),
+                              ', ') || ' were to be judged' END
                 USING ERRCODE = '55000',
                 HINT = 'The attempt ends and the job is retried (a parallel export''s part '
                        'alone); its next claim (the part''s) judges the fields against the rows. '
-                       'Submit with the option {"allow_unknown_fields": true} if they are meant '
-                       'to be absent.';
+                       'Submit with the option {"allow_unknown_fields": true} if the filter is '
+                       'meant as written.';
         END IF;
     END IF;
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);
@@ -11305,6 +11311,50 @@ ALTER FUNCTION pgjobs._json_value_jsonb(p_expr text, p_type regtype, p_depth int
 COMMENT ON FUNCTION pgjobs._json_value_jsonb(p_expr text, p_type regtype, p_depth integer) IS 'SQL text reading expression p_expr of type p_type as to_jsonb does, except that a json value jsonb refuses (anywhere in arrays, composites, domains) comes back as a JSON string of its text; NULL when the type holds no json.';
 
 --
+-- Name: _json_values_deferred(pgjobs.target_registry, text, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._json_values_deferred(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether the value check of filter p_filter (pgjobs._require_value_types)
+-- cannot be judged now and is deferred to the job's start with an empty
+-- unchecked_fields list: it compares a json or jsonb column
+-- (pgjobs._risky_operands) and scope p_scope (canonical) has no row to
+-- judge it by. The one rule of pgjobs._judge_filter (which defers) and
+-- pgjobs.preview (which says the submit would: "judged_at_start"), so the
+-- two cannot disagree. The caller has checked the scope
+-- (pgjobs._require_scope). One index probe of (scope, key), only for such a
+-- filter. Locks nothing.
+DECLARE
+    v_columns jsonb;
+    v_empty boolean;
+BEGIN
+    SELECT coalesce(jsonb_object_agg(a.attname,
+               CASE WHEN pgjobs._base_type(a.atttypid) IN ('json'::regtype, 'jsonb'::regtype)
+                    THEN to_jsonb('json'::text) ELSE to_jsonb(true) END), '{}')
+      INTO v_columns
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT EXISTS (SELECT 1 FROM pgjobs._risky_operands(p_filter, v_columns) r
+                    WHERE v_columns ->> r.path = 'json') THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('SELECT NOT EXISTS (SELECT FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s)',
+                   p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope))
+       INTO v_empty;
+    RETURN v_empty;
+END
+$$;
+
+ALTER FUNCTION pgjobs._json_values_deferred(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb) OWNER TO SUPERUSER;
+
+--
 -- Name: _jsonb_build_sql(text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -11702,8 +11752,6 @@ CREATE FUNCTION pgjobs._judge_filter(p_reg pgjobs.target_registry, p_scope text,
 -- the scope has a row.
 DECLARE
     v_unchecked text[];
-    v_columns jsonb;
-    v_empty boolean;
 BEGIN
     v_unchecked := pgjobs._judge_fields(p_reg, p_scope, p_paths, p_options);
     IF v_unchecked IS NOT NULL
@@ -11719,20 +11767,9 @@ BEGIN
     -- pgjobs.allowed_scopes answered 22023 "they hold: object" where it
     -- must answer 42501.
     PERFORM pgjobs._require_scope(p_reg.target, p_scope);
-    SELECT coalesce(jsonb_object_agg(a.attname,
-               CASE WHEN pgjobs._base_type(a.atttypid) IN ('json'::regtype, 'jsonb'::regtype)
-                    THEN to_jsonb('json'::text) ELSE to_jsonb(true) END), '{}')
-      INTO v_columns
-      FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped;
-    IF EXISTS (SELECT 1 FROM pgjobs._risky_operands(p_filter, v_columns) r
-                WHERE v_columns ->> r.path = 'json') THEN
-        EXECUTE format('SELECT NOT EXISTS (SELECT FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s)',
-                       p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope))
-           INTO v_empty;
-        IF v_empty THEN
-            RETURN '{}'::text[];
-        END IF;
+    -- (pgjobs._json_values_deferred: the rule pgjobs.preview reports.)
+    IF pgjobs._json_values_deferred(p_reg, p_scope, p_filter) THEN
+        RETURN '{}'::text[];
     END IF;
     PERFORM pgjobs._require_value_types(p_reg, p_scope, p_filter, p_options);
     RETURN NULL;
@@ -14061,7 +14098,10 @@ CREATE FUNCTION pgjobs._preview_as(p_caller name, p_target regclass, p_scope tex
 -- list is hashed, not probed per row).
 -- Returns {"kind", "target", "scope" (canonical), "predicate", "matches",
 -- "exact", "scope_rows", "sample", "unknown_fields", "unknown_fields_exact",
--- "unchecked_fields", "counted_rows", "elapsed_ms", "time_limit_ms"}.
+-- "unchecked_fields", "judged_at_start" (the submit would defer its filter's
+-- judgment to the job's start: unchecked_fields, or a json column's value
+-- check on an empty scope, which lists no path), "counted_rows",
+-- "elapsed_ms", "time_limit_ms"}.
 -- Options: kind, time_limit_ms (0..600000, default 2000: counting stops at
 -- the first chunk boundary past it and the rest is estimated), set (a
 -- backfill's: compiled as its submit compiles it, 22023 alike, and the
@@ -14092,6 +14132,7 @@ DECLARE
     v_scope text;
     v_predicate text;
     v_check record;
+    v_unchecked text[];
     v_paths text[];
     v_timeout text := current_setting('lock_timeout');
     v_wait text;
@@ -14114,11 +14155,11 @@ BEGIN
     END IF;
     FOR v_key IN SELECT k FROM jsonb_object_keys(v_options) k LOOP
         IF NOT v_key = ANY (ARRAY['kind', 'time_limit_ms', 'allow_unknown_fields', 'set',
-                                  'replace_non_objects']) THEN
+                                  'replace_non_objects', 'allow_unknown_keys']) THEN
             RAISE EXCEPTION 'unknown option "%" for a preview', v_key
                 USING ERRCODE = '22023',
                 HINT = 'Valid options: kind, time_limit_ms, allow_unknown_fields, set, '
-                       'replace_non_objects.';
+                       'replace_non_objects, allow_unknown_keys.';
         END IF;
     END LOOP;
     IF v_options ? 'kind' THEN
@@ -14170,11 +14211,17 @@ BEGIN
     PERFORM set_config('lock_timeout', v_timeout, true);
     v_paths := (pgjobs._compile_filter(p_target, p_filter)).p_paths;
     SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, v_scope, v_paths);
+    v_unchecked := pgjobs._fields_unchecked(v_reg, v_scope, v_paths, v_options);
     -- A comparison whose operand's JSON type no row holds at its path is
     -- refused (22023) as the submit refuses it (pgjobs._judge_filter), unless
     -- allow_unknown_fields: the preview of `pgjobs delete` must not show a
     -- count the submit would then refuse.
     PERFORM pgjobs._require_value_types(v_reg, v_scope, p_filter, v_options);
+    -- An excluded key that names no row of the scope is refused as the
+    -- submit refuses it (pgjobs._require_known_keys), unless
+    -- allow_unknown_keys: a dry run must not show a count the submit then
+    -- refuses, nor a preview pass a key that keeps nothing.
+    PERFORM pgjobs._require_known_keys(v_reg, v_scope, p_exclude, v_options);
     IF v_options ? 'set' AND NOT v_replace THEN
         SELECT b.rows, CASE WHEN b.rows > 0 THEN jsonb_build_object(
                    'key', b.key, 'path', b.path, 'type', b.json_type) END
@@ -14191,8 +14238,14 @@ BEGIN
                'predicate', v_predicate,
                'unknown_fields', to_jsonb(v_check.p_unknown),
                -- The scope has no row: the job would judge these at its start.
-               'unchecked_fields', to_jsonb(coalesce(
-                   pgjobs._fields_unchecked(v_reg, v_scope, v_paths, v_options), '{}')),
+               'unchecked_fields', to_jsonb(coalesce(v_unchecked, '{}')),
+               -- Whether the submit would defer its filter's judgment to the
+               -- job's start (payload unchecked_fields, the list empty when it
+               -- is a json column's value check: pgjobs._judge_filter).
+               'judged_at_start', v_unchecked IS NOT NULL
+                   OR (NOT coalesce(pgjobs._option_bool('allow_unknown_fields',
+                                        v_options -> 'allow_unknown_fields'), false)
+                       AND pgjobs._json_values_deferred(v_reg, v_scope, p_filter)),
                'unknown_fields_exact', v_check.p_complete,
                'time_limit_ms', v_limit_ms)
            || pgjobs._preview_count(v_reg, v_scope, v_predicate,
@@ -15807,6 +15860,76 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._require_known_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) OWNER TO SUPERUSER;
+
+--
+-- Name: _require_known_keys(pgjobs.target_registry, text, text[], jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_known_keys(p_reg pgjobs.target_registry, p_scope text, p_keys text[], p_options jsonb) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    AS $_$
+-- The exclude list's typo guard, the twin of the filter's
+-- (pgjobs._judge_fields), asked by pgjobs.submit_delete and pgjobs.preview
+-- (so `pgjobs delete --dry-run` shows the refusal the submit gives): every
+-- key of p_keys (as given, already validated as keys of the key column's
+-- type by pgjobs._row_selection, so the message shows what was written) must name a
+-- row of scope p_scope (canonical) that the read path still shows (not
+-- hidden by a pending delete: pgjobs._mask). A key that names no such row
+-- (a typo, white space around it, a key of another scope, a row deleted
+-- already or being deleted by another job) keeps nothing, so the row the
+-- user meant to keep went with the rest; it is refused with 22023 naming
+-- such keys (the first 10, in the order given), unless p_options says
+-- {"allow_unknown_keys": true} (validated here: a boolean, 22023 otherwise).
+-- Only the scope's own rows are read, so the message is the same for a key
+-- of another scope and a key of no row (never a probe of other tenants'
+-- keys); the scope is checked against pgjobs.allowed_scopes first (42501).
+-- A row created after the cutoff cannot be in the submit's snapshot: a key
+-- of a row still to come is refused too (the option is for that).
+-- The keys are cast in the caller's session, as pgjobs._row_selection
+-- parsed them (a date key '03/04/2030' under DMY). One index probe of
+-- (scope, key) per distinct key. Locks nothing.
+DECLARE
+    v_allow boolean := pgjobs._option_bool('allow_unknown_keys',
+        CASE WHEN jsonb_typeof(p_options) = 'object' THEN p_options -> 'allow_unknown_keys' END);
+    v_unknown text[];
+    v_count bigint;
+    v_mask text;
+BEGIN
+    IF coalesce(v_allow, false) OR cardinality(coalesce(p_keys, '{}')) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM pgjobs._require_scope(p_reg.target, p_scope);
+    v_mask := pgjobs._mask(p_reg.target, p_scope);
+    EXECUTE format(
+        'SELECT count(*), (array_agg(u.k ORDER BY u.o))[1:10] '
+        'FROM (SELECT k, min(o) AS o FROM unnest($1) WITH ORDINALITY AS e(k, o) GROUP BY k) u '
+        'WHERE NOT EXISTS (SELECT FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s '
+        'AND t.%I = u.k::%s AND (%s))',
+        p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
+        p_reg.key_column, pgjobs._column_type(p_reg.target, p_reg.key_column), v_mask)
+       INTO v_count, v_unknown
+      USING p_keys;
+    IF v_count = 0 THEN
+        RETURN;
+    END IF;
+    RAISE EXCEPTION 'exclude names % that no row of scope % has: %',
+        CASE WHEN v_count = 1 THEN 'a key' ELSE format('%s keys', v_count) END,
+        quote_literal(p_scope),
+        array_to_string(ARRAY(SELECT to_jsonb(k)::text FROM unnest(v_unknown) k), ', ')
+        || CASE WHEN v_count > 10 THEN format(' and %s more', v_count - 10) ELSE '' END
+        USING ERRCODE = '22023',
+        HINT = 'An excluded key keeps a row only if it is the key of a row of this scope, '
+               'written exactly (white space counts), and not deleted already or by a '
+               'pending delete; a key that names no row keeps nothing. Check the keys '
+               '(pgjobs.visible lists the scope''s rows); if they are meant to name no row '
+               'yet, submit with the option {"allow_unknown_keys": true}.';
+END
+$_$;
+
+ALTER FUNCTION pgjobs._require_known_keys(p_reg pgjobs.target_registry, p_scope text, p_keys text[], p_options jsonb) OWNER TO SUPERUSER;
 
 --
 -- Name: _require_queue_room(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -20197,8 +20320,11 @@ CREATE FUNCTION pgjobs._submit_delete_as(p_caller name, p_target regclass, p_sco
 -- time, default 50) and strategy (how pages find their rows: 'auto'
 -- default, 'range' or 'collect'; see pgjobs._page_strategy) and
 -- allow_unknown_fields (a filter naming a document field no row of the
--- scope has is refused otherwise: pgjobs._require_known_fields). Everything
--- is validated before anything is written
+-- scope has is refused otherwise: pgjobs._require_known_fields) and
+-- allow_unknown_keys (an excluded key that names no row of the scope is
+-- refused otherwise: pgjobs._require_known_keys). Everything
+-- is validated before anything is written (the exclude keys just after the
+-- job's row, in the same transaction: a refusal leaves nothing)
 -- (22023). SECURITY DEFINER for pgjobs_client: the caller needs DELETE on
 -- the target (42501). A client whose exclude list kept in
 -- pgjobs.job_exclusions would pass max_item_bytes_per_client raises 55006
@@ -20254,8 +20380,18 @@ BEGIN
         || CASE WHEN v_unchecked IS NOT NULL
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
-        p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields'],
+        p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields',
+                          'allow_unknown_keys'],
         v_selection.predicate, NULL, v_reg);
+    -- The exclude list's twin of the typo guard: a key that names no row of
+    -- the scope keeps nothing (a typo, a key of another scope), so the row
+    -- meant to be kept went with the rest. Refused, unless
+    -- allow_unknown_keys (pgjobs._require_known_keys); the job row just
+    -- inserted goes with the refusal. Asked after the insert's checks (the
+    -- options, the engine's grants: pgjobs._insert_job_row), so a submit the
+    -- engine cannot run is refused for that first, whatever its keys.
+    PERFORM pgjobs._require_known_keys(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                                       p_exclude, p_options);
     -- A long exclude list is stored once, in pgjobs.job_exclusions, and the
     -- predicate probes it there (pgjobs._exclusion_clause): pages and reads
     -- plan the same short text whatever the list's length.
@@ -22226,10 +22362,14 @@ BEGIN
         IF pgjobs.retryable_sqlstate(v_state) THEN
             RAISE;
         END IF;
-        message := format('job %s (%s) cannot be started: the document fields its submit could '
-                          'not judge (the scope had no rows then) could not be judged at its '
-                          'start either: %s (SQLSTATE %s)', p_job.id, p_job.kind, v_error,
-                          v_state);
+        message := format('job %s (%s) cannot be started: %s its submit could not judge (the '
+                          'scope had no rows then) could not be judged at its start either: %s '
+                          '(SQLSTATE %s)', p_job.id, p_job.kind,
+                          -- An empty list: a json column's value check (pgjobs._judge_filter).
+                          CASE WHEN cardinality(v_paths) = 0
+                               THEN 'the comparisons of json columns'
+                               ELSE 'the document fields' END,
+                          v_error, v_state);
         hint := 'Fix the cause, then pgjobs.retry(' || p_job.id || '); or submit it again with '
                 'the option {"allow_unknown_fields": true} if its fields are right.';
         RETURN;
@@ -26743,7 +26883,7 @@ ALTER FUNCTION pgjobs.preview(p_target regclass, p_scope text, p_filter jsonb, p
 -- Name: FUNCTION preview(p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.preview(p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb) IS 'Previews a delete (or with {"kind": "backfill"} a backfill) submitted now, writing nothing: {"predicate" (the row set the job would store), "matches" (rows it would change; exact unless past the time limit, option time_limit_ms, default 2000, then estimated with "exact": false), "exact", "scope_rows", "sample" (up to 10 matching keys in key order, as text), "unknown_fields" (the filter''s document fields no row of the scope has: a submit refuses them unless allow_unknown_fields)}. A backfill''s preview takes its set (option set): then "non_object_rows" and "non_object_first" name the rows whose document holds no object where set merges fields in, which the submit refuses unless replace_non_objects. Needs the job''s privilege and SELECT on the target. A NULL p_exclude raises 22023, as the submit does.';
+COMMENT ON FUNCTION pgjobs.preview(p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb) IS 'Previews a delete (or with {"kind": "backfill"} a backfill) submitted now, writing nothing: {"predicate" (the row set the job would store), "matches" (rows it would change; exact unless past the time limit, option time_limit_ms, default 2000, then estimated with "exact": false), "exact", "scope_rows", "sample" (up to 10 matching keys in key order, as text), "unknown_fields" (the filter''s document fields no row of the scope has: a submit refuses them unless allow_unknown_fields)}. A backfill''s preview takes its set (option set): then "non_object_rows" and "non_object_first" name the rows whose document holds no object where set merges fields in, which the submit refuses unless replace_non_objects. Needs the job''s privilege and SELECT on the target. A NULL p_exclude raises 22023, as the submit does, and so does a key of p_exclude that names no row of the scope unless the option allow_unknown_keys. "judged_at_start": the submit would defer its filter''s judgment to the job''s start (the paths in "unchecked_fields", or, that list empty, a json column''s comparison on a scope with no rows).';
 
 --
 -- Name: prune(interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -28181,7 +28321,8 @@ CREATE FUNCTION pgjobs.submit_delete(p_target regclass, p_scope text, p_filter j
 -- visible_count) hides exactly those rows. Options: the common ones, plus
 -- page_size (rows per page; default adaptive), page_ms (target page
 -- time, default 50) and strategy (how pages find their rows: 'auto'
--- default, 'range' or 'collect'; see pgjobs._page_strategy). Everything is
+-- default, 'range' or 'collect'; see pgjobs._page_strategy),
+-- allow_unknown_fields and allow_unknown_keys. Everything is
 -- validated before anything is written
 -- (22023). For pgjobs_client: the caller needs DELETE on
 -- the target (42501). Returns the job id.
@@ -28201,7 +28342,7 @@ ALTER FUNCTION pgjobs.submit_delete(p_target regclass, p_scope text, p_filter js
 -- Name: FUNCTION submit_delete(p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.submit_delete(p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb) IS 'Submits a delete of the rows of the scope matching the filter, created at or before now, whose key is not in p_exclude; the read mask hides them at once. Options: priority, max_attempts, run_at, on_conflict (queue | reject), lease, page_size, page_ms, strategy (auto | range | collect), allow_unknown_fields (a filter naming a document field no row of the scope has raises 22023 unless true). A NULL p_exclude raises 22023 (pass ''{}'' to keep none): it is never read as an empty list. Returns the job id.';
+COMMENT ON FUNCTION pgjobs.submit_delete(p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb) IS 'Submits a delete of the rows of the scope matching the filter, created at or before now, whose key is not in p_exclude; the read mask hides them at once. Options: priority, max_attempts, run_at, on_conflict (queue | reject), lease, page_size, page_ms, strategy (auto | range | collect), allow_unknown_fields (a filter naming a document field no row of the scope has raises 22023 unless true), allow_unknown_keys (a key of p_exclude that names no row of the scope the read path still shows, e.g. a typo or a key of another scope, raises 22023 naming it unless true). A NULL p_exclude raises 22023 (pass ''{}'' to keep none): it is never read as an empty list. Returns the job id.';
 
 --
 -- Name: submit_export(regclass, text, jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -30202,6 +30343,13 @@ REVOKE ALL ON FUNCTION pgjobs._json_value_jsonb(p_expr text, p_type regtype, p_d
 GRANT ALL ON FUNCTION pgjobs._json_value_jsonb(p_expr text, p_type regtype, p_depth integer) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _json_values_deferred(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._json_values_deferred(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._json_values_deferred(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _jsonb_build_sql(p_pairs text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -30651,6 +30799,13 @@ GRANT ALL ON FUNCTION pgjobs._require_job_id(p_id bigint) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._require_known_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._require_known_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _require_known_keys(p_reg pgjobs.target_registry, p_scope text, p_keys text[], p_options jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_known_keys(p_reg pgjobs.target_registry, p_scope text, p_keys text[], p_options jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_known_keys(p_reg pgjobs.target_registry, p_scope text, p_keys text[], p_options jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _require_queue_room(p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

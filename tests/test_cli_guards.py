@@ -120,7 +120,7 @@ def test_leftover_variables_do_not_steer_a_backfill_or_export(
 
 
 @pytest.mark.parametrize("args", [
-    ["delete", "user_table_rows", "--scope", "1", "--filter", '{"k": 1}', "--exclude", "4"],
+    ["delete", "user_table_rows", "--scope", "1", "--filter", '{"k": 1}', "--exclude", "6"],
     ["backfill", "user_table_rows", "--scope", "1", "--filter", '{"k": 1}',
      "--set", '{"n": 0}'],
 ])
@@ -133,7 +133,7 @@ def test_dry_run_prints_the_preview_and_writes_nothing(rows: Conn, dsn: str,
     shown = json.loads(result.stdout)
     expected = scalar(rows, """SELECT pgjobs.preview('user_table_rows', '1', '{"k": 1}',
                                %s::text[], %s::jsonb)""",
-                      (["4"] if args[0] == "delete" else [],
+                      (["6"] if args[0] == "delete" else [],
                        json.dumps({"kind": args[0]})))
     for key in ("matches", "exact", "scope_rows", "sample", "unknown_fields", "kind"):
         assert shown[key] == expected[key], key

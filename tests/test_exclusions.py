@@ -36,6 +36,12 @@ from tests.support import (
 SIZES = [0, 1, 1000, 100_000]
 
 
+# These lists name keys of no row on purpose (the exclusion's mechanics at
+# every length), which a submit refuses unless told they are meant
+# (tests/test_trust_exclude_keys.py).
+ABSENT_OK = {"allow_unknown_keys": True}
+
+
 def absent_keys(t: Target, count: int) -> list[str]:
     """Keys of no row of the target, in the key's type."""
     if t.key_type == "bigint":
@@ -76,9 +82,10 @@ def test_a_delete_spares_exactly_its_excluded_keys(conn: Conn, key_type: str, si
     scope = "2"
     exclude = exclusion_list(conn, t, scope, size)
     before = snapshot(conn, t)
-    seen = scalar(conn, "SELECT pgjobs.preview(%s::regclass, %s, '{\"n\": {\"$lt\": 5}}', %s)",
-                  (t.name, scope, exclude))
-    job_id = submit_delete(conn, t, scope, {"n": {"$lt": 5}}, exclude, {"page_size": 97})
+    seen = scalar(conn, "SELECT pgjobs.preview(%s::regclass, %s, '{\"n\": {\"$lt\": 5}}', %s,"
+                        " %s::jsonb)", (t.name, scope, exclude, json.dumps(ABSENT_OK)))
+    job_id = submit_delete(conn, t, scope, {"n": {"$lt": 5}}, exclude,
+                           {"page_size": 97, **ABSENT_OK})
     canonical = set(scalar(conn, f"SELECT coalesce(array_agg(k::{key_type}::text), '{{}}')"
                                  " FROM unnest(%s::text[]) k", (exclude,)))
     doomed = job_rows(before, scope, cutoff_of(conn, job_id), lambda r: r["n"] < 5,
@@ -127,7 +134,7 @@ def test_the_whole_scope_short_cut_reads_the_stored_keys(conn: Conn) -> None:
     conn.execute("CREATE INDEX ON user_table_rows (table_id, created_at)")
     seed(conn, t, 1500)
     exclude = exclusion_list(conn, t, "1", 1000)
-    job_id = submit_delete(conn, t, "1", {}, exclude)
+    job_id = submit_delete(conn, t, "1", {}, exclude, ABSENT_OK)
     candidates = str(scalar(conn, "SELECT pgjobs._mask_candidates('user_table_rows', '1')"))
     assert f"pgjobs.job_exclusions x WHERE x.job_id OPERATOR(pg_catalog.=) {job_id} " in candidates
     spared = {k for k in exclude if int(k) < 10_000_000} | {
@@ -164,7 +171,7 @@ def test_the_page_statement_does_not_grow_with_the_list(conn: Conn) -> None:
     seed(conn, t, 300)
     texts = {}
     for size in (101, 1000, 100_000):
-        job_id = submit_delete(conn, t, "1", {}, absent_keys(t, size))
+        job_id = submit_delete(conn, t, "1", {}, absent_keys(t, size), ABSENT_OK)
         predicate, plan = page_plan(conn, job_id)
         head, tail = predicate.split(" AND (true)")
         texts[size] = tail.replace(f"=) {job_id} AND", "=) <job> AND")
@@ -180,7 +187,8 @@ def test_the_page_statement_does_not_grow_with_the_list(conn: Conn) -> None:
                           '(id::pg_catalog.text COLLATE "C") OFFSET 0))')
     # A mask of many pending deletes with long lists stays short too.
     for _ in range(3):
-        submit_delete(conn, t, "1", {"n": 1}, absent_keys(t, 5000), {"on_conflict": "queue"})
+        submit_delete(conn, t, "1", {"n": 1}, absent_keys(t, 5000),
+                      {"on_conflict": "queue", **ABSENT_OK})
     mask = str(scalar(conn, "SELECT pgjobs.mask('user_table_rows', '1')"))
     assert len(mask) < 3000 and mask.count("pgjobs.job_exclusions") == 3
 
@@ -191,8 +199,8 @@ def test_a_client_reads_the_keys_of_its_own_jobs_only(conn: Conn) -> None:
     stay hidden (the same rule as pgjobs.jobs)."""
     t = make_rows_target(conn)
     seed(conn, t, 600)
-    job_1 = submit_delete(conn, t, "1", {}, absent_keys(t, 200) + ["3", "6"])
-    job_2 = submit_delete(conn, t, "2", {}, absent_keys(t, 300))
+    job_1 = submit_delete(conn, t, "1", {}, absent_keys(t, 200) + ["3", "6"], ABSENT_OK)
+    job_2 = submit_delete(conn, t, "2", {}, absent_keys(t, 300), ABSENT_OK)
     role = f"pgjobs_test_excl_{os.getpid()}"
     conn.execute(f"DROP ROLE IF EXISTS {role}")
     conn.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE pgjobs_client")
@@ -241,7 +249,7 @@ def test_a_submit_checks_its_target_once(conn: Conn, make_conn: Any) -> None:
 
     # (A function with SET clauses may count each call twice here: compare.)
     for filter_, exclude in [({}, []), ({"k": 1}, ["3"]), ({"n": 2}, absent_keys(t, 500))]:
-        seen = delta(lambda f=filter_, e=exclude: submit_delete(tx, t, "1", f, e))
+        seen = delta(lambda f=filter_, e=exclude: submit_delete(tx, t, "1", f, e, ABSENT_OK))
         once = seen["_submit_delete_as"]
         assert once in (1, 2), seen
         assert seen["_target"] == once, (filter_, seen)

@@ -72,9 +72,17 @@ def rows_of(conn: Conn, name: str, key_column: str, scope: str) -> dict[str, tup
 
 
 def submit(conn: Conn, name: str, scope: str, filter_: dict[str, Any], exclude: list[str]) -> int:
+    # The lists name keys of other scopes and of no row on purpose (the two
+    # forms must read alike whatever they hold): allow_unknown_keys says so
+    # (tests/test_trust_exclude_keys.py has the refusal). The release
+    # upgraded from (tests/upgrade/previous_sql) has neither the refusal nor
+    # the option, and refuses an option it does not know.
+    options: dict[str, Any] = {"on_conflict": "queue"}
+    if scalar(conn, "SELECT to_regproc('pgjobs._require_known_keys') IS NOT NULL"):
+        options["allow_unknown_keys"] = True
     return int(scalar(conn, "SELECT pgjobs.submit_delete(%s::regclass, %s, %s::jsonb, %s,"
-                            " '{\"on_conflict\": \"queue\"}')",
-                      (name, scope, json.dumps(filter_), exclude)))
+                            " %s::jsonb)",
+                      (name, scope, json.dumps(filter_), exclude, json.dumps(options))))
 
 
 def reads(conn: Conn, name: str, key_column: str, scope: str) -> dict[str, Any]:

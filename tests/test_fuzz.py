@@ -300,9 +300,11 @@ def test_valid_deletes_match_the_reference(conn: Conn, world: dict[str, Target])
                   if r["table_id"] == scope and r["old"] and r["id"] not in exclude
                   and matches(r, flt, COLUMNS, "data", str_key=ranks.__getitem__)}
         in_scope = {r["id"] for r in rows if r["table_id"] == scope}
-        # Random filters name fields no row has: the typo guard would refuse
-        # them (tests/test_unknown_fields.py); here their semantics are checked.
-        options: dict[str, Any] = {"allow_unknown_fields": True}
+        # Random filters name fields no row has, and exclude lists keys of no
+        # row or of another scope: the typo guards would refuse them
+        # (tests/test_unknown_fields.py, tests/test_trust_exclude_keys.py);
+        # here their semantics are checked.
+        options: dict[str, Any] = {"allow_unknown_fields": True, "allow_unknown_keys": True}
         if page_size is not None:
             options["page_size"] = page_size
         with conn.transaction(force_rollback=True):
@@ -376,9 +378,9 @@ def test_size_limits_are_documented_and_inclusive(conn: Conn, world: dict[str, T
     # scope: 1000 characters
     conn.execute(submit, ("é" * 1000, "{}"))
     _raises_22023(conn, submit, ("é" * 1001, "{}"), "1000 characters")
-    # exclude: 100,000 keys
+    # exclude: 100,000 keys (most of no row of the scope: allow_unknown_keys)
     delete = ("SELECT pgjobs.submit_delete('user_table_rows', '1', '{}', %s::text[],"
-              " '{\"on_conflict\": \"queue\"}')")
+              " '{\"on_conflict\": \"queue\", \"allow_unknown_keys\": true}')")
     job_id = scalar(conn, delete, ([str(i) for i in range(100_000)],))
     conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
     _raises_22023(conn, delete, ([str(i) for i in range(100_001)],), "100000")

@@ -84,7 +84,9 @@ def test_the_stored_fields_build_the_condition_the_predicate_parses_to(
     for round_ in range(8):
         exclude = rng.sample(in_scope, rng.randrange(0, 4)) + rng.sample(odd, rng.randrange(0, 3))
         filter_: dict[str, Any] = rng.choice([{}, {}, {}, {"n": 1}, {"k": {"$exists": True}}])
-        job_id = submit_delete(conn, t, scope, filter_, exclude, {"allow_unknown_fields": True})
+        # (odd: spellings of keys of no row, excluded on purpose.)
+        job_id = submit_delete(conn, t, scope, filter_, exclude, {"allow_unknown_fields": True,
+                                                                  "allow_unknown_keys": True})
         fields = survivors(conn, job_id)
         assert fields["whole_scope"] is (filter_ == {})
         assert fields["created_at_type"] == created_at
@@ -124,7 +126,7 @@ def test_a_horizon_of_minus_infinity_narrows_nothing(
     gid = f"pgjobs-survivors-{id(other)}"
     other.execute(f"PREPARE TRANSACTION '{gid}'")
     try:
-        job_id = submit_delete(conn, t, "1", {}, ["5"], {})
+        job_id = submit_delete(conn, t, "1", {}, ["5"], {"allow_unknown_keys": True})
     finally:
         conn.execute(f"ROLLBACK PREPARED '{gid}'")
     fields = survivors(conn, job_id)
@@ -212,7 +214,8 @@ def test_a_retried_delete_keeps_its_fields(conn: Conn) -> None:
     """retry reuses the submit's predicate, and so its survivors: a canceled
     whole-scope delete retried narrows the reads again, as the parse would."""
     t = fast.build(conn, "bigint", "int", "timestamptz")
-    job_id = submit_delete(conn, t, "1", {}, ["5"], {})
+    # (Key 5 is scope 3's: excluded on purpose, allow_unknown_keys.)
+    job_id = submit_delete(conn, t, "1", {}, ["5"], {"allow_unknown_keys": True})
     fields = survivors(conn, job_id)
     conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
     assert candidates(conn, t, "1") == "true"

@@ -97,9 +97,10 @@ def test_the_predicate_is_the_one_a_submit_stores(rows: Conn) -> None:
         try:
             with rows.transaction():
                 rows.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                seen = preview(rows, "01", {"k": {"$in": [1, 2]}}, ["5"])
+                # (Key 6 is a row of scope 1: a key of no row is refused.)
+                seen = preview(rows, "01", {"k": {"$in": [1, 2]}}, ["6"])
                 job_id = scalar(rows, """SELECT pgjobs.submit_delete('user_table_rows', '01',
-                                         '{"k": {"$in": [1, 2]}}', '{5}')""")
+                                         '{"k": {"$in": [1, 2]}}', '{6}')""")
                 stored = scalar(rows, "SELECT predicate FROM pgjobs.jobs WHERE id = %s",
                                 (job_id,))
         except psycopg.errors.SerializationFailure:

@@ -30,7 +30,7 @@ PARSE_IN_CALLERS_SESSION = {
     "_allowed_scope_keys", "_allowed_scope_keys_as", "_scope_entry",
     "compile_filter", "_compile_filter_node", "_compile_filter_field",
     "_compile_filter_column_op", "_compile_filter_array_op", "_compile_set", "_row_predicate",
-    "_row_selection",
+    "_row_selection", "_require_known_keys",
     "submit_delete",
     "submit_backfill", "submit_export", "submit", "_insert_job", "_insert_job_row", "_job_options",
     "visible",

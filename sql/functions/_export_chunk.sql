@@ -142,15 +142,21 @@ BEGIN
                        v_job.target, v_reg.scope_column, v_scope)
            INTO v_advances;
         IF v_advances THEN
-            RAISE EXCEPTION 'export job % cannot read rows yet: its scope had no rows when the '
-                            'document fields % were to be judged, and has rows now', p_id,
-                array_to_string(ARRAY(SELECT format('"%s"', f) FROM
-                    jsonb_array_elements_text(v_job.payload -> 'unchecked_fields') f), ', ')
+            -- An empty list is a json column's value check (pgjobs._judge_filter):
+            -- no field to name, so the message says what was deferred.
+            RAISE EXCEPTION 'export job % cannot read rows yet: its scope had no rows when %, '
+                            'and has rows now', p_id,
+                CASE WHEN jsonb_array_length(v_job.payload -> 'unchecked_fields') = 0
+                     THEN 'its filter''s comparisons of json columns were to be judged'
+                     ELSE 'the document fields ' || array_to_string(ARRAY(
+                              SELECT format('"%s"', f) FROM
+                              jsonb_array_elements_text(v_job.payload -> 'unchecked_fields') f),
+                              ', ') || ' were to be judged' END
                 USING ERRCODE = '55000',
                 HINT = 'The attempt ends and the job is retried (a parallel export''s part '
                        'alone); its next claim (the part''s) judges the fields against the rows. '
-                       'Submit with the option {"allow_unknown_fields": true} if they are meant '
-                       'to be absent.';
+                       'Submit with the option {"allow_unknown_fields": true} if the filter is '
+                       'meant as written.';
         END IF;
     END IF;
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);

@@ -23,8 +23,11 @@ AS $$
 -- time, default 50) and strategy (how pages find their rows: 'auto'
 -- default, 'range' or 'collect'; see pgjobs._page_strategy) and
 -- allow_unknown_fields (a filter naming a document field no row of the
--- scope has is refused otherwise: pgjobs._require_known_fields). Everything
--- is validated before anything is written
+-- scope has is refused otherwise: pgjobs._require_known_fields) and
+-- allow_unknown_keys (an excluded key that names no row of the scope is
+-- refused otherwise: pgjobs._require_known_keys). Everything
+-- is validated before anything is written (the exclude keys just after the
+-- job's row, in the same transaction: a refusal leaves nothing)
 -- (22023). SECURITY DEFINER for pgjobs_client: the caller needs DELETE on
 -- the target (42501). A client whose exclude list kept in
 -- pgjobs.job_exclusions would pass max_item_bytes_per_client raises 55006
@@ -80,8 +83,18 @@ BEGIN
         || CASE WHEN v_unchecked IS NOT NULL
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
-        p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields'],
+        p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields',
+                          'allow_unknown_keys'],
         v_selection.predicate, NULL, v_reg);
+    -- The exclude list's twin of the typo guard: a key that names no row of
+    -- the scope keeps nothing (a typo, a key of another scope), so the row
+    -- meant to be kept went with the rest. Refused, unless
+    -- allow_unknown_keys (pgjobs._require_known_keys); the job row just
+    -- inserted goes with the refusal. Asked after the insert's checks (the
+    -- options, the engine's grants: pgjobs._insert_job_row), so a submit the
+    -- engine cannot run is refused for that first, whatever its keys.
+    PERFORM pgjobs._require_known_keys(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                                       p_exclude, p_options);
     -- A long exclude list is stored once, in pgjobs.job_exclusions, and the
     -- predicate probes it there (pgjobs._exclusion_clause): pages and reads
     -- plan the same short text whatever the list's length.
