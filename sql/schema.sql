@@ -15890,7 +15890,12 @@ CREATE FUNCTION pgjobs._require_known_keys(p_reg pgjobs.target_registry, p_scope
 -- of a row still to come is refused too (the option is for that).
 -- The keys are cast in the caller's session, as pgjobs._row_selection
 -- parsed them (a date key '03/04/2030' under DMY). One index probe of
--- (scope, key) per distinct key. Locks nothing.
+-- (scope, key) per key given; the keys are deduplicated after the probe, not
+-- before (a GROUP BY first hid the list's length from the planner: 200 rows
+-- expected, a hash spilled to disk at 100,000 keys), and the mask is
+-- pgjobs._mask's count form (the same rows; the planner may hash a pending
+-- delete's job_exclusions list instead of probing it once per key).
+-- Locks nothing.
 DECLARE
     v_allow boolean := pgjobs._option_bool('allow_unknown_keys',
         CASE WHEN jsonb_typeof(p_options) = 'object' THEN p_options -> 'allow_unknown_keys' END);
@@ -15902,12 +15907,12 @@ BEGIN
         RETURN;
     END IF;
     PERFORM pgjobs._require_scope(p_reg.target, p_scope);
-    v_mask := pgjobs._mask(p_reg.target, p_scope);
+    v_mask := pgjobs._mask(p_reg.target, p_scope, true);
     EXECUTE format(
         'SELECT count(*), (array_agg(u.k ORDER BY u.o))[1:10] '
-        'FROM (SELECT k, min(o) AS o FROM unnest($1) WITH ORDINALITY AS e(k, o) GROUP BY k) u '
+        'FROM (SELECT e.k, min(e.o) AS o FROM unnest($1) WITH ORDINALITY AS e(k, o) '
         'WHERE NOT EXISTS (SELECT FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s '
-        'AND t.%I = u.k::%s AND (%s))',
+        'AND t.%I = e.k::%s AND (%s)) GROUP BY e.k) u',
         p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
         p_reg.key_column, pgjobs._column_type(p_reg.target, p_reg.key_column), v_mask)
        INTO v_count, v_unknown
