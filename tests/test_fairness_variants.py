@@ -92,3 +92,64 @@ def test_a_given_job_id_still_takes_only_that_jobs_parts(conn: Conn) -> None:
     assert conn.execute("SELECT * FROM pgjobs.claim_export_part(%s, 'own', '1 minute')",
                         (first,)).fetchall() == []
 
+
+# Fan-out items: a claim of many items (a worker's free slots) took them all
+# from the first job in claim order; another tenant's job got none until
+# those items ended.
+
+def _fanout(conn: Conn, scope: str, items: int, options: str = "{}") -> int:
+    return int(scalar(conn, "SELECT pgjobs.submit_items('thumb', 'items'::regclass, %s, "
+                            "(SELECT jsonb_agg(g) FROM generate_series(1, %s) g), %s::jsonb)",
+                      (scope, items, options)))
+
+
+def _claim_items(conn: Conn, limit: int) -> dict[int, int]:
+    """How many items of each job one claim of `limit` items hands out."""
+    rows = conn.execute("SELECT job_id, count(*) FROM pgjobs.claim_items(ARRAY['thumb'], 'w', "
+                        "'1 minute', %s) GROUP BY job_id", (limit,)).fetchall()
+    return {int(job_id): int(n) for job_id, n in rows}
+
+
+def test_a_claim_of_many_items_shares_them_between_tenants_jobs(conn: Conn) -> None:
+    big = _fanout(conn, "1", 100)
+    other = _fanout(conn, "2", 100)
+    assert _claim_items(conn, 10) == {big: 5, other: 5}
+
+
+def test_a_job_with_few_items_leaves_its_share_to_the_others(conn: Conn) -> None:
+    big = _fanout(conn, "1", 100)
+    small = _fanout(conn, "2", 1)
+    third = _fanout(conn, "0", 100)
+    assert _claim_items(conn, 10) == {big: 5, small: 1, third: 4}
+
+
+def test_every_small_job_gets_an_item_before_a_big_one_gets_the_rest(conn: Conn) -> None:
+    big = _fanout(conn, "1", 100)
+    small = [_fanout(conn, "2", 1) for _ in range(6)]
+    assert _claim_items(conn, 10) == {big: 4, **{s: 1 for s in small}}
+
+
+def test_a_capped_job_takes_no_more_than_its_concurrency(conn: Conn) -> None:
+    capped = _fanout(conn, "1", 100, '{"concurrency": 2}')
+    other = _fanout(conn, "2", 100)
+    assert _claim_items(conn, 10) == {capped: 2, other: 8}
+
+
+def test_priorities_still_win_in_a_claim_of_many_items(conn: Conn) -> None:
+    low = _fanout(conn, "1", 100)
+    high = _fanout(conn, "2", 4, '{"priority": 1}')
+    higher = _fanout(conn, "0", 3, '{"priority": 2}')
+    assert _claim_items(conn, 10) == {higher: 3, high: 4, low: 3}
+
+
+def test_a_claim_of_one_item_keeps_the_order(conn: Conn) -> None:
+    first = _fanout(conn, "1", 3)
+    second = _fanout(conn, "2", 3)
+    items = [int(r[0]) for r in conn.execute(
+        "SELECT i.id FROM pgjobs.job_items i ORDER BY i.job_id, i.id")]
+    # One at a time: the least recently served job first (a claim does not
+    # serve it: an item's end does), each job's items in their order.
+    taken = [conn.execute("SELECT id, job_id FROM pgjobs.claim_items(ARRAY['thumb'], 'w', "
+                          "'1 minute', 1)").fetchone() for _ in range(6)]
+    assert [t[1] for t in taken if t] == [first, second, first, first, second, second]
+    assert sorted(t[0] for t in taken if t) == items
