@@ -23992,11 +23992,27 @@ BEGIN
         v_served := 0;
         v_top := NULL;
         FOR v_job IN
-            SELECT j.* FROM pgjobs.jobs j
+            SELECT (j).* FROM (
+            SELECT j,
+                   -- Turns go by tenant (target and scope), not by job: each
+                   -- tenant's least recently served job, the tenants in
+                   -- the order each was last served, before any tenant's
+                   -- second job. By job alone, a
+                   -- tenant with 50 fan-out jobs had 50 turns to another
+                   -- tenant's one.
+                   row_number() OVER tenant AS nth,
+                   -- A tenant was last served by its latest served job; one
+                   -- with no job started yet waits from its first job's queueing.
+                   coalesce(max(j.heartbeat_at) OVER everyone,
+                            min(j.queued_at) OVER everyone) AS tenant_served
+              FROM pgjobs.jobs j
              WHERE j.fanout
                AND j.status IN ('queued', 'running')
                AND j.kind = ANY (p_kinds)
                AND j.run_at <= now()
+            WINDOW tenant AS (PARTITION BY j.priority, j.target, j.scope
+                              ORDER BY coalesce(j.heartbeat_at, j.queued_at), j.id),
+                   everyone AS (PARTITION BY j.priority, j.target, j.scope)) t
              -- Taken by submission alone, the first fan-out job of a priority
              -- got every claim until its last item was out: a job of 100,000
              -- items kept another tenant's job of 10 waiting for all of them.
@@ -24005,7 +24021,8 @@ BEGIN
              -- the others); priorities still win. A job not started yet waits
              -- from when it joined the queue: it goes ahead of a job served
              -- since, not of one whose items have run longer than it waited.
-             ORDER BY j.priority DESC, coalesce(j.heartbeat_at, j.queued_at), j.id
+             ORDER BY (j).priority DESC, t.nth, t.tenant_served,
+                      coalesce((j).heartbeat_at, (j).queued_at), (j).id
         LOOP
             CONTINUE WHEN v_job.priority < v_top;
             v_cap := least(v_left, v_share);
@@ -25018,8 +25035,9 @@ CREATE FUNCTION pgjobs.export_parts_split(p_id bigint, p_worker text) RETURNS in
 -- with fewer keys than N gets fewer parts (at least one), and no job more
 -- than the administrator's ceiling in force (pgjobs._max_parallel). Splitting again
 -- returns the parts already made: a resumed job keeps its ranges and their
--- checkpoints (a part that failed for good is queued again, its attempts
--- reset: the job was retried). Fenced on the claim: p_worker must hold the job's unexpired
+-- checkpoints (a part that failed for good, or whose lease expired on its
+-- last attempt, is queued again, its attempts reset: the job was retried,
+-- resumed or claimed again). Fenced on the claim: p_worker must hold the job's unexpired
 -- lease, else 55000 (the caller stops). Reads the target with the caller's
 -- rights after the submitter's run-time check, as export_chunk_sql does.
 -- Locks: the job row, then the failed parts' rows: a failed part's row is
@@ -25060,9 +25078,18 @@ BEGIN
         PERFORM pg_catalog.set_config(
             'lock_timeout', ceil(extract(epoch FROM v_lease_left) * 1000)::bigint || 'ms', true);
     END IF;
+    -- A part whose lease expired on its last attempt while the job was not
+    -- running (paused, failed, canceled: no part claim fails it then) is
+    -- failed for good all the same: its worker stopped answering and no
+    -- claim may take it. It is queued again with the failed ones: left
+    -- running, the resumed or retried job's first part claim failed it,
+    -- and the job with it, without a single new attempt.
     UPDATE pgjobs.export_parts p
-       SET status = 'queued', attempts = 0, updated_at = now()
-     WHERE p.job_id = p_id AND p.status = 'failed';
+       SET status = 'queued', attempts = 0, lease_expires_at = NULL, updated_at = now()
+     WHERE p.job_id = p_id
+       AND (p.status = 'failed'
+            OR (p.status = 'running' AND p.lease_expires_at <= now()
+                AND p.attempts >= v_job.max_attempts));
     PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
     SELECT count(*)::integer INTO v_parts FROM pgjobs.export_parts p WHERE p.job_id = p_id;
     IF v_parts > 0 OR coalesce((v_job.payload ->> 'parallel')::integer, 1) <= 1 THEN

@@ -100,11 +100,27 @@ BEGIN
         v_served := 0;
         v_top := NULL;
         FOR v_job IN
-            SELECT j.* FROM pgjobs.jobs j
+            SELECT (j).* FROM (
+            SELECT j,
+                   -- Turns go by tenant (target and scope), not by job: each
+                   -- tenant's least recently served job, the tenants in
+                   -- the order each was last served, before any tenant's
+                   -- second job. By job alone, a
+                   -- tenant with 50 fan-out jobs had 50 turns to another
+                   -- tenant's one.
+                   row_number() OVER tenant AS nth,
+                   -- A tenant was last served by its latest served job; one
+                   -- with no job started yet waits from its first job's queueing.
+                   coalesce(max(j.heartbeat_at) OVER everyone,
+                            min(j.queued_at) OVER everyone) AS tenant_served
+              FROM pgjobs.jobs j
              WHERE j.fanout
                AND j.status IN ('queued', 'running')
                AND j.kind = ANY (p_kinds)
                AND j.run_at <= now()
+            WINDOW tenant AS (PARTITION BY j.priority, j.target, j.scope
+                              ORDER BY coalesce(j.heartbeat_at, j.queued_at), j.id),
+                   everyone AS (PARTITION BY j.priority, j.target, j.scope)) t
              -- Taken by submission alone, the first fan-out job of a priority
              -- got every claim until its last item was out: a job of 100,000
              -- items kept another tenant's job of 10 waiting for all of them.
@@ -113,7 +129,8 @@ BEGIN
              -- the others); priorities still win. A job not started yet waits
              -- from when it joined the queue: it goes ahead of a job served
              -- since, not of one whose items have run longer than it waited.
-             ORDER BY j.priority DESC, coalesce(j.heartbeat_at, j.queued_at), j.id
+             ORDER BY (j).priority DESC, t.nth, t.tenant_served,
+                      coalesce((j).heartbeat_at, (j).queued_at), (j).id
         LOOP
             CONTINUE WHEN v_job.priority < v_top;
             v_cap := least(v_left, v_share);
