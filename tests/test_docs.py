@@ -53,7 +53,7 @@ def test_readme_sql_example_runs(conn: Any) -> None:
         -- (a key of no row is refused: tests/test_trust_exclude_keys.py).
         INSERT INTO user_table_rows (id, table_id, data) OVERRIDING SYSTEM VALUE
         VALUES (1001, 42, '{"status": "archived", "amount": 1}'),
-               (1002, 42, '{"status": "archived", "amount": 2}');
+               (1003, 42, '{"status": "archived", "amount": 3}');
     """)
     statements = [s.strip() for s in block.split(";") if s.strip()]
     ran = 0
@@ -63,7 +63,7 @@ def test_readme_sql_example_runs(conn: Any) -> None:
         conn.execute(statement)
         ran += 1
     assert ran == len(statements) - 1 >= 6
-    # rows with amount < 10 (9 of 1..20), minus the excluded keys 1001 and 1002
+    # rows with amount < 10 (9 of 1..20), minus the excluded keys 1001 and 1003
     row = conn.execute(
         "SELECT pgjobs.visible_count('user_table_rows', '42')").fetchone()
     assert row == (13,)
