@@ -118,10 +118,13 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     def submit(sql: str, *args: Any) -> int:
         return int(scalar(conn, sql, args))
 
-    # Scope 1: a filtered delete with exclusions, queued.
+    # Scope 1: a filtered delete with exclusions, queued. Rows 12 and 42
+    # match the filter and are kept; row 6 is of the scope but not matched
+    # (the previous release refuses keys of no row of the scope).
     queued_delete = submit("SELECT pgjobs.submit_delete('rows', '1', '{\"k\": 2}', "
-                           "ARRAY['2', '7'], '{\"page_size\": 40}')")
-    doomed_1 = _keys(conn, "table_id = 1 AND data @> '{\"k\": 2}' AND id NOT IN (2, 7)")
+                           "ARRAY['12', '42', '6'], '{\"page_size\": 40}')")
+    doomed_1 = _keys(conn, "table_id = 1 AND data @> '{\"k\": 2}' AND id NOT IN (12, 42, 6)")
+    assert _keys(conn, "table_id = 1 AND data @> '{\"k\": 2}' AND id IN (12, 42)") == {12, 42}
     # Scope 2: a whole-scope delete, three pages done by the old runner.
     half_delete = submit("SELECT pgjobs.submit_delete('rows', '2', '{}', '{}', "
                          "'{\"page_size\": 50, \"lease\": \"1 hour\"}')")
@@ -425,6 +428,7 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
         assert finished["status"] == "succeeded", (job_id, finished["error"])
     assert not _keys(conn, "table_id IN (1, 2)") & (doomed_1 | doomed_2)
     assert scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 1") == 500 - len(doomed_1)
+    assert _keys(conn, "id IN (6, 12, 42)") == {6, 12, 42}  # the excluded rows are kept
     assert job(conn, queued_delete)["done"] == len(doomed_1)
     assert job(conn, half_delete)["done"] == len(doomed_2)
     assert _keys(conn, "table_id = 11") == spared_11

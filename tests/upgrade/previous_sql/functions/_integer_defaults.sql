@@ -31,7 +31,9 @@ SELECT d.name, d.low, d.high, d.description
     (9, 'max_jobs_kept_per_client', 1, 100000000,
      'the most jobs a client may have kept, finished ones too until pgjobs.prune'),
     (10, 'max_reject_bytes_per_job', 1, 2147483647,
-     'the most bytes of rejects a client''s import may keep')
+     'the most bytes of rejects a client''s import may keep'),
+    (11, 'max_item_bytes_per_client', 1, 2147483647,
+     'the most bytes of items a client may keep over all its fan-out jobs')
   ) AS d(ord, name, low, high, description)
  ORDER BY d.ord;
 $$;

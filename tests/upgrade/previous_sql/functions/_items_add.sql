@@ -22,6 +22,13 @@ AS $$
 -- JSON text of the arrays given (octet_length(p_items::text), kept in the
 -- job's item_bytes; a job from before migration 0054 has its items counted
 -- once here): 1 MiB items times max_items_per_job would be 100 GB a job.
+-- And 55006 when the job's submitter would hold more than set_defaults'
+-- max_item_bytes_per_client bytes (else 1073741824, 1 GiB) of items over
+-- all its kept jobs (the item_bytes of its jobs of every status until
+-- pgjobs.prune, jobs_client_item_bytes_idx of migration 0135): a client's
+-- max_jobs_kept_per_client jobs of 64 MiB each would be TBs of job_items,
+-- one tenant filling the database's disk (pgjobs._require_client_item_room,
+-- which a delete's exclude list passes too).
 -- Nothing is added when any of them is raised. Returns the number added.
 -- Locks: the job row (already the caller's, so two calls adding to one job
 -- count one after the other).
@@ -87,6 +94,11 @@ BEGIN
                               'pgjobs.set_defaults(''{"max_item_bytes_per_job": N}'').',
                               v_max);
         END IF;
+    END IF;
+    IF NOT v_admin THEN
+        PERFORM pgjobs._require_client_item_room(
+            p_id, v_bytes, v_add_bytes,
+            'Keep large inputs in a table or object storage and pass a reference in each item');
     END IF;
     INSERT INTO pgjobs.job_items (job_id, payload)
     SELECT p_id, e.value

@@ -36,8 +36,6 @@ AS $$
 -- the scope has a row.
 DECLARE
     v_unchecked text[];
-    v_columns jsonb;
-    v_empty boolean;
 BEGIN
     v_unchecked := pgjobs._judge_fields(p_reg, p_scope, p_paths, p_options);
     IF v_unchecked IS NOT NULL
@@ -53,20 +51,9 @@ BEGIN
     -- pgjobs.allowed_scopes answered 22023 "they hold: object" where it
     -- must answer 42501.
     PERFORM pgjobs._require_scope(p_reg.target, p_scope);
-    SELECT coalesce(jsonb_object_agg(a.attname,
-               CASE WHEN pgjobs._base_type(a.atttypid) IN ('json'::regtype, 'jsonb'::regtype)
-                    THEN to_jsonb('json'::text) ELSE to_jsonb(true) END), '{}')
-      INTO v_columns
-      FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped;
-    IF EXISTS (SELECT 1 FROM pgjobs._risky_operands(p_filter, v_columns) r
-                WHERE v_columns ->> r.path = 'json') THEN
-        EXECUTE format('SELECT NOT EXISTS (SELECT FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s)',
-                       p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope))
-           INTO v_empty;
-        IF v_empty THEN
-            RETURN '{}'::text[];
-        END IF;
+    -- (pgjobs._json_values_deferred: the rule pgjobs.preview reports.)
+    IF pgjobs._json_values_deferred(p_reg, p_scope, p_filter) THEN
+        RETURN '{}'::text[];
     END IF;
     PERFORM pgjobs._require_value_types(p_reg, p_scope, p_filter, p_options);
     RETURN NULL;

@@ -32,7 +32,10 @@ AS $$
 -- list is hashed, not probed per row).
 -- Returns {"kind", "target", "scope" (canonical), "predicate", "matches",
 -- "exact", "scope_rows", "sample", "unknown_fields", "unknown_fields_exact",
--- "unchecked_fields", "counted_rows", "elapsed_ms", "time_limit_ms"}.
+-- "unchecked_fields", "judged_at_start" (the submit would defer its filter's
+-- judgment to the job's start: unchecked_fields, or a json column's value
+-- check on an empty scope, which lists no path), "counted_rows",
+-- "elapsed_ms", "time_limit_ms"}.
 -- Options: kind, time_limit_ms (0..600000, default 2000: counting stops at
 -- the first chunk boundary past it and the rest is estimated), set (a
 -- backfill's: compiled as its submit compiles it, 22023 alike, and the
@@ -63,6 +66,7 @@ DECLARE
     v_scope text;
     v_predicate text;
     v_check record;
+    v_unchecked text[];
     v_paths text[];
     v_timeout text := current_setting('lock_timeout');
     v_wait text;
@@ -85,11 +89,11 @@ BEGIN
     END IF;
     FOR v_key IN SELECT k FROM jsonb_object_keys(v_options) k LOOP
         IF NOT v_key = ANY (ARRAY['kind', 'time_limit_ms', 'allow_unknown_fields', 'set',
-                                  'replace_non_objects']) THEN
+                                  'replace_non_objects', 'allow_unknown_keys']) THEN
             RAISE EXCEPTION 'unknown option "%" for a preview', v_key
                 USING ERRCODE = '22023',
                 HINT = 'Valid options: kind, time_limit_ms, allow_unknown_fields, set, '
-                       'replace_non_objects.';
+                       'replace_non_objects, allow_unknown_keys.';
         END IF;
     END LOOP;
     IF v_options ? 'kind' THEN
@@ -141,11 +145,17 @@ BEGIN
     PERFORM set_config('lock_timeout', v_timeout, true);
     v_paths := (pgjobs._compile_filter(p_target, p_filter)).p_paths;
     SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, v_scope, v_paths);
+    v_unchecked := pgjobs._fields_unchecked(v_reg, v_scope, v_paths, v_options);
     -- A comparison whose operand's JSON type no row holds at its path is
     -- refused (22023) as the submit refuses it (pgjobs._judge_filter), unless
     -- allow_unknown_fields: the preview of `pgjobs delete` must not show a
     -- count the submit would then refuse.
     PERFORM pgjobs._require_value_types(v_reg, v_scope, p_filter, v_options);
+    -- An excluded key that names no row of the scope is refused as the
+    -- submit refuses it (pgjobs._require_known_keys), unless
+    -- allow_unknown_keys: a dry run must not show a count the submit then
+    -- refuses, nor a preview pass a key that keeps nothing.
+    PERFORM pgjobs._require_known_keys(v_reg, v_scope, p_exclude, v_options);
     IF v_options ? 'set' AND NOT v_replace THEN
         SELECT b.rows, CASE WHEN b.rows > 0 THEN jsonb_build_object(
                    'key', b.key, 'path', b.path, 'type', b.json_type) END
@@ -162,8 +172,14 @@ BEGIN
                'predicate', v_predicate,
                'unknown_fields', to_jsonb(v_check.p_unknown),
                -- The scope has no row: the job would judge these at its start.
-               'unchecked_fields', to_jsonb(coalesce(
-                   pgjobs._fields_unchecked(v_reg, v_scope, v_paths, v_options), '{}')),
+               'unchecked_fields', to_jsonb(coalesce(v_unchecked, '{}')),
+               -- Whether the submit would defer its filter's judgment to the
+               -- job's start (payload unchecked_fields, the list empty when it
+               -- is a json column's value check: pgjobs._judge_filter).
+               'judged_at_start', v_unchecked IS NOT NULL
+                   OR (NOT coalesce(pgjobs._option_bool('allow_unknown_fields',
+                                        v_options -> 'allow_unknown_fields'), false)
+                       AND pgjobs._json_values_deferred(v_reg, v_scope, p_filter)),
                'unknown_fields_exact', v_check.p_complete,
                'time_limit_ms', v_limit_ms)
            || pgjobs._preview_count(v_reg, v_scope, v_predicate,

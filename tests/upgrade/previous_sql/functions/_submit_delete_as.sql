@@ -23,15 +23,21 @@ AS $$
 -- time, default 50) and strategy (how pages find their rows: 'auto'
 -- default, 'range' or 'collect'; see pgjobs._page_strategy) and
 -- allow_unknown_fields (a filter naming a document field no row of the
--- scope has is refused otherwise: pgjobs._require_known_fields). Everything
--- is validated before anything is written
+-- scope has is refused otherwise: pgjobs._require_known_fields) and
+-- allow_unknown_keys (an excluded key that names no row of the scope is
+-- refused otherwise: pgjobs._require_known_keys). Everything
+-- is validated before anything is written (the exclude keys just after the
+-- job's row, in the same transaction: a refusal leaves nothing)
 -- (22023). SECURITY DEFINER for pgjobs_client: the caller needs DELETE on
--- the target (42501). Returns the job id.
+-- the target (42501). A client whose exclude list kept in
+-- pgjobs.job_exclusions would pass max_item_bytes_per_client raises 55006
+-- (pgjobs._require_client_item_room). Returns the job id.
 DECLARE
     v_reg pgjobs.target_registry;
     v_selection record;
     v_unchecked text[];
     v_job pgjobs.jobs;
+    v_exclude_bytes bigint;
 BEGIN
     p_caller := pgjobs._enter('submit_delete', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The target's registration and trust, checked once here and handed to
@@ -77,14 +83,37 @@ BEGIN
         || CASE WHEN v_unchecked IS NOT NULL
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
-        p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields'],
+        p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields',
+                          'allow_unknown_keys'],
         v_selection.predicate, NULL, v_reg);
+    -- The exclude list's twin of the typo guard: a key that names no row of
+    -- the scope keeps nothing (a typo, a key of another scope), so the row
+    -- meant to be kept went with the rest. Refused, unless
+    -- allow_unknown_keys (pgjobs._require_known_keys); the job row just
+    -- inserted goes with the refusal. Asked after the insert's checks (the
+    -- options, the engine's grants: pgjobs._insert_job_row), so a submit the
+    -- engine cannot run is refused for that first, whatever its keys.
+    PERFORM pgjobs._require_known_keys(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                                       p_exclude, p_options);
     -- A long exclude list is stored once, in pgjobs.job_exclusions, and the
     -- predicate probes it there (pgjobs._exclusion_clause): pages and reads
     -- plan the same short text whatever the list's length.
+    -- Its bytes are the job's item_bytes, held for a client to
+    -- max_item_bytes_per_client over all its jobs with its fan-out items
+    -- (pgjobs._require_client_item_room, before anything is written): up to
+    -- 100,000 keys of any length a job, times the jobs a client may keep,
+    -- was TBs of job_exclusions. The job row is this call's own.
     IF v_selection.survivors ->> 'exclusions' = 'table' THEN
+        v_exclude_bytes := (SELECT coalesce(sum(octet_length(k)), 0)
+                              FROM (SELECT DISTINCT k FROM unnest(v_selection.keys) k) d);
+        IF NOT pg_has_role(p_caller, 'pgjobs_admin', 'MEMBER') THEN
+            PERFORM pgjobs._require_client_item_room(
+                v_job.id, 0, v_exclude_bytes,
+                'Exclude rows with a filter instead, e.g. {"$not": {...}}');
+        END IF;
         INSERT INTO pgjobs.job_exclusions (job_id, key)
         SELECT DISTINCT v_job.id, k FROM unnest(v_selection.keys) k;
+        UPDATE pgjobs.jobs j SET item_bytes = v_exclude_bytes WHERE j.id = v_job.id;
         v_selection.predicate := v_selection.head || format(' AND NOT (%s)',
             pgjobs._exclusion_clause(v_reg.key_column, v_selection.survivors ->> 'key_type',
                                      NULL, v_job.id));

@@ -102,10 +102,14 @@ BEGIN
         IF pgjobs.retryable_sqlstate(v_state) THEN
             RAISE;
         END IF;
-        message := format('job %s (%s) cannot be started: the document fields its submit could '
-                          'not judge (the scope had no rows then) could not be judged at its '
-                          'start either: %s (SQLSTATE %s)', p_job.id, p_job.kind, v_error,
-                          v_state);
+        message := format('job %s (%s) cannot be started: %s its submit could not judge (the '
+                          'scope had no rows then) could not be judged at its start either: %s '
+                          '(SQLSTATE %s)', p_job.id, p_job.kind,
+                          -- An empty list: a json column's value check (pgjobs._judge_filter).
+                          CASE WHEN cardinality(v_paths) = 0
+                               THEN 'the comparisons of json columns'
+                               ELSE 'the document fields' END,
+                          v_error, v_state);
         hint := 'Fix the cause, then pgjobs.retry(' || p_job.id || '); or submit it again with '
                 'the option {"allow_unknown_fields": true} if its fields are right.';
         RETURN;

@@ -17,8 +17,9 @@ AS $$
 -- with fewer keys than N gets fewer parts (at least one), and no job more
 -- than the administrator's ceiling in force (pgjobs._max_parallel). Splitting again
 -- returns the parts already made: a resumed job keeps its ranges and their
--- checkpoints (a part that failed for good is queued again, its attempts
--- reset: the job was retried). Fenced on the claim: p_worker must hold the job's unexpired
+-- checkpoints (a part that failed for good, or whose lease expired on its
+-- last attempt, is queued again, its attempts reset: the job was retried,
+-- resumed or claimed again). Fenced on the claim: p_worker must hold the job's unexpired
 -- lease, else 55000 (the caller stops). Reads the target with the caller's
 -- rights after the submitter's run-time check, as export_chunk_sql does.
 -- Locks: the job row, then the failed parts' rows: a failed part's row is
@@ -59,9 +60,18 @@ BEGIN
         PERFORM pg_catalog.set_config(
             'lock_timeout', ceil(extract(epoch FROM v_lease_left) * 1000)::bigint || 'ms', true);
     END IF;
+    -- A part whose lease expired on its last attempt while the job was not
+    -- running (paused, failed, canceled: no part claim fails it then) is
+    -- failed for good all the same: its worker stopped answering and no
+    -- claim may take it. It is queued again with the failed ones: left
+    -- running, the resumed or retried job's first part claim failed it,
+    -- and the job with it, without a single new attempt.
     UPDATE pgjobs.export_parts p
-       SET status = 'queued', attempts = 0, updated_at = now()
-     WHERE p.job_id = p_id AND p.status = 'failed';
+       SET status = 'queued', attempts = 0, lease_expires_at = NULL, updated_at = now()
+     WHERE p.job_id = p_id
+       AND (p.status = 'failed'
+            OR (p.status = 'running' AND p.lease_expires_at <= now()
+                AND p.attempts >= v_job.max_attempts));
     PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
     SELECT count(*)::integer INTO v_parts FROM pgjobs.export_parts p WHERE p.job_id = p_id;
     IF v_parts > 0 OR coalesce((v_job.payload ->> 'parallel')::integer, 1) <= 1 THEN

@@ -37,4 +37,7 @@ COMMENT ON FUNCTION pgjobs.preview(regclass, text, jsonb, text[], jsonb) IS
 'them unless allow_unknown_fields)}. A backfill''s preview takes its set (option set): then '
 '"non_object_rows" and "non_object_first" name the rows whose document holds no object where '
 'set merges fields in, which the submit refuses unless replace_non_objects. Needs the job''s '
-'privilege and SELECT on the target. A NULL p_exclude raises 22023, as the submit does.';
+'privilege and SELECT on the target. A NULL p_exclude raises 22023, as the submit does, and so '
+'does a key of p_exclude that names no row of the scope unless the option allow_unknown_keys. '
+'"judged_at_start": the submit would defer its filter''s judgment to the job''s start (the paths '
+'in "unchecked_fields", or, that list empty, a json column''s comparison on a scope with no rows).';

@@ -16,7 +16,8 @@ AS $$
 -- visible_count) hides exactly those rows. Options: the common ones, plus
 -- page_size (rows per page; default adaptive), page_ms (target page
 -- time, default 50) and strategy (how pages find their rows: 'auto'
--- default, 'range' or 'collect'; see pgjobs._page_strategy). Everything is
+-- default, 'range' or 'collect'; see pgjobs._page_strategy),
+-- allow_unknown_fields and allow_unknown_keys. Everything is
 -- validated before anything is written
 -- (22023). For pgjobs_client: the caller needs DELETE on
 -- the target (42501). Returns the job id.
@@ -35,5 +36,7 @@ COMMENT ON FUNCTION pgjobs.submit_delete(regclass, text, jsonb, text[], jsonb) I
 'whose key is not in p_exclude; the read mask hides them at once. Options: priority, '
 'max_attempts, run_at, on_conflict (queue | reject), lease, page_size, page_ms, strategy '
 '(auto | range | collect), allow_unknown_fields (a filter naming a document field no row of the '
-'scope has raises 22023 unless true). A NULL p_exclude raises 22023 (pass ''{}'' to keep none): '
+'scope has raises 22023 unless true), allow_unknown_keys (a key of p_exclude that names no row of '
+'the scope the read path still shows, e.g. a typo or a key of another scope, raises 22023 naming '
+'it unless true). A NULL p_exclude raises 22023 (pass ''{}'' to keep none): '
 'it is never read as an empty list. Returns the job id.';
