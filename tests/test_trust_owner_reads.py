@@ -307,3 +307,29 @@ def test_what_a_refusal_quotes_is_clipped(ow: Conn, case: str) -> None:
     assert len(primary) < 1500, len(primary)
     assert len(error.diag.message_hint or "") < 1500, len(error.diag.message_hint or "")
     assert scalar(ow, "SELECT count(*) FROM pgjobs.jobs") == 0
+
+
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_another_clients_job_counts_are_not_shown_to_a_caller_who_may_not_read(
+        ow: Conn, setup: str) -> None:
+    # A delete's total is how many rows of the scope match its filter: a
+    # count the caller could not take itself. pgjobs.jobs and pgjobs.stats()
+    # show it only to a role that may read the target (or submitted the job).
+    other = make_role(ow, "owner_reads_other", "GRANT pgjobs_client TO {role}",
+                      "GRANT SELECT, DELETE ON ow TO {role}", "ALTER ROLE {role} BYPASSRLS")
+    role = client(ow, setup)
+    try:
+        as_client(ow, other)
+        job_id = int(scalar(ow, """SELECT pgjobs.submit_delete('ow', '1', '{"v": 7}')"""))
+        as_owner(ow)
+        ow.execute("UPDATE pgjobs.jobs SET total = 5, done = 2 WHERE id = %s", (job_id,))
+        as_client(ow, role)
+        assert scalar(ow, "SELECT count(*) FROM pgjobs.jobs") == 0
+        stats = scalar(ow, "SELECT pgjobs.stats()")
+        assert stats["queue"] == [] and stats["oldest_queued"] is None, stats
+        as_owner(ow)
+        assert scalar(ow, "SELECT pgjobs.stats()")["queue"] != []  # the job is there
+    finally:
+        as_owner(ow)
+        drop_role(ow, role)
+        drop_role(ow, other)
