@@ -333,3 +333,42 @@ def test_another_clients_job_counts_are_not_shown_to_a_caller_who_may_not_read(
         as_owner(ow)
         drop_role(ow, role)
         drop_role(ow, other)
+
+
+@pytest.mark.parametrize("taken", ["nothing", *TAKEN_AWAY])
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_a_judgement_deferred_to_the_jobs_start_is_not_told_to_a_submitter_who_lost_the_right(
+        ow: Conn, taken: str, kind: str) -> None:
+    # Submitted on a scope with no rows, the typo guard is judged at the
+    # job's start, reading the rows that came since; by then the submitter
+    # may read them no more: the job fails on the privilege, and its error
+    # (which the submitter reads in pgjobs.jobs) says nothing of the rows.
+    role = make_role(ow, "owner_reads", "GRANT pgjobs_client TO {role}",
+                     "GRANT SELECT, INSERT, UPDATE, DELETE ON ow TO {role}")
+    try:
+        conn_scope = "3"
+        as_client(ow, role)
+        ow.execute("SET pgjobs.allowed_scopes = '3'")
+        sql = (f"""SELECT pgjobs.submit_delete('ow', '{conn_scope}', '{{"nosuch": 1}}')"""
+               if kind == "delete" else
+               f"""SELECT pgjobs.submit_backfill('ow', '{conn_scope}', '{{"nosuch": 1}}',
+                                                 '{{"v": 8}}')""")
+        job_id = int(scalar(ow, sql))
+        as_owner(ow)
+        ow.execute("""INSERT INTO ow (id, s, v, data)
+                      VALUES (30, 3, 7, '{"nosuch_": 1}'), (31, 3, 7, '{"k": "x"}')""")
+        before = rows(ow)
+        if taken != "nothing":
+            TAKEN_AWAY[taken](ow, role)
+        status = drive(ow, job_id)
+        assert status == "failed", status
+        assert rows(ow) == before
+        error = str(scalar(ow, "SELECT error FROM pgjobs.jobs WHERE id = %s", (job_id,)))
+        if taken == "nothing":  # the probe: what the judgement tells one who may read
+            assert '"nosuch"' in error and "nosuch_" in error, error
+        else:
+            assert "nosuch" not in error and "no row" not in error, error
+            assert "42501" in error or "permission denied" in error, error
+    finally:
+        as_owner(ow)
+        drop_role(ow, role)
