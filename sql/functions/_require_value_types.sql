@@ -120,8 +120,8 @@ BEGIN
                    INTO v_which;
                 RAISE EXCEPTION 'filter compares % with % % value, and % '
                                 'of scope % holds % % there (they hold: %)', v_what,
-                                v_article, v_check.types[i], v_which, pgjobs._clipped(p_scope), v_article,
-                                v_check.types[i], array_to_string(v_held, ', ')
+                                v_article, v_check.types[i], v_which, pgjobs._clipped(p_scope),
+                                v_article, v_check.types[i], array_to_string(v_held, ', ')
                     USING ERRCODE = '22023',
                     HINT = format('As written ($ne, $nin, or under $not) the comparison excludes '
                                   'no row that has the field, so the job would take all of '
@@ -171,7 +171,8 @@ BEGIN
                                 '% (%)', v_what, pgjobs._clipped(v_pos.operand::text), v_which,
                                 pgjobs._clipped(p_scope),
                                 v_article, v_pos.json_type,
-                                regexp_replace(pgjobs._clipped(v_check.path || v_pos.shown), '[[:cntrl:]]', '?', 'g'),
+                                regexp_replace(pgjobs._clipped(v_check.path || v_pos.shown),
+                                               '[[:cntrl:]]', '?', 'g'),
                                 CASE WHEN v_held IS NULL THEN 'no row has it there'
                                      ELSE 'they hold: ' || array_to_string(v_held, ', ') END
                     USING ERRCODE = '22023',
