@@ -1792,6 +1792,33 @@ ALTER FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) OWNER
 COMMENT ON FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) IS 'The bytes of fan-out items and delete exclude lists (item_bytes) of every kept job of a submitter but one: what max_item_bytes_per_client bounds (pgjobs._require_client_item_room).';
 
 --
+-- Name: _clipped(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._clipped(p_text text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- What a refusal quotes of one input or one value read from the rows (an
+-- exclude key, a scope, a document field's name, a filter's path): its
+-- first 64 characters, then "..." when there were more. The one cap of
+-- the guards' messages (pgjobs._require_known_keys, pgjobs._judge_fields,
+-- pgjobs._field_guess, pgjobs._require_value_types), so that a message
+-- stays short whatever was written: ten keys of 100,000 characters made a
+-- message of a megabyte, which every log line and client repeated. NULL
+-- stays NULL. Locks nothing.
+BEGIN
+    RETURN CASE WHEN char_length(p_text) > 64 THEN left(p_text, 64) || '...' ELSE p_text END;
+END
+$$;
+
+ALTER FUNCTION pgjobs._clipped(p_text text) OWNER TO SUPERUSER;
+
+--
 -- Name: _collect_matches(pgjobs.jobs); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -7320,22 +7347,24 @@ BEGIN
     -- point: "sta<U+200B>tus" and "status" look the same in print. The name
     -- meant comes from the rows: printed raw, a key with an invisible
     -- character read exactly like the name written, and one with a newline
-    -- or quote could write lines of its own into the hint.
+    -- or quote could write lines of its own into the hint. Each is clipped
+    -- first (pgjobs._clipped).
     RETURN format('Did you mean document field "%s", not "%s"? ',
                   (SELECT string_agg(CASE WHEN ascii(c.ch) BETWEEN 32 AND 126 AND c.ch <> '"'
                                           THEN c.ch
                                           ELSE format('<U+%s>',
                                                       upper(lpad(to_hex(ascii(c.ch)), 4, '0')))
                                      END, '' ORDER BY c.n)
-                     FROM regexp_split_to_table(
-                              array_to_string(v_parts[1:cardinality(v_parts) - 1] || v_best, '.'),
+                     FROM regexp_split_to_table(pgjobs._clipped(
+                              array_to_string(v_parts[1:cardinality(v_parts) - 1] || v_best, '.')),
                               '') WITH ORDINALITY AS c(ch, n)),
                   (SELECT string_agg(CASE WHEN ascii(c.ch) BETWEEN 32 AND 126 AND c.ch <> '"'
                                           THEN c.ch
                                           ELSE format('<U+%s>',
                                                       upper(lpad(to_hex(ascii(c.ch)), 4, '0')))
                                      END, '' ORDER BY c.n)
-                     FROM regexp_split_to_table(p_path, '') WITH ORDINALITY AS c(ch, n)));
+                     FROM regexp_split_to_table(pgjobs._clipped(p_path), '')
+                          WITH ORDINALITY AS c(ch, n)));
 END
 $$;
 
@@ -11666,9 +11695,10 @@ BEGIN
     SELECT CASE WHEN s.relative_path IS NOT NULL
                 THEN format('Paths are relative to column %I, and white space around a name '
                             'is part of it: write "%s", not "%s". ',
-                            p_reg.document_column, s.relative_path, x.u)
+                            p_reg.document_column, pgjobs._clipped(s.relative_path),
+                            pgjobs._clipped(x.u))
                 ELSE format('Did you mean column "%s"? Names are compared exactly (case and '
-                            'white space around a name count). ', s.column_name)
+                            'white space around a name count). ', pgjobs._clipped(s.column_name))
            END
       INTO v_guess
       FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
@@ -11692,9 +11722,8 @@ BEGIN
     END IF;
     IF v_check.p_complete THEN
         RAISE EXCEPTION 'the % names document field %, which no row of scope % has',
-            p_what, array_to_string(ARRAY(SELECT format('"%s"', u)
-                                            FROM unnest(v_check.p_unknown) u), ', '),
-            quote_literal(p_scope)
+            p_what, pgjobs._quoted_fields(v_check.p_unknown),
+            quote_literal(pgjobs._clipped(p_scope))
             USING ERRCODE = '22023',
             HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
                           'nested ones a.b.c, in column %I). If the field is meant to be '
@@ -11703,9 +11732,8 @@ BEGIN
     END IF;
     RAISE EXCEPTION 'the % names document field %, which none of the first % rows of scope % '
                     'has', p_what,
-        array_to_string(ARRAY(SELECT format('"%s"', u)
-                                FROM unnest(v_check.p_unknown) u), ', '),
-        v_check.p_rows_read, quote_literal(p_scope)
+        pgjobs._quoted_fields(v_check.p_unknown),
+        v_check.p_rows_read, quote_literal(pgjobs._clipped(p_scope))
         USING ERRCODE = '22023',
         HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
                       'nested ones a.b.c, in column %I). pgjobs looks for a field in at most 1000000 rows of the '
@@ -14358,8 +14386,8 @@ BEGIN
         v_stuck := pgjobs._cursor_stuck(p_reg.target, p_reg.key_column, v_key_type, v_after,
                                         v_upper);
         IF v_stuck IS NOT NULL THEN
-            RAISE EXCEPTION 'the preview''s count of scope % of %: %', quote_literal(p_scope),
-                p_reg.target, v_stuck
+            RAISE EXCEPTION 'the preview''s count of scope % of %: %',
+                quote_literal(pgjobs._clipped(p_scope)), p_reg.target, v_stuck
                 USING ERRCODE = '22000',
                 HINT = 'Register the table with a key of a type whose text reads back as the '
                        'same value (bigint, text, uuid).';
@@ -14651,6 +14679,34 @@ ALTER FUNCTION pgjobs._queue_export_unrecorded(p_id bigint, p_checkpoint jsonb) 
 --
 
 COMMENT ON FUNCTION pgjobs._queue_export_unrecorded(p_id bigint, p_checkpoint jsonb) IS 'Queues for removal the S3 multipart uploads an export opened and never recorded (its checkpoints record `opening`), where it fails for good without a worker; what it recorded is kept for pgjobs.retry.';
+
+--
+-- Name: _quoted_fields(text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._quoted_fields(p_fields text[]) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The document fields the typo guard names (pgjobs._judge_fields), as its
+-- message lists them: the first 10 in the order given, each in double
+-- quotes and clipped (pgjobs._clipped), then "and N more" when there are
+-- more; the exclude-key guard lists its keys alike
+-- (pgjobs._require_known_keys). A filter naming 200 misspelt fields of
+-- 1000 characters made a message of 200 kB. Locks nothing.
+BEGIN
+    RETURN array_to_string(ARRAY(SELECT format('"%s"', pgjobs._clipped(f))
+                                   FROM unnest(p_fields[1:10]) f), ', ')
+           || CASE WHEN cardinality(p_fields) > 10
+                   THEN format(' and %s more', cardinality(p_fields) - 10) ELSE '' END;
+END
+$$;
+
+ALTER FUNCTION pgjobs._quoted_fields(p_fields text[]) OWNER TO SUPERUSER;
 
 --
 -- Name: _reach_roles(regclass, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15883,6 +15939,7 @@ CREATE FUNCTION pgjobs._require_known_keys(p_reg pgjobs.target_registry, p_scope
 -- user meant to keep went with the rest; it is refused with 22023 naming
 -- such keys (the first 10, in the order given), unless p_options says
 -- {"allow_unknown_keys": true} (validated here: a boolean, 22023 otherwise).
+-- Each key and the scope are quoted clipped (pgjobs._clipped).
 -- Only the scope's own rows are read, so the message is the same for a key
 -- of another scope and a key of no row (never a probe of other tenants'
 -- keys); the scope is checked against pgjobs.allowed_scopes first (42501).
@@ -15922,8 +15979,9 @@ BEGIN
     END IF;
     RAISE EXCEPTION 'exclude names % that no row of scope % has: %',
         CASE WHEN v_count = 1 THEN 'a key' ELSE format('%s keys', v_count) END,
-        quote_literal(p_scope),
-        array_to_string(ARRAY(SELECT to_jsonb(k)::text FROM unnest(v_unknown) k), ', ')
+        quote_literal(pgjobs._clipped(p_scope)),
+        array_to_string(ARRAY(SELECT to_jsonb(pgjobs._clipped(k))::text
+                                FROM unnest(v_unknown) k), ', ')
         || CASE WHEN v_count > 10 THEN format(' and %s more', v_count - 10) ELSE '' END
         USING ERRCODE = '22023',
         HINT = 'An excluded key keeps a row only if it is the key of a row of this scope, '
@@ -16412,7 +16470,7 @@ BEGIN
     LOOP
         v_ref := 's.d';
         IF v_columns ? v_check.path THEN
-            v_what := format('column "%s"', v_check.path);
+            v_what := format('column "%s"', pgjobs._clipped(v_check.path));
             -- As the filter reads it: a json column through
             -- pgjobs._json_as_jsonb (a value jsonb refuses is a string).
             v_rows := format('(SELECT %s AS d FROM %s t WHERE t.%I '
@@ -16431,7 +16489,7 @@ BEGIN
             FOREACH v_seg IN ARRAY string_to_array(v_check.path, '.') LOOP
                 v_ref := v_ref || format(' OPERATOR(pg_catalog.->) %L::pg_catalog.text', v_seg);
             END LOOP;
-            v_what := format('document field "%s"', v_check.path);
+            v_what := format('document field "%s"', pgjobs._clipped(v_check.path));
             v_rows := format('(SELECT t.%I AS d FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s '
                              'LIMIT %s) s', p_reg.document_column, p_reg.target,
                              p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope), v_limit);
@@ -16460,8 +16518,8 @@ BEGIN
                    INTO v_which;
                 RAISE EXCEPTION 'filter compares % with % % value, and % '
                                 'of scope % holds % % there (they hold: %)', v_what,
-                                v_article, v_check.types[i], v_which, p_scope, v_article,
-                                v_check.types[i], array_to_string(v_held, ', ')
+                                v_article, v_check.types[i], v_which, pgjobs._clipped(p_scope),
+                                v_article, v_check.types[i], array_to_string(v_held, ', ')
                     USING ERRCODE = '22023',
                     HINT = format('As written ($ne, $nin, or under $not) the comparison excludes '
                                   'no row that has the field, so the job would take all of '
@@ -16508,9 +16566,11 @@ BEGIN
                                v_rows)
                    INTO v_which;
                 RAISE EXCEPTION 'filter compares % with %, and % of scope % holds % % at '
-                                '% (%)', v_what, left(v_pos.operand::text, 200), v_which, p_scope,
+                                '% (%)', v_what, pgjobs._clipped(v_pos.operand::text), v_which,
+                                pgjobs._clipped(p_scope),
                                 v_article, v_pos.json_type,
-                                regexp_replace(v_check.path || v_pos.shown, '[[:cntrl:]]', '?', 'g'),
+                                regexp_replace(pgjobs._clipped(v_check.path || v_pos.shown),
+                                               '[[:cntrl:]]', '?', 'g'),
                                 CASE WHEN v_held IS NULL THEN 'no row has it there'
                                      ELSE 'they hold: ' || array_to_string(v_held, ', ') END
                     USING ERRCODE = '22023',
@@ -22639,7 +22699,7 @@ BEGIN
         v_stuck := pgjobs._cursor_stuck(p_reg.target, p_reg.key_column, v_key_type, p_last,
                                         v_upper);
         IF v_stuck IS NOT NULL THEN
-            RAISE EXCEPTION 'the typo guard''s walk of scope % of %: %', quote_literal(p_scope),
+            RAISE EXCEPTION 'the typo guard''s walk of scope % of %: %', quote_literal(pgjobs._clipped(p_scope)),
                 p_reg.target, v_stuck
                 USING ERRCODE = '22000',
                 HINT = 'Register the table with a key of a type whose text reads back as the '
@@ -29630,6 +29690,13 @@ REVOKE ALL ON FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigin
 GRANT ALL ON FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _clipped(p_text text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._clipped(p_text text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._clipped(p_text text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _collect_matches(p_job pgjobs.jobs); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -30786,6 +30853,13 @@ GRANT ALL ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result js
 
 REVOKE ALL ON FUNCTION pgjobs._queue_export_unrecorded(p_id bigint, p_checkpoint jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._queue_export_unrecorded(p_id bigint, p_checkpoint jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _quoted_fields(p_fields text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._quoted_fields(p_fields text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._quoted_fields(p_fields text[]) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _reach_roles(p_target regclass, p_as name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
