@@ -47,6 +47,7 @@ DECLARE
     v_grant_hint text;
     v_columns jsonb;
     v_compiled text;
+    v_kept bigint;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
@@ -197,6 +198,23 @@ BEGIN
            pg_current_xact_id()
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
+    -- What the job keeps as given past a small allowance (its payload and
+    -- options, up to 1 MiB and more, times the jobs a client may keep)
+    -- counts toward the client's max_item_bytes_per_client with its items,
+    -- exclude lists and rejects (pgjobs._keep_client_bytes). The first 4096
+    -- bytes of each job are held by max_jobs_kept_per_client instead: a
+    -- common submit counts nothing and takes no lock. (The predicate and
+    -- assignments compiled from them are not counted again: a delete's
+    -- predicate holds a long exclude list only until it goes to
+    -- pgjobs.job_exclusions, counted there.)
+    v_kept := octet_length(v_job.payload::text) + octet_length(v_job.options::text) - 4096;
+    IF v_kept > 0 THEN
+        PERFORM pgjobs._keep_client_bytes(
+            v_job.id, v_kept, 'payload',
+            'Keep large inputs in a table or object storage and pass a reference in the '
+            'payload');
+        v_job.kept_bytes := v_kept;
+    END IF;
     RETURN v_job;
 END
 $$;
