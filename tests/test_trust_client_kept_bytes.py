@@ -218,6 +218,9 @@ def test_many_sessions_far_from_the_ceiling_do_not_pass_it_together(
     """Each session adds 90 bytes, which alone leaves the client far from
     its ceiling; the first holds its transaction open while each next one
     adds: together they would keep 90 * sessions > 1000."""
+    # Ten calls of 90 bytes are not 1050 - 126: the old rule counted
+    # without the lock.
+    conn.execute("SELECT pgjobs.set_defaults('{\"max_item_bytes_per_client\": 1050}')")
     jobs = _fanout_jobs(conn, client, sessions)
     base = _items_kept(conn, client)
     conns = []
@@ -257,8 +260,8 @@ def test_many_sessions_far_from_the_ceiling_do_not_pass_it_together(
     for thread in threads:
         thread.join(timeout=60)
         assert not thread.is_alive()
-    assert _items_kept(conn, client) <= 1000
-    assert outcomes.count("added") == (1000 - base) // 90
+    assert _items_kept(conn, client) <= 1050
+    assert outcomes.count("added") == (1050 - base) // 90
     assert outcomes.count("55006") == sessions - outcomes.count("added")
 
 
@@ -269,6 +272,9 @@ def test_an_old_snapshot_does_not_pass_the_ceiling(
     bytes must not count from it: it fails (40001, retry) or is refused,
     never keeps more than the ceiling."""
     first, second = _fanout_jobs(conn, client, 2)
+    with conn.transaction():          # 606 of 1000: the client has been near it
+        conn.execute(f"SET LOCAL ROLE {client}")
+        conn.execute(ADD_ITEMS, (first, _sized(600)))
     old = make_conn(autocommit=False)
     old.execute(f"SET ROLE {client}")
     old.commit()
@@ -276,16 +282,16 @@ def test_an_old_snapshot_does_not_pass_the_ceiling(
     old.execute("SELECT count(*) FROM pgjobs.jobs")          # the snapshot is taken
     with conn.transaction():
         conn.execute(f"SET LOCAL ROLE {client}")
-        conn.execute(ADD_ITEMS, (first, _sized(600)))        # committed after it
+        conn.execute(ADD_ITEMS, (first, _sized(300)))        # committed after it
     with pytest.raises(psycopg.Error) as info:
-        old.execute(ADD_ITEMS, (second, _sized(600)))
+        old.execute(ADD_ITEMS, (second, _sized(300)))
         old.commit()
     old.rollback()
     assert info.value.sqlstate in ("40001", "55006")
     assert _items_kept(conn, client) <= 1000
     # Run again, it sees the other's bytes and is refused.
     with pytest.raises(errors.ObjectInUse):
-        old.execute(ADD_ITEMS, (second, _sized(600)))
+        old.execute(ADD_ITEMS, (second, _sized(300)))
     old.rollback()
 
 
