@@ -3516,6 +3516,10 @@ ALTER FUNCTION pgjobs._controlled_job(p_id bigint) OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._count_reject_bytes() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The trigger of pgjobs.import_rejects after an INSERT or a DELETE: the
 -- bytes of the rejects written (octet_length of reason and record, as
@@ -7738,6 +7742,10 @@ ALTER FUNCTION pgjobs._generated_from(p_target regclass, p_columns text[]) OWNER
 CREATE FUNCTION pgjobs._give_back_kept_bytes() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The trigger of pgjobs.jobs after a DELETE (pgjobs.prune, an
 -- administrator's own) or a TRUNCATE: gives the bytes the deleted jobs

@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs._count_reject_bytes()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The trigger of pgjobs.import_rejects after an INSERT or a DELETE: the
 -- bytes of the rejects written (octet_length of reason and record, as

@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs._give_back_kept_bytes()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The trigger of pgjobs.jobs after a DELETE (pgjobs.prune, an
 -- administrator's own) or a TRUNCATE: gives the bytes the deleted jobs
