@@ -11904,7 +11904,8 @@ CREATE FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text
 -- job). The total is updated in place, never summed from a snapshot: two
 -- sessions adding for one client at once wait for each other's commit and
 -- the second re-reads the total then (READ COMMITTED), or fails with 40001
--- (REPEATABLE READ, SERIALIZABLE: its snapshot misses the other's bytes),
+-- (REPEATABLE READ, SERIALIZABLE: its snapshot misses the other's bytes;
+-- one exception block, on this path only, says so with a hint),
 -- so neither many sessions, an old snapshot nor another role's call passes
 -- the ceiling. Given back by pgjobs._give_back_kept_bytes (the jobs delete
 -- trigger) and pgjobs._count_reject_bytes (rejects forgotten). A job of a
@@ -11923,10 +11924,24 @@ BEGIN
     IF v_submitter IS NULL OR coalesce(p_add, 0) = 0 THEN
         RETURN;
     END IF;
-    INSERT INTO pgjobs.client_room_locks AS l (submitter_oid, kept_bytes)
-    VALUES (v_submitter, p_add)
-    ON CONFLICT (submitter_oid) DO UPDATE SET kept_bytes = l.kept_bytes + EXCLUDED.kept_bytes
-    RETURNING l.kept_bytes INTO v_total;
+    BEGIN
+        INSERT INTO pgjobs.client_room_locks AS l (submitter_oid, kept_bytes)
+        VALUES (v_submitter, p_add)
+        ON CONFLICT (submitter_oid) DO UPDATE SET kept_bytes = l.kept_bytes + EXCLUDED.kept_bytes
+        RETURNING l.kept_bytes INTO v_total;
+    EXCEPTION WHEN serialization_failure THEN
+        -- REPEATABLE READ or SERIALIZABLE: another transaction changed the
+        -- client's total since this one's snapshot; counting from it could
+        -- pass the ceiling. Said plainly, not PostgreSQL's bare message.
+        RAISE EXCEPTION 'the bytes role % keeps changed after this transaction began (% '
+                        'bytes of % for job %): they cannot be counted from its snapshot',
+                        coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                   WHERE r.oid = v_submitter)::text, v_submitter::text),
+                        p_add, p_what, p_id
+            USING ERRCODE = '40001',
+            HINT = 'Run the transaction again; under READ COMMITTED the call waits for the '
+                   'other transaction instead.';
+    END;
     IF v_total > v_max AND p_add > 0
        AND NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
         RAISE EXCEPTION 'role % would keep % bytes of inputs with this call (% bytes of % '
