@@ -421,6 +421,20 @@ def test_an_imports_rejects_past_the_clients_ceiling_fail_it(
         assert "max_item_bytes_per_client" in job(conn, second)["error"]
         assert _rejects(conn, second) == found[:fit]
         assert _total(conn, role) <= ceiling
+        # The ceiling raised, a retry redoes the failed batch: its rejects are
+        # forgotten and written again, counted once (the total stays what the
+        # client's jobs keep: _total checks it against them).
+        _set(conn, max_item_bytes_per_client=None)
+        conn.execute(f"SET ROLE {role}")
+        try:
+            assert scalar(conn, "SELECT pgjobs.retry(%s)", (job_id,)) is True
+        finally:
+            conn.execute("RESET ROLE")
+        status = Importer(dsn, job_id, claim_import(dsn, job_id), store,
+                          batch_bytes=5000).run().status
+        assert status == "succeeded", job(conn, job_id)["error"]
+        assert _rejects(conn, job_id) == found
+        assert _total(conn, role) == sum(b for _, b in found) + sum(b for _, b in found[:fit])
         # Pruned, the room comes back.
         conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '2 days' "
                      "WHERE submitted_by = %s", (role,))
