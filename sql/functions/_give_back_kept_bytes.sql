@@ -18,6 +18,13 @@ BEGIN
         UPDATE pgjobs.client_room_locks SET kept_bytes = 0 WHERE kept_bytes <> 0;
         RETURN NULL;
     END IF;
+    -- Several clients' totals (an administrator's DELETE): locked in
+    -- submitter order, as pgjobs.prune does, so two such statements wait
+    -- for each other rather than deadlock.
+    PERFORM 1 FROM pgjobs.client_room_locks l
+     WHERE l.submitter_oid IN (SELECT o.submitted_by_oid FROM gone o WHERE o.kept_bytes <> 0)
+     ORDER BY l.submitter_oid
+       FOR NO KEY UPDATE;
     UPDATE pgjobs.client_room_locks l
        SET kept_bytes = greatest(l.kept_bytes - g.bytes, 0)
       FROM (SELECT o.submitted_by_oid, sum(o.kept_bytes) AS bytes
