@@ -10463,15 +10463,15 @@ BEGIN
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     -- What the job keeps as given past a small allowance (its payload and
-    -- options, up to 1 MiB and more, times the jobs a client may keep)
-    -- counts toward the client's max_item_bytes_per_client with its items,
-    -- exclude lists and rejects (pgjobs._keep_client_bytes). The first 4096
-    -- bytes of each job are held by max_jobs_kept_per_client instead: a
-    -- common submit counts nothing and takes no lock. (The predicate and
-    -- assignments compiled from them are not counted again: a delete's
-    -- predicate holds a long exclude list only until it goes to
-    -- pgjobs.job_exclusions, counted there.)
-    v_kept := octet_length(v_job.payload::text) + octet_length(v_job.options::text) - 4096;
+    -- options, up to 1 MiB and more, and the predicate and assignments
+    -- compiled from them, times the jobs a client may keep) counts toward
+    -- the client's max_item_bytes_per_client with its items, exclude lists
+    -- and rejects (pgjobs._job_input_bytes, pgjobs._keep_client_bytes).
+    -- The first 4096 bytes of each job are held by max_jobs_kept_per_client
+    -- instead: a common submit counts nothing and takes no lock. A caller
+    -- that changes the row's inputs before it returns (a delete's
+    -- predicate and survivors) counts the difference.
+    v_kept := pgjobs._job_input_bytes(v_job);
     IF v_kept > 0 THEN
         PERFORM pgjobs._keep_client_bytes(
             v_job.id, v_kept, 'payload',
@@ -11110,6 +11110,42 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._items_stop(p_id bigint, p_status text) OWNER TO SUPERUSER;
+
+--
+-- Name: _job_input_bytes(pgjobs.jobs); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._job_input_bytes(p_job pgjobs.jobs) RETURNS bigint
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The bytes a job row keeps of what its client gave, past the 4096 every
+-- job may keep uncounted (held by max_jobs_kept_per_client instead), in
+-- octets of their text: its payload and options, and what was compiled
+-- from them and stored beside them (the predicate and assignments, the
+-- filter's and the set's values again and often longer; a delete's
+-- survivors, its short exclude list again). What pgjobs._insert_job_row
+-- and pgjobs._submit_delete_as count toward max_item_bytes_per_client
+-- (pgjobs._keep_client_bytes); 0 for a common job, which takes no lock.
+SELECT greatest(octet_length(p_job.payload::text)
+                + coalesce(octet_length(p_job.options::text), 0)
+                + coalesce(octet_length(p_job.predicate), 0)
+                + coalesce(octet_length(p_job.assignments), 0)
+                + coalesce(octet_length(p_job.survivors::text), 0)
+                - 4096, 0)::bigint
+$$;
+
+ALTER FUNCTION pgjobs._job_input_bytes(p_job pgjobs.jobs) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _job_input_bytes(p_job pgjobs.jobs); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._job_input_bytes(p_job pgjobs.jobs) IS 'The bytes of a job row''s client inputs (payload, options, predicate, assignments, survivors) past the 4096 each job keeps uncounted: what counts toward max_item_bytes_per_client.';
 
 --
 -- Name: _job_options(text, jsonb, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -20515,7 +20551,10 @@ BEGIN
                 ELSE '{}'::jsonb END,
         p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields',
                           'allow_unknown_keys'],
-        v_selection.predicate, NULL, v_reg);
+        -- (A long list goes to pgjobs.job_exclusions below, counted there:
+        -- the row is inserted without it, so it is not counted twice.)
+        CASE WHEN v_selection.survivors ->> 'exclusions' = 'table' THEN v_selection.head
+             ELSE v_selection.predicate END, NULL, v_reg);
     -- The exclude list's twin of the typo guard: a key that names no row of
     -- the scope keeps nothing (a typo, a key of another scope), so the row
     -- meant to be kept went with the rest. Refused, unless
@@ -20549,8 +20588,18 @@ BEGIN
     -- What the delete can leave of its scope, as data: the read path's
     -- short cut past it (pgjobs._mask_candidates) is built from this, not
     -- parsed back out of the predicate's text.
+    -- The row's inputs in their final form (the predicate, the survivors
+    -- with a short list's keys) counted as pgjobs._insert_job_row counted
+    -- the row it inserted: the difference, none for a common delete.
     UPDATE pgjobs.jobs j SET survivors = v_selection.survivors, predicate = v_selection.predicate
-     WHERE j.id = v_job.id;
+     WHERE j.id = v_job.id
+    RETURNING pgjobs._job_input_bytes(j) - coalesce(v_job.kept_bytes, 0) INTO v_exclude_bytes;
+    IF v_exclude_bytes <> 0 THEN
+        PERFORM pgjobs._keep_client_bytes(
+            v_job.id, v_exclude_bytes, 'payload',
+            'Keep large inputs in a table or object storage and pass a reference in the '
+            'payload; exclude rows with a filter instead, e.g. {"$not": {...}}');
+    END IF;
     RETURN pgjobs._leave(v_job.id);
 END
 $_$;
@@ -30628,6 +30677,13 @@ GRANT ALL ON FUNCTION pgjobs._items_start(p_id bigint) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._items_stop(p_id bigint, p_status text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._items_stop(p_id bigint, p_status text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _job_input_bytes(p_job pgjobs.jobs); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._job_input_bytes(p_job pgjobs.jobs) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._job_input_bytes(p_job pgjobs.jobs) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _job_options(p_kind text, p_options jsonb, p_extra_options text[], OUT o_options jsonb, OUT o_priority integer, OUT o_max_attempts integer, OUT o_run_at timestamp with time zone, OUT o_on_conflict text, OUT o_lease interval); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -199,15 +199,15 @@ BEGIN
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     -- What the job keeps as given past a small allowance (its payload and
-    -- options, up to 1 MiB and more, times the jobs a client may keep)
-    -- counts toward the client's max_item_bytes_per_client with its items,
-    -- exclude lists and rejects (pgjobs._keep_client_bytes). The first 4096
-    -- bytes of each job are held by max_jobs_kept_per_client instead: a
-    -- common submit counts nothing and takes no lock. (The predicate and
-    -- assignments compiled from them are not counted again: a delete's
-    -- predicate holds a long exclude list only until it goes to
-    -- pgjobs.job_exclusions, counted there.)
-    v_kept := octet_length(v_job.payload::text) + octet_length(v_job.options::text) - 4096;
+    -- options, up to 1 MiB and more, and the predicate and assignments
+    -- compiled from them, times the jobs a client may keep) counts toward
+    -- the client's max_item_bytes_per_client with its items, exclude lists
+    -- and rejects (pgjobs._job_input_bytes, pgjobs._keep_client_bytes).
+    -- The first 4096 bytes of each job are held by max_jobs_kept_per_client
+    -- instead: a common submit counts nothing and takes no lock. A caller
+    -- that changes the row's inputs before it returns (a delete's
+    -- predicate and survivors) counts the difference.
+    v_kept := pgjobs._job_input_bytes(v_job);
     IF v_kept > 0 THEN
         PERFORM pgjobs._keep_client_bytes(
             v_job.id, v_kept, 'payload',
