@@ -10312,6 +10312,7 @@ DECLARE
     v_columns jsonb;
     v_compiled text;
     v_kept bigint;
+    v_counted pgjobs.jobs;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
@@ -10468,10 +10469,16 @@ BEGIN
     -- the client's max_item_bytes_per_client with its items, exclude lists
     -- and rejects (pgjobs._job_input_bytes, pgjobs._keep_client_bytes).
     -- The first 4096 bytes of each job are held by max_jobs_kept_per_client
-    -- instead: a common submit counts nothing and takes no lock. A caller
-    -- that changes the row's inputs before it returns (a delete's
-    -- predicate and survivors) counts the difference.
-    v_kept := pgjobs._job_input_bytes(v_job);
+    -- instead: a common submit counts nothing and takes no lock. A
+    -- delete's predicate is counted by pgjobs._submit_delete_as once it is
+    -- in its final form (a long exclude list leaves it for
+    -- pgjobs.job_exclusions, counted there, and not twice here), with its
+    -- survivors: here its row counts without it.
+    v_counted := v_job;
+    IF p_kind = 'delete' THEN
+        v_counted.predicate := NULL;
+    END IF;
+    v_kept := pgjobs._job_input_bytes(v_counted);
     IF v_kept > 0 THEN
         PERFORM pgjobs._keep_client_bytes(
             v_job.id, v_kept, 'payload',
@@ -20551,10 +20558,7 @@ BEGIN
                 ELSE '{}'::jsonb END,
         p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields',
                           'allow_unknown_keys'],
-        -- (A long list goes to pgjobs.job_exclusions below, counted there:
-        -- the row is inserted without it, so it is not counted twice.)
-        CASE WHEN v_selection.survivors ->> 'exclusions' = 'table' THEN v_selection.head
-             ELSE v_selection.predicate END, NULL, v_reg);
+        v_selection.predicate, NULL, v_reg);
     -- The exclude list's twin of the typo guard: a key that names no row of
     -- the scope keeps nothing (a typo, a key of another scope), so the row
     -- meant to be kept went with the rest. Refused, unless
@@ -20589,8 +20593,8 @@ BEGIN
     -- short cut past it (pgjobs._mask_candidates) is built from this, not
     -- parsed back out of the predicate's text.
     -- The row's inputs in their final form (the predicate, the survivors
-    -- with a short list's keys) counted as pgjobs._insert_job_row counted
-    -- the row it inserted: the difference, none for a common delete.
+    -- with a short list's keys), which pgjobs._insert_job_row left out of
+    -- its count: the difference, none for a common delete (no lock).
     UPDATE pgjobs.jobs j SET survivors = v_selection.survivors, predicate = v_selection.predicate
      WHERE j.id = v_job.id
     RETURNING pgjobs._job_input_bytes(j) - coalesce(v_job.kept_bytes, 0) INTO v_exclude_bytes;
@@ -27266,9 +27270,13 @@ BEGIN
     -- no client; their jobs go at its next call.
     SELECT coalesce(array_agg(h.submitter_oid), '{}') INTO v_held
       FROM (SELECT l.submitter_oid FROM pgjobs.client_room_locks l
-             WHERE l.submitter_oid IN (SELECT d.submitted_by_oid FROM pgjobs.jobs d
-                                        WHERE d.finished_at < now() - p_retention
-                                          AND d.kept_bytes <> 0)
+             WHERE l.submitter_oid IN (SELECT c.submitted_by_oid
+                                         FROM (SELECT d.submitted_by_oid, d.kept_bytes
+                                                 FROM pgjobs.jobs d
+                                                WHERE d.finished_at < now() - p_retention
+                                                ORDER BY d.finished_at
+                                                LIMIT v_batch) c  -- the jobs it deletes
+                                        WHERE c.kept_bytes <> 0)
              ORDER BY l.submitter_oid
                FOR NO KEY UPDATE SKIP LOCKED) h;
 

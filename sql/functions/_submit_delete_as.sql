@@ -85,10 +85,7 @@ BEGIN
                 ELSE '{}'::jsonb END,
         p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields',
                           'allow_unknown_keys'],
-        -- (A long list goes to pgjobs.job_exclusions below, counted there:
-        -- the row is inserted without it, so it is not counted twice.)
-        CASE WHEN v_selection.survivors ->> 'exclusions' = 'table' THEN v_selection.head
-             ELSE v_selection.predicate END, NULL, v_reg);
+        v_selection.predicate, NULL, v_reg);
     -- The exclude list's twin of the typo guard: a key that names no row of
     -- the scope keeps nothing (a typo, a key of another scope), so the row
     -- meant to be kept went with the rest. Refused, unless
@@ -123,8 +120,8 @@ BEGIN
     -- short cut past it (pgjobs._mask_candidates) is built from this, not
     -- parsed back out of the predicate's text.
     -- The row's inputs in their final form (the predicate, the survivors
-    -- with a short list's keys) counted as pgjobs._insert_job_row counted
-    -- the row it inserted: the difference, none for a common delete.
+    -- with a short list's keys), which pgjobs._insert_job_row left out of
+    -- its count: the difference, none for a common delete (no lock).
     UPDATE pgjobs.jobs j SET survivors = v_selection.survivors, predicate = v_selection.predicate
      WHERE j.id = v_job.id
     RETURNING pgjobs._job_input_bytes(j) - coalesce(v_job.kept_bytes, 0) INTO v_exclude_bytes;

@@ -76,9 +76,13 @@ BEGIN
     -- no client; their jobs go at its next call.
     SELECT coalesce(array_agg(h.submitter_oid), '{}') INTO v_held
       FROM (SELECT l.submitter_oid FROM pgjobs.client_room_locks l
-             WHERE l.submitter_oid IN (SELECT d.submitted_by_oid FROM pgjobs.jobs d
-                                        WHERE d.finished_at < now() - p_retention
-                                          AND d.kept_bytes <> 0)
+             WHERE l.submitter_oid IN (SELECT c.submitted_by_oid
+                                         FROM (SELECT d.submitted_by_oid, d.kept_bytes
+                                                 FROM pgjobs.jobs d
+                                                WHERE d.finished_at < now() - p_retention
+                                                ORDER BY d.finished_at
+                                                LIMIT v_batch) c  -- the jobs it deletes
+                                        WHERE c.kept_bytes <> 0)
              ORDER BY l.submitter_oid
                FOR NO KEY UPDATE SKIP LOCKED) h;
 
