@@ -471,3 +471,64 @@ def test_an_imports_rejects_past_the_clients_ceiling_fail_it(
     finally:
         conn.execute("SELECT pgjobs.set_defaults('{\"max_item_bytes_per_client\": null}')")
         drop_client(conn, role)
+
+
+def test_an_import_batch_writing_no_rejects_does_not_wait_for_the_clients_total(
+        conn: Conn, dsn: str, tmp_path: Path) -> None:
+    """One client role may submit imports for many scopes: a batch that writes no
+    reject reads the client's room without locking its total, so it runs while
+    another transaction of the client holds the total (a large submit, another
+    import's batch writing rejects). Each batch locking the total until its
+    commit ran a client's imports one batch at a time."""
+    role = people_client(conn, "kbnowait")
+    holder = psycopg.connect(dsn)
+    try:
+        folder = tmp_path / "in"
+        folder.mkdir()
+        allow(conn, f"file://{folder}")
+        (folder / "people.csv").write_bytes(
+            b"name,age\n" + b"".join(f"p{n},{n}\n".encode() for n in range(1, 41)))
+        uri = f"file://{folder}/people.csv"
+        conn.execute(f"SET ROLE {role}")
+        try:
+            job_id = submit_import(conn, uri, "1", {"max_rejects": 1000})
+        finally:
+            conn.execute("RESET ROLE")
+        conn.execute("INSERT INTO pgjobs.client_room_locks (submitter_oid) "
+                     "SELECT oid FROM pg_roles WHERE rolname = %s ON CONFLICT DO NOTHING",
+                     (role,))
+        assert holder.execute(
+            "SELECT 1 FROM pgjobs.client_room_locks WHERE submitter_oid = "
+            "(SELECT oid FROM pg_roles WHERE rolname = %s) FOR UPDATE", (role,)).fetchone()
+        done = threading.Event()
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append(Importer(dsn, job_id, claim_import(dsn, job_id),
+                                        f"file://{tmp_path}/store", batch_bytes=200).run().status)
+            except BaseException as exc:  # reported below
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        waited = False
+        while not done.is_set():  # polls an order of events, not a time
+            if scalar(conn, "SELECT count(*) FROM pg_locks WHERE NOT granted "
+                            "AND pid <> pg_backend_pid()"):
+                waited = scalar(conn, "SELECT string_agg(query, ' | ') FROM pg_stat_activity "
+                                      "WHERE wait_event_type = 'Lock'") or "a lock"
+                break
+            done.wait(0.01)
+        holder.rollback()  # lets a waiting batch go on, so the thread ends
+        thread.join()
+        assert not waited, f"the import waited for the client's total: {waited}"
+        assert not isinstance(outcome[0], BaseException), outcome[0]
+        assert outcome[0] == "succeeded", job(conn, job_id)["error"]
+        assert scalar(conn, "SELECT count(*) FROM people") == 40
+        assert _rejects(conn, job_id) == []
+    finally:
+        holder.close()
+        drop_client(conn, role)

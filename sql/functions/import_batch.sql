@@ -216,19 +216,22 @@ BEGIN
                                 16777216);
         -- And the submitter's room under max_item_bytes_per_client, which
         -- its rejects count toward with its payloads, items and exclude
-        -- lists (pgjobs._count_reject_bytes adds them as they are written):
-        -- read under the client's row locked, so no other addition of the
-        -- client's comes between this count and this batch's commit. Past
-        -- it the job fails as past max_reject_bytes_per_job, naming it.
-        INSERT INTO pgjobs.client_room_locks (submitter_oid)
-        SELECT v_job.submitted_by_oid WHERE v_job.submitted_by_oid IS NOT NULL
-        ON CONFLICT DO NOTHING;
+        -- lists (pgjobs._count_reject_bytes adds them as they are written).
+        -- Past it the job fails as past max_reject_bytes_per_job, naming it.
+        -- Read without a lock: every batch of a client's imports (one
+        -- client role may submit for many scopes) locking the client's
+        -- total until its commit ran them one at a time, with no reject
+        -- written. Only a batch that writes rejects locks the total (the
+        -- trigger's update). So two batches of one client writing rejects
+        -- at the same moment may each use the room read before either
+        -- committed: the total passes the ceiling by at most what those
+        -- batches keep, each within max_reject_bytes_per_job.
         SELECT coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint,
-                        1073741824) - l.kept_bytes
+                        1073741824)
+               - coalesce((SELECT l.kept_bytes FROM pgjobs.client_room_locks l
+                            WHERE l.submitter_oid = v_job.submitted_by_oid), 0)
           INTO v_client_room
-          FROM pgjobs.client_room_locks l
-         WHERE l.submitter_oid = v_job.submitted_by_oid
-           FOR NO KEY UPDATE;
+         WHERE v_job.submitted_by_oid IS NOT NULL;
         IF v_bytes + greatest(coalesce(v_client_room, v_max_bytes), 0) < v_max_bytes THEN
             v_max_bytes := v_bytes + greatest(v_client_room, 0);
             v_client_bound := true;
