@@ -8,14 +8,19 @@ under the client's lock). Each round, per side: `--submits` custom-kind
 submits as the client (autocommit, a warm session; each job canceled after
 its clock stops, so the pending count stays flat), timed one by one. Rounds
 alternate A and B, so the machine's drift hits both alike. Prints each
-side's median and the ratio B/A per K.
+side's median and the ratio B/A per K. --payload N pads each payload with N
+bytes (past 4096 bytes a job, a client's running total of kept bytes is
+updated under its lock: the cost of max_item_bytes_per_client on a large
+submit).
 
     python bench/client_kept.py --compare-sql /path/to/main/sql [--dsn URL] [--rounds 3]
+        [--payload N]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -51,13 +56,15 @@ def _keep(dsn: str, kept: int) -> None:
         conn.execute("VACUUM ANALYZE pgjobs.jobs")
 
 
-def _submits(dsn: str, n: int) -> list[float]:
+def _submits(dsn: str, n: int, payload: int) -> list[float]:
     times = []
+    body = json.dumps({"pad": "x" * payload})
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"SET ROLE {CLIENT}")
         for i in range(n):
             start = time.perf_counter()
-            row = conn.execute("SELECT pgjobs.submit('k', 'kept_rows', %s)", (str(i),)).fetchone()
+            row = conn.execute("SELECT pgjobs.submit('k', 'kept_rows', %s, %s::jsonb)",
+                               (str(i), body)).fetchone()
             times.append(time.perf_counter() - start)
             assert row
             conn.execute("SELECT pgjobs.cancel(%s)", (row[0],))
@@ -71,6 +78,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--submits", type=int, default=20)
     parser.add_argument("--kept", default="0,20000,99000")
+    parser.add_argument("--payload", type=int, default=0,
+                        help="bytes of padding in each payload (past 4096 bytes a job a "
+                             "client's running total is updated, under its lock)")
     args = parser.parse_args()
     roots = {"A": args.compare_sql, "B": ROOT / "sql"}
     with (server(args.dsn) as (url, where), scratch_database(url, "kept_a") as dsn_a,
@@ -84,7 +94,8 @@ def main() -> int:
             for _ in range(args.rounds):
                 for side in "AB":
                     _keep(dsns[side], kept)
-                    medians[side].append(statistics.median(_submits(dsns[side], args.submits)))
+                    medians[side].append(statistics.median(_submits(dsns[side], args.submits,
+                                                                       args.payload)))
             a, b = (statistics.median(medians[s]) * 1000 for s in "AB")
             runs = ", ".join(f"{x * 1000:.1f}/{y * 1000:.1f}"
                              for x, y in zip(medians["A"], medians["B"], strict=True))

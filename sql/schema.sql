@@ -1518,6 +1518,7 @@ CREATE TABLE pgjobs.jobs (
     room_xact xid8,
     paused_at timestamp with time zone,
     paused_by_admin boolean DEFAULT false NOT NULL,
+    kept_bytes bigint,
     CONSTRAINT jobs_check CHECK (((status = 'running'::text) = (lease_expires_at IS NOT NULL))),
     CONSTRAINT jobs_check1 CHECK (((status <> 'running'::text) OR (worker IS NOT NULL))),
     CONSTRAINT jobs_check2 CHECK (((status = ANY (ARRAY['succeeded'::text, 'failed'::text, 'canceled'::text])) = (finished_at IS NOT NULL))),
@@ -1597,6 +1598,12 @@ COMMENT ON COLUMN pgjobs.jobs.paused_at IS 'When the job was last paused (or its
 --
 
 COMMENT ON COLUMN pgjobs.jobs.paused_by_admin IS 'Whether an administrator (a pgjobs_admin member) paused the job last: such a pause is not bounded by max_client_pause (pgjobs._expire_client_pauses).';
+
+--
+-- Name: COLUMN jobs.kept_bytes; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON COLUMN pgjobs.jobs.kept_bytes IS 'The bytes this job counts toward its submitter''s client_room_locks.kept_bytes (given back when the job is deleted). NULL: none.';
 
 --
 -- Name: _claim_given(bigint, text, interval, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -1754,42 +1761,6 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._claim_identity(p_worker text) OWNER TO SUPERUSER;
-
---
--- Name: _client_item_bytes(oid, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
---
-
-CREATE FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) RETURNS bigint
-    LANGUAGE sql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    SET standard_conforming_strings TO 'on'
-    SET extra_float_digits TO '3'
-    SET "DateStyle" TO 'ISO, YMD'
-    SET "IntervalStyle" TO 'postgres'
-    AS $$
--- The bytes of inputs the role of oid p_submitter keeps beside its jobs
--- (fan-out items, delete exclude lists kept in pgjobs.job_exclusions):
--- the item_bytes of its jobs of every status (until pgjobs.prune deletes
--- them), but job p_except's, which the caller counts itself. 0 for a NULL
--- submitter (a role that no longer exists). The ceiling it is held to is
--- set_defaults' max_item_bytes_per_client
--- (pgjobs._require_client_item_room). An
--- index-only scan of jobs_client_item_bytes_idx (migration 0135): the
--- cost follows the client's fan-out jobs, not all it keeps. Locks nothing.
-SELECT coalesce(sum(j.item_bytes), 0)::bigint
-  FROM pgjobs.jobs j
- WHERE j.submitted_by_oid = p_submitter
-   AND j.item_bytes IS NOT NULL
-   AND j.id <> p_except;
-$$;
-
-ALTER FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) OWNER TO SUPERUSER;
-
---
--- Name: FUNCTION _client_item_bytes(p_submitter oid, p_except bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
---
-
-COMMENT ON FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) IS 'The bytes of fan-out items and delete exclude lists (item_bytes) of every kept job of a submitter but one: what max_item_bytes_per_client bounds (pgjobs._require_client_item_room).';
 
 --
 -- Name: _clipped(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -3566,6 +3537,77 @@ $$;
 ALTER FUNCTION pgjobs._controlled_job(p_id bigint) OWNER TO SUPERUSER;
 
 --
+-- Name: _count_reject_bytes(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._count_reject_bytes() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The trigger of pgjobs.import_rejects after an INSERT or a DELETE: the
+-- bytes of the rejects written (octet_length of reason and record, as
+-- max_reject_bytes_per_job counts them) are added to their import's
+-- kept_bytes and its submitter's running total (what
+-- max_item_bytes_per_client bounds; pgjobs.import_batch keeps a batch's
+-- rejects within the room left before it writes them, and fails the job
+-- when they would not fit), those of rejects forgotten (pgjobs.import_prepare
+-- deletes a batch's rejects past the checkpoint) given back. Rejects that
+-- go with their job (ON DELETE CASCADE) are given back by the jobs trigger
+-- (pgjobs._give_back_kept_bytes): their job row is gone here. At most what
+-- the job counted is given back (rejects kept before migration 0146 were
+-- not counted). Locks: the jobs' rows and their submitters' rows of
+-- pgjobs.client_room_locks.
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        WITH s AS (
+            SELECT r.job_id, sum(octet_length(r.reason) + coalesce(octet_length(r.record), 0))
+                       AS bytes
+              FROM added r GROUP BY r.job_id),
+        u AS (
+            UPDATE pgjobs.jobs j SET kept_bytes = coalesce(j.kept_bytes, 0) + s.bytes
+              FROM s
+             WHERE j.id = s.job_id AND j.submitted_by_oid IS NOT NULL
+            RETURNING j.submitted_by_oid, s.bytes)
+        INSERT INTO pgjobs.client_room_locks AS l (submitter_oid, kept_bytes)
+        SELECT u.submitted_by_oid, sum(u.bytes) FROM u GROUP BY u.submitted_by_oid
+        ON CONFLICT (submitter_oid) DO UPDATE SET kept_bytes = l.kept_bytes + EXCLUDED.kept_bytes;
+    ELSE
+        WITH s AS (
+            SELECT j.id, j.submitted_by_oid,
+                   least(coalesce(j.kept_bytes, 0),
+                         sum(octet_length(r.reason) + coalesce(octet_length(r.record), 0)))
+                       AS bytes
+              FROM removed r JOIN pgjobs.jobs j ON j.id = r.job_id
+             WHERE j.submitted_by_oid IS NOT NULL
+             GROUP BY j.id, j.submitted_by_oid, j.kept_bytes),
+        u AS (
+            UPDATE pgjobs.jobs j SET kept_bytes = j.kept_bytes - s.bytes
+              FROM s
+             WHERE j.id = s.id AND s.bytes > 0
+            RETURNING s.submitted_by_oid, s.bytes)
+        UPDATE pgjobs.client_room_locks l
+           SET kept_bytes = greatest(l.kept_bytes - g.bytes, 0)
+          FROM (SELECT u.submitted_by_oid, sum(u.bytes) AS bytes
+                  FROM u GROUP BY u.submitted_by_oid) g
+         WHERE l.submitter_oid = g.submitted_by_oid;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION pgjobs._count_reject_bytes() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _count_reject_bytes(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._count_reject_bytes() IS 'Trigger of pgjobs.import_rejects (after INSERT, DELETE): counts the bytes of an import''s rejects toward its submitter''s running total (max_item_bytes_per_client), and gives back those of rejects forgotten.';
+
+--
 -- Name: _cron_relation(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -4317,8 +4359,8 @@ CREATE FUNCTION pgjobs._defaults() RETURNS jsonb
 --   max_reject_bytes_per_job (integer, only when stored; else 16777216): the
 --   bytes of rejects a client's import may keep (pgjobs.import_batch);
 --   max_item_bytes_per_client (integer, only when stored; else 1073741824):
---   the bytes of items a client may keep over all its fan-out jobs
---   (pgjobs._items_add);
+--   the bytes of inputs a client may keep over all its jobs (items,
+--   exclude lists, payloads past 4096 bytes, rejects: pgjobs._keep_client_bytes);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).
@@ -7723,6 +7765,55 @@ $$;
 ALTER FUNCTION pgjobs._generated_from(p_target regclass, p_columns text[]) OWNER TO SUPERUSER;
 
 --
+-- Name: _give_back_kept_bytes(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._give_back_kept_bytes() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The trigger of pgjobs.jobs after a DELETE (pgjobs.prune, an
+-- administrator's own) or a TRUNCATE: gives the bytes the deleted jobs
+-- counted (their kept_bytes, pgjobs._keep_client_bytes) back to their
+-- submitters' running totals, so a client's total is always what its kept
+-- jobs hold. Statement level, one UPDATE a statement whatever its rows.
+-- Locks: the submitters' rows of pgjobs.client_room_locks.
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        UPDATE pgjobs.client_room_locks SET kept_bytes = 0 WHERE kept_bytes <> 0;
+        RETURN NULL;
+    END IF;
+    -- Several clients' totals (an administrator's DELETE): locked in
+    -- submitter order, as pgjobs.prune does, so two such statements wait
+    -- for each other rather than deadlock.
+    PERFORM 1 FROM pgjobs.client_room_locks l
+     WHERE l.submitter_oid IN (SELECT o.submitted_by_oid FROM gone o WHERE o.kept_bytes <> 0)
+     ORDER BY l.submitter_oid
+       FOR NO KEY UPDATE;
+    UPDATE pgjobs.client_room_locks l
+       SET kept_bytes = greatest(l.kept_bytes - g.bytes, 0)
+      FROM (SELECT o.submitted_by_oid, sum(o.kept_bytes) AS bytes
+              FROM gone o
+             WHERE o.kept_bytes IS NOT NULL AND o.submitted_by_oid IS NOT NULL
+             GROUP BY o.submitted_by_oid) g
+     WHERE l.submitter_oid = g.submitted_by_oid;
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION pgjobs._give_back_kept_bytes() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _give_back_kept_bytes(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._give_back_kept_bytes() IS 'Trigger of pgjobs.jobs (after DELETE, TRUNCATE): gives the deleted jobs'' kept_bytes back to their submitters'' running totals (max_item_bytes_per_client).';
+
+--
 -- Name: _grant_problem(name, regclass, text, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -10249,6 +10340,8 @@ DECLARE
     v_grant_hint text;
     v_columns jsonb;
     v_compiled text;
+    v_kept bigint;
+    v_counted pgjobs.jobs;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
@@ -10399,6 +10492,29 @@ BEGIN
            pg_current_xact_id()
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
+    -- What the job keeps as given past a small allowance (its payload and
+    -- options, up to 1 MiB and more, and the predicate and assignments
+    -- compiled from them, times the jobs a client may keep) counts toward
+    -- the client's max_item_bytes_per_client with its items, exclude lists
+    -- and rejects (pgjobs._job_input_bytes, pgjobs._keep_client_bytes).
+    -- The first 4096 bytes of each job are held by max_jobs_kept_per_client
+    -- instead: a common submit counts nothing and takes no lock. A
+    -- delete's predicate is counted by pgjobs._submit_delete_as once it is
+    -- in its final form (a long exclude list leaves it for
+    -- pgjobs.job_exclusions, counted there, and not twice here), with its
+    -- survivors: here its row counts without it.
+    v_counted := v_job;
+    IF p_kind = 'delete' THEN
+        v_counted.predicate := NULL;
+    END IF;
+    v_kept := pgjobs._job_input_bytes(v_counted);
+    IF v_kept > 0 THEN
+        PERFORM pgjobs._keep_client_bytes(
+            v_job.id, v_kept, 'payload',
+            'Keep large inputs in a table or object storage and pass a reference in the '
+            'payload');
+        v_job.kept_bytes := v_kept;
+    END IF;
     RETURN v_job;
 END
 $$;
@@ -10473,7 +10589,8 @@ SELECT d.name, d.low, d.high, d.description
     (10, 'max_reject_bytes_per_job', 1, 2147483647,
      'the most bytes of rejects a client''s import may keep'),
     (11, 'max_item_bytes_per_client', 1, 2147483647,
-     'the most bytes of items a client may keep over all its fan-out jobs')
+     'the most bytes of inputs a client may keep over all its jobs (items, '
+     'exclude lists, payloads past 4096 bytes, import rejects)')
   ) AS d(ord, name, low, high, description)
  ORDER BY d.ord;
 $$;
@@ -10554,11 +10671,10 @@ CREATE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) RETURNS integer
 -- once here): 1 MiB items times max_items_per_job would be 100 GB a job.
 -- And 55006 when the job's submitter would hold more than set_defaults'
 -- max_item_bytes_per_client bytes (else 1073741824, 1 GiB) of items over
--- all its kept jobs (the item_bytes of its jobs of every status until
--- pgjobs.prune, jobs_client_item_bytes_idx of migration 0135): a client's
+-- all its kept jobs with every other input it keeps (a running total,
+-- pgjobs._keep_client_bytes, which every such input passes): a client's
 -- max_jobs_kept_per_client jobs of 64 MiB each would be TBs of job_items,
--- one tenant filling the database's disk (pgjobs._require_client_item_room,
--- which a delete's exclude list passes too).
+-- one tenant filling the database's disk.
 -- Nothing is added when any of them is raised. Returns the number added.
 -- Locks: the job row (already the caller's, so two calls adding to one job
 -- count one after the other).
@@ -10625,11 +10741,11 @@ BEGIN
                               v_max);
         END IF;
     END IF;
-    IF NOT v_admin THEN
-        PERFORM pgjobs._require_client_item_room(
-            p_id, v_bytes, v_add_bytes,
-            'Keep large inputs in a table or object storage and pass a reference in each item');
-    END IF;
+    -- Counted for the job's submitter whoever adds them (an administrator's
+    -- call too, which is not refused): pgjobs._keep_client_bytes.
+    PERFORM pgjobs._keep_client_bytes(
+        p_id, v_add_bytes, 'fan-out items',
+        'Keep large inputs in a table or object storage and pass a reference in each item');
     INSERT INTO pgjobs.job_items (job_id, payload)
     SELECT p_id, e.value
       FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)
@@ -11030,6 +11146,42 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._items_stop(p_id bigint, p_status text) OWNER TO SUPERUSER;
+
+--
+-- Name: _job_input_bytes(pgjobs.jobs); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._job_input_bytes(p_job pgjobs.jobs) RETURNS bigint
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The bytes a job row keeps of what its client gave, past the 4096 every
+-- job may keep uncounted (held by max_jobs_kept_per_client instead), in
+-- octets of their text: its payload and options, and what was compiled
+-- from them and stored beside them (the predicate and assignments, the
+-- filter's and the set's values again and often longer; a delete's
+-- survivors, its short exclude list again). What pgjobs._insert_job_row
+-- and pgjobs._submit_delete_as count toward max_item_bytes_per_client
+-- (pgjobs._keep_client_bytes); 0 for a common job, which takes no lock.
+SELECT greatest(octet_length(p_job.payload::text)
+                + coalesce(octet_length(p_job.options::text), 0)
+                + coalesce(octet_length(p_job.predicate), 0)
+                + coalesce(octet_length(p_job.assignments), 0)
+                + coalesce(octet_length(p_job.survivors::text), 0)
+                - 4096, 0)::bigint
+$$;
+
+ALTER FUNCTION pgjobs._job_input_bytes(p_job pgjobs.jobs) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _job_input_bytes(p_job pgjobs.jobs); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._job_input_bytes(p_job pgjobs.jobs) IS 'The bytes of a job row''s client inputs (payload, options, predicate, assignments, survivors) past the 4096 each job keeps uncounted: what counts toward max_item_bytes_per_client.';
 
 --
 -- Name: _job_options(text, jsonb, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -11805,6 +11957,95 @@ END
 $_$;
 
 ALTER FUNCTION pgjobs._judge_filter(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_paths text[], p_options jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: _keep_client_bytes(bigint, bigint, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The one count of set_defaults' max_item_bytes_per_client (else
+-- 1073741824, 1 GiB): adds p_add bytes that job p_id keeps (fan-out items,
+-- a delete's exclude list, a payload past its allowance, an import's
+-- rejects: p_what names them in the error) to the job's kept_bytes and to
+-- its submitter's running total (pgjobs.client_room_locks.kept_bytes,
+-- migration 0146), and raises 55006 when that total would pass the
+-- ceiling and the caller (pgjobs._caller) is not an administrator; p_hint
+-- opens the error's hint. Administrators are not held to it, but what they
+-- add to a client's job counts for the client (it is given back with the
+-- job). The total is updated in place, never summed from a snapshot: two
+-- sessions adding for one client at once wait for each other's commit and
+-- the second re-reads the total then (READ COMMITTED), or fails with 40001
+-- (REPEATABLE READ, SERIALIZABLE: its snapshot misses the other's bytes;
+-- one exception block, on this path only, says so with a hint),
+-- so neither many sessions, an old snapshot nor another role's call passes
+-- the ceiling. Given back by pgjobs._give_back_kept_bytes (the jobs delete
+-- trigger) and pgjobs._count_reject_bytes (rejects forgotten). A job of a
+-- role that no longer exists, or p_add 0, counts nothing. The raise undoes
+-- the addition with the caller's statement. Locks: the submitter's row of
+-- pgjobs.client_room_locks (FOR NO KEY UPDATE, to the end of the
+-- transaction: a client's additions of bytes run one transaction after the
+-- other) and the job row.
+DECLARE
+    v_submitter oid;
+    v_max bigint := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint,
+                             1073741824);
+    v_total bigint;
+BEGIN
+    SELECT j.submitted_by_oid INTO v_submitter FROM pgjobs.jobs j WHERE j.id = p_id;
+    IF v_submitter IS NULL OR coalesce(p_add, 0) = 0 THEN
+        RETURN;
+    END IF;
+    BEGIN
+        INSERT INTO pgjobs.client_room_locks AS l (submitter_oid, kept_bytes)
+        VALUES (v_submitter, p_add)
+        ON CONFLICT (submitter_oid) DO UPDATE SET kept_bytes = l.kept_bytes + EXCLUDED.kept_bytes
+        RETURNING l.kept_bytes INTO v_total;
+    EXCEPTION WHEN serialization_failure THEN
+        -- REPEATABLE READ or SERIALIZABLE: another transaction changed the
+        -- client's total since this one's snapshot; counting from it could
+        -- pass the ceiling. Said plainly, not PostgreSQL's bare message.
+        RAISE EXCEPTION 'the bytes role % keeps changed after this transaction began (% '
+                        'bytes of % for job %): they cannot be counted from its snapshot',
+                        coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                   WHERE r.oid = v_submitter)::text, v_submitter::text),
+                        p_add, p_what, p_id
+            USING ERRCODE = '40001',
+            HINT = 'Run the transaction again; under READ COMMITTED the call waits for the '
+                   'other transaction instead.';
+    END;
+    IF v_total > v_max AND p_add > 0
+       AND NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'role % would keep % bytes of inputs with this call (% bytes of % '
+                        'added to job %): a client may keep at most % bytes of items over all its '
+                        'jobs (fan-out items, exclude lists, payloads past 4096 bytes a job, '
+                        'import rejects), the most an administrator allows',
+                        coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                   WHERE r.oid = v_submitter)::text, v_submitter::text),
+                        v_total, p_add, p_what, p_id, v_max
+            USING ERRCODE = '55006',
+            HINT = format('%s, let finished jobs be pruned (pgjobs.prune), or ask an '
+                          'administrator to raise the ceiling with '
+                          'pgjobs.set_defaults(''{"max_item_bytes_per_client": N}'') '
+                          '(now %s).', p_hint, v_max);
+    END IF;
+    UPDATE pgjobs.jobs j SET kept_bytes = coalesce(j.kept_bytes, 0) + p_add WHERE j.id = p_id;
+END
+$$;
+
+ALTER FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text) IS 'Adds bytes a job keeps to its submitter''s running total and raises 55006 when a client (not an administrator) would keep more than max_item_bytes_per_client: the one count of that ceiling (items, exclude lists, payloads past 4096 bytes, import rejects).';
 
 --
 -- Name: _key_index(regclass, name, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15431,76 +15672,6 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._require(p_target regclass, p_privilege text) OWNER TO SUPERUSER;
-
---
--- Name: _require_client_item_room(bigint, bigint, bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
---
-
-CREATE FUNCTION pgjobs._require_client_item_room(p_id bigint, p_job_bytes bigint, p_add_bytes bigint, p_hint text) RETURNS void
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    SET standard_conforming_strings TO 'on'
-    SET extra_float_digits TO '3'
-    SET "DateStyle" TO 'ISO, YMD'
-    SET "IntervalStyle" TO 'postgres'
-    AS $$
--- The one check of set_defaults' max_item_bytes_per_client (else
--- 1073741824, 1 GiB): 55006 when the submitter of job p_id, which has
--- p_job_bytes of inputs kept beside it and is given p_add_bytes more, would
--- keep more than that over all its jobs (their item_bytes, every status,
--- until pgjobs.prune; pgjobs._client_item_bytes). Every input a client
--- keeps beside its jobs without another bound passes here before it is
--- written: a fan-out job's items (pgjobs._items_add) and a delete's exclude
--- list kept in pgjobs.job_exclusions (pgjobs._submit_delete_as: up to
--- 100,000 keys of any length a job). The caller has checked it is not an
--- administrator, holds the job row, and stores p_job_bytes + p_add_bytes
--- in the job's item_bytes after. p_hint opens the error's hint (what to do
--- instead). Counted without a lock, and near the ceiling (within a tenth of
--- it, pgjobs._near_ceiling, or of ten calls of this size: a call may add
--- 64 MiB of items, and the count misses what the client's other sessions
--- added far from it and have not committed) again under the submitter's
--- room lock (pgjobs._lock_client_room 'near', its own calls only).
--- Locks: the submitter's row of pgjobs.client_room_locks, near the ceiling.
-DECLARE
-    v_submitter oid;
-    v_max bigint := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint,
-                             1073741824);
-    v_bytes bigint;
-BEGIN
-    SELECT j.submitted_by_oid INTO v_submitter FROM pgjobs.jobs j WHERE j.id = p_id;
-    v_bytes := pgjobs._client_item_bytes(v_submitter, p_id) + p_job_bytes + p_add_bytes;
-    IF v_submitter IS NOT NULL
-       AND (pgjobs._near_ceiling(v_bytes, v_max) OR v_bytes >= v_max - 10 * p_add_bytes) THEN
-        PERFORM pgjobs._lock_client_room(
-            v_submitter, 'near',
-            v_submitter = (SELECT r.oid FROM pg_catalog.pg_roles r
-                            WHERE r.rolname = pgjobs._caller()));
-        v_bytes := pgjobs._client_item_bytes(v_submitter, p_id) + p_job_bytes
-                   + p_add_bytes;  -- again, under the lock
-    END IF;
-    IF v_bytes > v_max THEN
-        RAISE EXCEPTION 'role % would keep % bytes of fan-out items and exclude lists with '
-                        'this call (% added to job %): a client may keep at most % bytes of '
-                        'items over all its jobs, the most an administrator allows',
-                        coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
-                                   WHERE r.oid = v_submitter)::text, v_submitter::text),
-                        v_bytes, p_add_bytes, p_id, v_max
-            USING ERRCODE = '55006',
-            HINT = format('%s, let finished jobs be pruned (pgjobs.prune), or ask an '
-                          'administrator to raise the ceiling with '
-                          'pgjobs.set_defaults(''{"max_item_bytes_per_client": N}'') '
-                          '(now %s).', p_hint, v_max);
-    END IF;
-END
-$$;
-
-ALTER FUNCTION pgjobs._require_client_item_room(p_id bigint, p_job_bytes bigint, p_add_bytes bigint, p_hint text) OWNER TO SUPERUSER;
-
---
--- Name: FUNCTION _require_client_item_room(p_id bigint, p_job_bytes bigint, p_add_bytes bigint, p_hint text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
---
-
-COMMENT ON FUNCTION pgjobs._require_client_item_room(p_id bigint, p_job_bytes bigint, p_add_bytes bigint, p_hint text) IS '55006 when the submitter of a job would keep more than max_item_bytes_per_client bytes of fan-out items and delete exclude lists over all its jobs: the one check of that ceiling (pgjobs._items_add, pgjobs._submit_delete_as).';
 
 --
 -- Name: _require_client_kept_room(oid); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -20393,7 +20564,7 @@ CREATE FUNCTION pgjobs._submit_delete_as(p_caller name, p_target regclass, p_sco
 -- (22023). SECURITY DEFINER for pgjobs_client: the caller needs DELETE on
 -- the target (42501). A client whose exclude list kept in
 -- pgjobs.job_exclusions would pass max_item_bytes_per_client raises 55006
--- (pgjobs._require_client_item_room). Returns the job id.
+-- (pgjobs._keep_client_bytes). Returns the job id.
 DECLARE
     v_reg pgjobs.target_registry;
     v_selection record;
@@ -20462,17 +20633,15 @@ BEGIN
     -- plan the same short text whatever the list's length.
     -- Its bytes are the job's item_bytes, held for a client to
     -- max_item_bytes_per_client over all its jobs with its fan-out items
-    -- (pgjobs._require_client_item_room, before anything is written): up to
+    -- (pgjobs._keep_client_bytes): up to
     -- 100,000 keys of any length a job, times the jobs a client may keep,
     -- was TBs of job_exclusions. The job row is this call's own.
     IF v_selection.survivors ->> 'exclusions' = 'table' THEN
         v_exclude_bytes := (SELECT coalesce(sum(octet_length(k)), 0)
                               FROM (SELECT DISTINCT k FROM unnest(v_selection.keys) k) d);
-        IF NOT pg_has_role(p_caller, 'pgjobs_admin', 'MEMBER') THEN
-            PERFORM pgjobs._require_client_item_room(
-                v_job.id, 0, v_exclude_bytes,
-                'Exclude rows with a filter instead, e.g. {"$not": {...}}');
-        END IF;
+        PERFORM pgjobs._keep_client_bytes(
+            v_job.id, v_exclude_bytes, 'an exclude list',
+            'Exclude rows with a filter instead, e.g. {"$not": {...}}');
         INSERT INTO pgjobs.job_exclusions (job_id, key)
         SELECT DISTINCT v_job.id, k FROM unnest(v_selection.keys) k;
         UPDATE pgjobs.jobs j SET item_bytes = v_exclude_bytes WHERE j.id = v_job.id;
@@ -20483,8 +20652,18 @@ BEGIN
     -- What the delete can leave of its scope, as data: the read path's
     -- short cut past it (pgjobs._mask_candidates) is built from this, not
     -- parsed back out of the predicate's text.
+    -- The row's inputs in their final form (the predicate, the survivors
+    -- with a short list's keys), which pgjobs._insert_job_row left out of
+    -- its count: the difference, none for a common delete (no lock).
     UPDATE pgjobs.jobs j SET survivors = v_selection.survivors, predicate = v_selection.predicate
-     WHERE j.id = v_job.id;
+     WHERE j.id = v_job.id
+    RETURNING pgjobs._job_input_bytes(j) - coalesce(v_job.kept_bytes, 0) INTO v_exclude_bytes;
+    IF v_exclude_bytes <> 0 THEN
+        PERFORM pgjobs._keep_client_bytes(
+            v_job.id, v_exclude_bytes, 'payload',
+            'Keep large inputs in a table or object storage and pass a reference in the '
+            'payload; exclude rows with a filter instead, e.g. {"$not": {...}}');
+    END IF;
     RETURN pgjobs._leave(v_job.id);
 END
 $_$;
@@ -25626,6 +25805,8 @@ DECLARE
     v_rejected bigint;
     v_allowed bigint;
     v_max_bytes bigint;
+    v_client_room bigint;
+    v_client_bound boolean := false;
     v_bytes bigint;
     v_batch_bytes bigint := 0;
     v_first_bytes jsonb;
@@ -25763,6 +25944,28 @@ BEGIN
                              AND a.rolname = v_job.submitted_by)), false) THEN
         v_max_bytes := coalesce((pgjobs._defaults() ->> 'max_reject_bytes_per_job')::bigint,
                                 16777216);
+        -- And the submitter's room under max_item_bytes_per_client, which
+        -- its rejects count toward with its payloads, items and exclude
+        -- lists (pgjobs._count_reject_bytes adds them as they are written).
+        -- Past it the job fails as past max_reject_bytes_per_job, naming it.
+        -- Read without a lock: every batch of a client's imports (one
+        -- client role may submit for many scopes) locking the client's
+        -- total until its commit ran them one at a time, with no reject
+        -- written. Only a batch that writes rejects locks the total (the
+        -- trigger's update). So two batches of one client writing rejects
+        -- at the same moment may each use the room read before either
+        -- committed: the total passes the ceiling by at most what those
+        -- batches keep, each within max_reject_bytes_per_job.
+        SELECT coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint,
+                        1073741824)
+               - coalesce((SELECT l.kept_bytes FROM pgjobs.client_room_locks l
+                            WHERE l.submitter_oid = v_job.submitted_by_oid), 0)
+          INTO v_client_room
+         WHERE v_job.submitted_by_oid IS NOT NULL;
+        IF v_bytes + greatest(coalesce(v_client_room, v_max_bytes), 0) < v_max_bytes THEN
+            v_max_bytes := v_bytes + greatest(v_client_room, 0);
+            v_client_bound := true;
+        END IF;
     END IF;
 
     -- (The staging table is the session's, made by pgjobs.import_prepare:
@@ -26441,6 +26644,25 @@ BEGIN
            AND v_max > 0  -- max_rejects 0: the error names the one bad record
         ON CONFLICT DO NOTHING;
         IF v_first IS NULL THEN
+            IF v_client_bound THEN
+                RETURN jsonb_build_object('status', 'rejected',
+                    'error', format('line %s: its rejected record would bring the bytes role %s '
+                                    'keeps (items, exclude lists, payloads, rejects) past the '
+                                    'ceiling of %s bytes an administrator set for clients '
+                                    '(max_item_bytes_per_client; import %s keeps %s bytes of '
+                                    'rejects); it was rejected for: %s',
+                                    v_first_bytes ->> 'line', v_job.submitted_by,
+                                    coalesce((pgjobs._defaults()
+                                              ->> 'max_item_bytes_per_client')::bigint,
+                                             1073741824),
+                                    p_id, v_bytes, v_first_bytes ->> 'reason'),
+                    'state', '22000',  -- fails the job, as past max_reject_bytes_per_job
+                    'hint', 'Fix the records listed in pgjobs.import_rejects and the rejects '
+                            'object (or leave them out of the source), let finished jobs be '
+                            'pruned (pgjobs.prune), then pgjobs.retry(id) resumes after the last '
+                            'committed batch; or ask an administrator to raise the ceiling with '
+                            'pgjobs.set_defaults(''{"max_item_bytes_per_client": N}'').');
+            END IF;
             RETURN jsonb_build_object('status', 'rejected',
                 'error', format('line %s: its rejected record would bring the rejects import %s '
                                 'keeps to %s bytes, past the ceiling of %s bytes an '
@@ -27082,6 +27304,7 @@ DECLARE
     v_trimmed bigint := 0;
     v_scope_locks bigint;
     v_client_room_locks bigint;
+    v_held oid[];
     v_pauses integer;
     -- pg_cron's own relations, read as found (by oid), never by name.
     v_runs regclass := pgjobs._cron_relation('job_run_details');
@@ -27100,9 +27323,32 @@ BEGIN
     -- Writing jobs a client paused longer than max_client_pause: canceled.
     v_pauses := pgjobs._expire_client_pauses();
 
+    -- The running totals of the clients whose jobs it deletes with bytes
+    -- counted (pgjobs._give_back_kept_bytes gives them back): locked first,
+    -- in submitter order, skipping any a transaction holds, and only those
+    -- clients' counted jobs deleted. A client's transaction that holds its
+    -- total (a large submit) and then locks one of its finished jobs
+    -- (cancel, retry) would otherwise wait for prune while prune, holding
+    -- that job, waited for its total: a deadlock (40P01). prune waits for
+    -- no client; their jobs go at its next call.
+    SELECT coalesce(array_agg(h.submitter_oid), '{}') INTO v_held
+      FROM (SELECT l.submitter_oid FROM pgjobs.client_room_locks l
+             WHERE l.submitter_oid IN (SELECT c.submitted_by_oid
+                                         FROM (SELECT d.submitted_by_oid, d.kept_bytes
+                                                 FROM pgjobs.jobs d
+                                                WHERE d.finished_at < now() - p_retention
+                                                ORDER BY d.finished_at
+                                                LIMIT v_batch) c  -- the jobs it deletes
+                                        WHERE c.kept_bytes <> 0)
+             ORDER BY l.submitter_oid
+               FOR NO KEY UPDATE SKIP LOCKED) h;
+
     WITH doomed AS (
         SELECT d.id FROM pgjobs.jobs d
          WHERE d.finished_at < now() - p_retention
+           AND (coalesce(d.kept_bytes, 0) = 0 OR d.submitted_by_oid = ANY (v_held)
+                OR NOT EXISTS (SELECT FROM pgjobs.client_room_locks l
+                                WHERE l.submitter_oid = d.submitted_by_oid))
          ORDER BY d.finished_at
          LIMIT v_batch
            FOR UPDATE SKIP LOCKED
@@ -27267,8 +27513,11 @@ BEGIN
     -- Likewise a client's row of pgjobs.client_room_locks (its ceilings'
     -- lock, pgjobs._lock_client_room: made the first time the client came
     -- near a ceiling or submitted two jobs in one transaction, and kept):
-    -- deleted once the client keeps no job (all pruned above) or its role
-    -- is gone, skipping any a transaction holds. A transaction of the
+    -- deleted once the client keeps no job (all pruned above), or its role
+    -- is gone and its jobs count no bytes (a running total of kept jobs is
+    -- kept with them: deleted, it would not be given back, and a role
+    -- created under the oid would start from 0 beside jobs that count),
+    -- skipping any a transaction holds. A transaction of the
     -- client that has jobs not yet committed holds its row (at least
     -- shared), so none is deleted under it; one that comes after makes it
     -- again when it needs it.
@@ -27276,8 +27525,9 @@ BEGIN
      WHERE l.ctid IN (SELECT c.ctid FROM pgjobs.client_room_locks c
                        WHERE NOT EXISTS (SELECT FROM pgjobs.jobs j
                                           WHERE j.submitted_by_oid = c.submitter_oid)
-                          OR NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
-                                          WHERE r.oid = c.submitter_oid)
+                          OR (c.kept_bytes = 0
+                              AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
+                                               WHERE r.oid = c.submitter_oid))
                        LIMIT v_batch
                          FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS v_client_room_locks = ROW_COUNT;
@@ -28075,11 +28325,13 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   pgjobs.prune deletes them: 55006 beyond it at a submit
 --   (pgjobs._require_client_kept_room).
 --   max_item_bytes_per_client (integer 1..2147483647, default
---   1073741824, 1 GiB): the most bytes of items such a submitter may keep
---   over all its fan-out jobs of every status (until pgjobs.prune deletes
---   them), by the same calls, with the exclude lists of more than 100 keys
---   of its deletes (pgjobs.job_exclusions): 55006 beyond it
---   (pgjobs._require_client_item_room).
+--   1073741824, 1 GiB): the most bytes of inputs such a submitter may keep
+--   over all its jobs of every status (until pgjobs.prune deletes them):
+--   fan-out items, the exclude lists of more than 100 keys of its deletes
+--   (pgjobs.job_exclusions), each job's payload, options and compiled
+--   filter past 4096 bytes, and its imports' rejects: 55006 beyond it
+--   (pgjobs._keep_client_bytes, a running total per client; an import
+--   whose rejects would pass it fails).
 --   max_reject_bytes_per_job (integer 1..2147483647, default 16777216, 16
 --   MiB): the most bytes of rejects (pgjobs.import_rejects: octet_length of
 --   each reject's reason plus of its record as kept) an import submitted by
@@ -28173,7 +28425,7 @@ ALTER FUNCTION pgjobs.set_defaults(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION set_defaults(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); max_item_bytes_per_job (the most bytes of items, as the JSON text of the arrays given, such a submitter may give one fan-out job over the same calls, 1 to 2147483647, default 67108864 (64 MiB): beyond it 55006); max_item_bytes_per_client (the most bytes of items such a submitter may keep over all its fan-out jobs, with the exclude lists of more than 100 keys of its deletes, finished ones too until pgjobs.prune deletes them, 1 to 2147483647, default 1073741824 (1 GiB): beyond it 55006); max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to 1000000, default 1000: above it the submit raises 22023); max_jobs_kept_per_client (the most jobs of every kind and status, finished ones too until pgjobs.prune deletes them, such a submitter may have, 1 to 100000000, default 100000: a submit beyond it raises 55006); max_reject_bytes_per_job (the most bytes of rejects, octet_length of each reject''s reason and record as kept, an import such a submitter submitted may keep, 1 to 2147483647, default 16777216 (16 MiB): the batch whose rejects would pass it fails the job with 22000); max_client_pause (an interval, 1 second to 100 years, default 1 hour: a writing job paused by a role that is not an administrator is canceled by the engine, event canceled, once paused that long, since it holds its scope''s later writers; pgjobs.retry queues it again); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
+COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); max_item_bytes_per_job (the most bytes of items, as the JSON text of the arrays given, such a submitter may give one fan-out job over the same calls, 1 to 2147483647, default 67108864 (64 MiB): beyond it 55006); max_item_bytes_per_client (the most bytes of inputs such a submitter may keep over all its jobs, finished ones too until pgjobs.prune deletes them: fan-out items, the exclude lists of more than 100 keys of its deletes, payloads past 4096 bytes a job, import rejects; 1 to 2147483647, default 1073741824 (1 GiB): beyond it 55006); max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to 1000000, default 1000: above it the submit raises 22023); max_jobs_kept_per_client (the most jobs of every kind and status, finished ones too until pgjobs.prune deletes them, such a submitter may have, 1 to 100000000, default 100000: a submit beyond it raises 55006); max_reject_bytes_per_job (the most bytes of rejects, octet_length of each reject''s reason and record as kept, an import such a submitter submitted may keep, 1 to 2147483647, default 16777216 (16 MiB): the batch whose rejects would pass it fails the job with 22000); max_client_pause (an interval, 1 second to 100 years, default 1 hour: a writing job paused by a role that is not an administrator is canceled by the engine, event canceled, once paused that long, since it holds its scope''s later writers; pgjobs.retry queues it again); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
 
 --
 -- Name: start_storage_deletion(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -28837,7 +29089,8 @@ ALTER TABLE pgjobs._yoyo_version OWNER TO SUPERUSER;
 --
 
 CREATE TABLE pgjobs.client_room_locks (
-    submitter_oid oid NOT NULL
+    submitter_oid oid NOT NULL,
+    kept_bytes bigint DEFAULT 0 NOT NULL
 );
 
 ALTER TABLE pgjobs.client_room_locks OWNER TO SUPERUSER;
@@ -28847,6 +29100,12 @@ ALTER TABLE pgjobs.client_room_locks OWNER TO SUPERUSER;
 --
 
 COMMENT ON TABLE pgjobs.client_room_locks IS 'One row per client role (by oid) that came near one of its ceilings: its row lock serialises that client''s submits and retries while near them, so the ceilings are counted exactly (pgjobs._lock_client_room). Written only through pgjobs functions.';
+
+--
+-- Name: COLUMN client_room_locks.kept_bytes; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON COLUMN pgjobs.client_room_locks.kept_bytes IS 'The bytes the client''s kept jobs hold beyond what every job may (fan-out items, delete exclude lists, payloads past their allowance, import rejects): the sum of their kept_bytes, kept by pgjobs._keep_client_bytes and the jobs delete trigger. What max_item_bytes_per_client bounds.';
 
 --
 -- Name: ddl_fence; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
@@ -29217,12 +29476,6 @@ CREATE INDEX job_items_queued_idx ON pgjobs.job_items USING btree (job_id, run_a
 CREATE INDEX job_items_running_idx ON pgjobs.job_items USING btree (job_id) WHERE (status = 'running'::text);
 
 --
--- Name: jobs_client_item_bytes_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
---
-
-CREATE INDEX jobs_client_item_bytes_idx ON pgjobs.jobs USING btree (submitted_by_oid) INCLUDE (item_bytes) WHERE (item_bytes IS NOT NULL);
-
---
 -- Name: jobs_client_paused_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -29301,6 +29554,30 @@ CREATE INDEX jobs_unfinished_idx ON pgjobs.jobs USING btree (status, kind, targe
 CREATE CONSTRAINT TRIGGER ddl_fence_marks_commit AFTER INSERT ON pgjobs.ddl_fence_marks DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pgjobs._ddl_fence_commit();
 
 ALTER TABLE pgjobs.ddl_fence_marks ENABLE ALWAYS TRIGGER ddl_fence_marks_commit;
+
+--
+-- Name: import_rejects import_rejects_count_bytes; Type: TRIGGER; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE TRIGGER import_rejects_count_bytes AFTER INSERT ON pgjobs.import_rejects REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION pgjobs._count_reject_bytes();
+
+--
+-- Name: import_rejects import_rejects_give_back_bytes; Type: TRIGGER; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE TRIGGER import_rejects_give_back_bytes AFTER DELETE ON pgjobs.import_rejects REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION pgjobs._count_reject_bytes();
+
+--
+-- Name: jobs jobs_give_back_kept_bytes; Type: TRIGGER; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE TRIGGER jobs_give_back_kept_bytes AFTER DELETE ON pgjobs.jobs REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION pgjobs._give_back_kept_bytes();
+
+--
+-- Name: jobs jobs_give_back_kept_bytes_truncate; Type: TRIGGER; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE TRIGGER jobs_give_back_kept_bytes_truncate AFTER TRUNCATE ON pgjobs.jobs FOR EACH STATEMENT EXECUTE FUNCTION pgjobs._give_back_kept_bytes();
 
 --
 -- Name: export_parts export_parts_job_id_fkey; Type: FK CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
@@ -29683,13 +29960,6 @@ REVOKE ALL ON FUNCTION pgjobs._claim_identity(p_worker text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._claim_identity(p_worker text) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _client_item_bytes(p_submitter oid, p_except bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
---
-
-REVOKE ALL ON FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._client_item_bytes(p_submitter oid, p_except bigint) TO pgjobs_admin;
-
---
 -- Name: FUNCTION _clipped(p_text text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -29809,6 +30079,13 @@ GRANT ALL ON FUNCTION pgjobs._confined_targets_as(p_caller name, p_role name) TO
 
 REVOKE ALL ON FUNCTION pgjobs._controlled_job(p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._controlled_job(p_id bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _count_reject_bytes(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._count_reject_bytes() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._count_reject_bytes() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _cron_relation(p_name text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -30172,6 +30449,13 @@ REVOKE ALL ON FUNCTION pgjobs._generated_from(p_target regclass, p_columns text[
 GRANT ALL ON FUNCTION pgjobs._generated_from(p_target regclass, p_columns text[]) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _give_back_kept_bytes(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._give_back_kept_bytes() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._give_back_kept_bytes() TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _grant_problem(p_role name, p_target regclass, p_privilege text, p_columns text[], OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -30473,6 +30757,13 @@ REVOKE ALL ON FUNCTION pgjobs._items_stop(p_id bigint, p_status text) FROM PUBLI
 GRANT ALL ON FUNCTION pgjobs._items_stop(p_id bigint, p_status text) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _job_input_bytes(p_job pgjobs.jobs); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._job_input_bytes(p_job pgjobs.jobs) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._job_input_bytes(p_job pgjobs.jobs) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _job_options(p_kind text, p_options jsonb, p_extra_options text[], OUT o_options jsonb, OUT o_priority integer, OUT o_max_attempts integer, OUT o_run_at timestamp with time zone, OUT o_on_conflict text, OUT o_lease interval); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -30556,6 +30847,13 @@ GRANT ALL ON FUNCTION pgjobs._judge_fields(p_reg pgjobs.target_registry, p_scope
 
 REVOKE ALL ON FUNCTION pgjobs._judge_filter(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_paths text[], p_options jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._judge_filter(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_paths text[], p_options jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _key_index(p_target regclass, p_scope name, p_key name, OUT key_index regclass, OUT usable boolean, OUT fix text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -30909,13 +31207,6 @@ GRANT ALL ON FUNCTION pgjobs._requeue_problem(p_job pgjobs.jobs, p_verb text, OU
 
 REVOKE ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) TO pgjobs_admin;
-
---
--- Name: FUNCTION _require_client_item_room(p_id bigint, p_job_bytes bigint, p_add_bytes bigint, p_hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
---
-
-REVOKE ALL ON FUNCTION pgjobs._require_client_item_room(p_id bigint, p_job_bytes bigint, p_add_bytes bigint, p_hint text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._require_client_item_room(p_id bigint, p_job_bytes bigint, p_add_bytes bigint, p_hint text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _require_client_kept_room(p_submitter oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -65,6 +65,16 @@ def _set(conn: Conn, **settings: int | None) -> None:
     conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)", (json.dumps(settings),))
 
 
+def _forge_kept(conn: Conn, job: int, kept: int) -> None:
+    """Make job keep `kept` bytes toward its client's running total (as if
+    it had been given them), without writing them."""
+    conn.execute("UPDATE pgjobs.client_room_locks l SET kept_bytes = l.kept_bytes + %s "
+                 "- coalesce(j.kept_bytes, 0) FROM pgjobs.jobs j "
+                 "WHERE j.id = %s AND l.submitter_oid = j.submitted_by_oid", (kept, job))
+    conn.execute("UPDATE pgjobs.jobs SET item_bytes = %s, kept_bytes = %s WHERE id = %s",
+                 (kept, kept, job))
+
+
 def _sized(n: int, width: int) -> str:
     """An array of n items whose JSON text is exactly n * width bytes."""
     text = "[" + ", ".join(json.dumps("x" * (width - 4)) for _ in range(n)) + "]"
@@ -127,8 +137,7 @@ def test_the_built_in_client_ceiling_is_1_gib(conn: Conn, roles: dict[str, str])
     client = roles["client"]
     job = int(_as(conn, client, SUBMIT_ITEMS, items=_sized(1, 100)))
     # A client that kept 1 GiB less 100 bytes of items in earlier jobs.
-    conn.execute("UPDATE pgjobs.jobs SET item_bytes = %s WHERE id = %s",
-                 (2**30 - 100, job))
+    _forge_kept(conn, job, 2**30 - 100)
     assert _as(conn, client, SUBMIT_ITEMS, items=_sized(1, 100)) > 0           # exactly 1 GiB
     with pytest.raises(errors.ObjectInUse, match="at most 1073741824 bytes") as info:
         _as(conn, client, SUBMIT_ITEMS, items="[1]")
@@ -190,9 +199,13 @@ def test_a_deletes_exclude_list_counts_toward_the_clients_ceiling(
     # Items and exclude lists share the one ceiling.
     with pytest.raises(errors.ObjectInUse):
         _as(conn, deleter, SUBMIT_ITEMS, items=_sized(6, 100))
-    # A short list stays in the payload (bounded by its 1 MiB); another
-    # client has its own room; administrators are not held.
-    assert int(_as(conn, deleter, SUBMIT_DELETE, exclude=_keys(100, 30))) > 0
+    # A short list stays in the job row, where it is kept three times (the
+    # payload, the predicate, the survivors): counted there past the 4096
+    # bytes a job keeps uncounted, toward the same ceiling; a few keys count
+    # nothing. Another client has its own room; administrators are not held.
+    with pytest.raises(errors.ObjectInUse, match="payload"):
+        _as(conn, deleter, SUBMIT_DELETE, exclude=_keys(100, 30))
+    assert int(_as(conn, deleter, SUBMIT_DELETE, exclude=_keys(10, 30))) > 0
     assert int(_as(conn, roles["other"], SUBMIT_DELETE, exclude=_keys(150, 30))) > 0
     conn.execute(f"GRANT SELECT, DELETE ON text_rows TO {roles['admin']}")
     assert int(_as(conn, roles["admin"], SUBMIT_DELETE, exclude=_keys(300, 30))) > 0
@@ -209,6 +222,6 @@ def test_long_exclude_keys_are_counted_by_their_bytes(
     built-in ceiling as any other bytes."""
     job = int(_as(conn, deleter, SUBMIT_DELETE, exclude=_keys(101, 2000)))
     assert scalar(conn, "SELECT item_bytes FROM pgjobs.jobs WHERE id = %s", (job,)) == 202000
-    conn.execute("UPDATE pgjobs.jobs SET item_bytes = %s WHERE id = %s", (2**30 - 1000, job))
+    _forge_kept(conn, job, 2**30 - 1000)
     with pytest.raises(errors.ObjectInUse, match="at most 1073741824 bytes"):
         _as(conn, deleter, SUBMIT_DELETE, exclude=_keys(101, 2000, "j"))
