@@ -86,7 +86,8 @@ MIN_CHUNK_BYTES = 1024 * 1024
 MAX_CHUNK_BYTES = 8 * 1024 * 1024
 """A chunk's output bound for CSV and JSON lines: each chunk costs a round trip, a
 transaction and a keyset bound, so chunks this size (about 45,000 rows of 180
-bytes) keep that to a few percent of an export."""
+bytes) keep that to a few percent of an export. Bigger ones were measured slower
+(16 and 32 MiB: bigger parts, a longer tail after the last COPY; docs/exports.md)."""
 MAX_PARQUET_CHUNK_BYTES = 4 * 1024 * 1024
 """Parquet parses a chunk in place beside a row group of Arrow data: it keeps the
 smaller bound its memory figures were measured with."""
