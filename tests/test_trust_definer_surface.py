@@ -65,8 +65,8 @@ ALLOWED_DEFINERS = {
     "_allowed_scope_keys_as": "policy jobs_client_read's tenancy keys; pgjobs._enter, only "
                               "targets the caller may read or has jobs on",
     "_visible_page": "pgjobs.visible's short way: the statement of a plain page, which the "
-                     "caller then runs as itself; NULL unless the session's login role may "
-                     "SELECT the table (a direct call learns nothing visible would not tell)",
+                     "caller then runs as itself; NULL unless the session's role (SET ROLE, "
+                     "or login) may SELECT the table (a direct call learns nothing more)",
     "_engine_wait_as": "body of pgjobs._engine_wait; pgjobs._enter, which calls it only for a "
                        "caller that sees a due queued delete or backfill: one fixed sentence",
 }

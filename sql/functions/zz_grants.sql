@@ -38,7 +38,7 @@ BEGIN
                              '_add_items_as', '_cancel_as', '_mask_as',
                              '_visible_as',
                              -- pgjobs.visible's short way: NULL unless the
-                             -- session's login role may SELECT the table
+                             -- session's role may SELECT the table
                              '_visible_page',
                              '_visible_count_as', '_channel_as',
                              '_pause_as', '_resume_as', '_retry_as',

@@ -1,0 +1,269 @@
+"""`visible`'s short way: a plain page read as the caller (issue 11).
+
+A page with no filter, no delete pending on the scope, no row-level
+security on the table and no column whose type may hold an array is read
+by pgjobs.visible itself, as its caller, from the statement
+pgjobs._visible_page builds: PostgreSQL checks the caller's privileges on
+every call, and the door, the role checks and the full body
+(pgjobs._visible_as) are skipped. Anything else, and any error of the short
+way, takes the full way.
+
+The class of bug this guards: a short way that answers otherwise than the
+full way. Each case below is read both ways (the full way forced by
+pgjobs.allowed_scopes naming the scope, which the short way never takes)
+and must give the same rows or the same error; every change between two
+reads of one warm session is honoured by the next; whether the short way
+was taken is counted (track_functions), never timed. And the definer that
+builds the statement tells a direct caller nothing of a table the
+session's role may not read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support import scalar
+
+Conn = psycopg.Connection[Any]
+PID = os.getpid()
+READER = f"pgjobs_caller_reader_{PID}"
+OWNER = f"pgjobs_caller_owner_{PID}"
+ROLES = (READER, OWNER)
+FULL = "pgjobs._visible_as(name, regclass, text, jsonb, text, integer)"
+SHORT = "pgjobs._visible_page(regclass, text, text, integer)"
+PAGE = "SELECT coalesce(array_agg(v), '{}') FROM pgjobs.visible(%s, %s, '{}', %s, %s) v"
+
+
+def _drop_roles(conn: Conn) -> None:
+    for role in ROLES:
+        if scalar(conn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)):
+            conn.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.fixture
+def admin(conn: Conn) -> Iterator[Conn]:
+    _drop_roles(conn)
+    conn.execute(f"CREATE ROLE {READER} NOLOGIN IN ROLE pgjobs_client")
+    conn.execute(f"CREATE ROLE {OWNER} NOLOGIN IN ROLE pgjobs_client")
+    conn.execute("""
+        CREATE SCHEMA s_caller;
+        CREATE TABLE s_caller.t (id bigint NOT NULL, scope int NOT NULL, name text,
+                                 data jsonb, j json, at timestamptz, amount numeric,
+                                 created_at timestamptz NOT NULL DEFAULT now() - interval '1 day');
+        CREATE INDEX ON s_caller.t (scope, id);
+        INSERT INTO s_caller.t (id, scope, name, data, j, at, amount)
+        SELECT i, 1 + i % 2, 'n' || i, jsonb_build_object('k', i), '{"a": [1, 2]}',
+               '2026-01-02 03:04:05.678+00'::timestamptz + i * interval '1 hour', i / 3.0
+          FROM generate_series(1, 40) i;
+        SELECT pgjobs.register_target('s_caller.t', 'id', 'scope', 'created_at', 'data');
+        CREATE TABLE s_caller.u (k uuid NOT NULL, tenant text NOT NULL, v real,
+                                 created_at timestamptz NOT NULL DEFAULT now());
+        CREATE INDEX ON s_caller.u (tenant, k);
+        INSERT INTO s_caller.u (k, tenant, v)
+        SELECT md5(i::text)::uuid, 'acme', i / 7.0 FROM generate_series(1, 30) i;
+        SELECT pgjobs.register_target('s_caller.u', 'k', 'tenant', 'created_at');""")
+    conn.execute(f"GRANT USAGE ON SCHEMA s_caller TO {READER}, {OWNER}")
+    conn.execute(f"GRANT SELECT ON s_caller.t, s_caller.u TO {READER}")
+    yield conn
+    conn.execute("RESET ROLE")
+    _drop_roles(conn)
+
+
+def _reader(make_conn: Callable[[], Conn], role: str = READER) -> Conn:
+    session = make_conn()
+    session.execute("SET track_functions = 'all'")  # a superuser's setting, kept under SET ROLE
+    session.execute(f"SET ROLE {role}")
+    return session
+
+
+def _answer(session: Conn, sql: str, args: tuple[object, ...]) -> tuple[object, ...]:
+    """The rows, or the error's SQLSTATE, message and hint."""
+    try:
+        with session.transaction():
+            return ("ok", scalar(session, sql, args))
+    except psycopg.Error as exc:
+        return (exc.sqlstate, exc.diag.message_primary, exc.diag.message_hint)
+
+
+def _ways(session: Conn, sql: str, args: tuple[object, ...], scope: str) -> tuple[
+        tuple[object, ...], tuple[object, ...], list[int]]:
+    """The answer the usual way, then the full way (pgjobs.allowed_scopes
+    naming the scope), and how often the usual call ran the full body and
+    the short way's definer (one transaction's counts)."""
+    count = "SELECT coalesce(pg_stat_get_xact_function_calls(%s::regprocedure), 0)"
+    with session.transaction():
+        before = [int(scalar(session, count, (f,))) for f in (FULL, SHORT)]
+        usual = _answer(session, sql, args)
+        after = [int(scalar(session, count, (f,))) for f in (FULL, SHORT)]
+    session.execute("SELECT set_config('pgjobs.allowed_scopes', %s, false)", (scope,))
+    try:
+        full = _answer(session, sql, args)
+    finally:
+        session.execute("RESET pgjobs.allowed_scopes")
+    return usual, full, [a - b for a, b in zip(after, before, strict=True)]
+
+
+# (target, scope, after, limit): pages, cursors and inputs the short way
+# must answer as the full way does, rows or error.
+CASES = [
+    ("s_caller.t", "1", None, 100),
+    ("s_caller.t", "2", "7", 5),
+    ("s_caller.t", "1", "40", 10),
+    ("s_caller.t", "01", "3", 3),            # a scope spelt otherwise: canonical
+    ("s_caller.t", "1", "x", 10),            # a cursor not of the key's type: 22023
+    ("s_caller.t", "1", "99999999999999999999", 10),
+    ("s_caller.t", "x", None, 10),           # a scope not of its column's type: 22023
+    ("s_caller.t", None, None, 10),
+    ("s_caller.t", "1", None, 0),            # limits out of range: 22023
+    ("s_caller.t", "1", None, 10001),
+    ("s_caller.t", "1", None, None),
+    ("s_caller.u", "acme", None, 7),
+    ("s_caller.u", "acme", "8f14e45f-ceea-167a-5a36-dedd4bea2543", 4),
+    ("s_caller.u", "acme", "not-a-uuid", 4),
+    ("s_caller.u", "nobody", None, 4),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}-{c[2]}-{c[3]}" for c in CASES])
+def test_the_short_way_answers_as_the_full_way(make_conn: Callable[[], Conn], admin: Conn,
+                                               case: tuple[Any, ...]) -> None:
+    target, scope, after, limit = case
+    reader = _reader(make_conn)
+    for warm in range(3):  # cold (no trust verdict yet), then warm
+        usual, full, (full_calls, short_calls) = _ways(
+            reader, PAGE, (target, scope, after, limit), scope or "")
+        if scope is not None:  # (allowed_scopes cannot name a NULL scope)
+            assert usual == full, (warm, usual, full)
+        if warm and usual[0] == "ok" and scope is not None:
+            # the page was read the short way: the full body never ran
+            assert (full_calls, short_calls) == (0, 1), usual
+    if case == CASES[0]:
+        assert len(usual[1]) == 20 and usual[1][0]["id"] == 2  # type: ignore[index]
+
+
+@pytest.mark.parametrize("value", ['{"a": "\\u0000"}', '"\\ud800"', '{"a": 1e200000}'])
+def test_a_json_value_jsonb_refuses_reads_as_the_full_way_gives_it(
+        make_conn: Callable[[], Conn], admin: Conn, value: str) -> None:
+    admin.execute("UPDATE s_caller.t SET j = %s WHERE id = 6", (value,))
+    reader = _reader(make_conn)
+    for _ in range(2):
+        usual, full, _calls = _ways(reader, PAGE, ("s_caller.t", "1", None, 100), "1")
+        assert usual == full and usual[0] == "ok", (usual, full)
+    rows = usual[1]
+    assert [r["j"] for r in rows if r["id"] == 6] == [value]  # type: ignore[union-attr]
+
+
+def _refused(session: Conn) -> tuple[object, ...]:
+    answer = _answer(session, PAGE, ("s_caller.t", "1", None, 100))
+    assert answer[0] == "42501" and answer[2], answer  # pgjobs' own message and hint
+    return answer
+
+
+# Each change between two reads of a warm session: (statements, whether the
+# next read is refused). The short way keeps nothing: PostgreSQL or the
+# full way decides each call.
+CHANGES = {
+    "revoke": (f"REVOKE SELECT ON s_caller.t FROM {READER}", True),
+    "columns_only": (f"REVOKE SELECT ON s_caller.t FROM {READER};"
+                     f" GRANT SELECT ON s_caller.t TO {OWNER};"  # (not READER's)
+                     f" GRANT SELECT (id, scope, name, data, j, at, amount, created_at)"
+                     f" ON s_caller.t TO {READER}", True),
+    "row_security_on": ("ALTER TABLE s_caller.t ENABLE ROW LEVEL SECURITY;"
+                        " CREATE POLICY p ON s_caller.t USING (id < 10)", True),
+    "policy_forced_on_owner": (f"ALTER TABLE s_caller.t OWNER TO {READER};"
+                               " ALTER TABLE s_caller.t ENABLE ROW LEVEL SECURITY;"
+                               " ALTER TABLE s_caller.t FORCE ROW LEVEL SECURITY;"
+                               " CREATE POLICY p ON s_caller.t USING (id < 10)", True),
+    "schema_usage_revoked": (f"REVOKE USAGE ON SCHEMA s_caller FROM {READER}", False),
+    "delete_pending": ("SELECT pgjobs.submit_delete('s_caller.t', '1', "
+                       "'{\"id\": {\"$lt\": 11}}')", False),
+}
+
+
+@pytest.mark.parametrize("how", sorted(CHANGES))
+def test_a_change_between_two_reads_is_honoured_by_the_next(
+        make_conn: Callable[[], Conn], admin: Conn, how: str) -> None:
+    reader = _reader(make_conn)
+    for _ in range(3):  # warm: plans cached, the trust verdict kept
+        rows = _answer(reader, PAGE, ("s_caller.t", "1", None, 100))
+        assert rows[0] == "ok" and len(rows[1]) == 20, rows  # type: ignore[arg-type]
+    statements, refused = CHANGES[how]
+    for statement in statements.split(";"):
+        admin.execute(statement)
+    # the next read, and one the full way, give the same answer (the table
+    # named by its oid: naming it needs USAGE on its schema, reading it not)
+    oid = str(scalar(admin, "SELECT 's_caller.t'::regclass::oid"))
+    usual, full, _calls = _ways(reader, PAGE, (oid, "1", None, 100), "1")
+    assert usual == full, (usual, full)
+    if refused:
+        _refused(reader)
+    else:
+        assert usual[0] == "ok", usual
+        ids = sorted(r["id"] for r in usual[1])  # type: ignore[union-attr]
+        assert ids == ([i for i in range(12, 41, 2)] if how == "delete_pending"
+                       else list(range(2, 41, 2))), ids
+
+
+def test_policy_dropped_and_row_security_off_read_again(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    admin.execute("ALTER TABLE s_caller.t ENABLE ROW LEVEL SECURITY")
+    admin.execute("CREATE POLICY p ON s_caller.t USING (id < 10)")
+    reader = _reader(make_conn)
+    _refused(reader)
+    admin.execute("DROP POLICY p ON s_caller.t")
+    _refused(reader)  # row security with no policy confines as much (nothing read)
+    admin.execute("ALTER TABLE s_caller.t DISABLE ROW LEVEL SECURITY")
+    for _ in range(2):  # the first keeps the trust verdict the refusals never reached
+        usual, full, calls = _ways(reader, PAGE, ("s_caller.t", "1", None, 100), "1")
+        assert usual == full and len(usual[1]) == 20, usual  # type: ignore[arg-type]
+    assert calls == [0, 1]
+
+
+def test_a_definer_wrapper_reads_for_its_owner_either_way(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    """pgjobs.visible acts for its current_user: the owner of a SECURITY
+    DEFINER function that calls it, whatever the session's role may read."""
+    admin.execute(f"""
+        CREATE FUNCTION public.caller_page() RETURNS jsonb[] LANGUAGE sql SECURITY DEFINER
+        SET search_path = pg_catalog AS
+        $f$ SELECT coalesce(array_agg(v), '{{}}') FROM pgjobs.visible('s_caller.t', '1') v $f$;
+        ALTER FUNCTION public.caller_page() OWNER TO {OWNER};
+        GRANT EXECUTE ON FUNCTION public.caller_page() TO {READER};""")
+    reader = _reader(make_conn)
+    call = "SELECT public.caller_page() WHERE %s::int IS NOT NULL"
+    # the owner may not read, the session's role may: refused
+    answer = _answer(reader, call, (1,))
+    assert answer[0] == "42501" and OWNER in str(answer[1]), answer
+    # the owner may read, the session's role may not: read (for the owner)
+    admin.execute(f"GRANT SELECT ON s_caller.t TO {OWNER}")
+    admin.execute(f"REVOKE SELECT ON s_caller.t FROM {READER}")
+    for _ in range(2):
+        answer = _answer(reader, call, (1,))
+        assert answer[0] == "ok" and len(answer[1]) == 20, answer  # type: ignore[arg-type]
+
+
+def test_the_statement_builder_tells_a_direct_caller_nothing_of_unreadable_tables(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    """pgjobs._visible_page, called directly by a role that may not read the
+    table, answers NULL, whether the table is registered or not, even in a
+    session whose trust verdict on it is fresh; for a role that may, the
+    statement it would run itself."""
+    admin.execute("CREATE TABLE s_caller.plain (id bigint, scope int)")
+    reader = _reader(make_conn)
+    direct = "SELECT pgjobs._visible_page(%s, '1', NULL, 10)"
+    for _ in range(2):  # the second with the verdict kept by a read
+        assert _answer(reader, PAGE, ("s_caller.t", "1", None, 100))[0] == "ok"
+        built = scalar(reader, direct, ("s_caller.t",))
+        assert built is not None and "s_caller.t" in built
+    admin.execute(f"REVOKE SELECT ON s_caller.t FROM {READER}")
+    assert scalar(reader, direct, ("s_caller.t",)) is None
+    assert scalar(reader, direct, ("s_caller.plain",)) is None
+    # a SET ROLE session is judged by its role, not by its (superuser) login
+    assert scalar(make_conn(), "SELECT session_user::text") != READER
