@@ -9,11 +9,11 @@ every call, and the door, the role checks and the full body
 way, takes the full way.
 
 The class of bug this guards: a short way that answers otherwise than the
-full way. Each case below is read both ways (the full way forced by
-pgjobs.allowed_scopes naming the scope, which the short way never takes)
-and must give the same rows or the same error; every change between two
-reads of one warm session is honoured by the next; whether the short way
-was taken is counted (track_functions), never timed. And the definer that
+full way. Each case below is read both ways (the full way forced by a
+filter every row passes, which the short way never takes) and must give
+the same rows or the same error, in the caller's DateStyle too; every
+change between two reads of one warm session is honoured by the next;
+whether the short way was taken is counted (track_functions), never timed. And the definer that
 builds the statement tells a direct caller nothing of a table the
 session's role may not read.
 """
@@ -92,21 +92,23 @@ def _answer(session: Conn, sql: str, args: tuple[object, ...]) -> tuple[object, 
         return (exc.sqlstate, exc.diag.message_primary, exc.diag.message_hint)
 
 
-def _ways(session: Conn, sql: str, args: tuple[object, ...], scope: str) -> tuple[
+# The same page the full way: a filter that holds for every row (each
+# table's created_at is NOT NULL), which the short way never takes.
+FULL_PAGE = ("SELECT coalesce(array_agg(v), '{}') FROM pgjobs.visible(%s, %s,"
+             " '{\"created_at\": {\"$lt\": \"infinity\"}}', %s, %s) v")
+
+
+def _ways(session: Conn, args: tuple[object, ...]) -> tuple[
         tuple[object, ...], tuple[object, ...], list[int]]:
-    """The answer the usual way, then the full way (pgjobs.allowed_scopes
-    naming the scope), and how often the usual call ran the full body and
-    the short way's definer (one transaction's counts)."""
+    """The page (target, scope, after, limit) the usual way, then the full
+    way, and how often the usual call ran the full body and the short
+    way's definer (one transaction's counts)."""
     count = "SELECT coalesce(pg_stat_get_xact_function_calls(%s::regprocedure), 0)"
     with session.transaction():
         before = [int(scalar(session, count, (f,))) for f in (FULL, SHORT)]
-        usual = _answer(session, sql, args)
+        usual = _answer(session, PAGE, args)
         after = [int(scalar(session, count, (f,))) for f in (FULL, SHORT)]
-    session.execute("SELECT set_config('pgjobs.allowed_scopes', %s, false)", (scope,))
-    try:
-        full = _answer(session, sql, args)
-    finally:
-        session.execute("RESET pgjobs.allowed_scopes")
+    full = _answer(session, FULL_PAGE, args)
     return usual, full, [a - b for a, b in zip(after, before, strict=True)]
 
 
@@ -137,15 +139,37 @@ def test_the_short_way_answers_as_the_full_way(make_conn: Callable[[], Conn], ad
     target, scope, after, limit = case
     reader = _reader(make_conn)
     for warm in range(3):  # cold (no trust verdict yet), then warm
-        usual, full, (full_calls, short_calls) = _ways(
-            reader, PAGE, (target, scope, after, limit), scope or "")
-        if scope is not None:  # (allowed_scopes cannot name a NULL scope)
-            assert usual == full, (warm, usual, full)
-        if warm and usual[0] == "ok" and scope is not None:
+        usual, full, (full_calls, short_calls) = _ways(reader, (target, scope, after, limit))
+        assert usual == full, (warm, usual, full)
+        if warm and usual[0] == "ok":
             # the page was read the short way: the full body never ran
             assert (full_calls, short_calls) == (0, 1), usual
     if case == CASES[0]:
         assert len(usual[1]) == 20 and usual[1][0]["id"] == 2  # type: ignore[index]
+
+
+@pytest.mark.parametrize("style", ["ISO, YMD", "SQL, DMY", "German", "Postgres, MDY"])
+def test_a_date_keyed_page_parses_as_the_full_way_in_the_callers_style(
+        make_conn: Callable[[], Conn], admin: Conn, style: str) -> None:
+    """The scope (pgjobs._canonical_scope) and the cursor are parsed in the
+    caller's DateStyle, the short way as the full way."""
+    admin.execute(f"""
+        CREATE TABLE s_caller.d (at timestamptz NOT NULL, day date NOT NULL,
+                                 created_at timestamptz NOT NULL DEFAULT now());
+        CREATE INDEX ON s_caller.d (day, at);
+        INSERT INTO s_caller.d (at, day)
+        SELECT '2026-03-04 05:00+00'::timestamptz + i * interval '1 day', '2026-03-04'
+          FROM generate_series(1, 12) i;
+        SELECT pgjobs.register_target('s_caller.d', 'at', 'day', 'created_at');
+        GRANT SELECT ON s_caller.d TO {READER};""")
+    reader = _reader(make_conn)
+    reader.execute(f"SET DateStyle = '{style}'")
+    reader.execute("SET TimeZone = 'UTC'")
+    for scope, after in (("03/04/2026", "05/03/2026 05:00"), ("2026-03-04", "2026-03-08 05:00"),
+                         ("04.03.2026", None), ("13/13/2026", None), ("2026-03-04", "soon")):
+        for _ in range(2):
+            usual, full, _calls = _ways(reader, ("s_caller.d", scope, after, 5))
+            assert usual == full, (style, scope, after, usual, full)
 
 
 @pytest.mark.parametrize("value", ['{"a": "\\u0000"}', '"\\ud800"', '{"a": 1e200000}'])
@@ -154,7 +178,7 @@ def test_a_json_value_jsonb_refuses_reads_as_the_full_way_gives_it(
     admin.execute("UPDATE s_caller.t SET j = %s WHERE id = 6", (value,))
     reader = _reader(make_conn)
     for _ in range(2):
-        usual, full, _calls = _ways(reader, PAGE, ("s_caller.t", "1", None, 100), "1")
+        usual, full, _calls = _ways(reader, ("s_caller.t", "1", None, 100))
         assert usual == full and usual[0] == "ok", (usual, full)
     rows = usual[1]
     assert [r["j"] for r in rows if r["id"] == 6] == [value]  # type: ignore[union-attr]
@@ -200,7 +224,7 @@ def test_a_change_between_two_reads_is_honoured_by_the_next(
     # the next read, and one the full way, give the same answer (the table
     # named by its oid: naming it needs USAGE on its schema, reading it not)
     oid = str(scalar(admin, "SELECT 's_caller.t'::regclass::oid"))
-    usual, full, _calls = _ways(reader, PAGE, (oid, "1", None, 100), "1")
+    usual, full, _calls = _ways(reader, (oid, "1", None, 100))
     assert usual == full, (usual, full)
     if refused:
         _refused(reader)
@@ -221,7 +245,7 @@ def test_policy_dropped_and_row_security_off_read_again(
     _refused(reader)  # row security with no policy confines as much (nothing read)
     admin.execute("ALTER TABLE s_caller.t DISABLE ROW LEVEL SECURITY")
     for _ in range(2):  # the first keeps the trust verdict the refusals never reached
-        usual, full, calls = _ways(reader, PAGE, ("s_caller.t", "1", None, 100), "1")
+        usual, full, calls = _ways(reader, ("s_caller.t", "1", None, 100))
         assert usual == full and len(usual[1]) == 20, usual  # type: ignore[arg-type]
     assert calls == [0, 1]
 
