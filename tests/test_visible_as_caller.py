@@ -138,7 +138,12 @@ def test_the_short_way_answers_as_the_full_way(make_conn: Callable[[], Conn], ad
                                                case: tuple[Any, ...]) -> None:
     target, scope, after, limit = case
     reader = _reader(make_conn)
+    good = {"s_caller.t": "1", "s_caller.u": "acme"}[target]
     for warm in range(3):  # cold (no trust verdict yet), then warm
+        if warm:
+            # a read that succeeds first: the trust verdict the short way
+            # needs (a call that fails rolls back the one it kept)
+            assert _answer(reader, PAGE, (target, good, None, 1))[0] == "ok"
         usual, full, (full_calls, short_calls) = _ways(reader, (target, scope, after, limit))
         assert usual == full, (warm, usual, full)
         if warm and usual[0] == "ok":
@@ -168,8 +173,27 @@ def test_a_date_keyed_page_parses_as_the_full_way_in_the_callers_style(
     for scope, after in (("03/04/2026", "05/03/2026 05:00"), ("2026-03-04", "2026-03-08 05:00"),
                          ("04.03.2026", None), ("13/13/2026", None), ("2026-03-04", "soon")):
         for _ in range(2):
+            assert _answer(reader, PAGE, ("s_caller.d", "2026-03-04", None, 1))[0] == "ok"
             usual, full, _calls = _ways(reader, ("s_caller.d", scope, after, 5))
             assert usual == full, (style, scope, after, usual, full)
+
+
+@pytest.mark.parametrize(("column", "value"), [("text[]", "[0:1]={a,b}"),
+                                               ("int[]", "{1,2}"),
+                                               ("ints_caller", "[2:2]={7}")])
+def test_a_column_that_may_hold_an_array_reads_as_the_full_way_gives_it(
+        make_conn: Callable[[], Conn], admin: Conn, column: str, value: str) -> None:
+    """Such a column's values are tested for lower bounds other than 1 (the
+    full way's, pgjobs._array_bounds_row); the short way never reads them."""
+    admin.execute("CREATE DOMAIN ints_caller AS int[]")
+    admin.execute(f"ALTER TABLE s_caller.t ADD COLUMN arr {column}")
+    admin.execute("UPDATE s_caller.t SET arr = %s WHERE id = 6", (value,))
+    reader = _reader(make_conn)
+    for _ in range(2):
+        usual, full, _calls = _ways(reader, ("s_caller.t", "1", None, 100))
+        assert usual == full and usual[0] == "ok", (usual, full)
+    [read] = [r["arr"] for r in usual[1] if r["id"] == 6]  # type: ignore[union-attr]
+    assert read == (value if value.startswith("[") else [1, 2]), read
 
 
 @pytest.mark.parametrize("value", ['{"a": "\\u0000"}', '"\\ud800"', '{"a": 1e200000}'])
@@ -265,6 +289,15 @@ def test_a_definer_wrapper_reads_for_its_owner_either_way(
     # the owner may not read, the session's role may: refused
     answer = _answer(reader, call, (1,))
     assert answer[0] == "42501" and OWNER in str(answer[1]), answer
+    # the owner holds SELECT on every column but not on the table: refused
+    # as the full way refuses it (PostgreSQL alone would let it read)
+    admin.execute(f"GRANT SELECT (id, scope, name, data, j, at, amount, created_at)"
+                  f" ON s_caller.t TO {OWNER}")
+    for _ in range(2):
+        # (the session's own read first: the trust verdict the short way needs)
+        assert _answer(reader, PAGE, ("s_caller.t", "1", None, 100))[0] == "ok"
+        answer = _answer(reader, call, (1,))
+        assert answer[0] == "42501" and "lacks SELECT on s_caller.t" in str(answer[1]), answer
     # the owner may read, the session's role may not: read (for the owner)
     admin.execute(f"GRANT SELECT ON s_caller.t TO {OWNER}")
     admin.execute(f"REVOKE SELECT ON s_caller.t FROM {READER}")
