@@ -28783,10 +28783,11 @@ BEGIN
     -- caller, so PostgreSQL checks its privileges as on any query of its
     -- own, every call. The table-wide SELECT tested first is the one the
     -- full way requires (pgjobs._grant_problem): SELECT on each column
-    -- alone would read here and is refused there. Any error (a privilege
-    -- PostgreSQL refuses, such as USAGE on the table's schema; a bad scope
-    -- or cursor; a json value to_jsonb refuses) sends the call the full way,
-    -- which raises what it raises or reads what it reads, as before.
+    -- alone would read here and is refused there. Any error of the page (a
+    -- privilege PostgreSQL refuses, such as USAGE on the table's schema; a
+    -- bad scope or cursor; a json value to_jsonb refuses) sends the call the
+    -- full way, which raises what it raises or reads what it reads, as
+    -- before; an error of the session is raised (below).
     IF has_table_privilege(p_target, 'SELECT') IS TRUE AND p_filter = '{}' THEN
         BEGIN
             v_page := pgjobs._visible_page(p_target, p_scope, p_after, p_limit);
@@ -28794,6 +28795,19 @@ BEGIN
                 EXECUTE v_page INTO v_rows;
             END IF;
         EXCEPTION WHEN OTHERS THEN
+            -- An error of the session rather than of the page reaches the
+            -- caller from here, never tried again the full way (which would
+            -- wait out the same lock, or meet the same conflict, a second
+            -- time, and answer with its own context): a transaction to roll
+            -- back and retry (40: serialization, deadlock, a conflict with
+            -- recovery), resources (53), a lock not granted in lock_timeout
+            -- or an object in use (55P03, 55006), an operator's intervention
+            -- (57; a cancel, 57014, no handler catches), a system or
+            -- internal error (58, XX).
+            IF left(SQLSTATE, 2) IN ('40', '53', '57', '58', 'XX')
+               OR SQLSTATE IN ('55P03', '55006') THEN
+                RAISE;
+            END IF;
             v_page := NULL;  -- the full way
         END;
         -- (rows are returned outside the block: none twice after an error)

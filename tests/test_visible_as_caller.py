@@ -324,3 +324,79 @@ def test_the_statement_builder_tells_a_direct_caller_nothing_of_unreadable_table
     assert scalar(reader, direct, ("s_caller.plain",)) is None
     # a SET ROLE session is judged by its role, not by its (superuser) login
     assert scalar(make_conn(), "SELECT session_user::text") != READER
+
+
+# Settings a caller may change that shape how a value prints or how a scope
+# or cursor parses: the short way reads in the caller's session as the
+# full way does (both pin only search_path, standard_conforming_strings and
+# extra_float_digits), so each must give the same rows, the short way taken.
+CALLER_SETTINGS = [
+    ("IntervalStyle", "sql_standard"), ("IntervalStyle", "iso_8601"),
+    ("IntervalStyle", "postgres_verbose"), ("bytea_output", "escape"),
+    ("TimeZone", "Asia/Kathmandu"), ("TimeZone", "America/St_Johns"),
+    ("extra_float_digits", "-15"), ("extra_float_digits", "0"),
+    ("DateStyle", "SQL, DMY"), ("DateStyle", "German"), ("lc_monetary", "C"),
+    ("standard_conforming_strings", "off"), ("search_path", "pg_temp, public"),
+]
+
+
+@pytest.mark.parametrize(("setting", "value"), CALLER_SETTINGS,
+                         ids=[f"{s}={v}" for s, v in CALLER_SETTINGS])
+def test_every_column_prints_as_the_full_way_in_the_callers_settings(
+        make_conn: Callable[[], Conn], admin: Conn, setting: str, value: str) -> None:
+    admin.execute(f"""
+        CREATE TABLE s_caller.v (k interval NOT NULL, scope timestamptz NOT NULL,
+                                 b bytea, ts timestamp, tz timetz, d date, f8 float8,
+                                 f4 real, m money, n numeric, iv interval,
+                                 created_at timestamptz NOT NULL DEFAULT now());
+        CREATE INDEX ON s_caller.v (scope, k);
+        INSERT INTO s_caller.v (k, scope, b, ts, tz, d, f8, f4, m, n, iv)
+        SELECT i * interval '1 day 2 hours 3.5 seconds' - interval '1 month',
+               '2026-03-04 05:06:07+00', convert_to('a\\' || i, 'UTF8'),
+               '2026-01-02 03:04:05.678', '04:05:06+05:30', '2026-12-31',
+               i / 3.0, i / 7.0, i * 1.25, i / 9.0, make_interval(years => i, secs => -i)
+          FROM generate_series(1, 9) i;
+        SELECT pgjobs.register_target('s_caller.v', 'k', 'scope', 'created_at');
+        GRANT SELECT ON s_caller.v TO {READER};""")
+    reader = _reader(make_conn)
+    reader.execute("SELECT set_config(%s, %s, false)", (setting, value))
+    scope = scalar(reader, "SELECT '2026-03-04 05:06:07+00'::timestamptz::text")
+    cursor = scalar(reader, "SELECT (interval '3 days 6 hours 10.5 seconds' - interval '1 month')"
+                            "::text")
+    sizes = []
+    for after in (None, cursor, "-27 2:00:00", "P-25D", "@ 23 days ago"):
+        assert _answer(reader, PAGE, ("s_caller.v", scope, None, 1))[0] == "ok"
+        usual, full, calls = _ways(reader, ("s_caller.v", scope, after, 5))
+        assert usual == full and usual[0] == "ok", (after, usual, full)
+        assert calls == [0, 1], (after, calls)  # the short way read it
+        sizes.append(len(usual[1]))  # type: ignore[arg-type]
+    assert sizes[:2] == [5, 5] and sizes[-1] < 5, sizes
+
+
+# Errors of the session, not of the page: raised by the short way itself,
+# never tried again the full way (which would wait out the lock again).
+SESSION_ERRORS = [("lock_timeout", "55P03"), ("statement_timeout", "57014")]
+
+
+@pytest.mark.parametrize(("setting", "sqlstate"), SESSION_ERRORS,
+                         ids=[s for s, _ in SESSION_ERRORS])
+def test_an_error_of_the_session_on_the_short_way_reaches_the_caller_once(
+        make_conn: Callable[[], Conn], admin: Conn, setting: str, sqlstate: str) -> None:
+    reader = _reader(make_conn)
+    locker = make_conn()
+    for _ in range(2):
+        assert _answer(reader, PAGE, ("s_caller.t", "1", None, 100))[0] == "ok"
+    with locker.transaction():
+        locker.execute("LOCK TABLE s_caller.t IN ACCESS EXCLUSIVE MODE")
+        try:
+            with reader.transaction():
+                reader.execute(f"SET LOCAL {setting} = '200ms'")
+                reader.execute(PAGE, ("s_caller.t", "1", None, 100))
+        except psycopg.Error as exc:
+            error = exc
+        else:
+            pytest.fail("a page of a locked table was read")
+    assert error.sqlstate == sqlstate, (error.sqlstate, error)
+    context = error.diag.context or ""
+    # raised where the short way waited, the full body never entered
+    assert "pgjobs.visible(" in context and "_visible_as" not in context, context
