@@ -400,3 +400,95 @@ def test_an_error_of_the_session_on_the_short_way_reaches_the_caller_once(
     context = error.diag.context or ""
     # raised where the short way waited, the full body never entered
     assert "pgjobs.visible(" in context and "_visible_as" not in context, context
+
+
+def _tenant_page(session: Conn, scope: str, full: bool = False) -> tuple[object, ...]:
+    return _answer(session, FULL_PAGE if full else PAGE, ("s_caller.t", scope, None, 100))
+
+
+# However pgjobs.allowed_scopes came to be set (at login, for the session,
+# for the transaction, in the middle of one, by a function's SET clause),
+# after a warm read that kept the trust verdict: another tenant's scope,
+# however spelt, is refused as the full way refuses it.
+TENANCY = ["database", "session", "set_local", "set_config_local", "function_setting"]
+
+
+@pytest.mark.parametrize("how", TENANCY)
+def test_a_scope_outside_allowed_scopes_is_refused_however_the_list_was_set(
+        make_conn: Callable[[], Conn], admin: Conn, how: str) -> None:
+    page = PAGE
+    if how == "database":
+        database = scalar(admin, "SELECT current_database()")
+        admin.execute(f"ALTER DATABASE \"{database}\" SET pgjobs.allowed_scopes = '1'")
+    if how == "function_setting":
+        admin.execute(f"""
+            CREATE FUNCTION public.tenant_page(regclass, text, text, int) RETURNS jsonb[]
+            LANGUAGE sql SET pgjobs.allowed_scopes = '1' AS
+            $f$ SELECT coalesce(array_agg(v), '{{}}')
+                  FROM pgjobs.visible($1, $2, '{{}}', $3, $4) v $f$;
+            GRANT EXECUTE ON FUNCTION public.tenant_page(regclass, text, text, int) TO {READER};""")
+        page = "SELECT public.tenant_page(%s, %s, %s, %s)"
+    reader = _reader(make_conn)
+    if how == "database":
+        admin.execute(f"ALTER DATABASE \"{database}\" RESET pgjobs.allowed_scopes")
+    if how == "session":
+        reader.execute("SET pgjobs.allowed_scopes = '1'")
+    with reader.transaction():
+        for _ in range(2):
+            assert _answer(reader, page, ("s_caller.t", "1", None, 100))[0] == "ok"
+            if how == "set_local":
+                reader.execute("SET LOCAL pgjobs.allowed_scopes = '1'")
+            if how == "set_config_local":
+                reader.execute("SELECT set_config('pgjobs.allowed_scopes', '1', true)")
+            for scope in ("2", "02", " 2", "+2", "2 "):
+                answer = _answer(reader, page, ("s_caller.t", scope, None, 100))
+                assert answer[0] == "42501", (scope, answer)
+                assert "allowed_scopes" in str(answer[1]), answer
+                if page == PAGE:
+                    assert answer == _tenant_page(reader, scope, full=True), scope
+            for scope in ("1", "01", " 1"):
+                answer = _answer(reader, page, ("s_caller.t", scope, None, 100))
+                assert answer[0] == "ok" and len(answer[1]) == 20, (scope, answer)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("status", ["queued", "running", "paused", "succeeded", "failed",
+                                    "canceled"])
+def test_a_delete_in_each_status_masks_as_the_full_way_masks(
+        make_conn: Callable[[], Conn], admin: Conn, status: str) -> None:
+    """Whether the short way may read (no delete pending) is asked of the
+    same jobs the full way's mask reads, in every status a job can have."""
+    job = scalar(admin, "SELECT pgjobs.submit_delete('s_caller.t', '01', "
+                        "'{\"id\": {\"$lt\": 11}}')")
+    admin.execute("UPDATE pgjobs.jobs SET status = %s,"
+                  " lease_expires_at = CASE WHEN %s = 'running' THEN now() + interval '1 h' END,"
+                  " worker = coalesce(worker, 'w'),"
+                  " finished_at = CASE WHEN %s IN ('succeeded', 'failed', 'canceled')"
+                  " THEN now() END WHERE id = %s", (status, status, status, job))
+    reader = _reader(make_conn)
+    for _ in range(2):
+        assert _answer(reader, PAGE, ("s_caller.t", "2", None, 100))[0] == "ok"
+        usual, full, calls = _ways(reader, ("s_caller.t", "1", None, 100))
+        assert usual == full and usual[0] == "ok", (usual, full)
+    ids = sorted(r["id"] for r in usual[1])  # type: ignore[union-attr]
+    pending = status in ("queued", "running", "paused")
+    assert ids == list(range(12 if pending else 2, 41, 2)), ids
+    assert calls == ([1, 1] if pending else [0, 1]), calls
+
+
+def test_a_delete_submitted_in_the_readers_own_transaction_masks_its_next_read(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    admin.execute(f"GRANT DELETE ON s_caller.t TO {READER}")
+    reader = _reader(make_conn)
+    for _ in range(2):
+        assert _answer(reader, PAGE, ("s_caller.t", "1", None, 100))[0] == "ok"
+    with reader.transaction():
+        assert _answer(reader, PAGE, ("s_caller.t", "1", None, 100))[0] == "ok"
+        reader.execute("SELECT pgjobs.submit_delete('s_caller.t', ' 1', '{\"id\": {\"$lt\": 11}}')")
+        usual = _answer(reader, PAGE, ("s_caller.t", "1", None, 100))
+        assert usual == _answer(reader, FULL_PAGE, ("s_caller.t", "1", None, 100))
+        ids = sorted(r["id"] for r in usual[1])  # type: ignore[union-attr]
+        assert ids == list(range(12, 41, 2)), ids
+        # (the read is one statement: its own snapshot for the probe and the page)
+        rows = scalar(reader, "SELECT count(*) FROM pgjobs.visible('s_caller.t', '1') v,"
+                              " pgjobs.visible('s_caller.t', '1') w WHERE v = w")
+        assert rows == 15, rows
