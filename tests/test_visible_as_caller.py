@@ -492,3 +492,59 @@ def test_a_delete_submitted_in_the_readers_own_transaction_masks_its_next_read(
         rows = scalar(reader, "SELECT count(*) FROM pgjobs.visible('s_caller.t', '1') v,"
                               " pgjobs.visible('s_caller.t', '1') w WHERE v = w")
         assert rows == 15, rows
+
+
+def test_the_statement_builder_tells_a_tenant_or_a_column_reader_nothing(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    """pgjobs._visible_page called directly: under pgjobs.allowed_scopes it
+    answers NULL for every scope, its own or another tenant's, a delete
+    pending on it or not (no oracle of another tenant's jobs); a role that
+    may SELECT some columns only gets NULL too."""
+    admin.execute("SELECT pgjobs.submit_delete('s_caller.t', '2', '{\"id\": {\"$lt\": 11}}')")
+    reader = _reader(make_conn)
+    direct = "SELECT pgjobs._visible_page('s_caller.t', %s, NULL, 10)"
+    assert _answer(reader, PAGE, ("s_caller.t", "1", None, 100))[0] == "ok"
+    answers = {scope: scalar(reader, direct, (scope,)) for scope in ("1", "2")}
+    assert answers["1"] is not None and answers["2"] is None, answers  # (pending on 2)
+    reader.execute("SET pgjobs.allowed_scopes = '1'")
+    assert _answer(reader, PAGE, ("s_caller.t", "1", None, 100))[0] == "ok"
+    for scope in ("1", "2", "3"):
+        assert scalar(reader, direct, (scope,)) is None, scope
+    reader.execute("RESET pgjobs.allowed_scopes")
+    admin.execute(f"REVOKE SELECT ON s_caller.t FROM {READER}")
+    admin.execute(f"GRANT SELECT (id, scope, name, data, j, at, amount, created_at)"
+                  f" ON s_caller.t TO {READER}")
+    for scope in ("1", "2"):
+        assert scalar(reader, direct, (scope,)) is None, scope
+
+
+def test_shadows_in_the_callers_temporary_schema_change_nothing(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    """The page's statement runs in the caller's session: a temporary
+    function, operator, type or table of the caller's named as the
+    statement's own are never taken for them (pgjobs.visible's pinned
+    search_path; pg_temp is never searched for functions or operators)."""
+    reader = _reader(make_conn)
+    expected = _ways(reader, ("s_caller.t", "1", "7", 5))[1]
+    reader.execute("""
+        CREATE TEMP TABLE t (id bigint, scope int);
+        INSERT INTO pg_temp.t VALUES (9, 1);
+        CREATE FUNCTION pg_temp.to_jsonb(anyelement) RETURNS jsonb LANGUAGE sql
+            AS $f$ SELECT '"shadowed"'::jsonb $f$;
+        CREATE FUNCTION pg_temp.always(bigint, bigint) RETURNS boolean LANGUAGE sql
+            AS $f$ SELECT true $f$;
+        CREATE FUNCTION pg_temp.always_int(integer, integer) RETURNS boolean LANGUAGE sql
+            AS $f$ SELECT true $f$;
+        CREATE OPERATOR pg_temp.> (LEFTARG = bigint, RIGHTARG = bigint,
+                                   FUNCTION = pg_temp.always);
+        CREATE OPERATOR pg_temp.= (LEFTARG = integer, RIGHTARG = integer,
+                                   FUNCTION = pg_temp.always_int);
+        CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (false);
+        SET search_path = pg_temp, public;""")
+    for _ in range(2):
+        assert _answer(reader, PAGE, ("s_caller.t", "1", None, 1))[0] == "ok"
+        usual, full, calls = _ways(reader, ("s_caller.t", "1", "7", 5))
+        assert usual == full == expected and calls == [0, 1], (usual, full, calls)
+        usual, full, calls = _ways(reader, ("s_caller.u", "acme", None, 3))
+        assert usual == full and usual[0] == "ok" and len(usual[1]) == 3, usual  # type: ignore[arg-type]
+    assert [r["id"] for r in expected[1]] == [8, 10, 12, 14, 16]  # type: ignore[union-attr]
