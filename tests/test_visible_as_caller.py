@@ -112,6 +112,22 @@ def _ways(session: Conn, args: tuple[object, ...]) -> tuple[
     return usual, full, [a - b for a, b in zip(after, before, strict=True)]
 
 
+def _short_ways(session: Conn, args: tuple[object, ...]) -> tuple[
+        tuple[object, ...], tuple[object, ...], list[int]]:
+    """_ways, asked again (up to five times) while the usual call did not take
+    the short way: the trust verdict it needs lasts 1 s (pgjobs._verdict_fresh),
+    and a loaded machine can pause a session longer than that between the
+    read that kept it and the next. Each _ways ends with a full read that
+    keeps it again, so the next asks within milliseconds. Callers still
+    assert the counts: a short way never taken fails five times."""
+    for _ in range(5):
+        usual, full, calls = _ways(session, args)
+        assert usual == full, (usual, full)
+        if calls == [0, 1]:
+            break
+    return usual, full, calls
+
+
 # (target, scope, after, limit): pages, cursors and inputs the short way
 # must answer as the full way does, rows or error.
 CASES = [
@@ -144,7 +160,8 @@ def test_the_short_way_answers_as_the_full_way(make_conn: Callable[[], Conn], ad
             # a read that succeeds first: the trust verdict the short way
             # needs (a call that fails rolls back the one it kept)
             assert _answer(reader, PAGE, (target, good, None, 1))[0] == "ok"
-        usual, full, (full_calls, short_calls) = _ways(reader, (target, scope, after, limit))
+        usual, full, (full_calls, short_calls) = (_short_ways if warm else _ways)(
+            reader, (target, scope, after, limit))
         assert usual == full, (warm, usual, full)
         if warm and usual[0] == "ok":
             # the page was read the short way: the full body never ran
@@ -269,7 +286,7 @@ def test_policy_dropped_and_row_security_off_read_again(
     _refused(reader)  # row security with no policy confines as much (nothing read)
     admin.execute("ALTER TABLE s_caller.t DISABLE ROW LEVEL SECURITY")
     for _ in range(2):  # the first keeps the trust verdict the refusals never reached
-        usual, full, calls = _ways(reader, ("s_caller.t", "1", None, 100))
+        usual, full, calls = _short_ways(reader, ("s_caller.t", "1", None, 100))
         assert usual == full and len(usual[1]) == 20, usual  # type: ignore[arg-type]
     assert calls == [0, 1]
 
@@ -366,7 +383,7 @@ def test_every_column_prints_as_the_full_way_in_the_callers_settings(
     sizes = []
     for after in (None, cursor, "-27 2:00:00", "P-25D", "@ 23 days ago"):
         assert _answer(reader, PAGE, ("s_caller.v", scope, None, 1))[0] == "ok"
-        usual, full, calls = _ways(reader, ("s_caller.v", scope, after, 5))
+        usual, full, calls = _short_ways(reader, ("s_caller.v", scope, after, 5))
         assert usual == full and usual[0] == "ok", (after, usual, full)
         assert calls == [0, 1], (after, calls)  # the short way read it
         sizes.append(len(usual[1]))  # type: ignore[arg-type]
@@ -384,20 +401,26 @@ def test_an_error_of_the_session_on_the_short_way_reaches_the_caller_once(
         make_conn: Callable[[], Conn], admin: Conn, setting: str, sqlstate: str) -> None:
     reader = _reader(make_conn)
     locker = make_conn()
-    for _ in range(2):
-        assert _answer(reader, PAGE, ("s_caller.t", "1", None, 100))[0] == "ok"
-    with locker.transaction():
-        locker.execute("LOCK TABLE s_caller.t IN ACCESS EXCLUSIVE MODE")
-        try:
-            with reader.transaction():
-                reader.execute(f"SET LOCAL {setting} = '200ms'")
-                reader.execute(PAGE, ("s_caller.t", "1", None, 100))
-        except psycopg.Error as exc:
-            error = exc
-        else:
-            pytest.fail("a page of a locked table was read")
-    assert error.sqlstate == sqlstate, (error.sqlstate, error)
-    context = error.diag.context or ""
+    # Up to five times while the full way was entered: the trust verdict the
+    # short way needs lasts 1 s (pgjobs._verdict_fresh), and a loaded machine
+    # can pause longer than that between the warm read and the locked one.
+    for _ in range(5):
+        for _ in range(2):
+            assert _answer(reader, PAGE, ("s_caller.t", "1", None, 100))[0] == "ok"
+        with locker.transaction():
+            locker.execute("LOCK TABLE s_caller.t IN ACCESS EXCLUSIVE MODE")
+            try:
+                with reader.transaction():
+                    reader.execute(f"SET LOCAL {setting} = '200ms'")
+                    reader.execute(PAGE, ("s_caller.t", "1", None, 100))
+            except psycopg.Error as exc:
+                error = exc
+            else:
+                pytest.fail("a page of a locked table was read")
+        assert error.sqlstate == sqlstate, (error.sqlstate, error)
+        context = error.diag.context or ""
+        if "_visible_as" not in context:
+            break
     # raised where the short way waited, the full body never entered
     assert "pgjobs.visible(" in context and "_visible_as" not in context, context
 
@@ -467,7 +490,7 @@ def test_a_delete_in_each_status_masks_as_the_full_way_masks(
     reader = _reader(make_conn)
     for _ in range(2):
         assert _answer(reader, PAGE, ("s_caller.t", "2", None, 100))[0] == "ok"
-        usual, full, calls = _ways(reader, ("s_caller.t", "1", None, 100))
+        usual, full, calls = _short_ways(reader, ("s_caller.t", "1", None, 100))
         assert usual == full and usual[0] == "ok", (usual, full)
     ids = sorted(r["id"] for r in usual[1])  # type: ignore[union-attr]
     pending = status in ("queued", "running", "paused")
@@ -543,7 +566,7 @@ def test_shadows_in_the_callers_temporary_schema_change_nothing(
         SET search_path = pg_temp, public;""")
     for _ in range(2):
         assert _answer(reader, PAGE, ("s_caller.t", "1", None, 1))[0] == "ok"
-        usual, full, calls = _ways(reader, ("s_caller.t", "1", "7", 5))
+        usual, full, calls = _short_ways(reader, ("s_caller.t", "1", "7", 5))
         assert usual == full == expected and calls == [0, 1], (usual, full, calls)
         usual, full, calls = _ways(reader, ("s_caller.u", "acme", None, 3))
         assert usual == full and usual[0] == "ok" and len(usual[1]) == 3, usual  # type: ignore[arg-type]
