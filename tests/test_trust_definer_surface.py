@@ -64,6 +64,9 @@ ALLOWED_DEFINERS = {
                                  "only about the caller",
     "_allowed_scope_keys_as": "policy jobs_client_read's tenancy keys; pgjobs._enter, only "
                               "targets the caller may read or has jobs on",
+    "_visible_page": "pgjobs.visible's short way: the statement of a plain page, which the "
+                     "caller then runs as itself; NULL unless the session's role (SET ROLE, "
+                     "or login) may SELECT the table (a direct call learns nothing more)",
     "_engine_wait_as": "body of pgjobs._engine_wait; pgjobs._enter, which calls it only for a "
                        "caller that sees a due queued delete or backfill: one fixed sentence",
 }
@@ -78,6 +81,7 @@ TARGET_CALLS = {
     "submit_items": """SELECT pgjobs.submit_items('custom', {t}, '1', '[{{"n": 1}}]')""",
     "visible": "SELECT count(*) FROM pgjobs.visible({t}, '1')",
     "visible_count": "SELECT pgjobs.visible_count({t}, '1')",
+    "_visible_page": "SELECT pgjobs._visible_page({t}, '1', NULL, 100)",
     "mask": "SELECT pgjobs.mask({t}, '1')",
     "preview": "SELECT pgjobs.preview({t}, '1')",
     "channel": "SELECT pgjobs.channel({t}, '1')",

@@ -65,6 +65,7 @@ NEEDS: dict[str, tuple[frozenset[str], bool] | None] = {
     "preview": (frozenset({"DELETE", "SELECT"}), False),
     "preview_backfill": (frozenset({"UPDATE", "SELECT"}), False),
     "_gate_holder": (frozenset({"SELECT"}), False),  # jobs as the caller (policy)
+    "_visible_page": (frozenset({"SELECT"}), False),  # NULL: nothing told either way
     "_row_security_confines": (frozenset({"SELECT"}), False),
 }
 
