@@ -173,3 +173,48 @@ def test_text_keys_page_alike_under_a_non_c_collation(
         assert seen != sorted(seen), seen  # (not the bytes' order: the collation counts)
         assert seen == list(scalar(admin, "SELECT array_agg(k ORDER BY k) FROM s_caller.w "
                                           "WHERE sc = %s", (scope,))), seen
+
+
+def test_a_partitioned_target_with_a_generated_scope_pages_as_the_full_way(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    """A partitioned parent registered, its scope a generated column, one
+    partition with row-level security on and a policy that hides its rows:
+    read through the parent, as PostgreSQL reads it (the partition's own
+    policies are not the parent's) and as the full way reads it."""
+    admin.execute("""
+        CREATE TABLE s_caller.p (id bigint NOT NULL, sc int GENERATED ALWAYS AS (id % 2) STORED,
+                                 created_at timestamptz NOT NULL DEFAULT now())
+            PARTITION BY RANGE (id);
+        CREATE TABLE s_caller.p1 PARTITION OF s_caller.p FOR VALUES FROM (0) TO (10);
+        CREATE TABLE s_caller.p2 PARTITION OF s_caller.p FOR VALUES FROM (10) TO (100);
+        CREATE INDEX ON s_caller.p (sc, id);
+        INSERT INTO s_caller.p (id) SELECT generate_series(1, 30);
+        ALTER TABLE s_caller.p2 ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY none_of_it ON s_caller.p2 USING (false);
+        SELECT pgjobs.register_target('s_caller.p', 'id', 'sc', 'created_at');
+        GRANT SELECT ON s_caller.p TO pgjobs_client;""")
+    reader = _reader(make_conn)
+    assert _answer(reader, PAGE, ("s_caller.p", "1", None, 1))[0] == "ok"
+    usual, full, calls = _short_ways(reader, ("s_caller.p", "1", "7", 100))
+    assert usual == full and calls == [0, 1], (usual, calls)
+    assert [r["id"] for r in usual[1]] == list(range(9, 31, 2)), usual  # type: ignore[union-attr]
+
+
+def test_session_authorization_is_judged_as_the_role_it_makes(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    """SET SESSION AUTHORIZATION after a read that kept the trust verdict:
+    the builder and the page judge the new session user, not the one that
+    kept it (the verdict is of the table, never of a role's rights)."""
+    session = make_conn()
+    session.execute("SET track_functions = 'all'")  # (counts which way was taken)
+    assert _answer(session, PAGE, ("s_caller.t", "1", None, 1))[0] == "ok"
+    session.execute(f"SET SESSION AUTHORIZATION {base.OWNER}")
+    assert scalar(session, DIRECT, ("s_caller.t", "1", None, 10)) is None
+    answer = _answer(session, PAGE, ("s_caller.t", "1", None, 10))
+    assert answer[0] == "42501" and base.OWNER in str(answer[1]), answer
+    session.execute("RESET SESSION AUTHORIZATION")
+    session.execute(f"SET SESSION AUTHORIZATION {base.READER}")
+    assert _answer(session, PAGE, ("s_caller.t", "1", None, 1))[0] == "ok"
+    usual, full, calls = _short_ways(session, ("s_caller.t", "1", None, 10))
+    assert usual == full and calls == [0, 1] and len(usual[1]) == 10, (usual, calls)  # type: ignore[arg-type]
+    session.execute("RESET SESSION AUTHORIZATION")
