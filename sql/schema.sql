@@ -12022,13 +12022,17 @@ BEGIN
     END;
     IF v_total > v_max AND p_add > 0
        AND NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        -- What was counted (the bytes this call adds and of what), what the
+        -- client keeps already, the room left and the setting, in one line.
         RAISE EXCEPTION 'role % would keep % bytes of inputs with this call (% bytes of % '
-                        'added to job %): a client may keep at most % bytes of items over all its '
-                        'jobs (fan-out items, exclude lists, payloads past 4096 bytes a job, '
-                        'import rejects), the most an administrator allows',
+                        'added to job %; it keeps % bytes now, % left): a client may keep at '
+                        'most % bytes of items over all its jobs (max_item_bytes_per_client: '
+                        'fan-out items, exclude lists, payloads past 4096 bytes a job, import '
+                        'rejects, until its jobs are pruned), the most an administrator allows',
                         coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
                                    WHERE r.oid = v_submitter)::text, v_submitter::text),
-                        v_total, p_add, p_what, p_id, v_max
+                        v_total, p_add, p_what, p_id, v_total - p_add,
+                        greatest(v_max - (v_total - p_add), 0), v_max
             USING ERRCODE = '55006',
             HINT = format('%s, let finished jobs be pruned (pgjobs.prune), or ask an '
                           'administrator to raise the ceiling with '
@@ -26742,12 +26746,14 @@ BEGIN
                                     'keeps (items, exclude lists, payloads, rejects) past the '
                                     'ceiling of %s bytes an administrator set for clients '
                                     '(max_item_bytes_per_client; import %s keeps %s bytes of '
-                                    'rejects); it was rejected for: %s',
+                                    'rejects, and %s bytes were left to the client as this '
+                                    'batch began); it was rejected for: %s',
                                     v_first_bytes ->> 'line', v_job.submitted_by,
                                     coalesce((pgjobs._defaults()
                                               ->> 'max_item_bytes_per_client')::bigint,
                                              1073741824),
-                                    p_id, v_bytes, v_first_bytes ->> 'reason'),
+                                    p_id, v_bytes, greatest(v_client_room, 0),
+                                    v_first_bytes ->> 'reason'),
                     'state', '22000',  -- fails the job, as past max_reject_bytes_per_job
                     'hint', 'Fix the records listed in pgjobs.import_rejects and the rejects '
                             'object (or leave them out of the source), let finished jobs be '

@@ -22,6 +22,7 @@ forced with locks, never timed).
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -435,6 +436,11 @@ def test_an_imports_rejects_past_the_clients_ceiling_fail_it(
         assert row["error"].startswith(f"line {found[KEPT][0]}:"), row["error"]
         assert "max_item_bytes_per_client" in row["error"], row["error"]
         assert HINT in row["error"], row["error"]
+        # It says the room the client had left (h142): the ceiling less the
+        # rejects of the batches committed before the failing one.
+        left = re.search(r"and (\d+) bytes were left to the client", row["error"])
+        assert left, row["error"]
+        assert ceiling - sum(b for _, b in found[:KEPT]) <= int(left.group(1)) <= ceiling
         # Exactly the rejects that fit are kept, and counted.
         assert _rejects(conn, job_id) == found[:KEPT]
         assert _total(conn, role) == sum(b for _, b in found[:KEPT]) <= ceiling

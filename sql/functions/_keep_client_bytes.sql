@@ -63,13 +63,17 @@ BEGIN
     END;
     IF v_total > v_max AND p_add > 0
        AND NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        -- What was counted (the bytes this call adds and of what), what the
+        -- client keeps already, the room left and the setting, in one line.
         RAISE EXCEPTION 'role % would keep % bytes of inputs with this call (% bytes of % '
-                        'added to job %): a client may keep at most % bytes of items over all its '
-                        'jobs (fan-out items, exclude lists, payloads past 4096 bytes a job, '
-                        'import rejects), the most an administrator allows',
+                        'added to job %; it keeps % bytes now, % left): a client may keep at '
+                        'most % bytes of items over all its jobs (max_item_bytes_per_client: '
+                        'fan-out items, exclude lists, payloads past 4096 bytes a job, import '
+                        'rejects, until its jobs are pruned), the most an administrator allows',
                         coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
                                    WHERE r.oid = v_submitter)::text, v_submitter::text),
-                        v_total, p_add, p_what, p_id, v_max
+                        v_total, p_add, p_what, p_id, v_total - p_add,
+                        greatest(v_max - (v_total - p_add), 0), v_max
             USING ERRCODE = '55006',
             HINT = format('%s, let finished jobs be pruned (pgjobs.prune), or ask an '
                           'administrator to raise the ceiling with '

@@ -920,12 +920,14 @@ BEGIN
                                     'keeps (items, exclude lists, payloads, rejects) past the '
                                     'ceiling of %s bytes an administrator set for clients '
                                     '(max_item_bytes_per_client; import %s keeps %s bytes of '
-                                    'rejects); it was rejected for: %s',
+                                    'rejects, and %s bytes were left to the client as this '
+                                    'batch began); it was rejected for: %s',
                                     v_first_bytes ->> 'line', v_job.submitted_by,
                                     coalesce((pgjobs._defaults()
                                               ->> 'max_item_bytes_per_client')::bigint,
                                              1073741824),
-                                    p_id, v_bytes, v_first_bytes ->> 'reason'),
+                                    p_id, v_bytes, greatest(v_client_room, 0),
+                                    v_first_bytes ->> 'reason'),
                     'state', '22000',  -- fails the job, as past max_reject_bytes_per_job
                     'hint', 'Fix the records listed in pgjobs.import_rejects and the rejects '
                             'object (or leave them out of the source), let finished jobs be '
