@@ -35,8 +35,8 @@ AS $$
 --   max_reject_bytes_per_job (integer, only when stored; else 16777216): the
 --   bytes of rejects a client's import may keep (pgjobs.import_batch);
 --   max_item_bytes_per_client (integer, only when stored; else 1073741824):
---   the bytes of items a client may keep over all its fan-out jobs
---   (pgjobs._items_add);
+--   the bytes of inputs a client may keep over all its jobs (items,
+--   exclude lists, payloads past 4096 bytes, rejects: pgjobs._keep_client_bytes);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).

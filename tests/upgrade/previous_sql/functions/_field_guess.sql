@@ -97,21 +97,23 @@ BEGIN
     -- point: "sta<U+200B>tus" and "status" look the same in print. The name
     -- meant comes from the rows: printed raw, a key with an invisible
     -- character read exactly like the name written, and one with a newline
-    -- or quote could write lines of its own into the hint.
+    -- or quote could write lines of its own into the hint. Each is clipped
+    -- first (pgjobs._clipped).
     RETURN format('Did you mean document field "%s", not "%s"? ',
                   (SELECT string_agg(CASE WHEN ascii(c.ch) BETWEEN 32 AND 126 AND c.ch <> '"'
                                           THEN c.ch
                                           ELSE format('<U+%s>',
                                                       upper(lpad(to_hex(ascii(c.ch)), 4, '0')))
                                      END, '' ORDER BY c.n)
-                     FROM regexp_split_to_table(
-                              array_to_string(v_parts[1:cardinality(v_parts) - 1] || v_best, '.'),
+                     FROM regexp_split_to_table(pgjobs._clipped(
+                              array_to_string(v_parts[1:cardinality(v_parts) - 1] || v_best, '.')),
                               '') WITH ORDINALITY AS c(ch, n)),
                   (SELECT string_agg(CASE WHEN ascii(c.ch) BETWEEN 32 AND 126 AND c.ch <> '"'
                                           THEN c.ch
                                           ELSE format('<U+%s>',
                                                       upper(lpad(to_hex(ascii(c.ch)), 4, '0')))
                                      END, '' ORDER BY c.n)
-                     FROM regexp_split_to_table(p_path, '') WITH ORDINALITY AS c(ch, n)));
+                     FROM regexp_split_to_table(pgjobs._clipped(p_path), '')
+                          WITH ORDINALITY AS c(ch, n)));
 END
 $$;

@@ -47,6 +47,8 @@ DECLARE
     v_grant_hint text;
     v_columns jsonb;
     v_compiled text;
+    v_kept bigint;
+    v_counted pgjobs.jobs;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
@@ -197,6 +199,29 @@ BEGIN
            pg_current_xact_id()
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
+    -- What the job keeps as given past a small allowance (its payload and
+    -- options, up to 1 MiB and more, and the predicate and assignments
+    -- compiled from them, times the jobs a client may keep) counts toward
+    -- the client's max_item_bytes_per_client with its items, exclude lists
+    -- and rejects (pgjobs._job_input_bytes, pgjobs._keep_client_bytes).
+    -- The first 4096 bytes of each job are held by max_jobs_kept_per_client
+    -- instead: a common submit counts nothing and takes no lock. A
+    -- delete's predicate is counted by pgjobs._submit_delete_as once it is
+    -- in its final form (a long exclude list leaves it for
+    -- pgjobs.job_exclusions, counted there, and not twice here), with its
+    -- survivors: here its row counts without it.
+    v_counted := v_job;
+    IF p_kind = 'delete' THEN
+        v_counted.predicate := NULL;
+    END IF;
+    v_kept := pgjobs._job_input_bytes(v_counted);
+    IF v_kept > 0 THEN
+        PERFORM pgjobs._keep_client_bytes(
+            v_job.id, v_kept, 'payload',
+            'Keep large inputs in a table or object storage and pass a reference in the '
+            'payload');
+        v_job.kept_bytes := v_kept;
+    END IF;
     RETURN v_job;
 END
 $$;

@@ -33,7 +33,8 @@ SELECT d.name, d.low, d.high, d.description
     (10, 'max_reject_bytes_per_job', 1, 2147483647,
      'the most bytes of rejects a client''s import may keep'),
     (11, 'max_item_bytes_per_client', 1, 2147483647,
-     'the most bytes of items a client may keep over all its fan-out jobs')
+     'the most bytes of inputs a client may keep over all its jobs (items, '
+     'exclude lists, payloads past 4096 bytes, import rejects)')
   ) AS d(ord, name, low, high, description)
  ORDER BY d.ord;
 $$;

@@ -24,11 +24,10 @@ AS $$
 -- once here): 1 MiB items times max_items_per_job would be 100 GB a job.
 -- And 55006 when the job's submitter would hold more than set_defaults'
 -- max_item_bytes_per_client bytes (else 1073741824, 1 GiB) of items over
--- all its kept jobs (the item_bytes of its jobs of every status until
--- pgjobs.prune, jobs_client_item_bytes_idx of migration 0135): a client's
+-- all its kept jobs with every other input it keeps (a running total,
+-- pgjobs._keep_client_bytes, which every such input passes): a client's
 -- max_jobs_kept_per_client jobs of 64 MiB each would be TBs of job_items,
--- one tenant filling the database's disk (pgjobs._require_client_item_room,
--- which a delete's exclude list passes too).
+-- one tenant filling the database's disk.
 -- Nothing is added when any of them is raised. Returns the number added.
 -- Locks: the job row (already the caller's, so two calls adding to one job
 -- count one after the other).
@@ -95,11 +94,11 @@ BEGIN
                               v_max);
         END IF;
     END IF;
-    IF NOT v_admin THEN
-        PERFORM pgjobs._require_client_item_room(
-            p_id, v_bytes, v_add_bytes,
-            'Keep large inputs in a table or object storage and pass a reference in each item');
-    END IF;
+    -- Counted for the job's submitter whoever adds them (an administrator's
+    -- call too, which is not refused): pgjobs._keep_client_bytes.
+    PERFORM pgjobs._keep_client_bytes(
+        p_id, v_add_bytes, 'fan-out items',
+        'Keep large inputs in a table or object storage and pass a reference in each item');
     INSERT INTO pgjobs.job_items (job_id, payload)
     SELECT p_id, e.value
       FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)

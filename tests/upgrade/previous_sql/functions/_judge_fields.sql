@@ -68,9 +68,10 @@ BEGIN
     SELECT CASE WHEN s.relative_path IS NOT NULL
                 THEN format('Paths are relative to column %I, and white space around a name '
                             'is part of it: write "%s", not "%s". ',
-                            p_reg.document_column, s.relative_path, x.u)
+                            p_reg.document_column, pgjobs._clipped(s.relative_path),
+                            pgjobs._clipped(x.u))
                 ELSE format('Did you mean column "%s"? Names are compared exactly (case and '
-                            'white space around a name count). ', s.column_name)
+                            'white space around a name count). ', pgjobs._clipped(s.column_name))
            END
       INTO v_guess
       FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
@@ -94,9 +95,8 @@ BEGIN
     END IF;
     IF v_check.p_complete THEN
         RAISE EXCEPTION 'the % names document field %, which no row of scope % has',
-            p_what, array_to_string(ARRAY(SELECT format('"%s"', u)
-                                            FROM unnest(v_check.p_unknown) u), ', '),
-            quote_literal(p_scope)
+            p_what, pgjobs._quoted_fields(v_check.p_unknown),
+            quote_literal(pgjobs._clipped(p_scope))
             USING ERRCODE = '22023',
             HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
                           'nested ones a.b.c, in column %I). If the field is meant to be '
@@ -105,9 +105,8 @@ BEGIN
     END IF;
     RAISE EXCEPTION 'the % names document field %, which none of the first % rows of scope % '
                     'has', p_what,
-        array_to_string(ARRAY(SELECT format('"%s"', u)
-                                FROM unnest(v_check.p_unknown) u), ', '),
-        v_check.p_rows_read, quote_literal(p_scope)
+        pgjobs._quoted_fields(v_check.p_unknown),
+        v_check.p_rows_read, quote_literal(pgjobs._clipped(p_scope))
         USING ERRCODE = '22023',
         HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
                       'nested ones a.b.c, in column %I). pgjobs looks for a field in at most 1000000 rows of the '

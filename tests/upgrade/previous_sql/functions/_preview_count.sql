@@ -104,8 +104,8 @@ BEGIN
         v_stuck := pgjobs._cursor_stuck(p_reg.target, p_reg.key_column, v_key_type, v_after,
                                         v_upper);
         IF v_stuck IS NOT NULL THEN
-            RAISE EXCEPTION 'the preview''s count of scope % of %: %', quote_literal(p_scope),
-                p_reg.target, v_stuck
+            RAISE EXCEPTION 'the preview''s count of scope % of %: %',
+                quote_literal(pgjobs._clipped(p_scope)), p_reg.target, v_stuck
                 USING ERRCODE = '22000',
                 HINT = 'Register the table with a key of a type whose text reads back as the '
                        'same value (bigint, text, uuid).';

@@ -22,6 +22,7 @@ AS $$
 -- user meant to keep went with the rest; it is refused with 22023 naming
 -- such keys (the first 10, in the order given), unless p_options says
 -- {"allow_unknown_keys": true} (validated here: a boolean, 22023 otherwise).
+-- Each key and the scope are quoted clipped (pgjobs._clipped).
 -- Only the scope's own rows are read, so the message is the same for a key
 -- of another scope and a key of no row (never a probe of other tenants'
 -- keys); the scope is checked against pgjobs.allowed_scopes first (42501).
@@ -61,8 +62,9 @@ BEGIN
     END IF;
     RAISE EXCEPTION 'exclude names % that no row of scope % has: %',
         CASE WHEN v_count = 1 THEN 'a key' ELSE format('%s keys', v_count) END,
-        quote_literal(p_scope),
-        array_to_string(ARRAY(SELECT to_jsonb(k)::text FROM unnest(v_unknown) k), ', ')
+        quote_literal(pgjobs._clipped(p_scope)),
+        array_to_string(ARRAY(SELECT to_jsonb(pgjobs._clipped(k))::text
+                                FROM unnest(v_unknown) k), ', ')
         || CASE WHEN v_count > 10 THEN format(' and %s more', v_count - 10) ELSE '' END
         USING ERRCODE = '22023',
         HINT = 'An excluded key keeps a row only if it is the key of a row of this scope, '

@@ -72,7 +72,7 @@ BEGIN
     LOOP
         v_ref := 's.d';
         IF v_columns ? v_check.path THEN
-            v_what := format('column "%s"', v_check.path);
+            v_what := format('column "%s"', pgjobs._clipped(v_check.path));
             -- As the filter reads it: a json column through
             -- pgjobs._json_as_jsonb (a value jsonb refuses is a string).
             v_rows := format('(SELECT %s AS d FROM %s t WHERE t.%I '
@@ -91,7 +91,7 @@ BEGIN
             FOREACH v_seg IN ARRAY string_to_array(v_check.path, '.') LOOP
                 v_ref := v_ref || format(' OPERATOR(pg_catalog.->) %L::pg_catalog.text', v_seg);
             END LOOP;
-            v_what := format('document field "%s"', v_check.path);
+            v_what := format('document field "%s"', pgjobs._clipped(v_check.path));
             v_rows := format('(SELECT t.%I AS d FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s '
                              'LIMIT %s) s', p_reg.document_column, p_reg.target,
                              p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope), v_limit);
@@ -120,8 +120,8 @@ BEGIN
                    INTO v_which;
                 RAISE EXCEPTION 'filter compares % with % % value, and % '
                                 'of scope % holds % % there (they hold: %)', v_what,
-                                v_article, v_check.types[i], v_which, p_scope, v_article,
-                                v_check.types[i], array_to_string(v_held, ', ')
+                                v_article, v_check.types[i], v_which, pgjobs._clipped(p_scope),
+                                v_article, v_check.types[i], array_to_string(v_held, ', ')
                     USING ERRCODE = '22023',
                     HINT = format('As written ($ne, $nin, or under $not) the comparison excludes '
                                   'no row that has the field, so the job would take all of '
@@ -168,9 +168,11 @@ BEGIN
                                v_rows)
                    INTO v_which;
                 RAISE EXCEPTION 'filter compares % with %, and % of scope % holds % % at '
-                                '% (%)', v_what, left(v_pos.operand::text, 200), v_which, p_scope,
+                                '% (%)', v_what, pgjobs._clipped(v_pos.operand::text), v_which,
+                                pgjobs._clipped(p_scope),
                                 v_article, v_pos.json_type,
-                                regexp_replace(v_check.path || v_pos.shown, '[[:cntrl:]]', '?', 'g'),
+                                regexp_replace(pgjobs._clipped(v_check.path || v_pos.shown),
+                                               '[[:cntrl:]]', '?', 'g'),
                                 CASE WHEN v_held IS NULL THEN 'no row has it there'
                                      ELSE 'they hold: ' || array_to_string(v_held, ', ') END
                     USING ERRCODE = '22023',

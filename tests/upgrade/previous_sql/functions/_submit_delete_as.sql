@@ -31,7 +31,7 @@ AS $$
 -- (22023). SECURITY DEFINER for pgjobs_client: the caller needs DELETE on
 -- the target (42501). A client whose exclude list kept in
 -- pgjobs.job_exclusions would pass max_item_bytes_per_client raises 55006
--- (pgjobs._require_client_item_room). Returns the job id.
+-- (pgjobs._keep_client_bytes). Returns the job id.
 DECLARE
     v_reg pgjobs.target_registry;
     v_selection record;
@@ -100,17 +100,15 @@ BEGIN
     -- plan the same short text whatever the list's length.
     -- Its bytes are the job's item_bytes, held for a client to
     -- max_item_bytes_per_client over all its jobs with its fan-out items
-    -- (pgjobs._require_client_item_room, before anything is written): up to
+    -- (pgjobs._keep_client_bytes): up to
     -- 100,000 keys of any length a job, times the jobs a client may keep,
     -- was TBs of job_exclusions. The job row is this call's own.
     IF v_selection.survivors ->> 'exclusions' = 'table' THEN
         v_exclude_bytes := (SELECT coalesce(sum(octet_length(k)), 0)
                               FROM (SELECT DISTINCT k FROM unnest(v_selection.keys) k) d);
-        IF NOT pg_has_role(p_caller, 'pgjobs_admin', 'MEMBER') THEN
-            PERFORM pgjobs._require_client_item_room(
-                v_job.id, 0, v_exclude_bytes,
-                'Exclude rows with a filter instead, e.g. {"$not": {...}}');
-        END IF;
+        PERFORM pgjobs._keep_client_bytes(
+            v_job.id, v_exclude_bytes, 'an exclude list',
+            'Exclude rows with a filter instead, e.g. {"$not": {...}}');
         INSERT INTO pgjobs.job_exclusions (job_id, key)
         SELECT DISTINCT v_job.id, k FROM unnest(v_selection.keys) k;
         UPDATE pgjobs.jobs j SET item_bytes = v_exclude_bytes WHERE j.id = v_job.id;
@@ -121,8 +119,18 @@ BEGIN
     -- What the delete can leave of its scope, as data: the read path's
     -- short cut past it (pgjobs._mask_candidates) is built from this, not
     -- parsed back out of the predicate's text.
+    -- The row's inputs in their final form (the predicate, the survivors
+    -- with a short list's keys), which pgjobs._insert_job_row left out of
+    -- its count: the difference, none for a common delete (no lock).
     UPDATE pgjobs.jobs j SET survivors = v_selection.survivors, predicate = v_selection.predicate
-     WHERE j.id = v_job.id;
+     WHERE j.id = v_job.id
+    RETURNING pgjobs._job_input_bytes(j) - coalesce(v_job.kept_bytes, 0) INTO v_exclude_bytes;
+    IF v_exclude_bytes <> 0 THEN
+        PERFORM pgjobs._keep_client_bytes(
+            v_job.id, v_exclude_bytes, 'payload',
+            'Keep large inputs in a table or object storage and pass a reference in the '
+            'payload; exclude rows with a filter instead, e.g. {"$not": {...}}');
+    END IF;
     RETURN pgjobs._leave(v_job.id);
 END
 $$;

@@ -97,7 +97,7 @@ BEGIN
         v_stuck := pgjobs._cursor_stuck(p_reg.target, p_reg.key_column, v_key_type, p_last,
                                         v_upper);
         IF v_stuck IS NOT NULL THEN
-            RAISE EXCEPTION 'the typo guard''s walk of scope % of %: %', quote_literal(p_scope),
+            RAISE EXCEPTION 'the typo guard''s walk of scope % of %: %', quote_literal(pgjobs._clipped(p_scope)),
                 p_reg.target, v_stuck
                 USING ERRCODE = '22000',
                 HINT = 'Register the table with a key of a type whose text reads back as the '

@@ -75,6 +75,8 @@ DECLARE
     v_rejected bigint;
     v_allowed bigint;
     v_max_bytes bigint;
+    v_client_room bigint;
+    v_client_bound boolean := false;
     v_bytes bigint;
     v_batch_bytes bigint := 0;
     v_first_bytes jsonb;
@@ -212,6 +214,28 @@ BEGIN
                              AND a.rolname = v_job.submitted_by)), false) THEN
         v_max_bytes := coalesce((pgjobs._defaults() ->> 'max_reject_bytes_per_job')::bigint,
                                 16777216);
+        -- And the submitter's room under max_item_bytes_per_client, which
+        -- its rejects count toward with its payloads, items and exclude
+        -- lists (pgjobs._count_reject_bytes adds them as they are written).
+        -- Past it the job fails as past max_reject_bytes_per_job, naming it.
+        -- Read without a lock: every batch of a client's imports (one
+        -- client role may submit for many scopes) locking the client's
+        -- total until its commit ran them one at a time, with no reject
+        -- written. Only a batch that writes rejects locks the total (the
+        -- trigger's update). So two batches of one client writing rejects
+        -- at the same moment may each use the room read before either
+        -- committed: the total passes the ceiling by at most what those
+        -- batches keep, each within max_reject_bytes_per_job.
+        SELECT coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint,
+                        1073741824)
+               - coalesce((SELECT l.kept_bytes FROM pgjobs.client_room_locks l
+                            WHERE l.submitter_oid = v_job.submitted_by_oid), 0)
+          INTO v_client_room
+         WHERE v_job.submitted_by_oid IS NOT NULL;
+        IF v_bytes + greatest(coalesce(v_client_room, v_max_bytes), 0) < v_max_bytes THEN
+            v_max_bytes := v_bytes + greatest(v_client_room, 0);
+            v_client_bound := true;
+        END IF;
     END IF;
 
     -- (The staging table is the session's, made by pgjobs.import_prepare:
@@ -890,6 +914,27 @@ BEGIN
            AND v_max > 0  -- max_rejects 0: the error names the one bad record
         ON CONFLICT DO NOTHING;
         IF v_first IS NULL THEN
+            IF v_client_bound THEN
+                RETURN jsonb_build_object('status', 'rejected',
+                    'error', format('line %s: its rejected record would bring the bytes role %s '
+                                    'keeps (items, exclude lists, payloads, rejects) past the '
+                                    'ceiling of %s bytes an administrator set for clients '
+                                    '(max_item_bytes_per_client; import %s keeps %s bytes of '
+                                    'rejects, and %s bytes were left to the client as this '
+                                    'batch began); it was rejected for: %s',
+                                    v_first_bytes ->> 'line', v_job.submitted_by,
+                                    coalesce((pgjobs._defaults()
+                                              ->> 'max_item_bytes_per_client')::bigint,
+                                             1073741824),
+                                    p_id, v_bytes, greatest(v_client_room, 0),
+                                    v_first_bytes ->> 'reason'),
+                    'state', '22000',  -- fails the job, as past max_reject_bytes_per_job
+                    'hint', 'Fix the records listed in pgjobs.import_rejects and the rejects '
+                            'object (or leave them out of the source), let finished jobs be '
+                            'pruned (pgjobs.prune), then pgjobs.retry(id) resumes after the last '
+                            'committed batch; or ask an administrator to raise the ceiling with '
+                            'pgjobs.set_defaults(''{"max_item_bytes_per_client": N}'').');
+            END IF;
             RETURN jsonb_build_object('status', 'rejected',
                 'error', format('line %s: its rejected record would bring the rejects import %s '
                                 'keeps to %s bytes, past the ceiling of %s bytes an '

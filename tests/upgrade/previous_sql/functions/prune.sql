@@ -47,6 +47,7 @@ DECLARE
     v_trimmed bigint := 0;
     v_scope_locks bigint;
     v_client_room_locks bigint;
+    v_held oid[];
     v_pauses integer;
     -- pg_cron's own relations, read as found (by oid), never by name.
     v_runs regclass := pgjobs._cron_relation('job_run_details');
@@ -65,9 +66,32 @@ BEGIN
     -- Writing jobs a client paused longer than max_client_pause: canceled.
     v_pauses := pgjobs._expire_client_pauses();
 
+    -- The running totals of the clients whose jobs it deletes with bytes
+    -- counted (pgjobs._give_back_kept_bytes gives them back): locked first,
+    -- in submitter order, skipping any a transaction holds, and only those
+    -- clients' counted jobs deleted. A client's transaction that holds its
+    -- total (a large submit) and then locks one of its finished jobs
+    -- (cancel, retry) would otherwise wait for prune while prune, holding
+    -- that job, waited for its total: a deadlock (40P01). prune waits for
+    -- no client; their jobs go at its next call.
+    SELECT coalesce(array_agg(h.submitter_oid), '{}') INTO v_held
+      FROM (SELECT l.submitter_oid FROM pgjobs.client_room_locks l
+             WHERE l.submitter_oid IN (SELECT c.submitted_by_oid
+                                         FROM (SELECT d.submitted_by_oid, d.kept_bytes
+                                                 FROM pgjobs.jobs d
+                                                WHERE d.finished_at < now() - p_retention
+                                                ORDER BY d.finished_at
+                                                LIMIT v_batch) c  -- the jobs it deletes
+                                        WHERE c.kept_bytes <> 0)
+             ORDER BY l.submitter_oid
+               FOR NO KEY UPDATE SKIP LOCKED) h;
+
     WITH doomed AS (
         SELECT d.id FROM pgjobs.jobs d
          WHERE d.finished_at < now() - p_retention
+           AND (coalesce(d.kept_bytes, 0) = 0 OR d.submitted_by_oid = ANY (v_held)
+                OR NOT EXISTS (SELECT FROM pgjobs.client_room_locks l
+                                WHERE l.submitter_oid = d.submitted_by_oid))
          ORDER BY d.finished_at
          LIMIT v_batch
            FOR UPDATE SKIP LOCKED
@@ -232,8 +256,11 @@ BEGIN
     -- Likewise a client's row of pgjobs.client_room_locks (its ceilings'
     -- lock, pgjobs._lock_client_room: made the first time the client came
     -- near a ceiling or submitted two jobs in one transaction, and kept):
-    -- deleted once the client keeps no job (all pruned above) or its role
-    -- is gone, skipping any a transaction holds. A transaction of the
+    -- deleted once the client keeps no job (all pruned above), or its role
+    -- is gone and its jobs count no bytes (a running total of kept jobs is
+    -- kept with them: deleted, it would not be given back, and a role
+    -- created under the oid would start from 0 beside jobs that count),
+    -- skipping any a transaction holds. A transaction of the
     -- client that has jobs not yet committed holds its row (at least
     -- shared), so none is deleted under it; one that comes after makes it
     -- again when it needs it.
@@ -241,8 +268,9 @@ BEGIN
      WHERE l.ctid IN (SELECT c.ctid FROM pgjobs.client_room_locks c
                        WHERE NOT EXISTS (SELECT FROM pgjobs.jobs j
                                           WHERE j.submitted_by_oid = c.submitter_oid)
-                          OR NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
-                                          WHERE r.oid = c.submitter_oid)
+                          OR (c.kept_bytes = 0
+                              AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
+                                               WHERE r.oid = c.submitter_oid))
                        LIMIT v_batch
                          FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS v_client_room_locks = ROW_COUNT;

@@ -54,11 +54,13 @@ AS $$
 --   pgjobs.prune deletes them: 55006 beyond it at a submit
 --   (pgjobs._require_client_kept_room).
 --   max_item_bytes_per_client (integer 1..2147483647, default
---   1073741824, 1 GiB): the most bytes of items such a submitter may keep
---   over all its fan-out jobs of every status (until pgjobs.prune deletes
---   them), by the same calls, with the exclude lists of more than 100 keys
---   of its deletes (pgjobs.job_exclusions): 55006 beyond it
---   (pgjobs._require_client_item_room).
+--   1073741824, 1 GiB): the most bytes of inputs such a submitter may keep
+--   over all its jobs of every status (until pgjobs.prune deletes them):
+--   fan-out items, the exclude lists of more than 100 keys of its deletes
+--   (pgjobs.job_exclusions), each job's payload, options and compiled
+--   filter past 4096 bytes, and its imports' rejects: 55006 beyond it
+--   (pgjobs._keep_client_bytes, a running total per client; an import
+--   whose rejects would pass it fails).
 --   max_reject_bytes_per_job (integer 1..2147483647, default 16777216, 16
 --   MiB): the most bytes of rejects (pgjobs.import_rejects: octet_length of
 --   each reject's reason plus of its record as kept) an import submitted by
@@ -165,10 +167,10 @@ COMMENT ON FUNCTION pgjobs.set_defaults(jsonb) IS
 'max_item_bytes_per_job (the most bytes of items, as the JSON text of the arrays given, such a '
 'submitter may give one fan-out job over the same calls, 1 to 2147483647, default 67108864 '
 '(64 MiB): beyond it 55006); '
-'max_item_bytes_per_client (the most bytes of items such a submitter may keep over all its '
-'fan-out jobs, with the exclude lists of more than 100 keys of its deletes, finished ones too '
-'until pgjobs.prune deletes them, 1 to 2147483647, default 1073741824 (1 GiB): beyond it '
-'55006); '
+'max_item_bytes_per_client (the most bytes of inputs such a submitter may keep over all its '
+'jobs, finished ones too until pgjobs.prune deletes them: fan-out items, the exclude lists of '
+'more than 100 keys of its deletes, payloads past 4096 bytes a job, import rejects; 1 to '
+'2147483647, default 1073741824 (1 GiB): beyond it 55006); '
 'max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to '
 '1000000, default 1000: above it the submit raises 22023); '
 'max_jobs_kept_per_client (the most jobs of every kind and status, finished ones too until '

@@ -37,6 +37,9 @@ BEGIN
                              '_submit_export_as', '_submit_import_as', '_submit_items_as',
                              '_add_items_as', '_cancel_as', '_mask_as',
                              '_visible_as',
+                             -- pgjobs.visible's short way: NULL unless the
+                             -- session's role may SELECT the table
+                             '_visible_page',
                              '_visible_count_as', '_channel_as',
                              '_pause_as', '_resume_as', '_retry_as',
                              'preview', '_preview_as',
