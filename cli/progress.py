@@ -58,8 +58,9 @@ class Waits:
     in one line per cause once it ends (:meth:`lines`): spells held by a
     throttling signal (checkpoint.throttled: the reason, how many spells, how
     long), lock waits of its pages (checkpoint.lock_waits), attempts retried
-    from the checkpoint, runners it passed between (a budget's hand-back, a
-    lost lease), and time queued once followed. A demo job 15 s slower than
+    from the checkpoint, and runners it passed between (a budget's hand-back,
+    a lost lease). Not time queued: a job waits for a runner to take it, and
+    why (the gate, pg_cron's tick) is said while it waits. A demo job 15 s slower than
     its work (held while autovacuum vacuumed its table, h143) said nothing:
     checkpoint.throttled is dropped by the first page after the spell, and the
     `throttled` event is a NOTIFY a poller never hears."""
@@ -69,9 +70,6 @@ class Waits:
         self.held: dict[str, list[Any]] = {}
         self._spell: tuple[str, str] | None = None  # (cause, since) held now
         self._spell_from = 0.0
-        self._queued_from: float | None = None
-        self.queued_seconds = 0.0
-        self.waiting: str | None = None  # the latest reason a queued job gave
         self.lock_waits = 0
         self.first_attempts: int | None = None
         self.attempts = 0
@@ -100,13 +98,6 @@ class Waits:
             if spell is not None:
                 self._spell, self._spell_from = spell, now
                 self.held[spell[0]][1] += 1
-        if job["status"] == "queued":
-            if self._queued_from is None:
-                self._queued_from = now
-            self.waiting = str(job.get("waiting") or "") or self.waiting
-        elif self._queued_from is not None:
-            self.queued_seconds += now - self._queued_from
-            self._queued_from = None
         self.lock_waits = max(self.lock_waits, int(job.get("lock_waits") or 0))
         # Attempts as running rows count them (a claim adds one, a hand-back
         # takes it back): more than at the first running row seen is a retry.
@@ -130,9 +121,6 @@ class Waits:
         it did not wait)."""
         now = time.monotonic() if now is None else now
         self._end_spell(now)
-        if self._queued_from is not None:
-            self.queued_seconds += now - self._queued_from
-            self._queued_from = None
         out = [f"held {seconds:.1f} s in {spells} spell{'s' if spells != 1 else ''}: {reason}"
                for reason, spells, seconds in self.held.values()]
         if self.lock_waits:
@@ -147,9 +135,6 @@ class Waits:
             out.append(f"changed hands {len(self.workers) - 1} time"
                        f"{'s' if len(self.workers) != 2 else ''} (handed back at a budget's "
                        "end, or its lease lost), resumed from its checkpoint")
-        if self.queued_seconds >= 1.0:
-            out.append(f"queued {self.queued_seconds:.1f} s"
-                       + (f": {self.waiting}" if self.waiting else ""))
         return out
 
 

@@ -5,7 +5,8 @@ about 14 s) held its pages; checkpoint.throttled, the only trace, is dropped
 by the first page after the spell, and the `throttled` event is a NOTIFY a
 poller never hears. The demo and `pgjobs watch` / `--wait` now end a job with
 one line per cause (pgjobs.cli.progress.Waits): held spells by reason, lock
-waits, retries from the checkpoint, runners it passed between.
+waits, retries from the checkpoint, runners it passed between; not time
+queued.
 
 The hold here is an old transaction (max_xact_age): a signal a test can
 start and end. The transaction ends only once the follower has read a held
@@ -173,5 +174,4 @@ def test_waits_counts_spells_lock_waits_retries_and_hand_overs() -> None:
         "retried 1 time from its checkpoint after a failed attempt",
         "changed hands 1 time (handed back at a budget's end, or its lease lost), resumed "
         "from its checkpoint",
-        "queued 2.0 s: pg_cron's next tick",
-    ]
+    ]  # not the 2 s queued: waiting for a runner is no wait of the job's
