@@ -175,3 +175,27 @@ def test_waits_counts_spells_lock_waits_retries_and_hand_overs() -> None:
         "changed hands 1 time (handed back at a budget's end, or its lease lost), resumed "
         "from its checkpoint",
     ]  # not the 2 s queued: waiting for a runner is no wait of the job's
+
+
+def test_the_demo_vacuums_its_fill_and_counts_the_import_in_bytes(cluster_url: str,
+                                                                   tmp_path: Any) -> None:
+    """The fill's million inserts set off an autovacuum of the whole table a
+    minute later, in the middle of a demo job, which pause_on_autovacuum held
+    for all of it: the demo VACUUMs after the fill (a manual vacuum, counted).
+    The import's done counts bytes: its bar says bytes/s, not rows/s."""
+    from pgjobs.cli.demo import run_demo
+    from tests.support.databases import empty_database
+
+    with empty_database(cluster_url, "demo_waits") as dsn, \
+            psycopg.connect(dsn, autocommit=True) as conn:
+        out = io.StringIO()
+        outcomes = run_demo(dsn, 1000, f"file://{tmp_path}",
+                            console=Console(file=out, width=200))
+        assert [o.status for o in outcomes] == ["succeeded"] * 4
+        vacuums = conn.execute("SELECT vacuum_count FROM pg_stat_user_tables"
+                               " WHERE relid = 'demo.user_table_rows'::regclass").fetchone()
+        assert vacuums is not None and vacuums[0] >= 1
+        text = out.getvalue()
+        import_bar = [line for line in text.splitlines() if line.startswith("import ")]
+        assert import_bar and all("bytes/s" in line for line in import_bar), text
+        assert "waited" in text  # the summary's column
