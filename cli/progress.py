@@ -53,6 +53,91 @@ def note(job: dict[str, Any]) -> str | None:
     return str(waiting) if waiting else None
 
 
+class Waits:
+    """What a followed job waited on, gathered from its row at each poll, said
+    in one line per cause once it ends (:meth:`lines`): spells held by a
+    throttling signal (checkpoint.throttled: the reason, how many spells, how
+    long), lock waits of its pages (checkpoint.lock_waits), attempts retried
+    from the checkpoint, and runners it passed between (a budget's hand-back,
+    a lost lease). Not time queued: a job waits for a runner to take it, and
+    why (the gate, pg_cron's tick) is said while it waits. A demo job 15 s slower than
+    its work (held while autovacuum vacuumed its table, h143) said nothing:
+    checkpoint.throttled is dropped by the first page after the spell, and the
+    `throttled` event is a NOTIFY a poller never hears."""
+
+    def __init__(self) -> None:
+        # cause (the option a reason names) -> [latest reason, spells, seconds]
+        self.held: dict[str, list[Any]] = {}
+        self._spell: tuple[str, str] | None = None  # (cause, since) held now
+        self._spell_from = 0.0
+        self.lock_waits = 0
+        self.first_attempts: int | None = None
+        self.attempts = 0
+        self.workers: list[str] = []
+
+    @staticmethod
+    def _cause(reason: str) -> str:
+        """The option a throttle reason ends with, ``(pause_on_autovacuum)``, ``(max_wal_rate
+        67108864)``: one cause for every sample of a spell, whose numbers change."""
+        if reason.endswith(")") and "(" in reason:
+            return reason[reason.rindex("(") + 1:-1].split(" ")[0]
+        return reason
+
+    def see(self, job: dict[str, Any], now: float | None = None) -> None:
+        """One poll of the job's row (queries.GET_JOB), at ``now`` (monotonic)."""
+        now = time.monotonic() if now is None else now
+        throttled = job.get("throttled")
+        spell = None
+        if (job["status"] not in FINAL and isinstance(throttled, dict)
+                and throttled.get("reason")):
+            reason = str(throttled["reason"])
+            spell = (self._cause(reason), str(throttled.get("since")))
+            self.held.setdefault(spell[0], [reason, 0, 0.0])[0] = reason
+        if spell != self._spell:
+            self._end_spell(now)
+            if spell is not None:
+                self._spell, self._spell_from = spell, now
+                self.held[spell[0]][1] += 1
+        self.lock_waits = max(self.lock_waits, int(job.get("lock_waits") or 0))
+        # Attempts as running rows count them (a claim adds one, a hand-back
+        # takes it back): more than at the first running row seen is a retry.
+        attempts = int(job.get("attempts") or 0)
+        if job["status"] == "running" and self.first_attempts is None:
+            self.first_attempts = attempts
+        if job["status"] == "running" or self.first_attempts is not None:
+            self.attempts = max(self.attempts, attempts)
+        worker = job.get("worker")
+        if job["status"] == "running" and worker and (
+                not self.workers or self.workers[-1] != worker):
+            self.workers.append(str(worker))
+
+    def _end_spell(self, now: float) -> None:
+        if self._spell is not None:
+            self.held[self._spell[0]][2] += now - self._spell_from
+            self._spell = None
+
+    def lines(self, now: float | None = None) -> list[str]:
+        """One line per cause the job waited on since it was first seen (none:
+        it did not wait)."""
+        now = time.monotonic() if now is None else now
+        self._end_spell(now)
+        out = [f"held {seconds:.1f} s in {spells} spell{'s' if spells != 1 else ''}: {reason}"
+               for reason, spells, seconds in self.held.values()]
+        if self.lock_waits:
+            out.append(f"{self.lock_waits} lock wait{'s' if self.lock_waits != 1 else ''} on "
+                       "rows of its pages (each page rolled back and tried again: "
+                       "checkpoint.lock_waits)")
+        retried = 0 if self.first_attempts is None else self.attempts - self.first_attempts
+        if retried > 0:
+            out.append(f"retried {retried} time{'s' if retried != 1 else ''} from its "
+                       "checkpoint after a failed attempt")
+        if len(self.workers) > 1:
+            out.append(f"changed hands {len(self.workers) - 1} time"
+                       f"{'s' if len(self.workers) != 2 else ''} (handed back at a budget's "
+                       "end, or its lease lost), resumed from its checkpoint")
+        return out
+
+
 def left_unchanged(job: dict[str, Any]) -> str | None:
     """A succeeded backfill that left rows unchanged (result.skipped: set could
     not merge a field into a value that is no object, pgjobs._set_guard): the
@@ -207,8 +292,10 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, out: _Out) -> int
     last_plain = ""
     paused_said = False
     last_note: str | None = None
+    waits = Waits()
     try:
         while True:
+            waits.see(job)
             # Paused is not an end: keep following, but say why nothing moves.
             if job["status"] == "paused" and not paused_said:
                 out.note(f"job {job_id} is paused: `pgjobs resume {job_id}` continues it")
@@ -223,6 +310,8 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, out: _Out) -> int
                 left = left_unchanged(job)
                 if left:
                     click.echo(left, err=True)
+                for line in waits.lines():
+                    out.note(f"job {job_id} waited: {line}")
                 return FINAL[job["status"]]
             if deadline is not None and time.monotonic() >= deadline:
                 # Exit 3 alone would leave a piped `watch` of a job that sent no
@@ -260,10 +349,11 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, out: _Out) -> int
             bar.close()
 
 
-def bar_columns(title: str) -> list[ProgressColumn]:
+def bar_columns(title: str, unit: str = "rows") -> list[ProgressColumn]:
     """The columns of every job's bar (this module's and `pgjobs demo`'s): `title`
-    (a rich markup template), the bar, done/total, the task's `rate` field in rows/s,
-    elapsed and remaining time."""
+    (a rich markup template), the bar, done/total, the task's `rate` field in
+    `unit`/s (what the job's done counts: bytes for an import), elapsed and
+    remaining time."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -273,7 +363,8 @@ def bar_columns(title: str) -> list[ProgressColumn]:
     )
 
     return [TextColumn(title), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn(), TimeRemainingColumn()]
+            TextColumn("{task.fields[rate]} " + unit + "/s"), TimeElapsedColumn(),
+            TimeRemainingColumn()]
 
 
 class _Bar:
