@@ -49,7 +49,8 @@ this machine that this user may read, else ``-``). ``--phases`` adds, under
 each round, where each export's time went (submit, claim, up to the first
 COPY, the COPYs, the gaps between them, the tail after the last COPY), and for
 ``file://`` what the uploader thread spent beside them (its parts' pwrite and
-fdatasync, the hashing, the checkpoints), and each export's CPU split into
+fdatasync, the hashing, the checkpoints) and the CPU each cost (the parts'
+writes and hashing, their fdatasyncs, the read-back), and each export's CPU split into
 this process's and the cluster's, beside the round's COPY's (on busy cores
 wall time follows the CPU: where the gap is). ``--durable-copy`` adds, in each
 round, the plain COPY followed by one ``fdatasync`` of its file, and each
@@ -447,13 +448,22 @@ def phases() -> Iterator[dict[str, list[tuple[float, float]]]]:
                (export._Control, "heartbeat", "heartbeat")]
     originals = [getattr(owner, attr) for owner, attr, _ in wrapped]
 
+    # The CPU each one spent, kept as spans (0, seconds) under "<name> cpu": the
+    # calling thread's own (a part's write and its fdatasync run on two
+    # threads), the whole process's for the read-back (its runs on threads of
+    # their own, in the tail where the other threads wait).
+    clocks = {"read-back": time.process_time}
+
     def timing(func: Any, name: str) -> Any:
+        clock = clocks.get(name, time.thread_time)
+
         def call(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), clock()
             try:
                 return func(*args, **kwargs)
             finally:
                 spans.setdefault(name, []).append((started, time.perf_counter()))
+                spans.setdefault(f"{name} cpu", []).append((0.0, clock() - cpu))
         return call
 
     for (owner, attr, name), func in zip(wrapped, originals, strict=True):
@@ -508,7 +518,10 @@ def phased_export(dsn: str, scope: int, destination: str,
                  f"(pwrite {total('pwrite'):.2f}, fdatasync {total('fsync'):.2f}, "
                  "the rest the longer of the fdatasync and hashing the part and the "
                  "object), "
-                 f"{len(spans.get('heartbeat', []))} heartbeats {total('heartbeat'):.2f}")
+                 f"{len(spans.get('heartbeat', []))} heartbeats {total('heartbeat'):.2f}"
+                 f"\n{'':13}CPU: the parts {total('part cpu'):.2f} (pwrite "
+                 f"{total('pwrite cpu'):.2f}, the rest hashing), their fdatasyncs "
+                 f"{total('fsync cpu'):.2f}, the read-back {total('read-back cpu'):.2f}")
     return ended - started, outcome.result, line
 
 

@@ -61,8 +61,13 @@ class LocalUpload(Upload):
             with open(fd, "wb") as out:
                 if previous and state:
                     self._inherit(previous, int(state["size"]), out)
-                out.flush()
-                os.fsync(out.fileno())
+                    out.flush()
+                    os.fsync(out.fileno())
+                # A new file is not fsynced while it is empty: it holds nothing
+                # a crash could lose (a checkpoint of size 0 resumes as a start
+                # over), and its first part's fdatasync makes it durable with
+                # that part's bytes. One journal commit (about 4 ms here) less
+                # in the head of every export, before its first COPY.
         except BaseException as exc:
             # However the upload fails to begin (CannotResume, a copy that
             # failed, or the fence of the inherited file's removal refused: the
