@@ -78,7 +78,7 @@ BEGIN
             HINT = 'Submit the items as a new job with pgjobs.submit_items().';
     END IF;
     PERFORM pgjobs._items_array(p_items, false);  -- 22023: not an array
-    RETURN pgjobs._leave(pgjobs._items_add(p_id, p_items));
+    RETURN pgjobs._leave(pgjobs._items_add(p_id, p_items, false));
 END
 $$;
 
@@ -10512,7 +10512,7 @@ BEGIN
         PERFORM pgjobs._keep_client_bytes(
             v_job.id, v_kept, 'payload',
             'Keep large inputs in a table or object storage and pass a reference in the '
-            'payload');
+            'payload', true);
         v_job.kept_bytes := v_kept;
     END IF;
     RETURN v_job;
@@ -10643,10 +10643,10 @@ ALTER FUNCTION pgjobs._interval_fixed(p_interval interval) OWNER TO SUPERUSER;
 COMMENT ON FUNCTION pgjobs._interval_fixed(p_interval interval) IS 'Whether an interval has no month or year part (a fixed length of time: its comparisons, its epoch and now() plus it agree); the rule of the lease, page_delay and max_xact_age options and of a claim''s lease.';
 
 --
--- Name: _items_add(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _items_add(bigint, jsonb, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) RETURNS integer
+CREATE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb, p_new boolean DEFAULT false) RETURNS integer
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -10676,6 +10676,9 @@ CREATE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) RETURNS integer
 -- max_jobs_kept_per_client jobs of 64 MiB each would be TBs of job_items,
 -- one tenant filling the database's disk.
 -- Nothing is added when any of them is raised. Returns the number added.
+-- p_new: job p_id is the one this call submits (pgjobs.submit_items), rolled
+-- back with a refusal, so the errors name it "the job being submitted",
+-- not by an id that will never exist; pgjobs.add_items names the job's id.
 -- Locks: the job row (already the caller's, so two calls adding to one job
 -- count one after the other).
 DECLARE
@@ -10687,14 +10690,15 @@ DECLARE
     v_bytes bigint;
     v_add_bytes bigint := octet_length(p_items::text);
     v_admin boolean := pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER');
+    v_job text := CASE WHEN p_new THEN 'the job being submitted' ELSE 'job ' || p_id END;
 BEGIN
     IF NOT v_admin THEN
         v_max := coalesce((pgjobs._defaults() ->> 'max_items_per_job')::bigint, 100000);
         SELECT coalesce(j.total, 0) INTO v_total FROM pgjobs.jobs j WHERE j.id = p_id;
         IF v_total + jsonb_array_length(p_items) > v_max THEN
-            RAISE EXCEPTION 'job % has % items and this call adds %: a fan-out job may have '
+            RAISE EXCEPTION '% has % items and this call adds %: a fan-out job may have '
                             'at most % items, the most an administrator allows a client',
-                            p_id, v_total, jsonb_array_length(p_items), v_max
+                            v_job, v_total, jsonb_array_length(p_items), v_max
                 USING ERRCODE = '55006',
                 HINT = format('Split the work into several jobs of at most %s items '
                               '(pgjobs.submit_items), or ask an administrator to raise the '
@@ -10729,9 +10733,9 @@ BEGIN
     IF NOT v_admin THEN
         v_max := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_job')::bigint, 67108864);
         IF v_bytes + v_add_bytes > v_max THEN
-            RAISE EXCEPTION 'job % has % bytes of items and this call adds %: a fan-out job''s '
+            RAISE EXCEPTION '% has % bytes of items and this call adds %: a fan-out job''s '
                             'items may have at most % bytes, the most an administrator allows '
-                            'a client', p_id, v_bytes, v_add_bytes, v_max
+                            'a client', v_job, v_bytes, v_add_bytes, v_max
                 USING ERRCODE = '55006',
                 HINT = format('Keep large inputs in a table or object storage and pass a '
                               'reference in each item, split the work into several jobs of '
@@ -10745,7 +10749,8 @@ BEGIN
     -- call too, which is not refused): pgjobs._keep_client_bytes.
     PERFORM pgjobs._keep_client_bytes(
         p_id, v_add_bytes, 'fan-out items',
-        'Keep large inputs in a table or object storage and pass a reference in each item');
+        'Keep large inputs in a table or object storage and pass a reference in each item',
+        p_new);
     INSERT INTO pgjobs.job_items (job_id, payload)
     SELECT p_id, e.value
       FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)
@@ -10758,7 +10763,7 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb, p_new boolean) OWNER TO SUPERUSER;
 
 --
 -- Name: _items_array(jsonb, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -11959,10 +11964,10 @@ $_$;
 ALTER FUNCTION pgjobs._judge_filter(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_paths text[], p_options jsonb) OWNER TO SUPERUSER;
 
 --
--- Name: _keep_client_bytes(bigint, bigint, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _keep_client_bytes(bigint, bigint, text, text, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text) RETURNS void
+CREATE FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text, p_new boolean) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -11977,7 +11982,10 @@ CREATE FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text
 -- its submitter's running total (pgjobs.client_room_locks.kept_bytes,
 -- migration 0146), and raises 55006 when that total would pass the
 -- ceiling and the caller (pgjobs._caller) is not an administrator; p_hint
--- opens the error's hint. Administrators are not held to it, but what they
+-- opens the error's hint. p_new: job p_id is the one this call submits,
+-- which the refusal rolls back with it, so the error names it "the job
+-- being submitted", never by an id that will not exist (an addition to a
+-- job kept already, add_items, names its id). Administrators are not held to it, but what they
 -- add to a client's job counts for the client (it is given back with the
 -- job). The total is updated in place, never summed from a snapshot: two
 -- sessions adding for one client at once wait for each other's commit and
@@ -12025,13 +12033,15 @@ BEGIN
         -- What was counted (the bytes this call adds and of what), what the
         -- client keeps already, the room left and the setting, in one line.
         RAISE EXCEPTION 'role % would keep % bytes of inputs with this call (% bytes of % '
-                        'added to job %; it keeps % bytes now, % left): a client may keep at '
+                        'added to %; it keeps % bytes now, % left): a client may keep at '
                         'most % bytes of items over all its jobs (max_item_bytes_per_client: '
                         'fan-out items, exclude lists, payloads past 4096 bytes a job, import '
                         'rejects, until its jobs are pruned), the most an administrator allows',
                         coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
                                    WHERE r.oid = v_submitter)::text, v_submitter::text),
-                        v_total, p_add, p_what, p_id, v_total - p_add,
+                        v_total, p_add, p_what,
+                        CASE WHEN p_new THEN 'the job being submitted' ELSE 'job ' || p_id END,
+                        v_total - p_add,
                         greatest(v_max - (v_total - p_add), 0), v_max
             USING ERRCODE = '55006',
             HINT = format('%s, let finished jobs be pruned (pgjobs.prune), or ask an '
@@ -12043,13 +12053,13 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text, p_new boolean) OWNER TO SUPERUSER;
 
 --
--- Name: FUNCTION _keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text, p_new boolean); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text) IS 'Adds bytes a job keeps to its submitter''s running total and raises 55006 when a client (not an administrator) would keep more than max_item_bytes_per_client: the one count of that ceiling (items, exclude lists, payloads past 4096 bytes, import rejects).';
+COMMENT ON FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text, p_new boolean) IS 'Adds bytes a job keeps to its submitter''s running total and raises 55006 when a client (not an administrator) would keep more than max_item_bytes_per_client: the one count of that ceiling (items, exclude lists, payloads past 4096 bytes, import rejects).';
 
 --
 -- Name: _key_index(regclass, name, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -20645,7 +20655,7 @@ BEGIN
                               FROM (SELECT DISTINCT k FROM unnest(v_selection.keys) k) d);
         PERFORM pgjobs._keep_client_bytes(
             v_job.id, v_exclude_bytes, 'an exclude list',
-            'Exclude rows with a filter instead, e.g. {"$not": {...}}');
+            'Exclude rows with a filter instead, e.g. {"$not": {...}}', true);
         INSERT INTO pgjobs.job_exclusions (job_id, key)
         SELECT DISTINCT v_job.id, k FROM unnest(v_selection.keys) k;
         UPDATE pgjobs.jobs j SET item_bytes = v_exclude_bytes WHERE j.id = v_job.id;
@@ -20666,7 +20676,7 @@ BEGIN
         PERFORM pgjobs._keep_client_bytes(
             v_job.id, v_exclude_bytes, 'payload',
             'Keep large inputs in a table or object storage and pass a reference in the '
-            'payload; exclude rows with a filter instead, e.g. {"$not": {...}}');
+            'payload; exclude rows with a filter instead, e.g. {"$not": {...}}', true);
     END IF;
     RETURN pgjobs._leave(v_job.id);
 END
@@ -21262,7 +21272,7 @@ BEGIN
     v_job := pgjobs._insert_job_row(p_kind, p_target, p_scope, '{}'::jsonb, p_options,
                                     ARRAY['concurrency']);
     UPDATE pgjobs.jobs SET fanout = true, total = 0 WHERE id = v_job.id;
-    PERFORM pgjobs._items_add(v_job.id, p_items);
+    PERFORM pgjobs._items_add(v_job.id, p_items, true);
     SELECT * INTO STRICT v_job FROM pgjobs.jobs WHERE id = v_job.id;
     PERFORM pgjobs._notify(v_job, 'submitted');
     RETURN pgjobs._leave(v_job.id);
@@ -30834,11 +30844,11 @@ REVOKE ALL ON FUNCTION pgjobs._interval_fixed(p_interval interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._interval_fixed(p_interval interval) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _items_add(p_id bigint, p_items jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _items_add(p_id bigint, p_items jsonb, p_new boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb, p_new boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb, p_new boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _items_array(p_items jsonb, p_submit boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -30989,11 +30999,11 @@ REVOKE ALL ON FUNCTION pgjobs._judge_filter(p_reg pgjobs.target_registry, p_scop
 GRANT ALL ON FUNCTION pgjobs._judge_filter(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_paths text[], p_options jsonb) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text, p_new boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text, p_new boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text, p_new boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _key_index(p_target regclass, p_scope name, p_key name, OUT key_index regclass, OUT usable boolean, OUT fix text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
