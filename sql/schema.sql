@@ -7835,7 +7835,8 @@ CREATE FUNCTION pgjobs._grant_problem(p_role name, p_target regclass, p_privileg
 -- p_privilege: one privilege, or several separated by commas, each of
 -- them required (the run-time check of a delete needs DELETE and SELECT:
 -- one call and one row-security test per page, not two).
--- p_columns NULL: each privilege on the table; an array: p_privilege on each of
+-- p_columns NULL: each privilege on the table (SELECT: on the table, or on
+-- every one of its columns, pgjobs._reads_every_column); an array: p_privilege on each of
 -- those columns (a table-level grant covers them all; column-level grants
 -- must cover every one, and the first missing one is named); an empty
 -- array: p_privilege on at least one column (what a caller needs before it
@@ -7848,7 +7849,12 @@ DECLARE
 BEGIN
     FOREACH v_privilege IN ARRAY string_to_array(replace(p_privilege, ' ', ''), ',') LOOP
         IF p_columns IS NULL THEN
-            IF NOT has_table_privilege(p_role, p_target, v_privilege) THEN
+            -- SELECT on every column (column grants) reads the table as a
+            -- table grant does (pgjobs._reads_every_column); one column
+            -- missing, the same refusal as before.
+            IF NOT (CASE WHEN upper(v_privilege) = 'SELECT'
+                         THEN pgjobs._reads_every_column(p_role, p_target)
+                         ELSE has_table_privilege(p_role, p_target, v_privilege) END) THEN
                 message := format('permission denied: role %s lacks %s on %s', p_role,
                                   v_privilege, p_target);
                 hint := format('GRANT %s ON %s TO %I;', v_privilege, p_target, p_role);
@@ -15207,6 +15213,45 @@ $$;
 ALTER FUNCTION pgjobs._reach_roles(p_target regclass, p_as name) OWNER TO SUPERUSER;
 
 --
+-- Name: _reads_every_column(name, regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._reads_every_column(p_role name, p_target regclass) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether p_role may SELECT table p_target as a whole: SELECT on the table,
+-- or SELECT granted on every one of its columns now (GRANT SELECT (a, b,
+-- c) ON t), which lets plain PostgreSQL read every row and column of it as
+-- a table grant does. Every column of the table, not the registered ones
+-- only: what the engine then reads or deletes for the role tells it
+-- nothing it could not read itself, and a column added later without a
+-- grant makes the answer false at the next call. Asked at every call
+-- (pgjobs._grant_problem, pgjobs._require_entry), never remembered. A
+-- table with no column, or dropped meanwhile: false. Row-level security is
+-- not its question (pgjobs._row_security_rule). Locks nothing.
+SELECT coalesce(has_table_privilege(p_role, p_target, 'SELECT'), false)
+       OR (coalesce(has_any_column_privilege(p_role, p_target, 'SELECT'), false)
+           AND NOT EXISTS (
+               SELECT FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped
+                  AND NOT coalesce(has_column_privilege(p_role, p_target, a.attnum,
+                                                        'SELECT'), false)));
+$$;
+
+ALTER FUNCTION pgjobs._reads_every_column(p_role name, p_target regclass) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _reads_every_column(p_role name, p_target regclass); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._reads_every_column(p_role name, p_target regclass) IS 'Whether a role holds SELECT on a table, or on every one of its columns (column grants), now: what the engine''s checks of SELECT ask.';
+
+--
 -- Name: _refuse_scope_move(regclass, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -15938,7 +15983,8 @@ CREATE FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text DEFAUL
 -- pgjobs._kind_privilege; preview: its kind's and SELECT; submit_import:
 -- INSERT, and with on_duplicate "update" also UPDATE and SELECT); NULL:
 -- the entry's own (pgjobs._entry_privilege of the entry).
--- Table-level privileges, as the checks after it ask them, except for
+-- Table-level privileges, as the checks after it ask them (SELECT: on the
+-- table or on every one of its columns, pgjobs._reads_every_column), except for
 -- submit_import, whose columns are known only from the registration and
 -- the source: there the privilege on any one column. An entry that names
 -- none (a job's target: add_items) needs some privilege on the table
@@ -15989,7 +16035,10 @@ BEGIN
                                     p_target, v_caller, v_privilege, v_privilege, p_target,
                                     v_caller);
         ELSIF NOT v_any_column
-              AND NOT coalesce(has_table_privilege(v_caller, p_target, v_privilege), false) THEN
+              AND NOT (CASE WHEN upper(v_privilege) = 'SELECT'
+                            THEN pgjobs._reads_every_column(v_caller, p_target)
+                            ELSE coalesce(has_table_privilege(v_caller, p_target, v_privilege),
+                                          false) END) THEN
             RAISE EXCEPTION 'permission denied: role % lacks % on %', v_caller, v_privilege,
                             p_target
                 USING ERRCODE = '42501',
@@ -31315,6 +31364,13 @@ GRANT ALL ON FUNCTION pgjobs._quoted_fields(p_fields text[]) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._reach_roles(p_target regclass, p_as name) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._reach_roles(p_target regclass, p_as name) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _reads_every_column(p_role name, p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._reads_every_column(p_role name, p_target regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._reads_every_column(p_role name, p_target regclass) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _refuse_scope_move(p_target regclass, p_scope text, p_moved_to text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
