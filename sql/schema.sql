@@ -1763,6 +1763,56 @@ $$;
 ALTER FUNCTION pgjobs._claim_identity(p_worker text) OWNER TO SUPERUSER;
 
 --
+-- Name: _client_room_as(name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) RETURNS record
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The body of pgjobs.client_room, run as pgjobs' owner for the role
+-- p_caller (the current_user of pgjobs.client_room, its only permitted
+-- caller: pgjobs._enter, 42501 otherwise, so no client names another
+-- role). The role's running total (pgjobs.client_room_locks.kept_bytes,
+-- kept by pgjobs._keep_client_bytes, which counts for the job's submitter
+-- by oid: a role dropped and created again under the name starts from 0),
+-- set_defaults' max_item_bytes_per_client (else 1073741824), the room left
+-- (never below 0: a ceiling lowered below the total leaves none), the
+-- number of its kept jobs that count bytes, and whether it is held to the
+-- ceiling (an administrator is not: held false, room as for a client).
+-- A plain read: no lock, so a total another session of the role is
+-- changing is read as last committed. Locks nothing.
+DECLARE
+    v_oid oid;
+BEGIN
+    p_caller := pgjobs._enter('client_room', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
+    role := p_caller;
+    SELECT r.oid INTO v_oid FROM pg_catalog.pg_roles r WHERE r.rolname = p_caller;
+    kept_bytes := coalesce((SELECT l.kept_bytes FROM pgjobs.client_room_locks l
+                             WHERE l.submitter_oid = v_oid), 0);
+    max_item_bytes_per_client := coalesce(
+        (pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint, 1073741824);
+    room_bytes := greatest(max_item_bytes_per_client - kept_bytes, 0);
+    jobs_keeping_bytes := (SELECT count(*) FROM pgjobs.jobs j
+                            WHERE j.submitted_by_oid = v_oid AND j.kept_bytes > 0);
+    held := NOT pg_has_role(p_caller, 'pgjobs_admin', 'MEMBER');
+    PERFORM pgjobs._leave(NULL::bigint);
+END
+$$;
+
+ALTER FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) IS 'Internal: the body of pgjobs.client_room, for its caller only (pgjobs._enter).';
+
+--
 -- Name: _clipped(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -24611,6 +24661,41 @@ ALTER FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval, 
 COMMENT ON FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval, p_uploads boolean) IS 'Claims up to p_limit queued storage deletions (objects of pruned jobs; with p_uploads, upload leftovers of exports that ended without their worker too) for a worker, hiding them from other workers for p_hold (FOR UPDATE SKIP LOCKED). Settle each with pgjobs.finish_storage_deletion.';
 
 --
+-- Name: client_room(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.client_room() RETURNS TABLE(role name, kept_bytes bigint, max_item_bytes_per_client bigint, room_bytes bigint, jobs_keeping_bytes bigint, held boolean)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    AS $$
+-- The calling client's room under max_item_bytes_per_client: what it keeps
+-- now, the ceiling, the room left and how many of its jobs keep bytes
+-- (pgjobs._client_room_as). For pgjobs_client. Read-only; locks nothing.
+-- SECURITY INVOKER on purpose: current_user here is the role the engine
+-- counts a submit for (pgjobs._caller: the SET ROLE role, the owner of a
+-- SECURITY DEFINER function that calls it), and the SECURITY DEFINER
+-- pgjobs._client_room_as answers for that role only.
+DECLARE
+    v_room record;
+BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    v_room := pgjobs._client_room_as(current_user) AS sealed_call;
+    RETURN QUERY SELECT v_room.role, v_room.kept_bytes, v_room.max_item_bytes_per_client,
+                        v_room.room_bytes, v_room.jobs_keeping_bytes, v_room.held;  -- one row
+END
+$$;
+
+ALTER FUNCTION pgjobs.client_room() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION client_room(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.client_room() IS 'The calling role''s room under max_item_bytes_per_client: role, kept_bytes (what its kept jobs hold past their allowance: items, exclude lists, payloads past 4096 bytes, import rejects), max_item_bytes_per_client (the ceiling), room_bytes (left before a submit or add_items is refused with 55006), jobs_keeping_bytes, held (false for an administrator, who is not held to it). Only ever about the caller.';
+
+--
 -- Name: compile_filter(regclass, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -30159,6 +30244,14 @@ REVOKE ALL ON FUNCTION pgjobs._claim_identity(p_worker text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._claim_identity(p_worker text) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) TO pgjobs_client;
+
+--
 -- Name: FUNCTION _clipped(p_text text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -32240,6 +32333,14 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.storage_deletions TO pgjobs_ad
 
 REVOKE ALL ON FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval, p_uploads boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval, p_uploads boolean) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION client_room(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.client_room() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.client_room() TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs.client_room() TO pgjobs_client;
 
 --
 -- Name: FUNCTION compile_filter(p_target regclass, p_filter jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
