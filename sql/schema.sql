@@ -4428,6 +4428,94 @@ $$;
 ALTER FUNCTION pgjobs._defaults() OWNER TO SUPERUSER;
 
 --
+-- Name: _doctor_clients(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._doctor_clients() RETURNS TABLE(check_name text, status text, target text, detail text, fix text)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- pgjobs.doctor's check of the clients' byte ceiling
+-- (clients.kept_bytes): a warning per client whose running total
+-- (pgjobs.client_room_locks.kept_bytes, pgjobs._keep_client_bytes) is above
+-- 80% of set_defaults' max_item_bytes_per_client (else 1073741824), before
+-- its submits and add_items start failing with 55006, naming its largest
+-- kept jobs and how room comes back (pruning its finished jobs, canceling
+-- those it no longer needs, then pruning, or raising the ceiling); else one
+-- ok row naming the client that keeps the most. Administrators are not held
+-- to the ceiling and are not warned about. A client whose role was dropped
+-- is named by its oid. Read-only.
+DECLARE
+    v_max bigint := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint,
+                             1073741824);
+    v_row record;
+    v_warned boolean := false;
+BEGIN
+    check_name := 'clients.kept_bytes';
+    target := NULL;
+    FOR v_row IN
+        SELECT l.submitter_oid, l.kept_bytes,
+               coalesce(r.rolname::text, l.submitter_oid::text) AS client
+          FROM pgjobs.client_room_locks l
+          LEFT JOIN pg_catalog.pg_roles r ON r.oid = l.submitter_oid
+         WHERE l.kept_bytes > v_max * 0.8
+           AND NOT coalesce(pg_has_role(r.oid, 'pgjobs_admin', 'MEMBER'), false)
+         ORDER BY l.kept_bytes DESC, l.submitter_oid
+    LOOP
+        v_warned := true;
+        status := 'warn';
+        detail := format(
+            'role %s keeps %s bytes of inputs, %s%% of max_item_bytes_per_client (%s): past it '
+            'its submits and add_items are refused (55006); its largest kept jobs: %s',
+            v_row.client, v_row.kept_bytes, round(100.0 * v_row.kept_bytes / v_max, 1), v_max,
+            coalesce((SELECT string_agg(format('%s (%s, %s bytes)', j.id, j.status,
+                                               j.kept_bytes), ', '
+                                        ORDER BY j.kept_bytes DESC, j.id)
+                        FROM (SELECT j.id, j.status, j.kept_bytes FROM pgjobs.jobs j
+                               WHERE j.submitted_by_oid = v_row.submitter_oid
+                                 AND j.kept_bytes > 0
+                               ORDER BY j.kept_bytes DESC, j.id LIMIT 5) j), 'none'));
+        fix := format(
+            'SELECT pgjobs.prune(''1 hour'');  -- gives back the bytes of its jobs finished '
+            'over an hour ago; cancel those it no longer needs first (SELECT pgjobs.cancel(id);), '
+            'or raise the ceiling: SELECT pgjobs.set_defaults(''{"max_item_bytes_per_client": '
+            '%s}'');', v_max * 2);
+        RETURN NEXT;
+    END LOOP;
+    IF NOT v_warned THEN
+        status := 'ok';
+        fix := NULL;
+        SELECT format('no client keeps more than 80%% of max_item_bytes_per_client (%s bytes)%s',
+                      v_max,
+                      CASE WHEN l.kept_bytes IS NOT NULL
+                           THEN format('; the most: role %s, %s bytes',
+                                       coalesce(r.rolname::text, l.submitter_oid::text),
+                                       l.kept_bytes)
+                           ELSE '; none keeps any' END)
+          INTO detail
+          FROM (SELECT 1) one
+          LEFT JOIN LATERAL (SELECT * FROM pgjobs.client_room_locks l
+                              WHERE l.kept_bytes > 0
+                              ORDER BY l.kept_bytes DESC, l.submitter_oid LIMIT 1) l ON true
+          LEFT JOIN pg_catalog.pg_roles r ON r.oid = l.submitter_oid;
+        RETURN NEXT;
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._doctor_clients() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _doctor_clients(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._doctor_clients() IS 'Internal: pgjobs.doctor''s check clients.kept_bytes, a warning per client (not an administrator) keeping more than 80% of max_item_bytes_per_client.';
+
+--
 -- Name: _doctor_cron_history(interval, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -20144,6 +20232,61 @@ $$;
 ALTER FUNCTION pgjobs._statement_timed_out(p_timeout text) OWNER TO SUPERUSER;
 
 --
+-- Name: _stats_client_bytes(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._stats_client_bytes() RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- pgjobs.stats()'s client_bytes: each client's running total under
+-- max_item_bytes_per_client (pgjobs.client_room_locks.kept_bytes, what
+-- pgjobs._keep_client_bytes counts), as [{role, kept_bytes,
+-- max_item_bytes_per_client, room_bytes, used}] (used: kept_bytes over the
+-- ceiling, 0..1 and past 1 when the ceiling was lowered below the total),
+-- the clients that keep bytes, the most first, at most 100. SECURITY
+-- INVOKER on purpose, as stats() is: a caller that may not read
+-- pgjobs.client_room_locks (a client; only administrators may) gets [],
+-- never another tenant's total (a client reads its own with
+-- pgjobs.client_room()). PL/pgSQL so that the table is planned, and its
+-- privilege checked, only for a caller that may read it. A client whose
+-- role was dropped is named by its oid. Reads the totals (no scan of
+-- pgjobs.jobs). Locks nothing.
+DECLARE
+    v_max bigint;
+BEGIN
+    IF NOT has_table_privilege('pgjobs.client_room_locks', 'SELECT') THEN
+        RETURN '[]'::jsonb;
+    END IF;
+    v_max := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint, 1073741824);
+    RETURN coalesce((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'role', c.client, 'kept_bytes', c.kept_bytes,
+                   'max_item_bytes_per_client', v_max,
+                   'room_bytes', greatest(v_max - c.kept_bytes, 0),
+                   'used', round(c.kept_bytes::numeric / v_max, 4))
+                   ORDER BY c.kept_bytes DESC, c.client)
+          FROM (SELECT coalesce(r.rolname::text, l.submitter_oid::text) AS client, l.kept_bytes
+                  FROM pgjobs.client_room_locks l
+                  LEFT JOIN pg_catalog.pg_roles r ON r.oid = l.submitter_oid
+                 WHERE l.kept_bytes > 0
+                 ORDER BY l.kept_bytes DESC, l.submitter_oid LIMIT 100) c), '[]'::jsonb);
+END
+$$;
+
+ALTER FUNCTION pgjobs._stats_client_bytes() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _stats_client_bytes(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._stats_client_bytes() IS 'Internal: pgjobs.stats()''s client_bytes, each client''s kept bytes against max_item_bytes_per_client, for a caller that may read pgjobs.client_room_locks (else []).';
+
+--
 -- Name: _storage_admitting(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -25045,6 +25188,8 @@ CREATE FUNCTION pgjobs.doctor(p_target regclass DEFAULT NULL::regclass) RETURNS 
 --                      connected (application_name 'pgjobs worker').
 --   pg_cron.history    pgjobs' rows of cron.job_run_details.
 --   storage.deletions  objects of pruned exports not deleted after a day.
+--   clients.kept_bytes a client (not an administrator) keeping more than 80%
+--                      of max_item_bytes_per_client (without p_target only).
 -- Read-only; locks nothing beyond catalog and table reads. Raises 22023 when
 -- p_target is given but not registered.
 -- Each group of checks is a function of its own (pgjobs._doctor_*); this
@@ -25109,6 +25254,9 @@ BEGIN
     RETURN QUERY SELECT * FROM pgjobs._doctor_queue(p_target, v_loop_fix);
     RETURN QUERY SELECT * FROM pgjobs._doctor_cron_history(v_retention, v_prune_sql);
     RETURN QUERY SELECT * FROM pgjobs._doctor_storage();
+    IF p_target IS NULL THEN  -- of clients, not of a target
+        RETURN QUERY SELECT * FROM pgjobs._doctor_clients();
+    END IF;
 END
 $_$;
 
@@ -25118,7 +25266,7 @@ ALTER FUNCTION pgjobs.doctor(p_target regclass) OWNER TO SUPERUSER;
 -- Name: FUNCTION doctor(p_target regclass); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.doctor(p_target regclass) IS 'Health checks, one row per finding (check_name, status ok | warn | fail, target, detail, fix): pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size; ok when pg_cron runs pgjobs here from its own database with cron.schedule_in_database; a scheduled prune retention under the hour pgjobs.schedule takes), each registered target (or only p_target): table and columns exist, the (scope, key) btree index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum scale factor, dead tuples; running jobs with expired leases or no heartbeat for over half their lease (and a minute); jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals (pg_monitor); storage deletions pending over a day. Every finding that is not ok carries in fix the exact SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';
+COMMENT ON FUNCTION pgjobs.doctor(p_target regclass) IS 'Health checks, one row per finding (check_name, status ok | warn | fail, target, detail, fix): pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size; ok when pg_cron runs pgjobs here from its own database with cron.schedule_in_database; a scheduled prune retention under the hour pgjobs.schedule takes), each registered target (or only p_target): table and columns exist, the (scope, key) btree index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum scale factor, dead tuples; running jobs with expired leases or no heartbeat for over half their lease (and a minute); jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals (pg_monitor); storage deletions pending over a day; clients keeping more than 80% of max_item_bytes_per_client (without a target). Every finding that is not ok carries in fix the exact SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';
 
 --
 -- Name: export_chunk_bound(bigint, text, integer, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -28753,6 +28901,11 @@ CREATE FUNCTION pgjobs.stats() RETURNS jsonb
 --   rows           {kind: {last_minute, last_hour}}: rows done, estimated
 --                  per job by spreading its done count evenly over the
 --                  time it ran (started_at to finished_at, or now)
+--   client_bytes   [{role, kept_bytes, max_item_bytes_per_client,
+--                  room_bytes, used}] each client's bytes kept against its
+--                  ceiling, the most first (pgjobs._stats_client_bytes):
+--                  an administrator's view; [] for a caller that may not
+--                  read every client's total (a client: pgjobs.client_room)
 -- SECURITY INVOKER on purpose, and no SECURITY DEFINER body: it reads
 -- pgjobs.jobs as the caller, so the row policies of pgjobs.jobs (a client
 -- sees the jobs it submitted and those of targets it may read, within
@@ -28862,7 +29015,8 @@ SELECT jsonb_build_object(
                                                            'last_hour', k.last_hour))
           FROM (SELECT w.kind, round(sum(w.last_minute))::bigint AS last_minute,
                        round(sum(w.last_hour))::bigint AS last_hour
-                  FROM windows w GROUP BY w.kind) k), '{}'::jsonb));
+                  FROM windows w GROUP BY w.kind) k), '{}'::jsonb),
+    'client_bytes', pgjobs._stats_client_bytes());
 $$;
 
 ALTER FUNCTION pgjobs.stats() OWNER TO SUPERUSER;
@@ -28871,7 +29025,7 @@ ALTER FUNCTION pgjobs.stats() OWNER TO SUPERUSER;
 -- Name: FUNCTION stats(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.stats() IS 'A snapshot of the jobs the caller may see: queue depth by kind, status and target, the oldest due queued job, running jobs with rows/s and ETA, throttled and paused jobs, leases expiring soon, jobs finished in the last hour and rows done per kind in the last minute and hour.';
+COMMENT ON FUNCTION pgjobs.stats() IS 'A snapshot of the jobs the caller may see: queue depth by kind, status and target, the oldest due queued job, running jobs with rows/s and ETA, throttled and paused jobs, leases expiring soon, jobs finished in the last hour, rows done per kind in the last minute and hour, and (for an administrator) each client''s bytes kept against max_item_bytes_per_client.';
 
 --
 -- Name: submit(text, regclass, text, jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -30450,6 +30604,13 @@ REVOKE ALL ON FUNCTION pgjobs._defaults() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._defaults() TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _doctor_clients(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._doctor_clients() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._doctor_clients() TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _doctor_cron_history(p_retention interval, p_prune_sql text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -31874,6 +32035,14 @@ GRANT ALL ON FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_le
 
 REVOKE ALL ON FUNCTION pgjobs._statement_timed_out(p_timeout text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._statement_timed_out(p_timeout text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _stats_client_bytes(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._stats_client_bytes() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._stats_client_bytes() TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._stats_client_bytes() TO pgjobs_client;
 
 --
 -- Name: FUNCTION _storage_admitting(p_uri text, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

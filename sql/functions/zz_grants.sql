@@ -30,6 +30,9 @@ BEGIN
                              'submit_import', 'submit_items', 'add_items',
                              'cancel', 'mask', 'visible', 'visible_count', 'channel',
                              'pause', 'resume', 'retry', 'stats', 'client_room',
+                             -- stats() calls it as the client: SECURITY INVOKER,
+                             -- [] unless the caller may read every client's total
+                             '_stats_client_bytes',
                              -- ... and their SECURITY DEFINER bodies, which the
                              -- entry points call as the client (pgjobs._enter
                              -- refuses any other caller)
