@@ -195,6 +195,31 @@ def list_(obj: Context, status_: str | None, limit: int, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, envvar="PGJOBS_JSON", show_envvar=True,
+              help="One JSON object: role, kept_bytes, max_item_bytes_per_client, "
+                   "room_bytes, jobs_keeping_bytes, held.")
+@click.pass_obj
+def room(obj: Context, as_json: bool) -> None:
+    """Show this role's room under max_item_bytes_per_client (pgjobs.client_room()).
+
+    The bytes its kept jobs hold past their allowance (items, long exclude
+    lists, payloads past 4 KiB, import rejects), the ceiling, the room left
+    before a submit or add_items is refused (55006), and how many jobs keep
+    bytes. Pruning finished jobs gives their bytes back. Only ever this role's.
+    """
+    with obj.connect() as conn:
+        row = db.one(conn, queries.CLIENT_ROOM)
+    if as_json:
+        click.echo(to_json(row))
+        return
+    jobs = row["jobs_keeping_bytes"]
+    held = "" if row["held"] else " (an administrator: not held to it)"
+    click.echo(f"role {row['role']} keeps {row['kept_bytes']} bytes of "
+               f"{row['max_item_bytes_per_client']} (max_item_bytes_per_client), "
+               f"{row['room_bytes']} left, in {jobs} job{'' if jobs == 1 else 's'}{held}")
+
+
+@main.command()
 @click.argument("job_id", type=JOB_ID)
 @click.pass_obj
 def cancel(obj: Context, job_id: int) -> None:

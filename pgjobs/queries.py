@@ -185,6 +185,13 @@ LISTEN_CHANNEL = "LISTEN {channel}"
 # notification committed before it ahead of that reply (pgjobs.db.drain).
 ROUND_TRIP = "SELECT"
 
+# The calling role's room under max_item_bytes_per_client (`pgjobs room`):
+# pgjobs.client_room() answers for the role the engine counts a submit for.
+CLIENT_ROOM = """
+SELECT role, kept_bytes, max_item_bytes_per_client, room_bytes, jobs_keeping_bytes, held
+  FROM pgjobs.client_room()
+"""
+
 # --- pgjobs ui (ui/): every read runs as the DSN's role, so the row policies of
 # pgjobs.jobs decide what the dashboard shows -----------------------------------
 STATS = "SELECT pgjobs.stats() AS stats"

@@ -78,7 +78,7 @@ BEGIN
             HINT = 'Submit the items as a new job with pgjobs.submit_items().';
     END IF;
     PERFORM pgjobs._items_array(p_items, false);  -- 22023: not an array
-    RETURN pgjobs._leave(pgjobs._items_add(p_id, p_items));
+    RETURN pgjobs._leave(pgjobs._items_add(p_id, p_items, false));
 END
 $$;
 
@@ -1761,6 +1761,56 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._claim_identity(p_worker text) OWNER TO SUPERUSER;
+
+--
+-- Name: _client_room_as(name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) RETURNS record
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The body of pgjobs.client_room, run as pgjobs' owner for the role
+-- p_caller (the current_user of pgjobs.client_room, its only permitted
+-- caller: pgjobs._enter, 42501 otherwise, so no client names another
+-- role). The role's running total (pgjobs.client_room_locks.kept_bytes,
+-- kept by pgjobs._keep_client_bytes, which counts for the job's submitter
+-- by oid: a role dropped and created again under the name starts from 0),
+-- set_defaults' max_item_bytes_per_client (else 1073741824), the room left
+-- (never below 0: a ceiling lowered below the total leaves none), the
+-- number of its kept jobs that count bytes, and whether it is held to the
+-- ceiling (an administrator is not: held false, room as for a client).
+-- A plain read: no lock, so a total another session of the role is
+-- changing is read as last committed. Locks nothing.
+DECLARE
+    v_oid oid;
+BEGIN
+    p_caller := pgjobs._enter('client_room', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
+    role := p_caller;
+    SELECT r.oid INTO v_oid FROM pg_catalog.pg_roles r WHERE r.rolname = p_caller;
+    kept_bytes := coalesce((SELECT l.kept_bytes FROM pgjobs.client_room_locks l
+                             WHERE l.submitter_oid = v_oid), 0);
+    max_item_bytes_per_client := coalesce(
+        (pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint, 1073741824);
+    room_bytes := greatest(max_item_bytes_per_client - kept_bytes, 0);
+    jobs_keeping_bytes := (SELECT count(*) FROM pgjobs.jobs j
+                            WHERE j.submitted_by_oid = v_oid AND j.kept_bytes > 0);
+    held := NOT pg_has_role(p_caller, 'pgjobs_admin', 'MEMBER');
+    PERFORM pgjobs._leave(NULL::bigint);
+END
+$$;
+
+ALTER FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) IS 'Internal: the body of pgjobs.client_room, for its caller only (pgjobs._enter).';
 
 --
 -- Name: _clipped(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -4376,6 +4426,94 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._defaults() OWNER TO SUPERUSER;
+
+--
+-- Name: _doctor_clients(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._doctor_clients() RETURNS TABLE(check_name text, status text, target text, detail text, fix text)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- pgjobs.doctor's check of the clients' byte ceiling
+-- (clients.kept_bytes): a warning per client whose running total
+-- (pgjobs.client_room_locks.kept_bytes, pgjobs._keep_client_bytes) is above
+-- 80% of set_defaults' max_item_bytes_per_client (else 1073741824), before
+-- its submits and add_items start failing with 55006, naming its largest
+-- kept jobs and how room comes back (pruning its finished jobs, canceling
+-- those it no longer needs, then pruning, or raising the ceiling); else one
+-- ok row naming the client that keeps the most. Administrators are not held
+-- to the ceiling and are not warned about. A client whose role was dropped
+-- is named by its oid. Read-only.
+DECLARE
+    v_max bigint := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint,
+                             1073741824);
+    v_row record;
+    v_warned boolean := false;
+BEGIN
+    check_name := 'clients.kept_bytes';
+    target := NULL;
+    FOR v_row IN
+        SELECT l.submitter_oid, l.kept_bytes,
+               coalesce(r.rolname::text, l.submitter_oid::text) AS client
+          FROM pgjobs.client_room_locks l
+          LEFT JOIN pg_catalog.pg_roles r ON r.oid = l.submitter_oid
+         WHERE l.kept_bytes > v_max * 0.8
+           AND NOT coalesce(pg_has_role(r.oid, 'pgjobs_admin', 'MEMBER'), false)
+         ORDER BY l.kept_bytes DESC, l.submitter_oid
+    LOOP
+        v_warned := true;
+        status := 'warn';
+        detail := format(
+            'role %s keeps %s bytes of inputs, %s%% of max_item_bytes_per_client (%s): past it '
+            'its submits and add_items are refused (55006); its largest kept jobs: %s',
+            v_row.client, v_row.kept_bytes, round(100.0 * v_row.kept_bytes / v_max, 1), v_max,
+            coalesce((SELECT string_agg(format('%s (%s, %s bytes)', j.id, j.status,
+                                               j.kept_bytes), ', '
+                                        ORDER BY j.kept_bytes DESC, j.id)
+                        FROM (SELECT j.id, j.status, j.kept_bytes FROM pgjobs.jobs j
+                               WHERE j.submitted_by_oid = v_row.submitter_oid
+                                 AND j.kept_bytes > 0
+                               ORDER BY j.kept_bytes DESC, j.id LIMIT 5) j), 'none'));
+        fix := format(
+            'SELECT pgjobs.prune(''1 hour'');  -- gives back the bytes of its jobs finished '
+            'over an hour ago; cancel those it no longer needs first (SELECT pgjobs.cancel(id);), '
+            'or raise the ceiling: SELECT pgjobs.set_defaults(''{"max_item_bytes_per_client": '
+            '%s}'');', v_max * 2);
+        RETURN NEXT;
+    END LOOP;
+    IF NOT v_warned THEN
+        status := 'ok';
+        fix := NULL;
+        SELECT format('no client keeps more than 80%% of max_item_bytes_per_client (%s bytes)%s',
+                      v_max,
+                      CASE WHEN l.kept_bytes IS NOT NULL
+                           THEN format('; the most: role %s, %s bytes',
+                                       coalesce(r.rolname::text, l.submitter_oid::text),
+                                       l.kept_bytes)
+                           ELSE '; none keeps any' END)
+          INTO detail
+          FROM (SELECT 1) one
+          LEFT JOIN LATERAL (SELECT * FROM pgjobs.client_room_locks l
+                              WHERE l.kept_bytes > 0
+                              ORDER BY l.kept_bytes DESC, l.submitter_oid LIMIT 1) l ON true
+          LEFT JOIN pg_catalog.pg_roles r ON r.oid = l.submitter_oid;
+        RETURN NEXT;
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._doctor_clients() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _doctor_clients(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._doctor_clients() IS 'Internal: pgjobs.doctor''s check clients.kept_bytes, a warning per client (not an administrator) keeping more than 80% of max_item_bytes_per_client.';
 
 --
 -- Name: _doctor_cron_history(interval, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -7835,7 +7973,8 @@ CREATE FUNCTION pgjobs._grant_problem(p_role name, p_target regclass, p_privileg
 -- p_privilege: one privilege, or several separated by commas, each of
 -- them required (the run-time check of a delete needs DELETE and SELECT:
 -- one call and one row-security test per page, not two).
--- p_columns NULL: each privilege on the table; an array: p_privilege on each of
+-- p_columns NULL: each privilege on the table (SELECT: on the table, or on
+-- every one of its columns, pgjobs._reads_every_column); an array: p_privilege on each of
 -- those columns (a table-level grant covers them all; column-level grants
 -- must cover every one, and the first missing one is named); an empty
 -- array: p_privilege on at least one column (what a caller needs before it
@@ -7848,7 +7987,12 @@ DECLARE
 BEGIN
     FOREACH v_privilege IN ARRAY string_to_array(replace(p_privilege, ' ', ''), ',') LOOP
         IF p_columns IS NULL THEN
-            IF NOT has_table_privilege(p_role, p_target, v_privilege) THEN
+            -- SELECT on every column (column grants) reads the table as a
+            -- table grant does (pgjobs._reads_every_column); one column
+            -- missing, the same refusal as before.
+            IF NOT (CASE WHEN upper(v_privilege) = 'SELECT'
+                         THEN pgjobs._reads_every_column(p_role, p_target)
+                         ELSE has_table_privilege(p_role, p_target, v_privilege) END) THEN
                 message := format('permission denied: role %s lacks %s on %s', p_role,
                                   v_privilege, p_target);
                 hint := format('GRANT %s ON %s TO %I;', v_privilege, p_target, p_role);
@@ -10512,7 +10656,7 @@ BEGIN
         PERFORM pgjobs._keep_client_bytes(
             v_job.id, v_kept, 'payload',
             'Keep large inputs in a table or object storage and pass a reference in the '
-            'payload');
+            'payload', true);
         v_job.kept_bytes := v_kept;
     END IF;
     RETURN v_job;
@@ -10643,10 +10787,10 @@ ALTER FUNCTION pgjobs._interval_fixed(p_interval interval) OWNER TO SUPERUSER;
 COMMENT ON FUNCTION pgjobs._interval_fixed(p_interval interval) IS 'Whether an interval has no month or year part (a fixed length of time: its comparisons, its epoch and now() plus it agree); the rule of the lease, page_delay and max_xact_age options and of a claim''s lease.';
 
 --
--- Name: _items_add(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _items_add(bigint, jsonb, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) RETURNS integer
+CREATE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb, p_new boolean DEFAULT false) RETURNS integer
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -10676,6 +10820,9 @@ CREATE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) RETURNS integer
 -- max_jobs_kept_per_client jobs of 64 MiB each would be TBs of job_items,
 -- one tenant filling the database's disk.
 -- Nothing is added when any of them is raised. Returns the number added.
+-- p_new: job p_id is the one this call submits (pgjobs.submit_items), rolled
+-- back with a refusal, so the errors name it "the job being submitted",
+-- not by an id that will never exist; pgjobs.add_items names the job's id.
 -- Locks: the job row (already the caller's, so two calls adding to one job
 -- count one after the other).
 DECLARE
@@ -10687,14 +10834,15 @@ DECLARE
     v_bytes bigint;
     v_add_bytes bigint := octet_length(p_items::text);
     v_admin boolean := pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER');
+    v_job text := CASE WHEN p_new THEN 'the job being submitted' ELSE 'job ' || p_id END;
 BEGIN
     IF NOT v_admin THEN
         v_max := coalesce((pgjobs._defaults() ->> 'max_items_per_job')::bigint, 100000);
         SELECT coalesce(j.total, 0) INTO v_total FROM pgjobs.jobs j WHERE j.id = p_id;
         IF v_total + jsonb_array_length(p_items) > v_max THEN
-            RAISE EXCEPTION 'job % has % items and this call adds %: a fan-out job may have '
+            RAISE EXCEPTION '% has % items and this call adds %: a fan-out job may have '
                             'at most % items, the most an administrator allows a client',
-                            p_id, v_total, jsonb_array_length(p_items), v_max
+                            v_job, v_total, jsonb_array_length(p_items), v_max
                 USING ERRCODE = '55006',
                 HINT = format('Split the work into several jobs of at most %s items '
                               '(pgjobs.submit_items), or ask an administrator to raise the '
@@ -10729,9 +10877,9 @@ BEGIN
     IF NOT v_admin THEN
         v_max := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_job')::bigint, 67108864);
         IF v_bytes + v_add_bytes > v_max THEN
-            RAISE EXCEPTION 'job % has % bytes of items and this call adds %: a fan-out job''s '
+            RAISE EXCEPTION '% has % bytes of items and this call adds %: a fan-out job''s '
                             'items may have at most % bytes, the most an administrator allows '
-                            'a client', p_id, v_bytes, v_add_bytes, v_max
+                            'a client', v_job, v_bytes, v_add_bytes, v_max
                 USING ERRCODE = '55006',
                 HINT = format('Keep large inputs in a table or object storage and pass a '
                               'reference in each item, split the work into several jobs of '
@@ -10745,7 +10893,8 @@ BEGIN
     -- call too, which is not refused): pgjobs._keep_client_bytes.
     PERFORM pgjobs._keep_client_bytes(
         p_id, v_add_bytes, 'fan-out items',
-        'Keep large inputs in a table or object storage and pass a reference in each item');
+        'Keep large inputs in a table or object storage and pass a reference in each item',
+        p_new);
     INSERT INTO pgjobs.job_items (job_id, payload)
     SELECT p_id, e.value
       FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)
@@ -10758,7 +10907,7 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb, p_new boolean) OWNER TO SUPERUSER;
 
 --
 -- Name: _items_array(jsonb, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -11959,10 +12108,10 @@ $_$;
 ALTER FUNCTION pgjobs._judge_filter(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_paths text[], p_options jsonb) OWNER TO SUPERUSER;
 
 --
--- Name: _keep_client_bytes(bigint, bigint, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _keep_client_bytes(bigint, bigint, text, text, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text) RETURNS void
+CREATE FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text, p_new boolean) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -11977,7 +12126,10 @@ CREATE FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text
 -- its submitter's running total (pgjobs.client_room_locks.kept_bytes,
 -- migration 0146), and raises 55006 when that total would pass the
 -- ceiling and the caller (pgjobs._caller) is not an administrator; p_hint
--- opens the error's hint. Administrators are not held to it, but what they
+-- opens the error's hint. p_new: job p_id is the one this call submits,
+-- which the refusal rolls back with it, so the error names it "the job
+-- being submitted", never by an id that will not exist (an addition to a
+-- job kept already, add_items, names its id). Administrators are not held to it, but what they
 -- add to a client's job counts for the client (it is given back with the
 -- job). The total is updated in place, never summed from a snapshot: two
 -- sessions adding for one client at once wait for each other's commit and
@@ -12025,13 +12177,15 @@ BEGIN
         -- What was counted (the bytes this call adds and of what), what the
         -- client keeps already, the room left and the setting, in one line.
         RAISE EXCEPTION 'role % would keep % bytes of inputs with this call (% bytes of % '
-                        'added to job %; it keeps % bytes now, % left): a client may keep at '
+                        'added to %; it keeps % bytes now, % left): a client may keep at '
                         'most % bytes of items over all its jobs (max_item_bytes_per_client: '
                         'fan-out items, exclude lists, payloads past 4096 bytes a job, import '
                         'rejects, until its jobs are pruned), the most an administrator allows',
                         coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
                                    WHERE r.oid = v_submitter)::text, v_submitter::text),
-                        v_total, p_add, p_what, p_id, v_total - p_add,
+                        v_total, p_add, p_what,
+                        CASE WHEN p_new THEN 'the job being submitted' ELSE 'job ' || p_id END,
+                        v_total - p_add,
                         greatest(v_max - (v_total - p_add), 0), v_max
             USING ERRCODE = '55006',
             HINT = format('%s, let finished jobs be pruned (pgjobs.prune), or ask an '
@@ -12043,13 +12197,13 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text, p_new boolean) OWNER TO SUPERUSER;
 
 --
--- Name: FUNCTION _keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text, p_new boolean); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text) IS 'Adds bytes a job keeps to its submitter''s running total and raises 55006 when a client (not an administrator) would keep more than max_item_bytes_per_client: the one count of that ceiling (items, exclude lists, payloads past 4096 bytes, import rejects).';
+COMMENT ON FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text, p_new boolean) IS 'Adds bytes a job keeps to its submitter''s running total and raises 55006 when a client (not an administrator) would keep more than max_item_bytes_per_client: the one count of that ceiling (items, exclude lists, payloads past 4096 bytes, import rejects).';
 
 --
 -- Name: _key_index(regclass, name, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15197,6 +15351,45 @@ $$;
 ALTER FUNCTION pgjobs._reach_roles(p_target regclass, p_as name) OWNER TO SUPERUSER;
 
 --
+-- Name: _reads_every_column(name, regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._reads_every_column(p_role name, p_target regclass) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether p_role may SELECT table p_target as a whole: SELECT on the table,
+-- or SELECT granted on every one of its columns now (GRANT SELECT (a, b,
+-- c) ON t), which lets plain PostgreSQL read every row and column of it as
+-- a table grant does. Every column of the table, not the registered ones
+-- only: what the engine then reads or deletes for the role tells it
+-- nothing it could not read itself, and a column added later without a
+-- grant makes the answer false at the next call. Asked at every call
+-- (pgjobs._grant_problem, pgjobs._require_entry), never remembered. A
+-- table with no column, or dropped meanwhile: false. Row-level security is
+-- not its question (pgjobs._row_security_rule). Locks nothing.
+SELECT coalesce(has_table_privilege(p_role, p_target, 'SELECT'), false)
+       OR (coalesce(has_any_column_privilege(p_role, p_target, 'SELECT'), false)
+           AND NOT EXISTS (
+               SELECT FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped
+                  AND NOT coalesce(has_column_privilege(p_role, p_target, a.attnum,
+                                                        'SELECT'), false)));
+$$;
+
+ALTER FUNCTION pgjobs._reads_every_column(p_role name, p_target regclass) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _reads_every_column(p_role name, p_target regclass); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._reads_every_column(p_role name, p_target regclass) IS 'Whether a role holds SELECT on a table, or on every one of its columns (column grants), now: what the engine''s checks of SELECT ask.';
+
+--
 -- Name: _refuse_scope_move(regclass, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -15928,7 +16121,8 @@ CREATE FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text DEFAUL
 -- pgjobs._kind_privilege; preview: its kind's and SELECT; submit_import:
 -- INSERT, and with on_duplicate "update" also UPDATE and SELECT); NULL:
 -- the entry's own (pgjobs._entry_privilege of the entry).
--- Table-level privileges, as the checks after it ask them, except for
+-- Table-level privileges, as the checks after it ask them (SELECT: on the
+-- table or on every one of its columns, pgjobs._reads_every_column), except for
 -- submit_import, whose columns are known only from the registration and
 -- the source: there the privilege on any one column. An entry that names
 -- none (a job's target: add_items) needs some privilege on the table
@@ -15979,7 +16173,10 @@ BEGIN
                                     p_target, v_caller, v_privilege, v_privilege, p_target,
                                     v_caller);
         ELSIF NOT v_any_column
-              AND NOT coalesce(has_table_privilege(v_caller, p_target, v_privilege), false) THEN
+              AND NOT (CASE WHEN upper(v_privilege) = 'SELECT'
+                            THEN pgjobs._reads_every_column(v_caller, p_target)
+                            ELSE coalesce(has_table_privilege(v_caller, p_target, v_privilege),
+                                          false) END) THEN
             RAISE EXCEPTION 'permission denied: role % lacks % on %', v_caller, v_privilege,
                             p_target
                 USING ERRCODE = '42501',
@@ -20035,6 +20232,61 @@ $$;
 ALTER FUNCTION pgjobs._statement_timed_out(p_timeout text) OWNER TO SUPERUSER;
 
 --
+-- Name: _stats_client_bytes(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._stats_client_bytes() RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- pgjobs.stats()'s client_bytes: each client's running total under
+-- max_item_bytes_per_client (pgjobs.client_room_locks.kept_bytes, what
+-- pgjobs._keep_client_bytes counts), as [{role, kept_bytes,
+-- max_item_bytes_per_client, room_bytes, used}] (used: kept_bytes over the
+-- ceiling, 0..1 and past 1 when the ceiling was lowered below the total),
+-- the clients that keep bytes, the most first, at most 100. SECURITY
+-- INVOKER on purpose, as stats() is: a caller that may not read
+-- pgjobs.client_room_locks (a client; only administrators may) gets [],
+-- never another tenant's total (a client reads its own with
+-- pgjobs.client_room()). PL/pgSQL so that the table is planned, and its
+-- privilege checked, only for a caller that may read it. A client whose
+-- role was dropped is named by its oid. Reads the totals (no scan of
+-- pgjobs.jobs). Locks nothing.
+DECLARE
+    v_max bigint;
+BEGIN
+    IF NOT has_table_privilege('pgjobs.client_room_locks', 'SELECT') THEN
+        RETURN '[]'::jsonb;
+    END IF;
+    v_max := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint, 1073741824);
+    RETURN coalesce((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'role', c.client, 'kept_bytes', c.kept_bytes,
+                   'max_item_bytes_per_client', v_max,
+                   'room_bytes', greatest(v_max - c.kept_bytes, 0),
+                   'used', round(c.kept_bytes::numeric / v_max, 4))
+                   ORDER BY c.kept_bytes DESC, c.client)
+          FROM (SELECT coalesce(r.rolname::text, l.submitter_oid::text) AS client, l.kept_bytes
+                  FROM pgjobs.client_room_locks l
+                  LEFT JOIN pg_catalog.pg_roles r ON r.oid = l.submitter_oid
+                 WHERE l.kept_bytes > 0
+                 ORDER BY l.kept_bytes DESC, l.submitter_oid LIMIT 100) c), '[]'::jsonb);
+END
+$$;
+
+ALTER FUNCTION pgjobs._stats_client_bytes() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _stats_client_bytes(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._stats_client_bytes() IS 'Internal: pgjobs.stats()''s client_bytes, each client''s kept bytes against max_item_bytes_per_client, for a caller that may read pgjobs.client_room_locks (else []).';
+
+--
 -- Name: _storage_admitting(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -20645,7 +20897,7 @@ BEGIN
                               FROM (SELECT DISTINCT k FROM unnest(v_selection.keys) k) d);
         PERFORM pgjobs._keep_client_bytes(
             v_job.id, v_exclude_bytes, 'an exclude list',
-            'Exclude rows with a filter instead, e.g. {"$not": {...}}');
+            'Exclude rows with a filter instead, e.g. {"$not": {...}}', true);
         INSERT INTO pgjobs.job_exclusions (job_id, key)
         SELECT DISTINCT v_job.id, k FROM unnest(v_selection.keys) k;
         UPDATE pgjobs.jobs j SET item_bytes = v_exclude_bytes WHERE j.id = v_job.id;
@@ -20666,7 +20918,7 @@ BEGIN
         PERFORM pgjobs._keep_client_bytes(
             v_job.id, v_exclude_bytes, 'payload',
             'Keep large inputs in a table or object storage and pass a reference in the '
-            'payload; exclude rows with a filter instead, e.g. {"$not": {...}}');
+            'payload; exclude rows with a filter instead, e.g. {"$not": {...}}', true);
     END IF;
     RETURN pgjobs._leave(v_job.id);
 END
@@ -21262,7 +21514,7 @@ BEGIN
     v_job := pgjobs._insert_job_row(p_kind, p_target, p_scope, '{}'::jsonb, p_options,
                                     ARRAY['concurrency']);
     UPDATE pgjobs.jobs SET fanout = true, total = 0 WHERE id = v_job.id;
-    PERFORM pgjobs._items_add(v_job.id, p_items);
+    PERFORM pgjobs._items_add(v_job.id, p_items, true);
     SELECT * INTO STRICT v_job FROM pgjobs.jobs WHERE id = v_job.id;
     PERFORM pgjobs._notify(v_job, 'submitted');
     RETURN pgjobs._leave(v_job.id);
@@ -24552,6 +24804,43 @@ ALTER FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval, 
 COMMENT ON FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval, p_uploads boolean) IS 'Claims up to p_limit queued storage deletions (objects of pruned jobs; with p_uploads, upload leftovers of exports that ended without their worker too) for a worker, hiding them from other workers for p_hold (FOR UPDATE SKIP LOCKED). Settle each with pgjobs.finish_storage_deletion.';
 
 --
+-- Name: client_room(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.client_room() RETURNS TABLE(role name, kept_bytes bigint, max_item_bytes_per_client bigint, room_bytes bigint, jobs_keeping_bytes bigint, held boolean)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The calling client's room under max_item_bytes_per_client: what it keeps
+-- now, the ceiling, the room left and how many of its jobs keep bytes
+-- (pgjobs._client_room_as). For pgjobs_client. Read-only; locks nothing.
+-- SECURITY INVOKER on purpose: current_user here is the role the engine
+-- counts a submit for (pgjobs._caller: the SET ROLE role, the owner of a
+-- SECURITY DEFINER function that calls it), and the SECURITY DEFINER
+-- pgjobs._client_room_as answers for that role only.
+DECLARE
+    v_room record;
+BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    v_room := pgjobs._client_room_as(current_user) AS sealed_call;
+    RETURN QUERY SELECT v_room.role, v_room.kept_bytes, v_room.max_item_bytes_per_client,
+                        v_room.room_bytes, v_room.jobs_keeping_bytes, v_room.held;  -- one row
+END
+$$;
+
+ALTER FUNCTION pgjobs.client_room() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION client_room(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.client_room() IS 'The calling role''s room under max_item_bytes_per_client: role, kept_bytes (what its kept jobs hold past their allowance: items, exclude lists, payloads past 4096 bytes, import rejects), max_item_bytes_per_client (the ceiling), room_bytes (left before a submit or add_items is refused with 55006), jobs_keeping_bytes, held (false for an administrator, who is not held to it). Only ever about the caller.';
+
+--
 -- Name: compile_filter(regclass, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -24901,6 +25190,8 @@ CREATE FUNCTION pgjobs.doctor(p_target regclass DEFAULT NULL::regclass) RETURNS 
 --                      connected (application_name 'pgjobs worker').
 --   pg_cron.history    pgjobs' rows of cron.job_run_details.
 --   storage.deletions  objects of pruned exports not deleted after a day.
+--   clients.kept_bytes a client (not an administrator) keeping more than 80%
+--                      of max_item_bytes_per_client (without p_target only).
 -- Read-only; locks nothing beyond catalog and table reads. Raises 22023 when
 -- p_target is given but not registered.
 -- Each group of checks is a function of its own (pgjobs._doctor_*); this
@@ -24965,6 +25256,9 @@ BEGIN
     RETURN QUERY SELECT * FROM pgjobs._doctor_queue(p_target, v_loop_fix);
     RETURN QUERY SELECT * FROM pgjobs._doctor_cron_history(v_retention, v_prune_sql);
     RETURN QUERY SELECT * FROM pgjobs._doctor_storage();
+    IF p_target IS NULL THEN  -- of clients, not of a target
+        RETURN QUERY SELECT * FROM pgjobs._doctor_clients();
+    END IF;
 END
 $_$;
 
@@ -24974,7 +25268,7 @@ ALTER FUNCTION pgjobs.doctor(p_target regclass) OWNER TO SUPERUSER;
 -- Name: FUNCTION doctor(p_target regclass); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.doctor(p_target regclass) IS 'Health checks, one row per finding (check_name, status ok | warn | fail, target, detail, fix): pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size; ok when pg_cron runs pgjobs here from its own database with cron.schedule_in_database; a scheduled prune retention under the hour pgjobs.schedule takes), each registered target (or only p_target): table and columns exist, the (scope, key) btree index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum scale factor, dead tuples; running jobs with expired leases or no heartbeat for over half their lease (and a minute); jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals (pg_monitor); storage deletions pending over a day. Every finding that is not ok carries in fix the exact SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';
+COMMENT ON FUNCTION pgjobs.doctor(p_target regclass) IS 'Health checks, one row per finding (check_name, status ok | warn | fail, target, detail, fix): pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size; ok when pg_cron runs pgjobs here from its own database with cron.schedule_in_database; a scheduled prune retention under the hour pgjobs.schedule takes), each registered target (or only p_target): table and columns exist, the (scope, key) btree index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum scale factor, dead tuples; running jobs with expired leases or no heartbeat for over half their lease (and a minute); jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals (pg_monitor); storage deletions pending over a day; clients keeping more than 80% of max_item_bytes_per_client (without a target). Every finding that is not ok carries in fix the exact SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';
 
 --
 -- Name: export_chunk_bound(bigint, text, integer, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -28609,6 +28903,11 @@ CREATE FUNCTION pgjobs.stats() RETURNS jsonb
 --   rows           {kind: {last_minute, last_hour}}: rows done, estimated
 --                  per job by spreading its done count evenly over the
 --                  time it ran (started_at to finished_at, or now)
+--   client_bytes   [{role, kept_bytes, max_item_bytes_per_client,
+--                  room_bytes, used}] each client's bytes kept against its
+--                  ceiling, the most first (pgjobs._stats_client_bytes):
+--                  an administrator's view; [] for a caller that may not
+--                  read every client's total (a client: pgjobs.client_room)
 -- SECURITY INVOKER on purpose, and no SECURITY DEFINER body: it reads
 -- pgjobs.jobs as the caller, so the row policies of pgjobs.jobs (a client
 -- sees the jobs it submitted and those of targets it may read, within
@@ -28718,7 +29017,8 @@ SELECT jsonb_build_object(
                                                            'last_hour', k.last_hour))
           FROM (SELECT w.kind, round(sum(w.last_minute))::bigint AS last_minute,
                        round(sum(w.last_hour))::bigint AS last_hour
-                  FROM windows w GROUP BY w.kind) k), '{}'::jsonb));
+                  FROM windows w GROUP BY w.kind) k), '{}'::jsonb),
+    'client_bytes', pgjobs._stats_client_bytes());
 $$;
 
 ALTER FUNCTION pgjobs.stats() OWNER TO SUPERUSER;
@@ -28727,7 +29027,7 @@ ALTER FUNCTION pgjobs.stats() OWNER TO SUPERUSER;
 -- Name: FUNCTION stats(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.stats() IS 'A snapshot of the jobs the caller may see: queue depth by kind, status and target, the oldest due queued job, running jobs with rows/s and ETA, throttled and paused jobs, leases expiring soon, jobs finished in the last hour and rows done per kind in the last minute and hour.';
+COMMENT ON FUNCTION pgjobs.stats() IS 'A snapshot of the jobs the caller may see: queue depth by kind, status and target, the oldest due queued job, running jobs with rows/s and ETA, throttled and paused jobs, leases expiring soon, jobs finished in the last hour, rows done per kind in the last minute and hour, and (for an administrator) each client''s bytes kept against max_item_bytes_per_client.';
 
 --
 -- Name: submit(text, regclass, text, jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -30100,6 +30400,14 @@ REVOKE ALL ON FUNCTION pgjobs._claim_identity(p_worker text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._claim_identity(p_worker text) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) TO pgjobs_client;
+
+--
 -- Name: FUNCTION _clipped(p_text text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -30296,6 +30604,13 @@ GRANT ALL ON FUNCTION pgjobs._ddl_fence_mark() TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._defaults() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._defaults() TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _doctor_clients(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._doctor_clients() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._doctor_clients() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _doctor_cron_history(p_retention interval, p_prune_sql text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -30834,11 +31149,11 @@ REVOKE ALL ON FUNCTION pgjobs._interval_fixed(p_interval interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._interval_fixed(p_interval interval) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _items_add(p_id bigint, p_items jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _items_add(p_id bigint, p_items jsonb, p_new boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb, p_new boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb, p_new boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _items_array(p_items jsonb, p_submit boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -30989,11 +31304,11 @@ REVOKE ALL ON FUNCTION pgjobs._judge_filter(p_reg pgjobs.target_registry, p_scop
 GRANT ALL ON FUNCTION pgjobs._judge_filter(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_paths text[], p_options jsonb) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text, p_new boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text, p_new boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text, p_hint text, p_new boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _key_index(p_target regclass, p_scope name, p_key name, OUT key_index regclass, OUT usable boolean, OUT fix text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -31305,6 +31620,13 @@ GRANT ALL ON FUNCTION pgjobs._quoted_fields(p_fields text[]) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._reach_roles(p_target regclass, p_as name) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._reach_roles(p_target regclass, p_as name) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _reads_every_column(p_role name, p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._reads_every_column(p_role name, p_target regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._reads_every_column(p_role name, p_target regclass) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _refuse_scope_move(p_target regclass, p_scope text, p_moved_to text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -31715,6 +32037,14 @@ GRANT ALL ON FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_le
 
 REVOKE ALL ON FUNCTION pgjobs._statement_timed_out(p_timeout text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._statement_timed_out(p_timeout text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _stats_client_bytes(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._stats_client_bytes() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._stats_client_bytes() TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._stats_client_bytes() TO pgjobs_client;
 
 --
 -- Name: FUNCTION _storage_admitting(p_uri text, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -32174,6 +32504,14 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.storage_deletions TO pgjobs_ad
 
 REVOKE ALL ON FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval, p_uploads boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval, p_uploads boolean) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION client_room(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.client_room() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.client_room() TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs.client_room() TO pgjobs_client;
 
 --
 -- Name: FUNCTION compile_filter(p_target regclass, p_filter jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

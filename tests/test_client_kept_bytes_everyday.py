@@ -154,9 +154,14 @@ def test_every_refusal_says_what_was_counted_the_room_left_and_what_to_do(
         _as(conn, client, call.replace("{job}", str(parent)))
     diag = caught.value.diag
     message, hint = diag.message_primary or "", diag.message_hint or ""
-    added = re.search(r"\((\d+) bytes of (.+?) added to job \d+;", message)
+    added = re.search(r"\((\d+) bytes of (.+?) added to (job \d+|the job being submitted);",
+                      message)
     assert added, message
     assert added.group(2) == what, message
+    # A submit's job is rolled back with the refusal: no id that never
+    # exists; an addition names the job kept already (h146).
+    assert added.group(3) == (f"job {parent}" if path == "add_items"
+                              else "the job being submitted"), message
     assert f"it keeps {kept} bytes now, 2 left" in message, message
     assert f"would keep {kept + int(added.group(1))} bytes" in message, message
     assert f"at most {ceiling} bytes" in message and "max_item_bytes_per_client" in message
@@ -208,3 +213,28 @@ def test_the_command_line_prints_the_refusal_on_one_line_with_its_hint(
     assert "0 bytes now, 10 left" in lines[0] and "[55006] (hint: " in lines[0], lines[0]
     assert SETTING in lines[0], lines[0]
     assert _total(conn, client) == 0
+
+
+@pytest.mark.parametrize("setting", ["max_items_per_job", "max_item_bytes_per_job"])
+def test_a_refused_submit_never_names_the_id_of_the_job_it_rolled_back(
+        conn: Conn, client: str, setting: str) -> None:
+    """submit_items refused by a per-job ceiling named "job J", a job rolled
+    back with the refusal that no one can ever look up; add_items, which
+    adds to a job kept already, names it (h146)."""
+    parent = int(_as(conn, client, "SELECT pgjobs.submit_items('resize', 'user_table_rows', "
+                                   "'1', '[1, 2]')"))
+    conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)", (json.dumps({setting: 2}),))
+    try:
+        with pytest.raises(errors.ObjectInUse) as submit:
+            _as(conn, client, "SELECT pgjobs.submit_items('resize', 'user_table_rows', '2', "
+                              "'[1, 2, 3]')")
+        message = submit.value.diag.message_primary or ""
+        assert message.startswith("the job being submitted has 0 "), message
+        assert not re.search(r"job \d+", message), message
+        assert submit.value.diag.message_hint
+        with pytest.raises(errors.ObjectInUse) as add:
+            _as(conn, client, "SELECT pgjobs.add_items(%s, '[3]')", (parent,))
+        message = add.value.diag.message_primary or ""
+        assert message.startswith(f"job {parent} has "), message
+    finally:
+        conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)", (json.dumps({setting: None}),))

@@ -68,6 +68,7 @@ def test_allowed_scopes_hold_for_submit_items(conn: Conn, roles: dict[str, str])
     "SELECT pgjobs._submit_items_as(current_user, 'doc', 'items', '1', '[1]', '{}')",
     "SELECT pgjobs._add_items_as(current_user, 1, '[1]')",
     "SELECT pgjobs._items_add(1, '[1]')",
+    "SELECT pgjobs._items_add(1, '[1]', true)",
     "SELECT pgjobs._items_stop(1, 'canceled')",
     "UPDATE pgjobs.job_items SET status = 'succeeded'",
     "INSERT INTO pgjobs.job_items (job_id, payload) VALUES (1, '1')",

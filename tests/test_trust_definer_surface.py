@@ -57,6 +57,8 @@ ALLOWED_DEFINERS = {
     "_visible_as": "body of pgjobs.visible; pgjobs._enter",
     "_visible_count_as": "body of pgjobs.visible_count; pgjobs._enter",
     "_channel_as": "body of pgjobs.channel; pgjobs._enter",
+    "_client_room_as": "body of pgjobs.client_room; pgjobs._enter, only about the caller "
+                       "(tests/test_client_room.py)",
     "_preview_as": "body of pgjobs.preview; pgjobs._enter",
     "_confined_targets_as": "policy jobs_client_read's confinement list; pgjobs._enter, "
                             "only about the caller (pgjobs._require_self)",

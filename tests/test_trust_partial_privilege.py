@@ -69,8 +69,12 @@ NEEDS: dict[str, tuple[frozenset[str], bool] | None] = {
     "_row_security_confines": (frozenset({"SELECT"}), False),
 }
 
-# Privilege subsets: (table-level privileges, column-level privileges), each
-# granted on all four tables of HIDDEN.
+# The column privilege "SELECT on every column of the table", granted column
+# by column (the tables of HIDDEN: id, s, v, data, created_at).
+EVERY_COLUMN = "SELECT (id, s, v, data, created_at)"
+
+# Privilege subsets: (table-level privileges, column-level privileges on
+# column v, or EVERY_COLUMN), each granted on all four tables of HIDDEN.
 SUBSETS = {
     "none": ((), ()),
     "select": (("SELECT",), ()),
@@ -89,6 +93,12 @@ SUBSETS = {
     "column_update": ((), ("UPDATE",)),
     "column_select_update": ((), ("SELECT", "UPDATE")),
     "delete_column_select": (("DELETE",), ("SELECT",)),
+    # SELECT granted on every column (EVERY_COLUMN), no table-wide SELECT:
+    # it reads the table as a table grant does (h146), so it counts as one.
+    "every_column_select": ((), (EVERY_COLUMN,)),
+    "delete_every_column_select": (("DELETE",), (EVERY_COLUMN,)),
+    "update_every_column_select": (("UPDATE",), (EVERY_COLUMN,)),
+    "insert_every_column_select": (("INSERT",), (EVERY_COLUMN,)),
 }
 
 
@@ -96,8 +106,18 @@ def _holds(entry: str, table: tuple[str, ...], column: tuple[str, ...]) -> bool:
     need = NEEDS[entry]
     assert need is not None
     privileges, any_column = need
-    held = set(table) | (set(column) if any_column else set())
+    held = set(table) | (set(column) - {EVERY_COLUMN} if any_column else set())
+    if EVERY_COLUMN in column:
+        held |= {"SELECT"}
     return privileges <= held
+
+
+def _grant_columns(conn: Conn, table: str, column_privileges: tuple[str, ...]) -> None:
+    for privilege in column_privileges:
+        if privilege == EVERY_COLUMN:
+            conn.execute(f"GRANT {EVERY_COLUMN} ON {table} TO {CLIENT}")
+        else:
+            conn.execute(f"GRANT {privilege} (v) ON {table} TO {CLIENT}")
 
 
 def test_every_target_call_is_covered() -> None:
@@ -111,8 +131,7 @@ def test_lacking_the_calls_privilege_tells_registered_from_unknown_nothing(
     for table in HIDDEN:
         if table_privileges:
             conn.execute(f"GRANT {', '.join(table_privileges)} ON {table} TO {CLIENT}")
-        for privilege in column_privileges:
-            conn.execute(f"GRANT {privilege} (v) ON {table} TO {CLIENT}")
+        _grant_columns(conn, table, column_privileges)
     conn.execute(f"SET ROLE {CLIENT}")
     answers = {entry: {table: _answer(conn, sql.format(t=f"'{table}'"), {table: "T"})
                        for table in HIDDEN}
@@ -185,3 +204,40 @@ def test_the_engine_schedule_is_told_only_beside_a_due_job_the_client_sees(
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE IF EXISTS {role}")
         conn.close()
+
+
+# The client calls answered alike for SELECT on the table and SELECT on
+# every column (the engine's helpers _visible_page, _gate_holder and
+# _row_security_confines keep asking table SELECT: NULL or less for such a
+# role, never more).
+EVERY_COLUMN_CALLS = ("submit_delete", "submit_export", "submit_export_columns", "visible",
+                      "visible_count", "mask", "channel", "preview")
+
+
+def test_select_on_every_column_is_answered_as_select_on_the_table(
+        conn: Conn, world: int) -> None:
+    """h146: a role granted SELECT on each column, not on the table, was
+    refused (42501) what plain PostgreSQL lets it read; now its calls are
+    answered as those of a role with SELECT on the table, registered target
+    or not."""
+    answers: dict[str, dict[str, tuple[str, ...]]] = {}
+    for subset in ("select_delete", "delete_every_column_select"):
+        table_privileges, column_privileges = SUBSETS[subset]
+        for table in HIDDEN:
+            conn.execute(f"GRANT {', '.join(table_privileges)} ON {table} TO {CLIENT}")
+            _grant_columns(conn, table, column_privileges)
+        assert all(_holds(entry, table_privileges, column_privileges)
+                   for entry in EVERY_COLUMN_CALLS)
+        conn.execute(f"SET ROLE {CLIENT}")
+        answers[subset] = {
+            entry: tuple(_answer(conn, CALLS[entry].format(t=f"'{table}'"), {table: "T"})[0]
+                         for table in HIDDEN)
+            for entry in EVERY_COLUMN_CALLS}
+        conn.execute("RESET ROLE")
+        conn.execute("DELETE FROM pgjobs.jobs WHERE submitted_by = %s", (CLIENT,))
+        for table in HIDDEN:
+            conn.execute(f"REVOKE ALL ON {table} FROM {CLIENT}")
+            conn.execute(f"REVOKE ALL (id, s, v, data, created_at) ON {table} FROM {CLIENT}")
+    assert answers["delete_every_column_select"] == answers["select_delete"], answers
+    refused = {entry: a for entry, a in answers["select_delete"].items() if a[0] != "ok"}
+    assert refused == {}, refused  # the registered one is answered

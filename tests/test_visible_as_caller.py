@@ -236,10 +236,17 @@ def _refused(session: Conn) -> tuple[object, ...]:
 # full way decides each call.
 CHANGES = {
     "revoke": (f"REVOKE SELECT ON s_caller.t FROM {READER}", True),
+    # SELECT on every column reads the table as a table grant does (h146):
+    # the short way refuses it, the full way answers the same rows.
     "columns_only": (f"REVOKE SELECT ON s_caller.t FROM {READER};"
                      f" GRANT SELECT ON s_caller.t TO {OWNER};"  # (not READER's)
                      f" GRANT SELECT (id, scope, name, data, j, at, amount, created_at)"
-                     f" ON s_caller.t TO {READER}", True),
+                     f" ON s_caller.t TO {READER}", False),
+    # ... but one column short, refused as a role with no SELECT.
+    "columns_but_one": (f"REVOKE SELECT ON s_caller.t FROM {READER};"
+                        f" GRANT SELECT ON s_caller.t TO {OWNER};"  # (not READER's)
+                        f" GRANT SELECT (id, scope, name, data, j, at, created_at)"
+                        f" ON s_caller.t TO {READER}", True),
     "row_security_on": ("ALTER TABLE s_caller.t ENABLE ROW LEVEL SECURITY;"
                         " CREATE POLICY p ON s_caller.t USING (id < 10)", True),
     "policy_forced_on_owner": (f"ALTER TABLE s_caller.t OWNER TO {READER};"
@@ -306,15 +313,24 @@ def test_a_definer_wrapper_reads_for_its_owner_either_way(
     # the owner may not read, the session's role may: refused
     answer = _answer(reader, call, (1,))
     assert answer[0] == "42501" and OWNER in str(answer[1]), answer
-    # the owner holds SELECT on every column but not on the table: refused
-    # as the full way refuses it (PostgreSQL alone would let it read)
-    admin.execute(f"GRANT SELECT (id, scope, name, data, j, at, amount, created_at)"
+    # the owner holds SELECT on every column but one, not on the table:
+    # refused as the full way refuses it
+    admin.execute(f"GRANT SELECT (id, scope, name, data, j, at, created_at)"
                   f" ON s_caller.t TO {OWNER}")
     for _ in range(2):
         # (the session's own read first: the trust verdict the short way needs)
         assert _answer(reader, PAGE, ("s_caller.t", "1", None, 100))[0] == "ok"
         answer = _answer(reader, call, (1,))
         assert answer[0] == "42501" and "lacks SELECT on s_caller.t" in str(answer[1]), answer
+    # on every column: read for the owner (the full way; h146: PostgreSQL
+    # lets it read the table, so pgjobs does)
+    admin.execute(f"GRANT SELECT (amount) ON s_caller.t TO {OWNER}")
+    for _ in range(2):
+        assert _answer(reader, PAGE, ("s_caller.t", "1", None, 100))[0] == "ok"
+        answer = _answer(reader, call, (1,))
+        assert answer[0] == "ok" and len(answer[1]) == 20, answer  # type: ignore[arg-type]
+    admin.execute(f"REVOKE SELECT (id, scope, name, data, j, at, amount, created_at)"
+                  f" ON s_caller.t FROM {OWNER}")
     # the owner may read, the session's role may not: read (for the owner)
     admin.execute(f"GRANT SELECT ON s_caller.t TO {OWNER}")
     admin.execute(f"REVOKE SELECT ON s_caller.t FROM {READER}")

@@ -27,6 +27,12 @@ METRICS = {
     "pgjobs_worker_heartbeat_age_seconds": "Per worker (its name without the claim token), "
                                            "seconds since the least recent heartbeat of the "
                                            "jobs it runs.",
+    "pgjobs_client_kept_bytes": "Per client role (the 20 keeping the most; the others summed "
+                                "under #other), the bytes its kept jobs hold against "
+                                "max_item_bytes_per_client (an administrator's scrape only).",
+    "pgjobs_max_item_bytes_per_client": "The ceiling of each client's kept bytes "
+                                        "(set_defaults' max_item_bytes_per_client; shown "
+                                        "when a client keeps bytes).",
     "pgjobs_ui_browsers": "Browsers connected to /events.",
     "pgjobs_ui_events_total": "NOTIFY events the dashboard forwarded to browsers.",
     "pgjobs_ui_listen_reconnects_total": "Times the LISTEN connection was re-established.",
@@ -186,6 +192,21 @@ class _Snapshot:
         for worker, age in sorted(ages.items()):
             heartbeat.add_metric([worker], age)
         yield heartbeat
+        clients = s.get("client_bytes", [])
+        role_of = _fold(shown_values({c["role"]: (float(c["kept_bytes"]),) for c in clients}))
+        kept = GaugeMetricFamily("pgjobs_client_kept_bytes", METRICS["pgjobs_client_kept_bytes"],
+                                 labels=["role"])
+        by_role: dict[str, float] = {}
+        for c in clients:
+            by_role[role_of(c["role"])] = by_role.get(role_of(c["role"]), 0.0) + c["kept_bytes"]
+        for role, value in sorted(by_role.items()):
+            kept.add_metric([role], value)
+        yield kept
+        ceiling = GaugeMetricFamily("pgjobs_max_item_bytes_per_client",
+                                    METRICS["pgjobs_max_item_bytes_per_client"])
+        if clients:
+            ceiling.add_metric([], float(clients[0]["max_item_bytes_per_client"]))
+        yield ceiling
         yield GaugeMetricFamily("pgjobs_ui_browsers", METRICS["pgjobs_ui_browsers"],
                                 value=self.counters["browsers"])
         for name, key in (("pgjobs_ui_events", "events"),

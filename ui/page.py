@@ -99,6 +99,11 @@ def row(job: dict[str, Any], read_only: bool) -> str:
         f'<td class="actions">{actions}{download}</td></tr>')
 
 
+def _fullest(client: dict[str, Any]) -> str:
+    """The client keeping the most bytes, and its share of the ceiling."""
+    return f"{client['role']} {float(client['used']) * 100:.0f}%"
+
+
 def _stats_bar(stats: dict[str, Any]) -> str:
     by_status: dict[str, int] = {}
     for q in stats.get("queue", []):
@@ -111,6 +116,9 @@ def _stats_bar(stats: dict[str, Any]) -> str:
              ("throttled", len(stats.get("throttled", []))),
              ("oldest queued", duration(oldest.get("age_seconds")) or "-"),
              ("rows last minute", f"{minute:,}"), ("rows last hour", f"{hour:,}")]
+    fullest = stats.get("client_bytes") or []
+    if fullest:  # an administrator's view: the client nearest its byte ceiling
+        cards.append(("fullest client", _fullest(fullest[0])))
     return '<div id="stats">' + "".join(
         f'<div class="card"><b data-stat="{e(k)}">{e(v)}</b><span>{e(k)}</span></div>'
         for k, v in cards) + "</div>"
@@ -311,6 +319,8 @@ SCRIPT = r"""
                                   .toLocaleString('en-US'));
       set('rows last hour', rows.reduce((a, r) => a + (r.last_hour || 0), 0)
                                 .toLocaleString('en-US'));
+      const c = (s.client_bytes || [])[0];
+      if (c) set('fullest client', c.role + ' ' + Math.round(c.used * 100) + '%');
     });
   }
   connect();
