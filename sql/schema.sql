@@ -24669,6 +24669,8 @@ CREATE FUNCTION pgjobs.client_room() RETURNS TABLE(role name, kept_bytes bigint,
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The calling client's room under max_item_bytes_per_client: what it keeps
 -- now, the ceiling, the room left and how many of its jobs keep bytes

@@ -6,6 +6,8 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The calling client's room under max_item_bytes_per_client: what it keeps
 -- now, the ceiling, the room left and how many of its jobs keep bytes
