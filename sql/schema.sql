@@ -23542,18 +23542,35 @@ CREATE FUNCTION pgjobs._visible_page(p_target regclass, p_scope text, p_after te
 -- Raises only what pgjobs._canonical_scope raises for a bad scope
 -- (pgjobs.visible then takes the full way, which raises it in its order).
 -- SECURITY DEFINER for pgjobs_client: it reads the registry and the jobs.
--- It tells a caller nothing pgjobs.visible would not: NULL unless the
--- session's role (its SET ROLE role, or its login role without one: a
--- role the session may act as, whatever SECURITY DEFINER function runs)
--- may SELECT the table, so a direct call learns no registration nor
--- pending delete of a table that role may not read.
+-- It tells a caller nothing pgjobs.visible would not: NULL to any call
+-- but pgjobs.visible's own (the frame right below this one on the call
+-- stack, read by pgjobs._stack as pgjobs._enter reads it), so a direct
+-- call, or one from a SECURITY DEFINER function whose owner may not read
+-- the table run by a session whose role may, learns no registration nor
+-- pending delete; and NULL unless the session's role (its SET ROLE role,
+-- or its login role without one: a role the session may act as, whatever
+-- SECURITY DEFINER function runs) may SELECT the table, where
+-- pgjobs.visible has tested its current_user.
 -- Locks nothing.
 DECLARE
     v_plan record;
     v_canonical text;
+    v_stack text[];
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000
        OR btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), '')) <> '' THEN
+        RETURN NULL;
+    END IF;
+    -- Only for pgjobs.visible's own call: element 1 is this function,
+    -- element 2 the one that called it, which must be the PL/pgSQL frame of
+    -- pgjobs.visible itself (a role cannot create functions in schema
+    -- pgjobs, and a name it chooses prints in double quotes; an SQL
+    -- statement's line, even one whose text imitates that frame on a
+    -- second line, is not element 2's frame). Its call through SPI, after
+    -- an error escaped it earlier in the transaction, has an SPI line
+    -- there: NULL, and that call takes the full way, answering alike.
+    v_stack := pgjobs._stack();
+    IF NOT coalesce(starts_with(v_stack[2], 'pgjobs.visible('), false) THEN
         RETURN NULL;
     END IF;
     -- One statement (each costs its executor's start and end): the

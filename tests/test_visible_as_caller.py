@@ -327,15 +327,17 @@ def test_the_statement_builder_tells_a_direct_caller_nothing_of_unreadable_table
         make_conn: Callable[[], Conn], admin: Conn) -> None:
     """pgjobs._visible_page, called directly by a role that may not read the
     table, answers NULL, whether the table is registered or not, even in a
-    session whose trust verdict on it is fresh; for a role that may, the
-    statement it would run itself."""
+    session whose trust verdict on it is fresh; a role that may gets NULL
+    too (it answers only pgjobs.visible's own call), while its
+    pgjobs.visible takes the short way."""
     admin.execute("CREATE TABLE s_caller.plain (id bigint, scope int)")
     reader = _reader(make_conn)
     direct = "SELECT pgjobs._visible_page(%s, '1', NULL, 10)"
     for _ in range(2):  # the second with the verdict kept by a read
         assert _answer(reader, PAGE, ("s_caller.t", "1", None, 100))[0] == "ok"
-        built = scalar(reader, direct, ("s_caller.t",))
-        assert built is not None and "s_caller.t" in built
+        assert scalar(reader, direct, ("s_caller.t",)) is None
+    usual, full, calls = _short_ways(reader, ("s_caller.t", "1", None, 10))
+    assert usual == full and calls == [0, 1], (usual, calls)
     admin.execute(f"REVOKE SELECT ON s_caller.t FROM {READER}")
     assert scalar(reader, direct, ("s_caller.t",)) is None
     assert scalar(reader, direct, ("s_caller.plain",)) is None
@@ -528,7 +530,8 @@ def test_the_statement_builder_tells_a_tenant_or_a_column_reader_nothing(
     direct = "SELECT pgjobs._visible_page('s_caller.t', %s, NULL, 10)"
     assert _answer(reader, PAGE, ("s_caller.t", "1", None, 100))[0] == "ok"
     answers = {scope: scalar(reader, direct, (scope,)) for scope in ("1", "2")}
-    assert answers["1"] is not None and answers["2"] is None, answers  # (pending on 2)
+    # (pending on 2; only pgjobs.visible's own call is answered)
+    assert answers == {"1": None, "2": None}, answers
     reader.execute("SET pgjobs.allowed_scopes = '1'")
     assert _answer(reader, PAGE, ("s_caller.t", "1", None, 100))[0] == "ok"
     for scope in ("1", "2", "3"):
