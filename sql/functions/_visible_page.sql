@@ -18,7 +18,9 @@ AS $$
 -- fires no event, so nothing of them is kept) and the page needs no check
 -- by hand. NULL whenever the page is not that plain and pgjobs.visible
 -- takes its full way (pgjobs._visible_as, which raises what it raises):
--- a limit out of 1..10000, pgjobs.allowed_scopes set, row-level security
+-- a limit out of 1..10000, pgjobs.allowed_scopes set and p_scope not
+-- allowed by it (pgjobs._scope_allowed, the one test the full way's
+-- pgjobs._require_scope refuses on, read at each call), row-level security
 -- enabled on the table (pgjobs refuses a confined role, a read as the
 -- caller would apply its policies; pgjobs.visible tests the caller's
 -- SELECT on the table itself), no registration, a trust verdict this
@@ -43,8 +45,7 @@ DECLARE
     v_canonical text;
     v_stack text[];
 BEGIN
-    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000
-       OR btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), '')) <> '' THEN
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
         RETURN NULL;
     END IF;
     -- Only for pgjobs.visible's own call: element 1 is this function,
@@ -85,6 +86,14 @@ BEGIN
        AND NOT (SELECT c.relrowsecurity FROM pg_catalog.pg_class c WHERE c.oid = p_target);
     IF NOT FOUND OR v_plan.key_type IS NULL OR v_plan.scope_type IS NULL OR v_plan.arrays
        OR NOT pgjobs._verdict_fresh('trusted_' || p_target::oid::text, p_target::oid::text) THEN
+        RETURN NULL;
+    END IF;
+    -- A session confined by pgjobs.allowed_scopes (the full way's own
+    -- condition): only a scope the full way would let through is read here;
+    -- any other (outside the list, a malformed or empty list) goes the full
+    -- way, whose pgjobs._require_scope refuses it with its own message.
+    IF btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), '')) <> ''
+       AND NOT pgjobs._scope_allowed(p_target, p_scope) THEN
         RETURN NULL;
     END IF;
     v_canonical := pgjobs._canonical_scope(v_plan.reg, p_scope);  -- 22023
