@@ -32,7 +32,7 @@ AS $$
 -- SECURITY DEFINER for pgjobs_client: it reads the registry and the jobs.
 -- It tells a caller nothing pgjobs.visible would not: NULL to any call
 -- but pgjobs.visible's own (the frame right below this one on the call
--- stack, read by pgjobs._stack as pgjobs._enter reads it), so a direct
+-- stack, read as pgjobs._enter reads it), so a direct
 -- call, or one from a SECURITY DEFINER function whose owner may not read
 -- the table run by a session whose role may, learns no registration nor
 -- pending delete; and NULL unless the session's role (its SET ROLE role,
@@ -44,20 +44,36 @@ DECLARE
     v_plan record;
     v_canonical text;
     v_stack text[];
+    v_ctx text;
+    v_lines text[];
+    v_at integer;
+    v_prefix text;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
         RETURN NULL;
     END IF;
-    -- Only for pgjobs.visible's own call: element 1 is this function,
-    -- element 2 the one that called it, which must be the PL/pgSQL frame of
-    -- pgjobs.visible itself (a role cannot create functions in schema
-    -- pgjobs, and a name it chooses prints in double quotes; an SQL
-    -- statement's line, even one whose text imitates that frame on a
-    -- second line, is not element 2's frame). Its call through SPI, after
-    -- an error escaped it earlier in the transaction, has an SPI line
-    -- there: NULL, and that call takes the full way, answering alike.
-    v_stack := pgjobs._stack();
-    IF NOT coalesce(starts_with(v_stack[2], 'pgjobs.visible('), false) THEN
+    -- Only for pgjobs.visible's own call: the frame right below this one
+    -- must be the PL/pgSQL frame of pgjobs.visible itself (a role cannot
+    -- create functions in schema pgjobs, and a name it chooses prints in
+    -- double quotes; an SQL statement's line, even one whose text imitates
+    -- that frame on a second line, is not that frame). The frames are read
+    -- as pgjobs._enter reads them: at line 1's text before this function's
+    -- name, or by pgjobs._stack in a language that prints the statement
+    -- and the line number there (zh_CN); a call of pgjobs._stack in every
+    -- page cost ~0.1 ms, more than a third of the page itself. Its call
+    -- through SPI, after an error escaped it earlier in the transaction,
+    -- has an SPI line there: NULL, and that call takes the full way,
+    -- answering alike.
+    GET DIAGNOSTICS v_ctx = PG_CONTEXT;
+    v_lines := string_to_array(v_ctx, E'\n');
+    v_at := strpos(v_lines[1], 'pgjobs._visible_page(');
+    v_prefix := left(v_lines[1], v_at - 1);
+    IF v_at = 0 OR v_prefix ~ '[0-9]' THEN
+        v_stack := pgjobs._stack();  -- an assignment: a frame "at" a statement
+        v_prefix := '';
+        v_lines := v_stack;
+    END IF;
+    IF NOT coalesce(starts_with(v_lines[2], v_prefix || 'pgjobs.visible('), false) THEN
         RETURN NULL;
     END IF;
     -- One statement (each costs its executor's start and end): the
