@@ -27,6 +27,11 @@ and measure the median of the round medians, the p99 over all reads, both
 against the same version's unmasked page of the same rounds, and the median
 CPU per call of the rounds' blocks and its ratio likewise.
 
+With ``--confined LIST`` every measured session is confined by the
+setting ``pgjobs.allowed_scopes`` = LIST (it must allow scope 1, the one
+read): the multi-tenant read path, a client that may read only its
+tenants' scopes.
+
 With ``--arrays`` the shared table also has columns whose types may hold
 an array (``text[]``, ``int[][]``, a composite with an ``int[]`` field and
 a domain over ``int[]``, every value starting at 1): ``pgjobs.visible``
@@ -127,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="calls per CPU block (visible_count's a 20th; 0: no CPU measure)")
     parser.add_argument("--arrays", action="store_true",
                         help="add columns whose types may hold an array to the table")
+    parser.add_argument("--confined", metavar="LIST",
+                        help="set pgjobs.allowed_scopes to LIST in every measured session")
     args = parser.parse_args(argv)
     refs = args.sql or ["4fe7471", "fd4d4a3", "."]
     random.seed(11)
@@ -150,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
                 total = build(dsn, args.rows, args.arrays)
                 conns[ref] = psycopg.connect(dsn, autocommit=True)
                 conns[ref].execute(f"SET ROLE {CLIENT}")
+                if args.confined is not None:
+                    conns[ref].execute("SELECT set_config('pgjobs.allowed_scopes', %s, false)",
+                                       (args.confined,))
             times: dict[str, dict[str, list[float]]] = {
                 ref: {m: [] for m in MEASURES} for ref in refs}
             medians: dict[str, dict[str, list[float]]] = {
@@ -197,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     print(f"{args.rows:,}-row scope of a {total:,}-row relation ({where}); as a client role; "
           f"{'array columns; ' if args.arrays else ''}"
+          f"{f'allowed_scopes {args.confined!r}; ' if args.confined is not None else ''}"
           f"{args.rounds} alternating rounds x {args.reads} reads per version; "
           f"load {load[0]:.1f}/{load[1]:.1f}")
     print(f"{'sql':<9} {'read':<22} {'p50':>9} {'p99':>9} {'p50 x':>7} {'p99 x':>7}")

@@ -117,6 +117,27 @@ def test_a_read_keeps_a_sealed_verdict(conn: Conn) -> None:
         assert scalar(conn, sealed, other) != mac
 
 
+def test_the_fresh_check_writes_out_the_seal_verdict_mac_makes(conn: Conn) -> None:
+    """pgjobs._verdict_fresh computes pgjobs._verdict_mac's seal itself (a
+    call of it cost more than its hashes): a value sealed by _verdict_mac
+    now is fresh in its slot for its key, and in no other."""
+    sealed = "SELECT pgjobs._verdict_mac(jsonb_build_array(%s::text, %s::text)::text, %s)"
+    fresh = "SELECT pgjobs._verdict_fresh(%s, %s)"
+    for _ in range(5):  # the verdict lasts 1 s: a loaded machine may pause longer
+        at = scalar(conn, "SELECT to_char(extract(epoch FROM clock_timestamp()),"
+                          " 'FM999999999990.000000')")
+        conn.execute("SELECT set_config('pgjobs.verified_h144_slot', %s, false)",
+                     (f"{at}/{scalar(conn, sealed, ('h144_slot', 'k', at))}",))
+        if scalar(conn, fresh, ("h144_slot", "k")):
+            break
+    else:
+        pytest.fail("a value sealed by pgjobs._verdict_mac was never fresh")
+    assert scalar(conn, fresh, ("h144_slot", "other")) is False
+    conn.execute("SELECT set_config('pgjobs.verified_h144_other', "
+                 "current_setting('pgjobs.verified_h144_slot'), false)")
+    assert scalar(conn, fresh, ("h144_other", "k")) is False
+
+
 @pytest.mark.parametrize("how", sorted(UNTRUST))
 def test_untrusted_is_refused_at_once_elsewhere_and_within_a_second_here(
         make_conn: Any, roles: None, how: str) -> None:

@@ -143,6 +143,13 @@ def server(locales: str) -> Iterator[str]:
                     v := public.probe();
                     RETURN v;
                 END $$;
+                -- a client's own function asking visible's short-way builder
+                CREATE FUNCTION public.spy_page() RETURNS text LANGUAGE plpgsql AS $$
+                DECLARE v text;
+                BEGIN
+                    v := pgjobs._visible_page('public.tt', '1', NULL, 10);
+                    RETURN v;
+                END $$;
                 GRANT EXECUTE ON FUNCTION public.direct() TO {CLIENT}""")
         yield dsn
     finally:
@@ -318,3 +325,32 @@ def test_a_forged_frame_after_the_sealed_line_is_refused(conn: Conn) -> None:
         finally:
             conn.execute("ROLLBACK")
         assert outcomes and set(outcomes) <= {"42501", "42601"}, (tail, outcomes)
+
+
+def test_visible_takes_its_short_way_and_its_builder_answers_only_it(conn: Conn) -> None:
+    """pgjobs._visible_page answers only pgjobs.visible's own call, the frame
+    below its own read in every language (at line 1's prefix, or by
+    pgjobs._stack where the statement and line number come first): a plain
+    page of pgjobs.visible takes the short way (counted), while a call from
+    a client's own PL/pgSQL function, or from the top level, gets NULL."""
+    full = ("SELECT coalesce(pg_stat_get_xact_function_calls("
+            "'pgjobs._visible_as(name, regclass, text, jsonb, text, integer)'::regprocedure), 0)")
+    conn.execute("SET track_functions = 'all'")
+    conn.execute(f"SET ROLE {CLIENT}")
+    short = False
+    for _ in range(5):  # the trust verdict lasts 1 s: asked again while the full way ran
+        conn.execute("SELECT count(*) FROM pgjobs.visible('public.tt', '1')")  # keeps it
+        with conn.transaction():  # (counts since the last report: a difference)
+            before = conn.execute(full).fetchone()[0]
+            spied = conn.execute("SELECT public.spy_page()").fetchone()
+            direct = conn.execute("SELECT pgjobs._visible_page('public.tt', '1', NULL, 10)"
+                                  ).fetchone()
+            rows = conn.execute("SELECT count(*) FROM pgjobs.visible('public.tt', '1')"
+                                ).fetchone()
+            ran = conn.execute(full).fetchone()[0] - before
+        assert spied == (None,) and direct == (None,) and rows == (5,), (spied, direct, rows)
+        if ran == 0:  # fresh then, so fresh as the builder was asked
+            short = True
+            break
+    conn.execute("RESET ROLE")
+    assert short, "pgjobs.visible never took its short way"

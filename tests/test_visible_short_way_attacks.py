@@ -29,6 +29,17 @@ DIRECT = "SELECT pgjobs._visible_page(%s, %s, %s, %s)"
 SLOT = "SELECT 'pgjobs.verified_trusted_' || %s::regclass::oid"
 
 
+def _full_ran(session: Conn, args: tuple[object, ...]) -> bool:
+    """Whether pgjobs.visible's page (target, scope, after, limit) ran the
+    full body (pgjobs._visible_as), counted in one transaction."""
+    count = ("SELECT coalesce(pg_stat_get_xact_function_calls("
+             "'pgjobs._visible_as(name, regclass, text, jsonb, text, integer)'::regprocedure), 0)")
+    with session.transaction():
+        before = int(scalar(session, count))
+        assert _answer(session, PAGE, args)[0] == "ok", args
+        return int(scalar(session, count)) > before
+
+
 def test_a_verdict_forged_or_copied_from_another_session_or_slot_is_none(
         make_conn: Callable[[], Conn], admin: Conn) -> None:
     """A client can write the pgjobs.verified_* settings with set_config:
@@ -45,21 +56,23 @@ def test_a_verdict_forged_or_copied_from_another_session_or_slot_is_none(
             scalar(second, "SELECT to_char(extract(epoch FROM clock_timestamp()),"
                            " 'FM999999999990.000000') || '/' || encode(sha256('x'), 'hex')")):
         second.execute("SELECT set_config(%s, %s, false)", (slot_t, value))
-        assert scalar(second, DIRECT, ("s_caller.t", "1", None, 10)) is None, value
+        # (the builder answers only pgjobs.visible's own call: the page is
+        # read, and whether the full body ran is counted)
+        assert _full_ran(second, ("s_caller.t", "1", None, 10)), value
     copied = False
     for _ in range(5):  # the copy must be fresh where it was kept: asked again until it is
         assert _answer(first, PAGE, ("s_caller.t", "1", None, 1))[0] == "ok"
         assert _answer(first, PAGE, ("s_caller.u", "acme", None, 1))[0] == "ok"
         value_t = scalar(first, "SELECT current_setting(%s)", (slot_t,))
         second.execute("SELECT set_config(%s, %s, false)", (slot_t, value_t))
-        in_second = scalar(second, DIRECT, ("s_caller.t", "1", None, 10))
+        in_second = _full_ran(second, ("s_caller.t", "1", None, 10))
         # another table's verdict, in the session that kept it
         first.execute("SELECT set_config(%s, %s, false)", (slot_u, value_t))
-        other_slot = scalar(first, DIRECT, ("s_caller.u", "acme", None, 10))
+        other_slot = _full_ran(first, ("s_caller.u", "acme", None, 10))
         # the one session where value_t is a verdict, asked last: fresh then, so fresh before
-        in_first = scalar(first, DIRECT, ("s_caller.t", "1", None, 10))
-        if in_first is not None:
-            assert in_second is None and other_slot is None, (in_second, other_slot)
+        in_first = _full_ran(first, ("s_caller.t", "1", None, 10))
+        if not in_first:
+            assert in_second and other_slot, (in_second, other_slot)
             copied = True
             break
     assert copied, "the first session's own verdict never read as fresh"
@@ -104,10 +117,12 @@ def test_scopes_and_cursors_that_try_to_end_their_literal_stay_literals(
             usual, full, calls = _short_ways(reader, ("s_caller.u", scope, None, 50))
             assert usual == full and usual[0] == "ok" and calls == [0, 1], (scope, usual, calls)
             assert [r["tenant"] for r in usual[1]] == [scope], (scope, usual)  # type: ignore[union-attr]
-            # the builder's statement, run by the caller itself, reads the same
-            built = scalar(reader, DIRECT, ("s_caller.u", scope, None, 50))
-            if built is not None:
-                assert list(scalar(reader, built)) == list(usual[1]), scope  # type: ignore[call-overload]
+            # the page the caller itself reads with the scope bound, not spliced
+            own = scalar(reader, "SELECT coalesce(array_agg(to_jsonb(t.*) ORDER BY t.k), '{}')"
+                                 " FROM s_caller.u t WHERE t.tenant = %s", (scope,))
+            assert list(own) == list(usual[1]), scope  # type: ignore[call-overload]
+            # and the builder answers a direct call nothing
+            assert scalar(reader, DIRECT, ("s_caller.u", scope, None, 50)) is None, scope
         for after in ("x' OR true --", "\\", "NaN"):
             usual, full, _calls = _ways(reader, ("s_caller.u", scope, after, 50))
             assert usual == full, (scope, after, usual, full)
@@ -218,3 +233,58 @@ def test_session_authorization_is_judged_as_the_role_it_makes(
     usual, full, calls = _short_ways(session, ("s_caller.t", "1", None, 10))
     assert usual == full and calls == [0, 1] and len(usual[1]) == 10, (usual, calls)  # type: ignore[arg-type]
     session.execute("RESET SESSION AUTHORIZATION")
+
+
+# Ways a SECURITY DEFINER function owned by a role that may not read the
+# table asks the builder: directly, through an SQL function, through
+# EXECUTE, and through EXECUTE with a second line that imitates the frame
+# of pgjobs.visible's own call.
+IMITATION = ("PL/pgSQL function pgjobs.visible(regclass,text,jsonb,text,integer)"
+             " line 30 at assignment")
+SPYING = {
+    "plpgsql": "RETURN pgjobs._visible_page('s_caller.t', p_scope, NULL, 10);",
+    "sql_function": "RETURN public.spy_sql(p_scope);",
+    "execute": "EXECUTE 'SELECT pgjobs._visible_page(''s_caller.t'', $1, NULL, 10)' "
+               "INTO v USING p_scope; RETURN v;",
+    "imitated_frame": "EXECUTE 'SELECT pgjobs._visible_page(''s_caller.t'', $1, NULL, 10) /*'"
+                      f" || E'\\n{IMITATION}\\n*/' INTO v USING p_scope; RETURN v;",
+}
+
+
+def test_a_definer_whose_owner_may_not_read_learns_nothing_from_the_builder(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    """The builder judges the session's role, which a SECURITY DEFINER
+    function cannot change: one owned by a role without SELECT on the table,
+    run by a session whose role has it, once learnt from the builder whether
+    a delete was pending on each scope (NULL or a statement) and the
+    registration's key and scope columns. It answers only pgjobs.visible's
+    own call, so every way such a function asks gets NULL, whatever is
+    pending, while the session's own pages take the short way."""
+    admin.execute("SELECT pgjobs.submit_delete('s_caller.t', '2', '{\"id\": {\"$lt\": 11}}')")
+    admin.execute(f"""
+        CREATE FUNCTION public.spy_sql(p_scope text) RETURNS text LANGUAGE sql
+            SET search_path = pg_catalog
+            AS $f$ SELECT pgjobs._visible_page('s_caller.t', p_scope, NULL, 10) $f$;
+        ALTER FUNCTION public.spy_sql(text) OWNER TO {base.OWNER};""")
+    for name, body in SPYING.items():
+        admin.execute(f"""
+            CREATE FUNCTION public.spy_{name}(p_scope text) RETURNS text LANGUAGE plpgsql
+                SECURITY DEFINER SET search_path = pg_catalog
+                AS $f$ DECLARE v text; BEGIN {body} END $f$;
+            ALTER FUNCTION public.spy_{name}(text) OWNER TO {base.OWNER};
+            GRANT EXECUTE ON FUNCTION public.spy_{name}(text) TO {base.READER};""")
+    reader = _reader(make_conn)
+    asked = False
+    for _ in range(5):  # the reader's verdict must be fresh as the spies ask
+        assert _answer(reader, PAGE, ("s_caller.t", "1", None, 1))[0] == "ok"
+        told = {(name, scope): scalar(reader, f"SELECT public.spy_{name}(%s)", (scope,))
+                for name in SPYING for scope in ("1", "2")}
+        direct = {scope: scalar(reader, DIRECT, ("s_caller.t", scope, None, 10))
+                  for scope in ("1", "2")}
+        # still fresh after the spies asked, so fresh as they did: the short way is taken
+        if not _full_ran(reader, ("s_caller.t", "1", None, 10)):
+            assert set(told.values()) == {None}, told
+            assert direct == {"1": None, "2": None}, direct
+            asked = True
+            break
+    assert asked, "the reader's own verdict never read as fresh"
