@@ -40,9 +40,9 @@ COUNT = "SELECT coalesce(pg_stat_get_xact_function_calls(%s::regprocedure), 0)"
 def _read(session: Conn, scope: str, allowed: bool, target: str = "s_caller.t") -> Any:
     """One page of scope both ways: equal answers; an allowed scope read the
     short way (asked again while the 1 s verdict was not fresh), any other
-    refused by the full way's own 42501."""
+    refused by the full way's own 42501 while the short way was open to it."""
     args = (target, scope, None, 100)
-    usual, full, calls = _short_ways(session, args) if allowed else _ways(session, args)
+    usual, full, calls = _short_ways(session, args) if allowed else _refused_ways(session, args)
     assert usual == full, (scope, usual, full)
     if allowed:
         assert usual[0] == "ok" and usual[1] and calls == [0, 1], (scope, usual, calls)
@@ -60,6 +60,27 @@ def _via(session: Conn, sql: str, args: tuple[object, ...] | None = None) -> tup
         answer = _answer(session, sql, args or ())
         after = [int(scalar(session, COUNT, (f,))) for f in (FULL, SHORT)]
     return answer, [a - b for a, b in zip(after, before, strict=True)]
+
+
+def _refused_ways(session: Conn, args: tuple[object, ...]) -> tuple[
+        tuple[object, ...], tuple[object, ...], list[int]]:
+    """_ways for a page the short way must not read, asked while the session's
+    trust verdict is fresh (so the short way was open to it): a fresh read
+    before, and one after that still takes the short way, else again (up to
+    five times: the verdict lasts 1 s)."""
+    for _ in range(5):
+        _fresh(session)
+        usual, full, calls = _ways(session, args)
+        with session.transaction():  # (the list restored: a savepoint keeps SET LOCAL)
+            saved = scalar(session, "SELECT current_setting('pgjobs.allowed_scopes', true)")
+            session.execute("SELECT set_config('pgjobs.allowed_scopes', '', true)")
+            after = _via(session, PAGE, (args[0], "1" if args[0] == "s_caller.t" else A,
+                                          None, 1))[1]
+            session.execute("SELECT set_config('pgjobs.allowed_scopes', %s, true)",
+                            (saved or "",))
+        if after == [0, 1]:
+            return usual, full, calls
+    raise AssertionError("the session's verdict never read as fresh")
 
 
 def _fresh(session: Conn) -> None:
@@ -202,7 +223,8 @@ def test_a_view_and_an_inlined_sql_function_confine_alike(
 
 # (list, scope, allowed): spellings of the list an application or an
 # attacker may send, against integer scopes 1 and 2.
-SPELLINGS = [
+SPELLINGS: list[tuple[str | None, str, bool]] = [
+    (None, "1", True),                   # set_config(..., NULL): no list at all
     ("1,1", "1", True),                  # duplicates
     ("1,,2", "2", True),                 # an empty entry between
     ("1,,", "2", False),
@@ -224,12 +246,14 @@ SPELLINGS = [
 
 @pytest.mark.parametrize("case", SPELLINGS, ids=[f"{c[0]}-{c[1]}" for c in SPELLINGS])
 def test_spellings_of_the_list_and_the_scope_answer_as_the_full_way(
-        make_conn: Callable[[], Conn], admin: Conn, case: tuple[str, str, bool]) -> None:
+        make_conn: Callable[[], Conn], admin: Conn, case: tuple[str | None, str, bool]) -> None:
     listed, scope, allowed = case
     reader = _reader(make_conn)
     reader.execute("SELECT set_config('pgjobs.allowed_scopes', %s, false)", (listed,))
+    current = scalar(reader, "SELECT current_setting('pgjobs.allowed_scopes')")
+    assert (current or "") == (listed or ""), current
     args = ("s_caller.t", scope, None, 100)
-    usual, full, calls = _short_ways(reader, args) if allowed else _ways(reader, args)
+    usual, full, calls = _short_ways(reader, args) if allowed else _refused_ways(reader, args)
     assert usual == full, (usual, full)
     if allowed:
         assert usual[0] == "ok" and calls == [0, 1], (usual, calls)
@@ -245,6 +269,10 @@ def test_a_huge_list_allows_its_last_entry_only_and_the_short_way_reads_it(
     reader.execute("SELECT set_config('pgjobs.allowed_scopes', %s, false)", (listed,))
     rows = _read(reader, "2", True)[1]
     assert sorted(r["scope"] for r in rows) == [2] * 20, rows
+    # (a scope outside it is compared with every entry: a shorter list, so
+    # the refusal ends within the verdict's second that shows it was fresh)
+    listed = ",".join([f"t{i}" for i in range(200)] + ["2"])
+    reader.execute("SELECT set_config('pgjobs.allowed_scopes', %s, false)", (listed,))
     _read(reader, "1", False)
 
 
@@ -296,10 +324,12 @@ def test_a_delete_pending_outside_the_list_changes_no_answer(
     stay unread; one pending inside the list masks as the full way."""
     reader = _reader(make_conn)
     reader.execute("SET pgjobs.allowed_scopes = '1'")
-    before = {s: _ways(reader, ("s_caller.t", s, None, 100))[0] for s in ("2", "02", "3")}
+    before = {s: _refused_ways(reader, ("s_caller.t", s, None, 100))[0]
+              for s in ("2", "02", "3")}
     admin.execute("SELECT pgjobs.submit_delete('s_caller.t', '2', '{\"id\": {\"$lt\": 11}}')")
     admin.execute("SELECT pgjobs.submit_delete('s_caller.t', '3', '{}')")
-    after = {s: _ways(reader, ("s_caller.t", s, None, 100))[0] for s in ("2", "02", "3")}
+    after = {s: _refused_ways(reader, ("s_caller.t", s, None, 100))[0]
+             for s in ("2", "02", "3")}
     assert before == after and {a[0] for a in after.values()} == {"42501"}, (before, after)
     _read(reader, "1", True)
     admin.execute("SELECT pgjobs.submit_delete('s_caller.t', '1', '{\"id\": {\"$lt\": 11}}')")
@@ -340,11 +370,13 @@ SPOOFS = {
 }
 
 
+@pytest.mark.parametrize("listed", ["", "1"], ids=["unconfined", "confined"])
 def test_functions_named_like_visible_get_nothing_from_the_builder(
-        make_conn: Callable[[], Conn], admin: Conn) -> None:
+        make_conn: Callable[[], Conn], admin: Conn, listed: str) -> None:
     """A function the reader owns named visible on its search_path, in a
     schema or with a name that spells "pgjobs.visible(", or a DO block: each
-    asks the builder while the reader's verdict is fresh and gets NULL."""
+    asks the builder, for a scope its list allows, while the reader's
+    verdict is fresh, and gets NULL."""
     for schema, name in SPOOFS.values():
         if schema != "public":
             admin.execute(f"CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {READER}")
@@ -359,7 +391,7 @@ def test_functions_named_like_visible_get_nothing_from_the_builder(
                 OWNER TO {READER};""")
     reader = _reader(make_conn)
     reader.execute("SET search_path = public, pg_catalog")
-    reader.execute("SET pgjobs.allowed_scopes = '1'")
+    reader.execute("SELECT set_config('pgjobs.allowed_scopes', %s, false)", (listed,))
     asked = False
     for _ in range(5):
         _fresh(reader)
@@ -378,3 +410,35 @@ def test_functions_named_like_visible_get_nothing_from_the_builder(
             asked = True
             break
     assert asked, "the reader's verdict never read as fresh"
+
+
+def test_a_list_set_by_alter_role_in_database_confines_the_login(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    """ALTER ROLE ... IN DATABASE ... SET: the list a login starts with (this
+    test's database only) confines it and the role it sets, as the full way."""
+    database = scalar(admin, "SELECT current_database()")
+    admin.execute(f'ALTER ROLE CURRENT_USER IN DATABASE "{database}" '
+                  "SET pgjobs.allowed_scopes = '2'")
+    try:
+        reader = _reader(make_conn)
+    finally:
+        admin.execute(f'ALTER ROLE CURRENT_USER IN DATABASE "{database}" '
+                      "RESET pgjobs.allowed_scopes")
+    assert scalar(reader, "SELECT current_setting('pgjobs.allowed_scopes')") == "2"
+    _read(reader, "2", True)
+    _read(reader, "1", False)
+
+
+def test_a_revoke_inside_the_verdicts_second_refuses_a_confined_read_at_once(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    """The trust verdict lasts 1 s, the caller's privilege is judged every
+    call: a REVOKE right after a confined short-way read refuses the next
+    read of the allowed scope as the full way refuses it."""
+    reader = _reader(make_conn)
+    reader.execute("SET pgjobs.allowed_scopes = '1'")
+    _read(reader, "1", True)
+    admin.execute(f"REVOKE SELECT ON s_caller.t FROM {READER}")
+    usual, full, calls = _ways(reader, ("s_caller.t", "1", None, 100))
+    # (the builder is not even asked; a call that raises is not counted)
+    assert usual == full and usual[0] == "42501" and calls == [0, 0], (usual, full, calls)
+    assert "allowed_scopes" not in str(usual[1]), usual  # the privilege, checked first
