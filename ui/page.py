@@ -21,6 +21,11 @@ FINISHED = ("succeeded", "failed", "canceled")
 FILTERS = ("kind", "status", "target", "scope")
 PAGING = ("before", "limit")
 STATUSES = ("queued", "running", "paused", "succeeded", "failed", "canceled")
+# The kinds whose `done` counts rows of the target: the cards "rows last minute"
+# and "rows last hour" sum only theirs. An import's `done` counts bytes of its
+# source and a fan-out job's its items: summed in, 100 MB imported read as
+# 100,000,000 rows. (Each kind's own figure stays in /api/stats and /metrics.)
+ROW_KINDS = ("delete", "backfill", "export")
 
 
 def e(value: Any) -> str:
@@ -104,8 +109,9 @@ def _stats_bar(stats: dict[str, Any]) -> str:
     for q in stats.get("queue", []):
         by_status[q["status"]] = by_status.get(q["status"], 0) + q["jobs"]
     oldest = stats.get("oldest_queued") or {}
-    minute = sum((v.get("last_minute") or 0) for v in stats.get("rows", {}).values())
-    hour = sum((v.get("last_hour") or 0) for v in stats.get("rows", {}).values())
+    rows = [v for k, v in (stats.get("rows") or {}).items() if k in ROW_KINDS]
+    minute = sum((v.get("last_minute") or 0) for v in rows)
+    hour = sum((v.get("last_hour") or 0) for v in rows)
     cards = [("queued", by_status.get("queued", 0)), ("running", by_status.get("running", 0)),
              ("paused", by_status.get("paused", 0)),
              ("throttled", len(stats.get("throttled", []))),
@@ -128,7 +134,8 @@ def index(jobs: list[dict[str, Any]], stats: dict[str, Any], filters: dict[str, 
     body = "".join(row(j, read_only) for j in jobs) or ""
     mode = '<span class="ro">read-only</span>' if read_only else ""
     config = json.dumps({"firstPage": first_page, "readOnly": read_only,
-                         "filters": {k: v for k, v in filters.items() if v}})
+                         "filters": {k: v for k, v in filters.items() if v},
+                         "rowKinds": list(ROW_KINDS)})
     return _layout("pgjobs", f"""
 <header><h1>pgjobs</h1>{mode}<span id="live" class="live">connecting</span></header>
 {_stats_bar(stats)}
@@ -301,7 +308,8 @@ SCRIPT = r"""
       if (!s) return;
       const by = {};
       (s.queue || []).forEach(q => { by[q.status] = (by[q.status] || 0) + q.jobs; });
-      const rows = Object.values(s.rows || {});
+      const rows = Object.entries(s.rows || {})
+        .filter(([kind]) => (config.rowKinds || []).includes(kind)).map(([, v]) => v);
       const set = (k, v) => { const el = document.querySelector('[data-stat="' + k + '"]');
                               if (el) el.textContent = v; };
       set('queued', by.queued || 0); set('running', by.running || 0);
