@@ -45,7 +45,7 @@ def ui(obj: Context, host: str, port: int, read_only: bool, token: str | None,
     from pgjobs.ui import require_extra
 
     require_extra()
-    from pgjobs.ui.app import Settings, is_loopback, serve
+    from pgjobs.ui.app import Settings, is_loopback, listening_socket, serve
 
     if token is not None and on_command_line("token_file") and not on_command_line("token"):
         # The command line wins over the environment, as everywhere: --token-file
@@ -67,7 +67,8 @@ def ui(obj: Context, host: str, port: int, read_only: bool, token: str | None,
     # LISTEN, which succeeds in any database, reports it healthy.
     with obj.connect(app="pgjobs ui") as conn:
         db.execute(conn, queries.INSTALLED)
+    listening = listening_socket(host, port)  # 55006 when the port is taken
     shown = "localhost" if is_loopback(host) else host
     click.echo(f"pgjobs ui: http://{shown}:{port}/" + ("?token=..." if secret else "")
                + (" (read-only)" if read_only else ""), err=True)
-    serve(Settings(dsn=dsn, read_only=read_only, token=secret, storage=obj.storage), host, port)
+    serve(Settings(dsn=dsn, read_only=read_only, token=secret, storage=obj.storage), listening)

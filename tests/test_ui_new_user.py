@@ -8,6 +8,9 @@ job and of a failed one, what its cards add up, and a database without pgjobs.
 - `pgjobs ui` against a database without pgjobs served anyway: every page and
   scrape failed while /healthz said healthy (a LISTEN succeeds in any database).
   It exits 1 with the migrate hint now, as every other command does.
+- `pgjobs ui` on a port another process held printed its URL as if serving, then
+  uvicorn's log line, and exited 3 (the status of a job still running): it binds
+  first now and exits 1 with one line, 55006 and a hint naming --port.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -90,18 +94,34 @@ def test_a_fanout_job_and_a_failed_one_show_items_and_the_first_error(conn: Conn
         assert set(listed) == {ok, bad}
 
 
-def test_ui_in_a_database_without_pgjobs_exits_1_with_the_migrate_hint(empty_dsn: str) -> None:
+def pgjobs_ui(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).parent / "pgjobs"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
     env = {k: v for k, v in os.environ.items()
            if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
-    env.update(PGJOBS_DSN=empty_dsn)
+    env.update(PGJOBS_DSN=dsn)
+    return subprocess.run([*command, "ui", *args], env=env, text=True, capture_output=True,
+                          timeout=120, check=False)
+
+
+def test_ui_in_a_database_without_pgjobs_exits_1_with_the_migrate_hint(empty_dsn: str) -> None:
     # The check comes before the server binds its port: none is served here (on
     # main the command served an unusable dashboard until the timeout).
-    done = subprocess.run([*command, "ui", "--port", "1"], env=env, text=True,
-                          capture_output=True, timeout=120, check=False)
+    done = pgjobs_ui(empty_dsn, "--port", "1")
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert "Traceback" not in done.stderr, done.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert "run `pgjobs migrate` here" in lines[0], done.stderr
+    assert done.returncode == 1, (done.returncode, done.stderr)
+
+
+def test_ui_on_a_port_in_use_exits_1_naming_it(dsn: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        done = pgjobs_ui(dsn, "--port", str(port))
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len(lines) == 1, done.stderr  # no URL said as if serving
+    assert lines[0].startswith(f"error: cannot listen on 127.0.0.1 port {port}: "), lines[0]
+    assert "[55006]" in lines[0] and "pick another --port" in lines[0], lines[0]
     assert done.returncode == 1, (done.returncode, done.stderr)
