@@ -11,6 +11,7 @@ job and of a failed one, what its cards add up, and a database without pgjobs.
 - `pgjobs ui` on a port another process held printed its URL as if serving, then
   uvicorn's log line, and exited 3 (the status of a job still running): it binds
   first now and exits 1 with one line, 55006 and a hint naming --port.
+- A job's page gave a fan-out job's rate (and an import's) in "rows/s".
 """
 
 from __future__ import annotations
@@ -125,3 +126,18 @@ def test_ui_on_a_port_in_use_exits_1_naming_it(dsn: str) -> None:
     assert lines[0].startswith(f"error: cannot listen on 127.0.0.1 port {port}: "), lines[0]
     assert "[55006]" in lines[0] and "pick another --port" in lines[0], lines[0]
     assert done.returncode == 1, (done.returncode, done.stderr)
+
+
+def test_a_running_fanout_jobs_rate_is_in_items(conn: Conn, dsn: str) -> None:
+    """The detail page said "rows/s" of a fan-out job's items (and of an import's
+    bytes)."""
+    make_target(conn, "items")
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_items('thumb', 'items', '1', "
+                              "'[1, 2, 3]')"))
+    item, worker = conn.execute("SELECT id, worker FROM pgjobs.claim_items(ARRAY['thumb'], "
+                                "'w', '1 minute', 1)").fetchone()  # type: ignore[misc]
+    assert scalar(conn, "SELECT pgjobs.complete_item(%s, %s)", (item, worker))
+    with serving(dsn) as base:
+        html = request(base, "GET", f"/jobs/{job_id}")[2].decode()
+    assert re.search(r"<th>rate</th><td>[\d,]+ items/s", html), html
+    assert "rows/s" not in html

@@ -28,6 +28,12 @@ STATUSES = ("queued", "running", "paused", "succeeded", "failed", "canceled")
 ROW_KINDS = ("delete", "backfill", "export")
 
 
+def unit(kind: str) -> str:
+    """What a job of ``kind`` counts in `done`: rows, an import's bytes of its
+    source, a fan-out job's (or any other kind's) items."""
+    return "rows" if kind in ROW_KINDS else "bytes" if kind == "import" else "items"
+
+
 def e(value: Any) -> str:
     return escape("" if value is None else str(value), quote=True)
 
@@ -160,7 +166,8 @@ def detail(job: dict[str, Any], timeline: list[dict[str, Any]], read_only: bool)
     rows = "".join(f"<tr><th>{f}</th><td>{iso(job.get(f))}</td></tr>" for f in fields
                    if job.get(f) is not None)
     if rate:
-        rows += f"<tr><th>rate</th><td>{rate:,.0f} rows/s, ETA {duration(eta)}</td></tr>"
+        rows += (f"<tr><th>rate</th><td>{rate:,.0f} {unit(job['kind'])}/s, "
+                 f"ETA {duration(eta)}</td></tr>")
     throttled = job.get("throttled")
     if isinstance(throttled, dict):
         rows += (f"<tr><th>throttled</th><td>{e(throttled.get('reason'))} since "
