@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from pgjobs import db, queries
 from pgjobs.cli.common import Context, on_command_line, refuse_ignored
 from pgjobs.errors import InvalidInput
 
@@ -44,7 +45,7 @@ def ui(obj: Context, host: str, port: int, read_only: bool, token: str | None,
     from pgjobs.ui import require_extra
 
     require_extra()
-    from pgjobs.ui.app import Settings, is_loopback, serve
+    from pgjobs.ui.app import Settings, is_loopback, listening_socket, serve
 
     if token is not None and on_command_line("token_file") and not on_command_line("token"):
         # The command line wins over the environment, as everywhere: --token-file
@@ -61,9 +62,13 @@ def ui(obj: Context, host: str, port: int, read_only: bool, token: str | None,
     dsn = obj.dsn()
     # Reach the database once before serving: a wrong DSN or a server that is down
     # is the command's one-line error (exit 1 or 2), not a traceback from the web
-    # server's startup.
-    obj.connect(app="pgjobs ui").close()
+    # server's startup; a database without pgjobs is the migrate hint every command
+    # gives (exit 1), not a dashboard whose every page and scrape fails while its
+    # LISTEN, which succeeds in any database, reports it healthy.
+    with obj.connect(app="pgjobs ui") as conn:
+        db.execute(conn, queries.INSTALLED)
+    listening = listening_socket(host, port)  # 55006 when the port is taken
     shown = "localhost" if is_loopback(host) else host
     click.echo(f"pgjobs ui: http://{shown}:{port}/" + ("?token=..." if secret else "")
                + (" (read-only)" if read_only else ""), err=True)
-    serve(Settings(dsn=dsn, read_only=read_only, token=secret, storage=obj.storage), host, port)
+    serve(Settings(dsn=dsn, read_only=read_only, token=secret, storage=obj.storage), listening)

@@ -19,11 +19,13 @@ Access rules, all enforced here on the server:
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import hmac
 import html
 import json
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -415,9 +417,37 @@ def _local_file(uri: str, storage_uri: str | None) -> Response:
     return FileResponse(path, filename=os.path.basename(path))
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the dashboard with uvicorn until interrupted."""
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` and listening, for :func:`serve`.
+
+    Bound here, before the command says where it serves: left to uvicorn, a port
+    another process held printed the URL as if serving, then uvicorn's own log
+    line, and exited 3 (`pgjobs`' "still running" status) with no hint."""
+    name = host.strip("[]")
+    family = socket.AF_INET6 if ":" in name else socket.AF_INET
+    try:
+        return socket.create_server((name, port), family=family, backlog=2048)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            raise PgjobsError(f"cannot listen on {host} port {port}: {reason}",
+                              sqlstate="55006",
+                              hint="another process listens there (a dashboard already "
+                                   "running?): pick another --port (PGJOBS_UI_PORT)") from None
+        raise PgjobsError(f"cannot listen on {host} port {port}: {reason}", sqlstate="58000",
+                          hint="--host must be an address of this machine (127.0.0.1 by "
+                               "default), and a port below 1024 needs privileges") from None
+
+
+def serve(settings: Settings, listening: socket.socket) -> None:
+    """Run the dashboard with uvicorn on the socket of :func:`listening_socket`
+    until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
-                timeout_graceful_shutdown=2)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning",
+                                           timeout_graceful_shutdown=2))
+    server.run(sockets=[listening])
+    if not server.started:
+        raise PgjobsError("the dashboard did not start (its log says why, above)",
+                          sqlstate="58000", hint="run it again; `pgjobs doctor` checks the "
+                                                 "database it serves")

@@ -21,6 +21,17 @@ FINISHED = ("succeeded", "failed", "canceled")
 FILTERS = ("kind", "status", "target", "scope")
 PAGING = ("before", "limit")
 STATUSES = ("queued", "running", "paused", "succeeded", "failed", "canceled")
+# The kinds whose `done` counts rows of the target: the cards "rows last minute"
+# and "rows last hour" sum only theirs. An import's `done` counts bytes of its
+# source and a fan-out job's its items: summed in, 100 MB imported read as
+# 100,000,000 rows. (Each kind's own figure stays in /api/stats and /metrics.)
+ROW_KINDS = ("delete", "backfill", "export")
+
+
+def unit(kind: str) -> str:
+    """What a job of ``kind`` counts in `done`: rows, an import's bytes of its
+    source, a fan-out job's (or any other kind's) items."""
+    return "rows" if kind in ROW_KINDS else "bytes" if kind == "import" else "items"
 
 
 def e(value: Any) -> str:
@@ -109,8 +120,9 @@ def _stats_bar(stats: dict[str, Any]) -> str:
     for q in stats.get("queue", []):
         by_status[q["status"]] = by_status.get(q["status"], 0) + q["jobs"]
     oldest = stats.get("oldest_queued") or {}
-    minute = sum((v.get("last_minute") or 0) for v in stats.get("rows", {}).values())
-    hour = sum((v.get("last_hour") or 0) for v in stats.get("rows", {}).values())
+    rows = [v for k, v in (stats.get("rows") or {}).items() if k in ROW_KINDS]
+    minute = sum((v.get("last_minute") or 0) for v in rows)
+    hour = sum((v.get("last_hour") or 0) for v in rows)
     cards = [("queued", by_status.get("queued", 0)), ("running", by_status.get("running", 0)),
              ("paused", by_status.get("paused", 0)),
              ("throttled", len(stats.get("throttled", []))),
@@ -136,7 +148,8 @@ def index(jobs: list[dict[str, Any]], stats: dict[str, Any], filters: dict[str, 
     body = "".join(row(j, read_only) for j in jobs) or ""
     mode = '<span class="ro">read-only</span>' if read_only else ""
     config = json.dumps({"firstPage": first_page, "readOnly": read_only,
-                         "filters": {k: v for k, v in filters.items() if v}})
+                         "filters": {k: v for k, v in filters.items() if v},
+                         "rowKinds": list(ROW_KINDS)})
     return _layout("pgjobs", f"""
 <header><h1>pgjobs</h1>{mode}<span id="live" class="live">connecting</span></header>
 {_stats_bar(stats)}
@@ -161,7 +174,8 @@ def detail(job: dict[str, Any], timeline: list[dict[str, Any]], read_only: bool)
     rows = "".join(f"<tr><th>{f}</th><td>{iso(job.get(f))}</td></tr>" for f in fields
                    if job.get(f) is not None)
     if rate:
-        rows += f"<tr><th>rate</th><td>{rate:,.0f} rows/s, ETA {duration(eta)}</td></tr>"
+        rows += (f"<tr><th>rate</th><td>{rate:,.0f} {unit(job['kind'])}/s, "
+                 f"ETA {duration(eta)}</td></tr>")
     throttled = job.get("throttled")
     if isinstance(throttled, dict):
         rows += (f"<tr><th>throttled</th><td>{e(throttled.get('reason'))} since "
@@ -309,7 +323,8 @@ SCRIPT = r"""
       if (!s) return;
       const by = {};
       (s.queue || []).forEach(q => { by[q.status] = (by[q.status] || 0) + q.jobs; });
-      const rows = Object.values(s.rows || {});
+      const rows = Object.entries(s.rows || {})
+        .filter(([kind]) => (config.rowKinds || []).includes(kind)).map(([, v]) => v);
       const set = (k, v) => { const el = document.querySelector('[data-stat="' + k + '"]');
                               if (el) el.textContent = v; };
       set('queued', by.queued || 0); set('running', by.running || 0);
