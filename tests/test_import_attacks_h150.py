@@ -11,8 +11,10 @@ Here: options that would steer COPY or map a field onto another column, the
 scope spelt another way at submit, import sources outside the allow-list
 (file paths to /etc and /proc, userinfo, hosts, the metadata address),
 headers naming system columns or carrying SQL, values carrying SQL, an
-exclusion constraint whose error would quote another tenant's row, and a
-gzip bomb of one endless line. Each passes on main as a guard."""
+exclusion constraint whose error would quote another tenant's row, a gzip
+bomb of one endless line, records of thousands of fields. Each passes on
+main as a guard but one: a CSV header wider than the worker's staging table
+failed with PostgreSQL's words about that table, and no hint."""
 
 from __future__ import annotations
 
