@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pgjobs import db, queries
+from pgjobs import db, queries, units
+from pgjobs.cli.output import per_second
 from pgjobs.cli.progress import Waits, bar_columns
 from pgjobs.errors import Conflict, NotReady, PgjobsError
 
@@ -70,27 +71,30 @@ def _run_job_in_background(dsn: str, job_id: int) -> threading.Thread:
 
 
 def _follow(console: Console, conn: Any, job_id: int, label: str,
-            midway: Any = None, total: int | None = None, unit: str = "rows") -> Outcome:
+            midway: Any = None, total: int | None = None) -> Outcome:
     """Draw a progress bar from the job row until the job ends, then say what
     it waited on, one line per cause (Waits): a job held 15 s by autovacuum on
-    its table showed only its time. ``unit``: what the job's done counts (an
-    import's counts bytes of its source: its rate read as rows/s, 48,000
-    "rows/s" for a job whose rows went at 6,000)."""
+    its table showed only its time. The bar counts what the job's done counts
+    (pgjobs.units.unit: an import's bytes of its source, read as rows it said
+    48,000 "rows/s" for a job whose rows went at 6,000)."""
     from rich.progress import Progress
 
     started = time.monotonic()
     midway_done = midway is None
     waits = Waits()
+    first = db.get_job(conn, job_id)
+    assert first is not None
+    unit = units.unit(str(first["kind"]))
     with Progress(*bar_columns(f"[bold]{label}[/]", unit), console=console,
                   transient=False) as progress:
-        task = progress.add_task(label, total=None, rate="-")
+        task = progress.add_task(label, total=None, rate=per_second(None, unit))
         while True:
             job = db.get_job(conn, job_id)
             assert job is not None
             waits.see(job)
             elapsed = max(time.monotonic() - started, 1e-6)
             progress.update(task, completed=job["done"], total=job["total"] or total,
-                            rate=f"{job['done'] / elapsed:,.0f}")
+                            rate=per_second(job["done"] / elapsed, unit))
             if not midway_done and job["done"] > 0 and job["status"] == "running":
                 midway_done = True
                 midway(progress.console)
@@ -244,7 +248,7 @@ def _import(console: Console, conn: Any, dsn: str, storage: str, uri: str) -> Ou
         target=lambda: box.append(Importer(dsn, job_id, str(claimed[0]["worker"]),
                                            storage).run()), daemon=True)
     thread.start()
-    outcome = _follow(console, conn, job_id, "import", unit="bytes")
+    outcome = _follow(console, conn, job_id, "import")
     thread.join()
     job = db.get_job(conn, job_id)
     result = (job or {}).get("result") or {}

@@ -156,13 +156,27 @@ def status(obj: Context, job_id: int, as_json: bool) -> None:
     """
     with obj.connect() as conn:
         job = require_job(conn, job_id)
+        fanout = not as_json and bool(db.scalar(conn, queries.JOB_FANOUT, {"id": job_id}))
     if as_json:
-        click.echo(to_json(job))
+        click.echo(to_json(job))  # as stored, placeholders too: scripts read it
     else:
-        for key, value in job.items():
+        for key, value in _status_fields(job, fanout).items():
             if value is not None:
                 click.echo(f"{key}: {text(value)}")
     sys.exit({"succeeded": 0, "failed": 1, "canceled": 1}.get(job["status"], 3))
+
+
+def _status_fields(job: dict[str, Any], fanout: bool) -> dict[str, Any]:
+    """The job's row as `status` prints it. A fan-out job's worker
+    (pgjobs.items#...) and lease_expires_at (9999-12-31) are placeholders
+    (docs/fanout.md: its items are leased, one by one): said as what they
+    mean, the lease line left out."""
+    if not fanout or job.get("worker") is None:
+        return job
+    shown = dict(job)
+    shown["worker"] = "(fan-out: items are leased one by one; see pgjobs.job_items)"
+    shown["lease_expires_at"] = None
+    return shown
 
 
 @main.command(name="list")

@@ -53,6 +53,20 @@ def human_bytes(count: float) -> str:
     raise AssertionError("unreachable")
 
 
+def amount(count: float, unit: str) -> str:
+    """A count of what a job's done counts (pgjobs.units.unit): bytes as
+    1.2 MB, rows and items as 1,234 rows."""
+    return human_bytes(count) if unit == "bytes" else f"{count:,.0f} {unit}"
+
+
+def per_second(rate: float | None, unit: str) -> str:
+    """A job's rate in its unit: ``1.2 MB/s``, ``6,000 rows/s``, ``- items/s``
+    while unknown."""
+    if rate is None:
+        return f"- {unit}/s"
+    return f"{human_bytes(rate)}/s" if unit == "bytes" else f"{rate:,.0f} {unit}/s"
+
+
 def human_age(seconds: float) -> str:
     """Seconds as the largest whole unit: 42s, 5m, 3h, 2d."""
     seconds = max(0.0, seconds)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
-from pgjobs import db, queries
-from pgjobs.cli.output import EXIT_INTERRUPTED, detached, rows_per_second, to_json
+from pgjobs import db, queries, units
+from pgjobs.cli.output import EXIT_INTERRUPTED, detached, per_second, rows_per_second, to_json
 
 if TYPE_CHECKING:
     from rich.progress import ProgressColumn
@@ -351,45 +351,49 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, out: _Out) -> int
 
 def bar_columns(title: str, unit: str = "rows") -> list[ProgressColumn]:
     """The columns of every job's bar (this module's and `pgjobs demo`'s): `title`
-    (a rich markup template), the bar, done/total, the task's `rate` field in
-    `unit`/s (what the job's done counts: bytes for an import), elapsed and
-    remaining time."""
+    (a rich markup template), the bar, done/total in `unit` (what the job's done
+    counts, pgjobs.units.unit: bytes for an import, shown as kB/MB; items for a
+    fan-out job), the task's `rate` field (per_second: it names its unit),
+    elapsed and remaining time."""
     from rich.progress import (
         BarColumn,
+        DownloadColumn,
         MofNCompleteColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    return [TextColumn(title), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} " + unit + "/s"), TimeElapsedColumn(),
-            TimeRemainingColumn()]
+    counts: list[ProgressColumn] = (
+        [DownloadColumn()] if unit == "bytes" else [MofNCompleteColumn(), TextColumn(unit)])
+    return [TextColumn(title), BarColumn(), *counts, TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(), TimeRemainingColumn()]
 
 
 class _Bar:
-    """A rich progress bar on stderr: rows, rate since the job started, ETA."""
+    """A rich progress bar on stderr: what the job counts (rows, bytes, items),
+    rate since the job started, ETA."""
 
     def __init__(self, job: dict[str, Any]) -> None:
         from rich.console import Console
         from rich.progress import Progress
 
+        self.unit = units.unit(str(job["kind"]))
         self.progress = Progress(
-            *bar_columns("[bold]job {task.fields[job]}[/] {task.description}"),
+            *bar_columns("[bold]job {task.fields[job]}[/] {task.description}", self.unit),
             console=Console(stderr=True))
         self.progress.start()
         self.task = self.progress.add_task(job["status"], total=job["total"],
-                                           job=job["id"], rate="-")
+                                           job=job["id"], rate=per_second(None, self.unit))
 
     def update(self, job: dict[str, Any]) -> None:
         # From the job's started_at, not from when this command began following
         # (nor from created_at: time spent queued is not time spent working).
-        rate = rows_per_second(job)
         why = note(job)
         self.progress.update(self.task, completed=job["done"], total=job["total"],
                              description=f"{job['kind']} {job['status']}"
                                          + (f" ({why})" if why else ""),
-                             rate="-" if rate is None else f"{rate:,.0f}")
+                             rate=per_second(rows_per_second(job), self.unit))
 
     def close(self) -> None:
         self.progress.stop()

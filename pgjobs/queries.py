@@ -104,6 +104,10 @@ SELECT id, kind, target::text AS target, scope, status, done, total, attempts, m
                  || ' back from its checkpoint (`pgjobs prune` does at once)' END AS waiting
   FROM j
 """
+# Whether a job is a fan-out job (pgjobs.submit_items): its worker and
+# lease_expires_at are placeholders, its items are leased. Not in GET_JOB,
+# whose columns are `status --json`'s and `watch --json`'s contract.
+JOB_FANOUT = "SELECT fanout FROM pgjobs.jobs WHERE id = %(id)s"
 LIST_JOBS = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts,
        created_at, started_at, finished_at, error

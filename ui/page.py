@@ -11,6 +11,10 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
+# ROW_KINDS: the cards "rows last minute" and "rows last hour" sum only those
+# kinds (each kind's own figure stays in /api/stats and /metrics).
+from pgjobs.units import ROW_KINDS, unit
+
 ACTIONS = {  # action: the statuses it applies to (the SQL functions decide; this hides)
     "cancel": ("queued", "running", "paused"),
     "pause": ("queued", "running"),
@@ -21,17 +25,6 @@ FINISHED = ("succeeded", "failed", "canceled")
 FILTERS = ("kind", "status", "target", "scope")
 PAGING = ("before", "limit")
 STATUSES = ("queued", "running", "paused", "succeeded", "failed", "canceled")
-# The kinds whose `done` counts rows of the target: the cards "rows last minute"
-# and "rows last hour" sum only theirs. An import's `done` counts bytes of its
-# source and a fan-out job's its items: summed in, 100 MB imported read as
-# 100,000,000 rows. (Each kind's own figure stays in /api/stats and /metrics.)
-ROW_KINDS = ("delete", "backfill", "export")
-
-
-def unit(kind: str) -> str:
-    """What a job of ``kind`` counts in `done`: rows, an import's bytes of its
-    source, a fan-out job's (or any other kind's) items."""
-    return "rows" if kind in ROW_KINDS else "bytes" if kind == "import" else "items"
 
 
 def e(value: Any) -> str:
