@@ -8942,6 +8942,21 @@ BEGIN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
             HINT = 'A CSV source starts with a header row naming columns or document fields.';
     END IF;
+    -- A JSONL record names its own fields, each read by this function and
+    -- built into the statement: a record of 5,000 fields (a 70 KB line)
+    -- held the batch, and its scope's writer gate, for about a minute
+    -- (h151). At most as many as a table has columns (a CSV header 1,599,
+    -- besides the staging table's record number); a record naming more is
+    -- rejected (22023, counted against max_rejects), as one naming a bad
+    -- field is.
+    IF NOT v_csv AND cardinality(p_fields) > 1600 THEN
+        RAISE EXCEPTION 'the record names % fields, more than the 1600 a JSON Lines import reads',
+                        cardinality(p_fields)
+            USING ERRCODE = '22023',
+            HINT = 'Carry many values in fewer fields (a JSON object or array in one document '
+                   'field or jsonb column), or split the fields over several records sharing '
+                   'the key, imported with on_duplicate "update".';
+    END IF;
     -- Each field was compared with every field before it, twice (a name
     -- given twice; document paths overlapping): 12.5 million comparisons
     -- for 5,000 fields (h151). Found once here, by hashing; the loop below
