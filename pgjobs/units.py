@@ -7,10 +7,13 @@ from __future__ import annotations
 # The kinds whose `done` counts rows of the target. An import's `done` counts
 # bytes of its source and a fan-out job's its items: labelled (or summed) as
 # rows, 100 MB imported read as 100,000,000 rows.
-ROW_KINDS = ("delete", "backfill", "export")
+# What each built-in kind's `done` counts (which kinds the engine itself runs
+# is SQL's answer, pgjobs._engine_kinds(); this is only each kind's unit).
+COUNTS = {"delete": "rows", "backfill": "rows", "export": "rows", "import": "bytes"}
+ROW_KINDS = tuple(kind for kind, counted in COUNTS.items() if counted == "rows")
 
 
 def unit(kind: str) -> str:
     """What a job of ``kind`` counts in `done`: rows, an import's bytes of its
     source, a fan-out job's (or any other kind's) items."""
-    return "rows" if kind in ROW_KINDS else "bytes" if kind == "import" else "items"
+    return COUNTS.get(kind, "items")

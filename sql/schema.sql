@@ -1766,7 +1766,7 @@ ALTER FUNCTION pgjobs._claim_identity(p_worker text) OWNER TO SUPERUSER;
 -- Name: _client_room_as(name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) RETURNS record
+CREATE FUNCTION pgjobs._client_room_as(p_caller name) RETURNS jsonb[]
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -1788,6 +1788,12 @@ CREATE FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_by
 -- changing is read as last committed. Locks nothing.
 DECLARE
     v_oid oid;
+    role name;
+    kept_bytes bigint;
+    max_item_bytes_per_client bigint;
+    room_bytes bigint;
+    jobs_keeping_bytes bigint;
+    held boolean;
 BEGIN
     p_caller := pgjobs._enter('client_room', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     role := p_caller;
@@ -1801,16 +1807,22 @@ BEGIN
                             WHERE j.submitted_by_oid = v_oid AND j.kept_bytes > 0);
     held := NOT pg_has_role(p_caller, 'pgjobs_admin', 'MEMBER');
     PERFORM pgjobs._leave(NULL::bigint);
+    -- one row, as an array: pgjobs.client_room walks it with FOREACH, a call
+    -- shape pgjobs._sealed_frame lets in after an error
+    RETURN ARRAY[jsonb_build_object(
+        'role', role, 'kept_bytes', kept_bytes,
+        'max_item_bytes_per_client', max_item_bytes_per_client,
+        'room_bytes', room_bytes, 'jobs_keeping_bytes', jobs_keeping_bytes, 'held', held)];
 END
 $$;
 
-ALTER FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._client_room_as(p_caller name) OWNER TO SUPERUSER;
 
 --
--- Name: FUNCTION _client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _client_room_as(p_caller name); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) IS 'Internal: the body of pgjobs.client_room, for its caller only (pgjobs._enter).';
+COMMENT ON FUNCTION pgjobs._client_room_as(p_caller name) IS 'Internal: the body of pgjobs.client_room, for its caller only (pgjobs._enter).';
 
 --
 -- Name: _clipped(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -24913,12 +24925,15 @@ CREATE FUNCTION pgjobs.client_room() RETURNS TABLE(role name, kept_bytes bigint,
 -- SECURITY DEFINER function that calls it), and the SECURITY DEFINER
 -- pgjobs._client_room_as answers for that role only.
 DECLARE
-    v_room record;
+    v_row jsonb;
 BEGIN
     -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
-    v_room := pgjobs._client_room_as(current_user) AS sealed_call;
-    RETURN QUERY SELECT v_room.role, v_room.kept_bytes, v_room.max_item_bytes_per_client,
-                        v_room.room_bytes, v_room.jobs_keeping_bytes, v_room.held;  -- one row
+    FOREACH v_row IN ARRAY pgjobs._client_room_as(current_user) AS sealed_call LOOP
+        RETURN QUERY SELECT (v_row ->> 'role')::name, (v_row ->> 'kept_bytes')::bigint,
+                            (v_row ->> 'max_item_bytes_per_client')::bigint,
+                            (v_row ->> 'room_bytes')::bigint,
+                            (v_row ->> 'jobs_keeping_bytes')::bigint, (v_row ->> 'held')::boolean;
+    END LOOP;
 END
 $$;
 
@@ -30503,12 +30518,12 @@ REVOKE ALL ON FUNCTION pgjobs._claim_identity(p_worker text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._claim_identity(p_worker text) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _client_room_as(p_caller name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) TO pgjobs_admin;
-GRANT ALL ON FUNCTION pgjobs._client_room_as(p_caller name, OUT role name, OUT kept_bytes bigint, OUT max_item_bytes_per_client bigint, OUT room_bytes bigint, OUT jobs_keeping_bytes bigint, OUT held boolean) TO pgjobs_client;
+REVOKE ALL ON FUNCTION pgjobs._client_room_as(p_caller name) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._client_room_as(p_caller name) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._client_room_as(p_caller name) TO pgjobs_client;
 
 --
 -- Name: FUNCTION _clipped(p_text text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -44,6 +44,7 @@ VALID: dict[str, list[str]] = {
     "allowed_scopes_literal": ["ARRAY['1']"],
     "cancel": [":job"],
     "channel": [T, "'1'"],
+    "client_room": [],
     "mask": [T, "'1'"],
     "pause": [":job"],
     "preview": [T, "'1'", "'{\"n\": 1}'", "'{3}'", "'{}'"],

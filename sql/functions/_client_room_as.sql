@@ -1,11 +1,5 @@
-CREATE OR REPLACE FUNCTION pgjobs._client_room_as(
-    p_caller name,
-    OUT role name,
-    OUT kept_bytes bigint,
-    OUT max_item_bytes_per_client bigint,
-    OUT room_bytes bigint,
-    OUT jobs_keeping_bytes bigint,
-    OUT held boolean)
+CREATE OR REPLACE FUNCTION pgjobs._client_room_as(p_caller name)
+RETURNS jsonb[]
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
@@ -29,6 +23,12 @@ AS $$
 -- changing is read as last committed. Locks nothing.
 DECLARE
     v_oid oid;
+    role name;
+    kept_bytes bigint;
+    max_item_bytes_per_client bigint;
+    room_bytes bigint;
+    jobs_keeping_bytes bigint;
+    held boolean;
 BEGIN
     p_caller := pgjobs._enter('client_room', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     role := p_caller;
@@ -42,6 +42,12 @@ BEGIN
                             WHERE j.submitted_by_oid = v_oid AND j.kept_bytes > 0);
     held := NOT pg_has_role(p_caller, 'pgjobs_admin', 'MEMBER');
     PERFORM pgjobs._leave(NULL::bigint);
+    -- one row, as an array: pgjobs.client_room walks it with FOREACH, a call
+    -- shape pgjobs._sealed_frame lets in after an error
+    RETURN ARRAY[jsonb_build_object(
+        'role', role, 'kept_bytes', kept_bytes,
+        'max_item_bytes_per_client', max_item_bytes_per_client,
+        'room_bytes', room_bytes, 'jobs_keeping_bytes', jobs_keeping_bytes, 'held', held)];
 END
 $$;
 

@@ -17,12 +17,15 @@ AS $$
 -- SECURITY DEFINER function that calls it), and the SECURITY DEFINER
 -- pgjobs._client_room_as answers for that role only.
 DECLARE
-    v_room record;
+    v_row jsonb;
 BEGIN
     -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
-    v_room := pgjobs._client_room_as(current_user) AS sealed_call;
-    RETURN QUERY SELECT v_room.role, v_room.kept_bytes, v_room.max_item_bytes_per_client,
-                        v_room.room_bytes, v_room.jobs_keeping_bytes, v_room.held;  -- one row
+    FOREACH v_row IN ARRAY pgjobs._client_room_as(current_user) AS sealed_call LOOP
+        RETURN QUERY SELECT (v_row ->> 'role')::name, (v_row ->> 'kept_bytes')::bigint,
+                            (v_row ->> 'max_item_bytes_per_client')::bigint,
+                            (v_row ->> 'room_bytes')::bigint,
+                            (v_row ->> 'jobs_keeping_bytes')::bigint, (v_row ->> 'held')::boolean;
+    END LOOP;
 END
 $$;
 
