@@ -160,7 +160,8 @@ def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool,
 
     def run(conn: Any, identity: str) -> Outcome:
         return run_in_thread(Importer(dsn, job_id, identity, obj.storage, stop=stop,
-                                      on_progress=display.progress, control=conn),
+                                      on_progress=display.progress, control=conn,
+                                      on_held=display.held),
                              display)
 
     def queued(job: dict[str, Any]) -> str:
@@ -190,6 +191,7 @@ def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool,
         return ended  # Ctrl-C handed it back
     job = ended
     display.close()
+    display.waited()
     if as_json:
         click.echo(to_json(job))
     if job["status"] == "succeeded":

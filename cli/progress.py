@@ -111,6 +111,11 @@ class Waits:
                 not self.workers or self.workers[-1] != worker):
             self.workers.append(str(worker))
 
+    @property
+    def holding(self) -> str | None:
+        """The cause holding the job as last seen (None: nothing held it)."""
+        return self._spell[0] if self._spell is not None else None
+
     def _end_spell(self, now: float) -> None:
         if self._spell is not None:
             self.held[self._spell[0]][2] += now - self._spell_from
@@ -419,6 +424,9 @@ class TransferDisplay:
         self.last_line = 0.0
         self.bar: Any = None
         self.task: Any = None
+        # What held this job's work (a writing job's throttling: :meth:`held`).
+        self.waits = Waits()
+        self._held_cause: str | None = None
         if self.show and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -460,6 +468,24 @@ class TransferDisplay:
             self.bar.console.print(line)
         else:
             click.echo(line, err=True)
+
+    def held(self, throttled: dict[str, Any] | None) -> None:
+        """A throttling signal holds the job's next step (``throttled``: its
+        checkpoint.throttled, reason and since), or nothing does (None). Said
+        once a spell, as it starts: the bar stalls meanwhile, which alone reads
+        as a hang. Counted for :meth:`waited`."""
+        self.waits.see({"status": "running", "throttled": throttled})
+        cause = self.waits.holding
+        if cause is not None and cause != self._held_cause and throttled:
+            self.note(f"job {self.job_id} held: {throttled.get('reason')}; it goes on by "
+                      "itself once that is back under its limit (Ctrl-C detaches)")
+        self._held_cause = cause
+
+    def waited(self) -> None:
+        """Say what held the job, one line per cause (as `pgjobs watch` ends a
+        job, :class:`Waits`); nothing when nothing held it."""
+        for line in self.waits.lines():
+            self.note(f"job {self.job_id} waited: {line}")
 
     def close(self) -> None:
         """Stop the bar, drawn complete: its total is what was done if none was

@@ -560,6 +560,9 @@ WORKER_CLAIM = (
 # Before each import batch (the worker's data session keeps the pacing state):
 # NULL = go, 'more' = held (call again), else the job ended (failed).
 IMPORT_THROTTLE = "SELECT pgjobs._throttle(%(id)s, %(worker)s, NULL) AS r"
+# What holds an import's next batch (`pgjobs import` says it), as _throttle recorded it.
+IMPORT_THROTTLED = ("SELECT checkpoint OPERATOR(pg_catalog.->) 'throttled' FROM pgjobs.jobs"
+                    " WHERE id OPERATOR(pg_catalog.=) %(id)s::bigint")
 IMPORT_PREPARE = "SELECT pgjobs.import_prepare(%(id)s, %(worker)s, %(fields)s::text[])"
 # In the batch's transaction, right after its COPY: rows, rejects and checkpoint.
 # The lines of the staged records go as one comma-separated text (an int list

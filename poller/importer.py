@@ -363,7 +363,8 @@ class Importer:
                  stop: threading.Event | None = None,
                  on_progress: Callable[[int, int, int | None], None] | None = None,
                  after: threading.Thread | None = None, batch_bytes: int | None = None,
-                 control: db.Connection | None = None):
+                 control: db.Connection | None = None,
+                 on_held: Callable[[dict[str, Any] | None], None] | None = None):
         """``worker`` is the claim's identity (name#token): every call is fenced on it.
         ``on_progress(records, bytes, total bytes)`` after each batch. ``batch_bytes``
         fixes the size of a batch (tests); by default it adapts to batch_ms.
@@ -372,7 +373,10 @@ class Importer:
         lost (as the exporter's, poller/export.py _Control); it is left open, and
         the caller must not use it until :meth:`run` returns. The batches are
         copied on a connection of the importer's own, so a batch never holds up
-        a heartbeat."""
+        a heartbeat. ``on_held(throttled)`` each time a throttling signal holds
+        the next batch (the job's checkpoint.throttled: its reason and since),
+        and ``on_held(None)`` once the batch goes: `pgjobs import` says what
+        held it, where its bar alone would stall without a word."""
         self.dsn = dsn
         self.job_id = job_id
         self.worker = worker
@@ -382,6 +386,7 @@ class Importer:
         self.roots: list[str | None] = [storage.trust_root(storage_uri)]
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
+        self.on_held = on_held
         self.after = after
         self.control = _Control(dsn, job_id, worker, lease=30.0, borrowed=control,
                                 app="pgjobs import")
@@ -651,14 +656,23 @@ class Importer:
         it sleeps, at most about 1 s a call, records checkpoint.throttled and the
         `throttled` event, and extends the lease). A pause or cancel request lets
         the batch go: import_batch decides."""
+        was_held = False
         while True:
             held = db.scalar(conn, queries.IMPORT_THROTTLE,
                              {"id": self.job_id, "worker": self.worker})
             if held is None:
+                if was_held and self.on_held is not None:
+                    self.on_held(None)
                 return
             if held != "more":
                 raise _Lost()  # the job ended there (an invalid limit fails it)
             self.control.last_ok = time.monotonic()
+            if self.on_held is not None:
+                # What holds it, as pgjobs._throttle recorded it just now.
+                throttled = db.scalar(conn, queries.IMPORT_THROTTLED, {"id": self.job_id})
+                if isinstance(throttled, dict):
+                    was_held = True
+                    self.on_held(throttled)
             if self.stop.is_set():
                 raise Stopped()
 
