@@ -16,18 +16,22 @@ AS $$
 -- on the table, or on every one of its columns now), registered or not, in
 -- oid order. It reads the catalogs only, which every role may read: it
 -- tells the caller nothing it could not work out itself, and nothing of
--- pgjobs' registry. Costs one pass over pg_attribute's rows (no index on
--- attacl), then the rule once per relation with a column grant. Locks
--- nothing.
+-- pgjobs' registry. Costs one pass over the user tables' rows of
+-- pg_attribute (no index on attacl), then the rule once per relation with
+-- a column grant. Locks nothing.
 BEGIN
     p_caller := pgjobs._enter('_column_read_targets', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
-    -- MATERIALIZED: the rule once per relation, not pushed down to each
-    -- granted column's row.
+    -- A target is a user's table, its oid past the catalogs'
+    -- (FirstNormalObjectId, 16384): the scan skips their columns (an index
+    -- range, a third of the time in a small database). A built-in relation
+    -- is never listed: at worst its table grant alone counts, as before. MATERIALIZED: the
+    -- rule once per relation, not pushed down to each granted column's row.
     RETURN pgjobs._leave(ARRAY(
         WITH g AS MATERIALIZED (
             SELECT DISTINCT a.attrelid
               FROM pg_catalog.pg_attribute a
-             WHERE a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped)
+             WHERE a.attrelid >= 16384::oid AND a.attnum > 0
+               AND a.attacl IS NOT NULL AND NOT a.attisdropped)
         SELECT g.attrelid::regclass
           FROM g
          WHERE coalesce(has_table_privilege(p_caller, g.attrelid, 'SELECT'), false)
