@@ -243,3 +243,51 @@ def test_the_column_test_costs_once_per_statement_and_nothing_for_a_table_grant(
     assert by_columns.get("_reads_every_column", 0) <= with_column_grants < 202, by_columns
     assert by_columns.get("_confined_targets") == by_table.get("_confined_targets") == 1, \
         (by_columns, by_table)
+
+
+# Ways to hold (or not) SELECT on every column that the engine's shared
+# check is tested with (tests/test_trust_column_grants_attacks.py), each a
+# role's grants after CLIENT and WRITES; the same judge here: the role sees
+# what a table-granted role sees exactly when PostgreSQL lets it read every
+# column itself, else what a role without SELECT sees.
+VARIANTS = {
+    "a dropped column": (f"GRANT SELECT ({ALL}) ON user_table_rows TO {{role}}",
+                         "ALTER TABLE user_table_rows ADD COLUMN gone text",
+                         "ALTER TABLE user_table_rows DROP COLUMN gone"),
+    "a generated column added later": (
+        f"GRANT SELECT ({ALL}) ON user_table_rows TO {{role}}",
+        "ALTER TABLE user_table_rows ADD COLUMN twice integer "
+        "GENERATED ALWAYS AS (n * 2) STORED"),
+    "PUBLIC holds the other columns": (
+        "GRANT SELECT (label) ON user_table_rows TO {role}",
+        "GRANT SELECT (id, table_id, n, data, created_at) ON user_table_rows TO PUBLIC"),
+    "PUBLIC one short": (
+        "GRANT SELECT (label) ON user_table_rows TO {role}",
+        "GRANT SELECT (id, table_id, n, data) ON user_table_rows TO PUBLIC"),
+    "every column but for writing": (
+        f"GRANT INSERT ({ALL}), UPDATE ({ALL}), REFERENCES ({ALL}) ON user_table_rows "
+        "TO {role}",),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_each_way_to_hold_columns_is_judged_as_postgresql_does(
+        conn: Conn, world: dict[str, Any], variant: str) -> None:
+    role = make_role(conn, "cgvvar", CLIENT, WRITES)
+    try:
+        for statement in VARIANTS[variant]:
+            conn.execute(statement.format(role=role))
+        try:
+            _as(conn, role, "SELECT count(t) FROM user_table_rows t")
+            reads = True
+        except psycopg.errors.InsufficientPrivilege:
+            reads = False
+        expected = _sees(conn, world["table"]) if reads else ([], [], 0)
+        assert expected != ([], [], 0) or not reads
+        assert _sees(conn, role) == expected, (variant, reads)
+        listed = _as(conn, role, "SELECT pgjobs._column_read_targets()::text[]")
+        assert listed == (["user_table_rows"] if reads else []), (variant, listed)
+    finally:
+        conn.execute("REVOKE ALL ON user_table_rows FROM PUBLIC")
+        conn.execute(f"REVOKE ALL ON user_table_rows FROM {role}")
+        drop_role(conn, role)
