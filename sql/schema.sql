@@ -200,8 +200,9 @@ CREATE FUNCTION pgjobs._allowed_scope_keys_as(p_caller name) RETURNS text[]
 -- p_caller (its only permitted caller: pgjobs._enter, 42501 otherwise).
 -- The jobs a session with pgjobs.allowed_scopes set may see, as keys
 -- '<target oid>:<scope>' to compare with each job row's: for every
--- registered target that p_caller may SELECT or has submitted jobs on (the
--- only targets whose jobs policy jobs_client_read can show it: a key for
+-- registered target that p_caller may SELECT (on the table or on every
+-- one of its columns, pgjobs._reads_every_column, asked only where the
+-- table grant is missing) or has submitted jobs on (the only targets whose jobs policy jobs_client_read can show it: a key for
 -- any other target would only tell it that pgjobs knows that table), and
 -- every entry of the setting that is a value of its scope column, the
 -- entry's canonical text (pgjobs._canonical_scope, the form in which every
@@ -231,6 +232,7 @@ BEGIN
     END IF;
     FOR v_reg IN SELECT r.* FROM pgjobs.target_registry r ORDER BY r.target LOOP
         CONTINUE WHEN NOT (coalesce(has_table_privilege(p_caller, v_reg.target, 'SELECT'), false)
+                           OR pgjobs._reads_every_column(p_caller, v_reg.target)
                            OR pgjobs._has_jobs_on(p_caller, v_reg.target));
         -- Its own slot: this verdict is the reach's roles' alone (the read
         -- path's, 'trusted_', also covers row security on pgjobs' role).
@@ -1950,6 +1952,82 @@ $$;
 ALTER FUNCTION pgjobs._column_collate(p_target regclass, p_column name) OWNER TO SUPERUSER;
 
 --
+-- Name: _column_read_targets(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._column_read_targets() RETURNS regclass[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The tables the calling role (current_user) reads as a whole through
+-- column grants, as one array: those with a column grant on which
+-- pgjobs._reads_every_column holds for it, the rule the engine's privilege
+-- checks ask. Policy jobs_client_read on pgjobs.jobs and view
+-- pgjobs.targets (migration 0160) call it once per statement, as an
+-- InitPlan, and only for a row whose target the table-level SELECT check
+-- refused (the InitPlan runs at its first use). SECURITY INVOKER on
+-- purpose: current_user here is the role asking, and the SECURITY DEFINER
+-- pgjobs._column_read_targets_as refuses any caller but this function
+-- (pgjobs._enter). Takes no role: it answers about its caller only. Locks
+-- nothing.
+BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._column_read_targets_as(current_user) AS sealed_call;
+END
+$$;
+
+ALTER FUNCTION pgjobs._column_read_targets() OWNER TO SUPERUSER;
+
+--
+-- Name: _column_read_targets_as(name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._column_read_targets_as(p_caller name) RETURNS regclass[]
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The body of pgjobs._column_read_targets, run as pgjobs' owner for
+-- p_caller (its only permitted caller: pgjobs._enter, 42501 otherwise):
+-- every relation with a column grant (pg_attribute.attacl set on a live
+-- column) that p_caller may SELECT as a whole (pgjobs._reads_every_column:
+-- on the table, or on every one of its columns now), registered or not, in
+-- oid order. It reads the catalogs only, which every role may read: it
+-- tells the caller nothing it could not work out itself, and nothing of
+-- pgjobs' registry. Costs one pass over the user tables' rows of
+-- pg_attribute (no index on attacl), then the rule once per relation with
+-- a column grant. Locks nothing.
+BEGIN
+    p_caller := pgjobs._enter('_column_read_targets', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
+    -- A target is a user's table, its oid past the catalogs'
+    -- (FirstNormalObjectId, 16384): the scan skips their columns (an index
+    -- range, a third of the time in a small database). A built-in relation
+    -- is never listed: at worst its table grant alone counts, as before. MATERIALIZED: the
+    -- rule once per relation, not pushed down to each granted column's row.
+    RETURN pgjobs._leave(ARRAY(
+        WITH g AS MATERIALIZED (
+            SELECT DISTINCT a.attrelid
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid >= 16384::oid AND a.attnum > 0
+               AND a.attacl IS NOT NULL AND NOT a.attisdropped)
+        SELECT g.attrelid::regclass
+          FROM g
+         WHERE coalesce(has_table_privilege(p_caller, g.attrelid, 'SELECT'), false)
+               OR pgjobs._reads_every_column(p_caller, g.attrelid::regclass)
+         ORDER BY g.attrelid));
+END
+$$;
+
+ALTER FUNCTION pgjobs._column_read_targets_as(p_caller name) OWNER TO SUPERUSER;
+
+--
 -- Name: _column_type(regclass, name, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -3488,7 +3566,9 @@ CREATE FUNCTION pgjobs._confined_targets_as(p_caller name, p_role name) RETURNS 
 -- (its only permitted caller: pgjobs._enter, 42501 otherwise): the tables
 -- with row security enabled (only those can confine anyone) on which
 -- pgjobs._row_security_rule confines p_role, the registration read only
--- for those p_role may SELECT. Answers only about p_caller or a role whose
+-- for those p_role may SELECT (on the table or on every one of its
+-- columns, pgjobs._reads_every_column, as the policy that calls it asks
+-- it). Answers only about p_caller or a role whose
 -- privileges it has (pgjobs._require_self). Costs one pass over pg_class's
 -- rows (no index on relrowsecurity), a fraction of a millisecond in a
 -- database of a few thousand relations. Locks nothing.
@@ -3500,7 +3580,8 @@ BEGIN
                   WHERE c.relrowsecurity
                     AND pgjobs._row_security_rule(
                             c.oid::regclass, p_role,
-                            coalesce(has_table_privilege(p_role, c.oid, 'SELECT'), false))
+                            coalesce(has_table_privilege(p_role, c.oid, 'SELECT'), false)
+                            OR pgjobs._reads_every_column(p_role, c.oid::regclass))
                   ORDER BY c.oid));
 END
 $$;
@@ -3549,14 +3630,15 @@ BEGIN
                         OR v_job.submitted_by_oid = (SELECT r.oid FROM pg_catalog.pg_roles r
                                                       WHERE r.rolname = v_caller));
     -- Visible as policy jobs_client_read has it: the submitter's, or of a
-    -- target the caller may read, and (for a client) of a scope in the
-    -- session's pgjobs.allowed_scopes, if set. A job of another tenant is
+    -- target the caller may read (SELECT on the table or on every one of
+    -- its columns, pgjobs._reads_every_column, as the policy asks), and
+    -- (for a client) of a scope in the session's pgjobs.allowed_scopes, if
+    -- set. A job of another tenant is
     -- P0002 like an unknown id: a 42501 would say that it exists, and name
     -- that tenant's scope.
     IF v_found AND NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER')
                         OR ((v_submitter
-                             OR (coalesce(has_table_privilege(v_caller, v_job.target,
-                                                              'SELECT'), false)
+                             OR (pgjobs._reads_every_column(v_caller, v_job.target)
                                  AND NOT pgjobs._row_security_rule(v_job.target,
                                                                    v_caller)))
                             AND pgjobs._scope_allowed(v_job.target, v_job.scope))) THEN
@@ -15401,7 +15483,7 @@ ALTER FUNCTION pgjobs._reach_roles(p_target regclass, p_as name) OWNER TO SUPERU
 --
 
 CREATE FUNCTION pgjobs._reads_every_column(p_role name, p_target regclass) RETURNS boolean
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -15415,16 +15497,24 @@ CREATE FUNCTION pgjobs._reads_every_column(p_role name, p_target regclass) RETUR
 -- only: what the engine then reads or deletes for the role tells it
 -- nothing it could not read itself, and a column added later without a
 -- grant makes the answer false at the next call. Asked at every call
--- (pgjobs._grant_problem, pgjobs._require_entry), never remembered. A
--- table with no column, or dropped meanwhile: false. Row-level security is
--- not its question (pgjobs._row_security_rule). Locks nothing.
-SELECT coalesce(has_table_privilege(p_role, p_target, 'SELECT'), false)
-       OR (coalesce(has_any_column_privilege(p_role, p_target, 'SELECT'), false)
-           AND NOT EXISTS (
+-- (pgjobs._grant_problem, pgjobs._require_entry; policy jobs_client_read
+-- and view pgjobs.targets through pgjobs._column_read_targets), never
+-- remembered. A table with no column, or dropped meanwhile: false.
+-- Row-level security is not its question (pgjobs._row_security_rule).
+-- PL/pgSQL rather than SQL so that its plan is cached for the session: a
+-- SQL function with SET clauses is planned again on every call (~0.1 ms
+-- of every read the shared check makes). Locks nothing.
+BEGIN
+    IF coalesce(has_table_privilege(p_role, p_target, 'SELECT'), false) THEN
+        RETURN true;  -- the table grant: no column to look at
+    END IF;
+    RETURN coalesce(has_any_column_privilege(p_role, p_target, 'SELECT'), false)
+       AND NOT EXISTS (
                SELECT FROM pg_catalog.pg_attribute a
                 WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped
                   AND NOT coalesce(has_column_privilege(p_role, p_target, a.attnum,
-                                                        'SELECT'), false)));
+                                                        'SELECT'), false));
+END
 $$;
 
 ALTER FUNCTION pgjobs._reads_every_column(p_role name, p_target regclass) OWNER TO SUPERUSER;
@@ -17615,12 +17705,15 @@ CREATE FUNCTION pgjobs._row_security_confines_as(p_caller name, p_target regclas
 -- p_caller (its only permitted caller: pgjobs._enter, 42501 otherwise).
 -- Answers only about p_caller or a role whose privileges it has
 -- (pgjobs._require_self), and reads the registration (ignore_row_security)
--- only of a table that role may SELECT. Locks nothing.
+-- only of a table that role may SELECT (on the table or on every one of
+-- its columns, pgjobs._reads_every_column: the view pgjobs.targets lists
+-- such a table). Locks nothing.
 BEGIN
     p_caller := pgjobs._enter('_row_security_confines', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     PERFORM pgjobs._require_self(p_caller, p_role);
     RETURN pgjobs._leave(pgjobs._row_security_rule(
-        p_target, p_role, coalesce(has_table_privilege(p_role, p_target, 'SELECT'), false)));
+        p_target, p_role, coalesce(has_table_privilege(p_role, p_target, 'SELECT'), false)
+                          OR pgjobs._reads_every_column(p_role, p_target)));
 END
 $$;
 
@@ -29867,7 +29960,7 @@ CREATE VIEW pgjobs.targets WITH (security_barrier='true') AS
     r.updated_at
    FROM (pgjobs.target_registry r
      LEFT JOIN pg_class c ON ((c.oid = (r.target)::oid)))
-  WHERE (pg_has_role('pgjobs_admin'::name, 'USAGE'::text) OR (COALESCE(has_table_privilege((r.target)::oid, 'SELECT'::text), false) AND (NOT pgjobs._row_security_confines(r.target, CURRENT_USER))));
+  WHERE (pg_has_role('pgjobs_admin'::name, 'USAGE'::text) OR ((COALESCE(has_table_privilege((r.target)::oid, 'SELECT'::text), false) OR ((r.target)::oid = ANY ((( SELECT pgjobs._column_read_targets() AS _column_read_targets))::oid[]))) AND (NOT pgjobs._row_security_confines(r.target, CURRENT_USER))));
 
 ALTER TABLE pgjobs.targets OWNER TO SUPERUSER;
 
@@ -30262,13 +30355,13 @@ CREATE POLICY jobs_admin ON pgjobs.jobs TO pgjobs_admin USING (true) WITH CHECK 
 
 CREATE POLICY jobs_client_read ON pgjobs.jobs FOR SELECT TO pgjobs_client USING (((((submitted_by = ( SELECT CURRENT_USER AS "current_user")) AND ((submitted_by_oid IS NULL) OR (submitted_by_oid = ( SELECT r.oid
    FROM pg_roles r
-  WHERE (r.rolname = CURRENT_USER))))) OR (COALESCE(has_table_privilege((target)::oid, 'SELECT'::text), false) AND ((target)::oid <> ALL ((( SELECT pgjobs._confined_targets(CURRENT_USER) AS _confined_targets))::oid[])))) AND (( SELECT (COALESCE(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), ''::text) = ''::text)) OR (scope = ANY (( SELECT pgjobs._allowed_scope_entries() AS _allowed_scope_entries)::text[])) OR (((((target)::oid)::text || ':'::text) || scope) = ANY (( SELECT pgjobs._allowed_scope_keys() AS _allowed_scope_keys)::text[])))));
+  WHERE (r.rolname = CURRENT_USER))))) OR ((COALESCE(has_table_privilege((target)::oid, 'SELECT'::text), false) OR ((target)::oid = ANY ((( SELECT pgjobs._column_read_targets() AS _column_read_targets))::oid[]))) AND ((target)::oid <> ALL ((( SELECT pgjobs._confined_targets(CURRENT_USER) AS _confined_targets))::oid[])))) AND (( SELECT (COALESCE(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), ''::text) = ''::text)) OR (scope = ANY (( SELECT pgjobs._allowed_scope_entries() AS _allowed_scope_entries)::text[])) OR (((((target)::oid)::text || ':'::text) || scope) = ANY (( SELECT pgjobs._allowed_scope_keys() AS _allowed_scope_keys)::text[])))));
 
 --
 -- Name: POLICY jobs_client_read ON jobs; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON POLICY jobs_client_read ON pgjobs.jobs IS 'A pgjobs_client sees the jobs it submitted and the jobs of targets it may SELECT from (unconfined by their row-level security), and, when the pgjobs.allowed_scopes setting is set, only those of the listed scopes.';
+COMMENT ON POLICY jobs_client_read ON pgjobs.jobs IS 'A pgjobs_client sees the jobs it submitted and the jobs of targets it may SELECT from (on the table, or on every one of its columns; unconfined by their row-level security), and, when the pgjobs.allowed_scopes setting is set, only those of the listed scopes.';
 
 --
 -- Name: jobs jobs_owner; Type: POLICY; Schema: pgjobs; Owner: SUPERUSER
@@ -30545,6 +30638,22 @@ GRANT ALL ON FUNCTION pgjobs._collect_matches(p_job pgjobs.jobs) TO pgjobs_admin
 
 REVOKE ALL ON FUNCTION pgjobs._column_collate(p_target regclass, p_column name) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._column_collate(p_target regclass, p_column name) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _column_read_targets(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._column_read_targets() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._column_read_targets() TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._column_read_targets() TO pgjobs_client;
+
+--
+-- Name: FUNCTION _column_read_targets_as(p_caller name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._column_read_targets_as(p_caller name) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._column_read_targets_as(p_caller name) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._column_read_targets_as(p_caller name) TO pgjobs_client;
 
 --
 -- Name: FUNCTION _column_type(p_target regclass, p_column name, p_modifiers boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -64,6 +64,9 @@ ALLOWED_DEFINERS = {
                             "only about the caller (pgjobs._require_self)",
     "_row_security_confines_as": "view pgjobs.targets' confinement test; pgjobs._enter, "
                                  "only about the caller",
+    "_column_read_targets_as": "policy jobs_client_read's and view pgjobs.targets' list of "
+                               "the tables the caller reads through column grants; "
+                               "pgjobs._enter, only about the caller, catalogs only",
     "_allowed_scope_keys_as": "policy jobs_client_read's tenancy keys; pgjobs._enter, only "
                               "targets the caller may read or has jobs on",
     "_visible_page": "pgjobs.visible's short way: the statement of a plain page, which the "
