@@ -108,6 +108,42 @@ SELECT id, kind, target::text AS target, scope, status, done, total, attempts, m
 # lease_expires_at are placeholders, its items are leased. Not in GET_JOB,
 # whose columns are `status --json`'s and `watch --json`'s contract.
 JOB_FANOUT = "SELECT fanout FROM pgjobs.jobs WHERE id = %(id)s"
+# A page of a fan-out job's items in id order (`pgjobs items`), after the
+# id %(after)s: per status asked, a range of job_items_job_idx (job_id,
+# status, id) read no further than the page, the ranges merged. A keyset
+# page, so the millionth item costs what the first does; never OFFSET, never
+# a sort of the job's items. Read as the caller: pgjobs.job_items' row
+# policy shows a client the items of exactly the jobs it may see.
+JOB_ITEMS_PAGE = """
+SELECT i.id, i.job_id, i.status, i.attempts, i.worker, i.lease_expires_at, i.run_at,
+       i.created_at, i.started_at, i.finished_at, i.error, i.payload, i.result
+  FROM pg_catalog.unnest(%(statuses)s::pg_catalog.text[]) AS s (status)
+ CROSS JOIN LATERAL (
+       SELECT * FROM pgjobs.job_items x
+        WHERE x.job_id = %(id)s::pg_catalog.int8 AND x.status = s.status
+          AND x.id > %(after)s::pg_catalog.int8
+        ORDER BY x.id
+        LIMIT %(limit)s::pg_catalog.int8) AS i
+ ORDER BY i.id
+ LIMIT %(limit)s::pg_catalog.int8
+"""
+# A fan-out job's items counted by status (an index-only walk of the job's
+# entries in job_items_job_idx), and its failed item of the lowest id with
+# its error (the first entry of the job's failed range): what `pgjobs items`
+# sums up on stderr and `pgjobs status` adds for a fan-out job.
+JOB_ITEM_COUNTS = """
+SELECT status, pg_catalog.count(*) AS items
+  FROM pgjobs.job_items
+ WHERE job_id = %(id)s::pg_catalog.int8
+ GROUP BY status
+"""
+JOB_FIRST_FAILED_ITEM = """
+SELECT id, error
+  FROM pgjobs.job_items
+ WHERE job_id = %(id)s::pg_catalog.int8 AND status = 'failed'
+ ORDER BY id
+ LIMIT 1
+"""
 LIST_JOBS = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts,
        created_at, started_at, finished_at, error
