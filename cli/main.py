@@ -153,6 +153,8 @@ def status(obj: Context, job_id: int, as_json: bool) -> None:
     """Show one job. Exit 0 succeeded, 1 failed or canceled, 3 queued, running or paused.
 
     Timestamps are ISO 8601 (2026-11-30T11:52:57.026401+00:00), in text and JSON.
+    A fan-out job's text adds its items counted by status and its failed item
+    of the lowest id with its error (`pgjobs items JOB` lists them).
     """
     items: dict[str, Any] = {}
     with obj.connect() as conn:
