@@ -97,7 +97,8 @@ def _next_page(job_id: int, after: int, status: str | None, limit: int) -> str:
 
 @click.command()
 @click.argument("job_id", type=JOB_ID)
-@click.option("--status", "status_", type=click.Choice(ITEM_STATUSES), default=None,
+@click.option("--status", "status_", envvar="PGJOBS_ITEM_STATUS", show_envvar=True,
+              type=click.Choice(ITEM_STATUSES), default=None,
               help="Only items in this status.")
 @click.option("--limit", envvar="PGJOBS_LIMIT", show_envvar=True,
               type=click.IntRange(1, 10000), default=DEFAULT_LIMIT, show_default=True,
