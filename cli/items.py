@@ -21,9 +21,7 @@ from pgjobs.cli.common import JOB_ID, Context, require_job
 from pgjobs.cli.output import iso, to_json
 from pgjobs.errors import InvalidInput
 
-# An item's states, in the order they are said (the CHECK of
-# pgjobs.job_items.status; tests/test_cli_items.py holds them equal).
-ITEM_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
+ITEM_STATUSES = queries.ITEM_STATUSES
 
 _COLUMNS = ("ID", "STATUS", "ATTEMPTS", "WORKER", "LEASE_EXPIRES_AT", "ERROR")
 DEFAULT_LIMIT = 100
@@ -122,9 +120,8 @@ def items(obj: Context, job_id: int, status_: str | None, limit: int, after: int
     """
     with obj.connect() as conn:
         require_fanout(conn, job_id)
-        statuses = list(ITEM_STATUSES) if status_ is None else [status_]
         page = [dict(row) for row in db.rows(conn, queries.JOB_ITEMS_PAGE, {
-            "id": job_id, "statuses": statuses, "after": after, "limit": limit + 1})]
+            "id": job_id, "status": status_, "after": after, "limit": limit + 1})]
         counts = item_counts(conn, job_id)
     more = len(page) > limit
     page = page[:limit]
