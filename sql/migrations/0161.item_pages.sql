@@ -10,8 +10,10 @@
 -- leading columns are the old ones). Built beside the old one, which is
 -- then dropped, and renamed to the old name, so the functions' notes and
 -- plans keep naming it. No data changes; jobs in flight run as they are
--- (the build holds writes to pgjobs.job_items, not reads, for its
--- duration: seconds for a million items).
+-- (the build holds writes to pgjobs.job_items, not reads, while it reads
+-- the table once). The price: the old keys repeated and were stored
+-- deduplicated, the new ones are each their own entry, so adding items
+-- costs more (about 1.2x for a submit_items, bench/item_pages.py).
 -- depends: 0146.client_kept_bytes
 
 CREATE INDEX job_items_job_page_idx ON pgjobs.job_items (job_id, status, id);
