@@ -360,3 +360,25 @@ def test_a_page_after_the_statistics_went_stale_is_still_a_range(conn: Conn) -> 
             "id": job, "status": status, "after": 0, "limit": 51})
         assert sum(n.get("Rows Removed by Filter", 0) for n in nodes) == 0, nodes
         assert_a_walk(nodes, 51 * (len(ITEM_STATUSES) if status is None else 1))
+
+
+def test_on_a_terminal_a_header_and_aligned_columns(conn: Conn) -> None:
+    """`pgjobs items` on a terminal: the rows the piped lines carry, under a
+    header, each column as wide as its widest cell."""
+    from pgjobs.cli.items import _table
+
+    make_target(conn)
+    job, ids = mixed(conn)
+    rows = [dict(zip(("id", "status", "attempts", "worker", "lease_expires_at", "error"), r,
+                     strict=True)) for r in conn.execute(
+        "SELECT id, status, attempts, worker, lease_expires_at, error FROM pgjobs.job_items "
+        "WHERE job_id = %s ORDER BY id", (job,))]
+    lines = _table(rows)
+    assert lines[0].split() == ["ID", "STATUS", "ATTEMPTS", "WORKER", "LEASE_EXPIRES_AT",
+                                "ERROR"]
+    assert [line.split()[:2] for line in lines[1:]] == [
+        [str(ids[0]), "succeeded"], [str(ids[1]), "failed"], [str(ids[2]), "running"],
+        [str(ids[3]), "queued"]]
+    status_at = lines[0].index("STATUS")
+    assert {line.index(line.split()[1], len(line.split()[0])) for line in lines} == {status_at}
+    assert lines[2].endswith("timeout calling model")
