@@ -35,12 +35,15 @@ from pgjobs.errors import (
 DEFAULT_STORAGE = "file://./pgjobs-exports"
 
 OPERANDS = frozenset({"target", "scope", "filter_", "set_", "exclude", "columns", "source",
-                      "extra", "to", "on_duplicate", "max_rejects", "yes", "dry_run"})
+                      "extra", "to", "on_duplicate", "max_rejects", "yes", "dry_run",
+                      "after"})
 """Parameter names that are never read from an environment variable: what a command
 acts on (target, scope, filter, set, exclude, columns, source), the job's own options
 and destination (--options, --to), what an import does to existing rows and bad
-records (--on-duplicate, --max-rejects), and the guards (--yes, --dry-run). A variable left
-in a shell (PGJOBS_FILTER from an export) must not steer a destructive command; only
+records (--on-duplicate, --max-rejects), the guards (--yes, --dry-run), and where
+a page starts (`items --after`: a cursor left in a shell would skip items unsaid).
+A variable left in a shell (PGJOBS_FILTER from an export) must not steer a
+destructive command; only
 connection and configuration options (--dsn, --storage, ...) read the environment.
 tests/test_cli_guards.py walks every command for it."""
 

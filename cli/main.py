@@ -153,14 +153,19 @@ def status(obj: Context, job_id: int, as_json: bool) -> None:
     """Show one job. Exit 0 succeeded, 1 failed or canceled, 3 queued, running or paused.
 
     Timestamps are ISO 8601 (2026-11-30T11:52:57.026401+00:00), in text and JSON.
+    A fan-out job's text adds its items counted by status and its failed item
+    of the lowest id with its error (`pgjobs items JOB` lists them).
     """
+    items: dict[str, Any] = {}
     with obj.connect() as conn:
         job = require_job(conn, job_id)
         fanout = not as_json and bool(db.scalar(conn, queries.JOB_FANOUT, {"id": job_id}))
+        if fanout:
+            items = _items_fields(conn, job_id)
     if as_json:
         click.echo(to_json(job))  # as stored, placeholders too: scripts read it
     else:
-        for key, value in _status_fields(job, fanout).items():
+        for key, value in (_status_fields(job, fanout) | items).items():
             if value is not None:
                 click.echo(f"{key}: {text(value)}")
     sys.exit({"succeeded": 0, "failed": 1, "canceled": 1}.get(job["status"], 3))
@@ -177,6 +182,18 @@ def _status_fields(job: dict[str, Any], fanout: bool) -> dict[str, Any]:
     shown["worker"] = "(fan-out: items are leased one by one; see pgjobs.job_items)"
     shown["lease_expires_at"] = None
     return shown
+
+
+def _items_fields(conn: Any, job_id: int) -> dict[str, Any]:
+    """A fan-out job's items as `status` adds them: their counts by status and,
+    when one failed, the failed item of the lowest id and its error (`pgjobs
+    items JOB --status failed` lists the others)."""
+    from pgjobs.cli.items import counts_line, first_failed, item_counts
+
+    failed = first_failed(conn, job_id)
+    return {"items": counts_line(item_counts(conn, job_id)),
+            "first_failed_item": None if failed is None
+            else f"{failed['id']}: {failed['error']}"}
 
 
 @main.command(name="list")
@@ -453,6 +470,9 @@ main.commands = LazyCommands(main.commands, {
     "url": ("pgjobs.cli.export", "url",
             "Print a download URL for a finished export: presigned for object stores, "
             "the\nfile's path for file://; one line per file of a Parquet export."),
+    "items": ("pgjobs.cli.items", "items",
+              "List a fan-out job's items in id order (id, status, attempts, worker, lease, "
+              "error)."),
     "pause": ("pgjobs.cli.control", "pause",
               "Pause a job: queued at once, running after its page in flight (keeps its "
               "cursor)."),

@@ -108,6 +108,55 @@ SELECT id, kind, target::text AS target, scope, status, done, total, attempts, m
 # lease_expires_at are placeholders, its items are leased. Not in GET_JOB,
 # whose columns are `status --json`'s and `watch --json`'s contract.
 JOB_FANOUT = "SELECT fanout FROM pgjobs.jobs WHERE id = %(id)s"
+# An item's states, in the order they are said: the CHECK of
+# pgjobs.job_items.status (tests/test_cli_items.py holds them equal).
+ITEM_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
+# A page of a fan-out job's items in id order (`pgjobs items`), after the
+# id %(after)s, of status %(status)s (NULL: every status): per status, a
+# range of job_items_job_idx (job_id, status, id) read no further than the
+# page, the ranges merged. A keyset page, so the millionth item costs what
+# the first does; never OFFSET, never a sort of the job's items. Each status
+# is a literal of its own branch (the branches not asked fold away), and
+# its range is said as the index reads it, `job_id = J AND (status, id) >
+# (S, after) AND status <= S` in (status, id) order: only that index gives
+# the order, so the plan is its range whatever the statistics say. Said as
+# `status = S AND id > after` in id order, job_items_pkey gave the order
+# too, and the planner walked it from %(after)s, filtering every later item
+# of every job, whenever the statistics made the status look common: a
+# status bound from a list, or a job's items that had all been queued at
+# the last ANALYZE and were succeeded since. Read as
+# the caller: pgjobs.job_items' row policy shows a client the items of
+# exactly the jobs it may see.
+JOB_ITEMS_PAGE = """
+SELECT * FROM (""" + "\n UNION ALL\n".join(f"""
+(SELECT id, job_id, status, attempts, worker, lease_expires_at, run_at, created_at,
+        started_at, finished_at, error, payload, result
+   FROM pgjobs.job_items
+  WHERE (%(status)s::pg_catalog.text IS NULL OR %(status)s::pg_catalog.text = '{status}')
+    AND job_id = %(id)s::pg_catalog.int8
+    AND (status, id) > ('{status}', %(after)s::pg_catalog.int8) AND status <= '{status}'
+  ORDER BY status, id
+  LIMIT %(limit)s::pg_catalog.int8)""" for status in ITEM_STATUSES) + """) AS page
+ ORDER BY id
+ LIMIT %(limit)s::pg_catalog.int8
+"""
+# A fan-out job's items counted by status (an index-only walk of the job's
+# entries in job_items_job_idx), and its failed item of the lowest id with
+# its error (the first entry of the job's failed range): what `pgjobs items`
+# sums up on stderr and `pgjobs status` adds for a fan-out job.
+JOB_ITEM_COUNTS = """
+SELECT status, pg_catalog.count(*) AS items
+  FROM pgjobs.job_items
+ WHERE job_id = %(id)s::pg_catalog.int8
+ GROUP BY status
+"""
+JOB_FIRST_FAILED_ITEM = """
+SELECT id, error
+  FROM pgjobs.job_items
+ WHERE job_id = %(id)s::pg_catalog.int8 AND status = 'failed'
+ ORDER BY id
+ LIMIT 1
+"""
 LIST_JOBS = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts,
        created_at, started_at, finished_at, error

@@ -30106,7 +30106,7 @@ ALTER TABLE ONLY pgjobs.yoyo_lock
 -- Name: job_items_job_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE INDEX job_items_job_idx ON pgjobs.job_items USING btree (job_id, status);
+CREATE INDEX job_items_job_idx ON pgjobs.job_items USING btree (job_id, status, id);
 
 --
 -- Name: job_items_leases_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER

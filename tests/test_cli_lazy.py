@@ -21,7 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 LAZY_MODULES = {"pgjobs.cli.control", "pgjobs.cli.dev", "pgjobs.cli.doctor",
-                "pgjobs.cli.export", "pgjobs.cli.importing", "pgjobs.cli.jobs",
+                "pgjobs.cli.export", "pgjobs.cli.importing", "pgjobs.cli.items",
+                "pgjobs.cli.jobs",
                 "pgjobs.cli.ui", "pgjobs.poller.storage", "pgjobs.poller.export",
                 "pgjobs.poller.importer", "pgjobs.poller.worker"}
 
@@ -68,8 +69,8 @@ def _lazy() -> Any:
     return main.commands
 
 
-LAZY = ["backfill", "delete", "dev", "doctor", "export", "import", "pause", "resume", "retry",
-        "ui", "url", "worker"]
+LAZY = ["backfill", "delete", "dev", "doctor", "export", "import", "items", "pause", "resume",
+        "retry", "ui", "url", "worker"]
 
 
 def test_every_command_outside_main_is_lazy() -> None:

@@ -357,7 +357,7 @@ NOT_JOB_IDS = ["-1", "0", "-0", "9223372036854775808", "99999999999999999999999"
 
 def test_the_job_commands_are_the_documented_ones() -> None:
     assert [p[0] for p in JOB_COMMANDS] == sorted(
-        ["cancel", "pause", "resume", "retry", "status", "url", "watch"])
+        ["cancel", "items", "pause", "resume", "retry", "status", "url", "watch"])
 
 
 @pytest.mark.parametrize("path", JOB_COMMANDS, ids=" ".join)

@@ -456,6 +456,10 @@ def test_the_python_sides_statements_resolve_nothing_on_the_default_path(
     assert db.rows(session, queries.EXPORT_PARTS, {"id": delete}) == []
     assert db.rows(session, queries.EXPORT_ACTIVE_JOBS, {"ids": [delete]}) == [{"id": delete}]
     db.rows(session, queries.HELD_ELSEWHERE)
+    for items in (queries.JOB_ITEMS_PAGE, queries.JOB_ITEM_COUNTS,
+                  queries.JOB_FIRST_FAILED_ITEM):  # `pgjobs items`, a fan-out `status`
+        assert db.rows(session, items, {"id": delete, "status": "failed", "after": 0,
+                                        "limit": 10}) == []
     assert "## `pgjobs.submit_delete`" in reference.render(session)
     _assert_clean(conn, hostile)
 
