@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from pgjobs import db, queries
-from pgjobs.cli.common import JOB_ID, Context, require_job
+from pgjobs.cli.common import JOB_ID, Context, a_job, require_job
 from pgjobs.cli.output import iso, to_json
 from pgjobs.errors import InvalidInput
 
@@ -65,7 +65,7 @@ def require_fanout(conn: db.Connection, job_id: int) -> dict[str, Any]:
     job = require_job(conn, job_id)
     if not db.scalar(conn, queries.JOB_FANOUT, {"id": job_id}):
         raise InvalidInput(
-            f"job {job_id} is a {job['kind']} job, not a fan-out job: it has no items",
+            f"job {job_id} is {a_job(str(job['kind']))}, not a fan-out job: it has no items",
             hint=f"`pgjobs status {job_id}` shows its progress; items belong to jobs "
                  "submitted with pgjobs.submit_items (docs/fanout.md)")
     return job

@@ -185,6 +185,10 @@ def test_a_job_that_is_not_fan_out_is_a_usage_error(cli: Callable[..., Result],
         f"error: job {job} is a custom job, not a fan-out job: it has no items [22023] "
         f"(hint: `pgjobs status {job}` shows its progress; items belong to jobs submitted "
         "with pgjobs.submit_items (docs/fanout.md))")
+    # The article is the kind's (cli.common.a_job): "an import job", never "a import".
+    imported = submit(conn, kind="import")
+    assert error_line(cli("items", str(imported)), 2).startswith(
+        f"error: job {imported} is an import job, not a fan-out job: it has no items [22023]")
 
 
 def test_an_unknown_job_is_said_as_status_says_it(cli: Callable[..., Result]) -> None:
