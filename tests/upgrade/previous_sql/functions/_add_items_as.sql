@@ -42,6 +42,6 @@ BEGIN
             HINT = 'Submit the items as a new job with pgjobs.submit_items().';
     END IF;
     PERFORM pgjobs._items_array(p_items, false);  -- 22023: not an array
-    RETURN pgjobs._leave(pgjobs._items_add(p_id, p_items));
+    RETURN pgjobs._leave(pgjobs._items_add(p_id, p_items, false));
 END
 $$;

@@ -13,7 +13,9 @@ AS $$
 -- (its only permitted caller: pgjobs._enter, 42501 otherwise): the tables
 -- with row security enabled (only those can confine anyone) on which
 -- pgjobs._row_security_rule confines p_role, the registration read only
--- for those p_role may SELECT. Answers only about p_caller or a role whose
+-- for those p_role may SELECT (on the table or on every one of its
+-- columns, pgjobs._reads_every_column, as the policy that calls it asks
+-- it). Answers only about p_caller or a role whose
 -- privileges it has (pgjobs._require_self). Costs one pass over pg_class's
 -- rows (no index on relrowsecurity), a fraction of a millisecond in a
 -- database of a few thousand relations. Locks nothing.
@@ -25,7 +27,8 @@ BEGIN
                   WHERE c.relrowsecurity
                     AND pgjobs._row_security_rule(
                             c.oid::regclass, p_role,
-                            coalesce(has_table_privilege(p_role, c.oid, 'SELECT'), false))
+                            coalesce(has_table_privilege(p_role, c.oid, 'SELECT'), false)
+                            OR pgjobs._reads_every_column(p_role, c.oid::regclass))
                   ORDER BY c.oid));
 END
 $$;

@@ -37,14 +37,15 @@ BEGIN
                         OR v_job.submitted_by_oid = (SELECT r.oid FROM pg_catalog.pg_roles r
                                                       WHERE r.rolname = v_caller));
     -- Visible as policy jobs_client_read has it: the submitter's, or of a
-    -- target the caller may read, and (for a client) of a scope in the
-    -- session's pgjobs.allowed_scopes, if set. A job of another tenant is
+    -- target the caller may read (SELECT on the table or on every one of
+    -- its columns, pgjobs._reads_every_column, as the policy asks), and
+    -- (for a client) of a scope in the session's pgjobs.allowed_scopes, if
+    -- set. A job of another tenant is
     -- P0002 like an unknown id: a 42501 would say that it exists, and name
     -- that tenant's scope.
     IF v_found AND NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER')
                         OR ((v_submitter
-                             OR (coalesce(has_table_privilege(v_caller, v_job.target,
-                                                              'SELECT'), false)
+                             OR (pgjobs._reads_every_column(v_caller, v_job.target)
                                  AND NOT pgjobs._row_security_rule(v_job.target,
                                                                    v_caller)))
                             AND pgjobs._scope_allowed(v_job.target, v_job.scope))) THEN

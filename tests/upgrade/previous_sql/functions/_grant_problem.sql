@@ -23,7 +23,8 @@ AS $$
 -- p_privilege: one privilege, or several separated by commas, each of
 -- them required (the run-time check of a delete needs DELETE and SELECT:
 -- one call and one row-security test per page, not two).
--- p_columns NULL: each privilege on the table; an array: p_privilege on each of
+-- p_columns NULL: each privilege on the table (SELECT: on the table, or on
+-- every one of its columns, pgjobs._reads_every_column); an array: p_privilege on each of
 -- those columns (a table-level grant covers them all; column-level grants
 -- must cover every one, and the first missing one is named); an empty
 -- array: p_privilege on at least one column (what a caller needs before it
@@ -36,7 +37,12 @@ DECLARE
 BEGIN
     FOREACH v_privilege IN ARRAY string_to_array(replace(p_privilege, ' ', ''), ',') LOOP
         IF p_columns IS NULL THEN
-            IF NOT has_table_privilege(p_role, p_target, v_privilege) THEN
+            -- SELECT on every column (column grants) reads the table as a
+            -- table grant does (pgjobs._reads_every_column); one column
+            -- missing, the same refusal as before.
+            IF NOT (CASE WHEN upper(v_privilege) = 'SELECT'
+                         THEN pgjobs._reads_every_column(p_role, p_target)
+                         ELSE has_table_privilege(p_role, p_target, v_privilege) END) THEN
                 message := format('permission denied: role %s lacks %s on %s', p_role,
                                   v_privilege, p_target);
                 hint := format('GRANT %s ON %s TO %I;', v_privilege, p_target, p_role);

@@ -29,41 +29,39 @@ AS $$
 -- "a" rather than {"a": {}}, which an update merged in as an object where
 -- the row held a value. Locks nothing.
 DECLARE
-    v_heads text[] := '{}'::text[];
-    v_head text;
     v_pairs text[] := '{}'::text[];
-    v_sub_paths text[];
-    v_sub_exprs text[];
-    v_segs text[];
+    v_group record;
 BEGIN
-    FOR v_i IN 1 .. cardinality(p_paths) LOOP
-        v_head := (string_to_array(p_paths[v_i], '.'))[p_depth];
-        IF NOT v_head = ANY (v_heads) THEN
-            v_heads := v_heads || v_head;
-        END IF;
-    END LOOP;
-    FOREACH v_head IN ARRAY v_heads LOOP
-        v_sub_paths := '{}'::text[];
-        v_sub_exprs := '{}'::text[];
-        FOR v_i IN 1 .. cardinality(p_paths) LOOP
-            v_segs := string_to_array(p_paths[v_i], '.');
-            IF v_segs[p_depth] = v_head THEN
-                IF cardinality(v_segs) = p_depth THEN
-                    v_pairs := v_pairs || format('%L, %s', v_head, p_exprs[v_i]);
-                ELSE
-                    v_sub_paths := v_sub_paths || p_paths[v_i];
-                    v_sub_exprs := v_sub_exprs || p_exprs[v_i];
-                END IF;
-            END IF;
-        END LOOP;
-        IF cardinality(v_sub_paths) > 0 THEN
+    -- One pass, grouped by the head (each path's part at p_depth) in order
+    -- of first appearance: a path's leaf pairs, then its nested fields in
+    -- one call. Each head was sought among all heads and every path split
+    -- again for each head: 25 million splits for a JSONL record of 5,000
+    -- fields, about a minute (h151). Same text, same order.
+    FOR v_group IN
+        SELECT h.head,
+               coalesce(array_agg(format('%L, %s', h.head, h.expr) ORDER BY h.i)
+                            FILTER (WHERE h.leaf), '{}'::text[]) AS leaves,
+               coalesce(array_agg(h.path ORDER BY h.i) FILTER (WHERE NOT h.leaf),
+                        '{}'::text[]) AS sub_paths,
+               coalesce(array_agg(h.expr ORDER BY h.i) FILTER (WHERE NOT h.leaf),
+                        '{}'::text[]) AS sub_exprs
+          FROM (SELECT u.i, u.path, u.expr, s.segs[p_depth] AS head,
+                       cardinality(s.segs) = p_depth AS leaf
+                  FROM unnest(p_paths, p_exprs) WITH ORDINALITY u (path, expr, i)
+                 CROSS JOIN LATERAL (SELECT string_to_array(u.path, '.') AS segs) s) h
+         WHERE h.head IS NOT NULL
+         GROUP BY h.head
+         ORDER BY min(h.i)
+    LOOP
+        v_pairs := v_pairs || v_group.leaves;
+        IF cardinality(v_group.sub_paths) > 0 THEN
             v_pairs := v_pairs || format(
                 CASE WHEN p_drop_empty
                      THEN '%L, NULLIF(pg_catalog.jsonb_strip_nulls(%s), ''{}''::jsonb)'
                      ELSE '%L, %s' END,
-                v_head,
-                pgjobs._import_document_expr(v_sub_paths, v_sub_exprs, p_depth + 1,
-                                             p_drop_empty));
+                v_group.head,
+                pgjobs._import_document_expr(v_group.sub_paths, v_group.sub_exprs,
+                                             p_depth + 1, p_drop_empty));
         END IF;
     END LOOP;
     RETURN pgjobs._jsonb_build_sql(v_pairs);

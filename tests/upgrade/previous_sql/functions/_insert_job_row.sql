@@ -219,7 +219,7 @@ BEGIN
         PERFORM pgjobs._keep_client_bytes(
             v_job.id, v_kept, 'payload',
             'Keep large inputs in a table or object storage and pass a reference in the '
-            'payload');
+            'payload', true);
         v_job.kept_bytes := v_kept;
     END IF;
     RETURN v_job;

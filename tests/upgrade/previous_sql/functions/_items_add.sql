@@ -1,4 +1,7 @@
-CREATE OR REPLACE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb)
+DROP FUNCTION IF EXISTS pgjobs._items_add(bigint, jsonb);
+
+CREATE OR REPLACE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb,
+                                            p_new boolean DEFAULT false)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -29,6 +32,9 @@ AS $$
 -- max_jobs_kept_per_client jobs of 64 MiB each would be TBs of job_items,
 -- one tenant filling the database's disk.
 -- Nothing is added when any of them is raised. Returns the number added.
+-- p_new: job p_id is the one this call submits (pgjobs.submit_items), rolled
+-- back with a refusal, so the errors name it "the job being submitted",
+-- not by an id that will never exist; pgjobs.add_items names the job's id.
 -- Locks: the job row (already the caller's, so two calls adding to one job
 -- count one after the other).
 DECLARE
@@ -40,14 +46,15 @@ DECLARE
     v_bytes bigint;
     v_add_bytes bigint := octet_length(p_items::text);
     v_admin boolean := pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER');
+    v_job text := CASE WHEN p_new THEN 'the job being submitted' ELSE 'job ' || p_id END;
 BEGIN
     IF NOT v_admin THEN
         v_max := coalesce((pgjobs._defaults() ->> 'max_items_per_job')::bigint, 100000);
         SELECT coalesce(j.total, 0) INTO v_total FROM pgjobs.jobs j WHERE j.id = p_id;
         IF v_total + jsonb_array_length(p_items) > v_max THEN
-            RAISE EXCEPTION 'job % has % items and this call adds %: a fan-out job may have '
+            RAISE EXCEPTION '% has % items and this call adds %: a fan-out job may have '
                             'at most % items, the most an administrator allows a client',
-                            p_id, v_total, jsonb_array_length(p_items), v_max
+                            v_job, v_total, jsonb_array_length(p_items), v_max
                 USING ERRCODE = '55006',
                 HINT = format('Split the work into several jobs of at most %s items '
                               '(pgjobs.submit_items), or ask an administrator to raise the '
@@ -82,9 +89,9 @@ BEGIN
     IF NOT v_admin THEN
         v_max := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_job')::bigint, 67108864);
         IF v_bytes + v_add_bytes > v_max THEN
-            RAISE EXCEPTION 'job % has % bytes of items and this call adds %: a fan-out job''s '
+            RAISE EXCEPTION '% has % bytes of items and this call adds %: a fan-out job''s '
                             'items may have at most % bytes, the most an administrator allows '
-                            'a client', p_id, v_bytes, v_add_bytes, v_max
+                            'a client', v_job, v_bytes, v_add_bytes, v_max
                 USING ERRCODE = '55006',
                 HINT = format('Keep large inputs in a table or object storage and pass a '
                               'reference in each item, split the work into several jobs of '
@@ -98,7 +105,8 @@ BEGIN
     -- call too, which is not refused): pgjobs._keep_client_bytes.
     PERFORM pgjobs._keep_client_bytes(
         p_id, v_add_bytes, 'fan-out items',
-        'Keep large inputs in a table or object storage and pass a reference in each item');
+        'Keep large inputs in a table or object storage and pass a reference in each item',
+        p_new);
     INSERT INTO pgjobs.job_items (job_id, payload)
     SELECT p_id, e.value
       FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)

@@ -1,8 +1,9 @@
 DROP FUNCTION IF EXISTS pgjobs._require_client_item_room(bigint, bigint, bigint, text);
 DROP FUNCTION IF EXISTS pgjobs._client_item_bytes(oid, bigint);
+DROP FUNCTION IF EXISTS pgjobs._keep_client_bytes(bigint, bigint, text, text);
 
 CREATE OR REPLACE FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text,
-                                                     p_hint text)
+                                                     p_hint text, p_new boolean)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -18,7 +19,10 @@ AS $$
 -- its submitter's running total (pgjobs.client_room_locks.kept_bytes,
 -- migration 0146), and raises 55006 when that total would pass the
 -- ceiling and the caller (pgjobs._caller) is not an administrator; p_hint
--- opens the error's hint. Administrators are not held to it, but what they
+-- opens the error's hint. p_new: job p_id is the one this call submits,
+-- which the refusal rolls back with it, so the error names it "the job
+-- being submitted", never by an id that will not exist (an addition to a
+-- job kept already, add_items, names its id). Administrators are not held to it, but what they
 -- add to a client's job counts for the client (it is given back with the
 -- job). The total is updated in place, never summed from a snapshot: two
 -- sessions adding for one client at once wait for each other's commit and
@@ -66,13 +70,15 @@ BEGIN
         -- What was counted (the bytes this call adds and of what), what the
         -- client keeps already, the room left and the setting, in one line.
         RAISE EXCEPTION 'role % would keep % bytes of inputs with this call (% bytes of % '
-                        'added to job %; it keeps % bytes now, % left): a client may keep at '
+                        'added to %; it keeps % bytes now, % left): a client may keep at '
                         'most % bytes of items over all its jobs (max_item_bytes_per_client: '
                         'fan-out items, exclude lists, payloads past 4096 bytes a job, import '
                         'rejects, until its jobs are pruned), the most an administrator allows',
                         coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
                                    WHERE r.oid = v_submitter)::text, v_submitter::text),
-                        v_total, p_add, p_what, p_id, v_total - p_add,
+                        v_total, p_add, p_what,
+                        CASE WHEN p_new THEN 'the job being submitted' ELSE 'job ' || p_id END,
+                        v_total - p_add,
                         greatest(v_max - (v_total - p_add), 0), v_max
             USING ERRCODE = '55006',
             HINT = format('%s, let finished jobs be pruned (pgjobs.prune), or ask an '
@@ -84,7 +90,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION pgjobs._keep_client_bytes(bigint, bigint, text, text) IS
+COMMENT ON FUNCTION pgjobs._keep_client_bytes(bigint, bigint, text, text, boolean) IS
 'Adds bytes a job keeps to its submitter''s running total and raises 55006 when a client (not '
 'an administrator) would keep more than max_item_bytes_per_client: the one count of that '
 'ceiling (items, exclude lists, payloads past 4096 bytes, import rejects).';

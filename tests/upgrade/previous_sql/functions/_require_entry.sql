@@ -22,7 +22,8 @@ AS $$
 -- pgjobs._kind_privilege; preview: its kind's and SELECT; submit_import:
 -- INSERT, and with on_duplicate "update" also UPDATE and SELECT); NULL:
 -- the entry's own (pgjobs._entry_privilege of the entry).
--- Table-level privileges, as the checks after it ask them, except for
+-- Table-level privileges, as the checks after it ask them (SELECT: on the
+-- table or on every one of its columns, pgjobs._reads_every_column), except for
 -- submit_import, whose columns are known only from the registration and
 -- the source: there the privilege on any one column. An entry that names
 -- none (a job's target: add_items) needs some privilege on the table
@@ -73,7 +74,10 @@ BEGIN
                                     p_target, v_caller, v_privilege, v_privilege, p_target,
                                     v_caller);
         ELSIF NOT v_any_column
-              AND NOT coalesce(has_table_privilege(v_caller, p_target, v_privilege), false) THEN
+              AND NOT (CASE WHEN upper(v_privilege) = 'SELECT'
+                            THEN pgjobs._reads_every_column(v_caller, p_target)
+                            ELSE coalesce(has_table_privilege(v_caller, p_target, v_privilege),
+                                          false) END) THEN
             RAISE EXCEPTION 'permission denied: role % lacks % on %', v_caller, v_privilege,
                             p_target
                 USING ERRCODE = '42501',

@@ -108,7 +108,7 @@ BEGIN
                               FROM (SELECT DISTINCT k FROM unnest(v_selection.keys) k) d);
         PERFORM pgjobs._keep_client_bytes(
             v_job.id, v_exclude_bytes, 'an exclude list',
-            'Exclude rows with a filter instead, e.g. {"$not": {...}}');
+            'Exclude rows with a filter instead, e.g. {"$not": {...}}', true);
         INSERT INTO pgjobs.job_exclusions (job_id, key)
         SELECT DISTINCT v_job.id, k FROM unnest(v_selection.keys) k;
         UPDATE pgjobs.jobs j SET item_bytes = v_exclude_bytes WHERE j.id = v_job.id;
@@ -129,7 +129,7 @@ BEGIN
         PERFORM pgjobs._keep_client_bytes(
             v_job.id, v_exclude_bytes, 'payload',
             'Keep large inputs in a table or object storage and pass a reference in the '
-            'payload; exclude rows with a filter instead, e.g. {"$not": {...}}');
+            'payload; exclude rows with a filter instead, e.g. {"$not": {...}}', true);
     END IF;
     RETURN pgjobs._leave(v_job.id);
 END

@@ -48,7 +48,7 @@ BEGIN
     v_job := pgjobs._insert_job_row(p_kind, p_target, p_scope, '{}'::jsonb, p_options,
                                     ARRAY['concurrency']);
     UPDATE pgjobs.jobs SET fanout = true, total = 0 WHERE id = v_job.id;
-    PERFORM pgjobs._items_add(v_job.id, p_items);
+    PERFORM pgjobs._items_add(v_job.id, p_items, true);
     SELECT * INTO STRICT v_job FROM pgjobs.jobs WHERE id = v_job.id;
     PERFORM pgjobs._notify(v_job, 'submitted');
     RETURN pgjobs._leave(v_job.id);

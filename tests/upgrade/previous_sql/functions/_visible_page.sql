@@ -18,7 +18,9 @@ AS $$
 -- fires no event, so nothing of them is kept) and the page needs no check
 -- by hand. NULL whenever the page is not that plain and pgjobs.visible
 -- takes its full way (pgjobs._visible_as, which raises what it raises):
--- a limit out of 1..10000, pgjobs.allowed_scopes set, row-level security
+-- a limit out of 1..10000, pgjobs.allowed_scopes set and p_scope not
+-- allowed by it (pgjobs._scope_allowed, the one test the full way's
+-- pgjobs._require_scope refuses on, read at each call), row-level security
 -- enabled on the table (pgjobs refuses a confined role, a read as the
 -- caller would apply its policies; pgjobs.visible tests the caller's
 -- SELECT on the table itself), no registration, a trust verdict this
@@ -28,18 +30,50 @@ AS $$
 -- Raises only what pgjobs._canonical_scope raises for a bad scope
 -- (pgjobs.visible then takes the full way, which raises it in its order).
 -- SECURITY DEFINER for pgjobs_client: it reads the registry and the jobs.
--- It tells a caller nothing pgjobs.visible would not: NULL unless the
--- session's role (its SET ROLE role, or its login role without one: a
--- role the session may act as, whatever SECURITY DEFINER function runs)
--- may SELECT the table, so a direct call learns no registration nor
--- pending delete of a table that role may not read.
+-- It tells a caller nothing pgjobs.visible would not: NULL to any call
+-- but pgjobs.visible's own (the frame right below this one on the call
+-- stack, read as pgjobs._enter reads it), so a direct
+-- call, or one from a SECURITY DEFINER function whose owner may not read
+-- the table run by a session whose role may, learns no registration nor
+-- pending delete; and NULL unless the session's role (its SET ROLE role,
+-- or its login role without one: a role the session may act as, whatever
+-- SECURITY DEFINER function runs) may SELECT the table, where
+-- pgjobs.visible has tested its current_user.
 -- Locks nothing.
 DECLARE
     v_plan record;
     v_canonical text;
+    v_stack text[];
+    v_ctx text;
+    v_lines text[];
+    v_at integer;
+    v_prefix text;
 BEGIN
-    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000
-       OR btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), '')) <> '' THEN
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+        RETURN NULL;
+    END IF;
+    -- Only for pgjobs.visible's own call: the frame right below this one
+    -- must be the PL/pgSQL frame of pgjobs.visible itself (a role cannot
+    -- create functions in schema pgjobs, and a name it chooses prints in
+    -- double quotes; an SQL statement's line, even one whose text imitates
+    -- that frame on a second line, is not that frame). The frames are read
+    -- as pgjobs._enter reads them: at line 1's text before this function's
+    -- name, or by pgjobs._stack in a language that prints the statement
+    -- and the line number there (zh_CN); a call of pgjobs._stack in every
+    -- page cost ~0.1 ms, more than a third of the page itself. Its call
+    -- through SPI, after an error escaped it earlier in the transaction,
+    -- has an SPI line there: NULL, and that call takes the full way,
+    -- answering alike.
+    GET DIAGNOSTICS v_ctx = PG_CONTEXT;
+    v_lines := string_to_array(v_ctx, E'\n');
+    v_at := strpos(v_lines[1], 'pgjobs._visible_page(');
+    v_prefix := left(v_lines[1], v_at - 1);
+    IF v_at = 0 OR v_prefix ~ '[0-9]' THEN
+        v_stack := pgjobs._stack();  -- an assignment: a frame "at" a statement
+        v_prefix := '';
+        v_lines := v_stack;
+    END IF;
+    IF NOT coalesce(starts_with(v_lines[2], v_prefix || 'pgjobs.visible('), false) THEN
         RETURN NULL;
     END IF;
     -- One statement (each costs its executor's start and end): the
@@ -68,6 +102,14 @@ BEGIN
        AND NOT (SELECT c.relrowsecurity FROM pg_catalog.pg_class c WHERE c.oid = p_target);
     IF NOT FOUND OR v_plan.key_type IS NULL OR v_plan.scope_type IS NULL OR v_plan.arrays
        OR NOT pgjobs._verdict_fresh('trusted_' || p_target::oid::text, p_target::oid::text) THEN
+        RETURN NULL;
+    END IF;
+    -- A session confined by pgjobs.allowed_scopes (the full way's own
+    -- condition): only a scope the full way would let through is read here;
+    -- any other (outside the list, a malformed or empty list) goes the full
+    -- way, whose pgjobs._require_scope refuses it with its own message.
+    IF btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), '')) <> ''
+       AND NOT pgjobs._scope_allowed(p_target, p_scope) THEN
         RETURN NULL;
     END IF;
     v_canonical := pgjobs._canonical_scope(v_plan.reg, p_scope);  -- 22023

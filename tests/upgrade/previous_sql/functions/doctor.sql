@@ -32,6 +32,8 @@ AS $function$
 --                      connected (application_name 'pgjobs worker').
 --   pg_cron.history    pgjobs' rows of cron.job_run_details.
 --   storage.deletions  objects of pruned exports not deleted after a day.
+--   clients.kept_bytes a client (not an administrator) keeping more than 80%
+--                      of max_item_bytes_per_client (without p_target only).
 -- Read-only; locks nothing beyond catalog and table reads. Raises 22023 when
 -- p_target is given but not registered.
 -- Each group of checks is a function of its own (pgjobs._doctor_*); this
@@ -96,6 +98,9 @@ BEGIN
     RETURN QUERY SELECT * FROM pgjobs._doctor_queue(p_target, v_loop_fix);
     RETURN QUERY SELECT * FROM pgjobs._doctor_cron_history(v_retention, v_prune_sql);
     RETURN QUERY SELECT * FROM pgjobs._doctor_storage();
+    IF p_target IS NULL THEN  -- of clients, not of a target
+        RETURN QUERY SELECT * FROM pgjobs._doctor_clients();
+    END IF;
 END
 $function$;
 
@@ -111,5 +116,6 @@ COMMENT ON FUNCTION pgjobs.doctor(regclass) IS
 'jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or '
 'imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals '
 '(pg_monitor); '
-'storage deletions pending over a day. Every finding that is not ok carries in fix the exact '
+'storage deletions pending over a day; clients keeping more than 80% of '
+'max_item_bytes_per_client (without a target). Every finding that is not ok carries in fix the exact '
 'SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';

@@ -10,12 +10,12 @@ AS $$
 -- For the worker running import p_id as p_worker (the claim's identity):
 -- checks the fields the source names (a CSV header; NULL for JSONL, whose
 -- records name their own) against the target (22023 naming the field:
--- the import cannot succeed), creates this session's staging table
--- pg_temp.pgjobs_import_stage (emptied at every commit) and returns the
--- COPY ... FROM STDIN statement that fills it with one batch: CSV records
--- as they are in the source (PostgreSQL's own CSV rules: an empty unquoted
--- field is NULL, a quoted empty one the empty string), JSONL records one
--- per line. 55000 when p_worker does not hold the job. Locks nothing.
+-- the import cannot succeed; 54011 for more than 1,599 of them), creates
+-- this session's staging table pg_temp.pgjobs_import_stage (emptied at
+-- every commit) and returns the COPY ... FROM STDIN statement that fills
+-- it with one batch: CSV records as they are in the source (PostgreSQL's
+-- own CSV rules: an empty unquoted field is NULL, a quoted empty one the
+-- empty string), JSONL records one per line. 55000 when p_worker does not hold the job. Locks nothing.
 DECLARE
     v_job pgjobs.jobs;
     v_reg pgjobs.target_registry;
@@ -33,6 +33,18 @@ BEGIN
     -- 22023: the scope column made generated (or an identity) since submit.
     PERFORM pgjobs._import_scope_writable(v_reg);
     v_csv := v_job.payload ->> 'format' = 'csv';
+    -- The staging table holds one text column a field besides the record's
+    -- number, within PostgreSQL's 1,600 columns of a table: a wider header
+    -- failed there with 'tables can have at most 1600 columns', about a table
+    -- the client never named (h150). Said of the source, for good.
+    IF v_csv AND cardinality(p_fields) > 1599 THEN
+        RAISE EXCEPTION 'the header row names % fields, more than the 1599 a CSV import reads',
+                        cardinality(p_fields)
+            USING ERRCODE = '54011',
+            HINT = 'Import fewer fields a file (split the columns over several sources '
+                   'sharing the key, the later ones with on_duplicate "update"), or give '
+                   'the document''s fields as JSON Lines, whose records may name any number.';
+    END IF;
     -- Rejects past the committed position belong to a batch that did not
     -- commit (one that failed the job on too many rejects keeps them for
     -- the rejects object): this attempt reads those records again.

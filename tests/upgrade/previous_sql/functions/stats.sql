@@ -32,6 +32,11 @@ AS $$
 --   rows           {kind: {last_minute, last_hour}}: rows done, estimated
 --                  per job by spreading its done count evenly over the
 --                  time it ran (started_at to finished_at, or now)
+--   client_bytes   [{role, kept_bytes, max_item_bytes_per_client,
+--                  room_bytes, used}] each client's bytes kept against its
+--                  ceiling, the most first (pgjobs._stats_client_bytes):
+--                  an administrator's view; [] for a caller that may not
+--                  read every client's total (a client: pgjobs.client_room)
 -- SECURITY INVOKER on purpose, and no SECURITY DEFINER body: it reads
 -- pgjobs.jobs as the caller, so the row policies of pgjobs.jobs (a client
 -- sees the jobs it submitted and those of targets it may read, within
@@ -141,10 +146,12 @@ SELECT jsonb_build_object(
                                                            'last_hour', k.last_hour))
           FROM (SELECT w.kind, round(sum(w.last_minute))::bigint AS last_minute,
                        round(sum(w.last_hour))::bigint AS last_hour
-                  FROM windows w GROUP BY w.kind) k), '{}'::jsonb));
+                  FROM windows w GROUP BY w.kind) k), '{}'::jsonb),
+    'client_bytes', pgjobs._stats_client_bytes());
 $$;
 
 COMMENT ON FUNCTION pgjobs.stats() IS
 'A snapshot of the jobs the caller may see: queue depth by kind, status and target, the oldest '
 'due queued job, running jobs with rows/s and ETA, throttled and paused jobs, leases expiring '
-'soon, jobs finished in the last hour and rows done per kind in the last minute and hour.';
+'soon, jobs finished in the last hour, rows done per kind in the last minute and hour, and (for '
+'an administrator) each client''s bytes kept against max_item_bytes_per_client.';

@@ -30,9 +30,10 @@ BEGIN
     -- The short way (issue 11): a plain page (no filter, nothing masked, no
     -- row-level security, pgjobs._visible_page says which) is read as the
     -- caller, so PostgreSQL checks its privileges as on any query of its
-    -- own, every call. The table-wide SELECT tested first is the one the
-    -- full way requires (pgjobs._grant_problem): SELECT on each column
-    -- alone would read here and is refused there. Any error of the page (a
+    -- own, every call. Only a table-wide SELECT takes it: SELECT granted
+    -- on every column (which the full way also accepts,
+    -- pgjobs._reads_every_column) goes the full way, whose check follows
+    -- the table's columns as they are now. Any error of the page (a
     -- privilege PostgreSQL refuses, such as USAGE on the table's schema; a
     -- bad scope or cursor; a json value to_jsonb refuses) sends the call the
     -- full way, which raises what it raises or reads what it reads, as

@@ -29,7 +29,10 @@ BEGIN
            AND p.proname IN ('submit', 'submit_delete', 'submit_backfill', 'submit_export',
                              'submit_import', 'submit_items', 'add_items',
                              'cancel', 'mask', 'visible', 'visible_count', 'channel',
-                             'pause', 'resume', 'retry', 'stats',
+                             'pause', 'resume', 'retry', 'stats', 'client_room',
+                             -- stats() calls it as the client: SECURITY INVOKER,
+                             -- [] unless the caller may read every client's total
+                             '_stats_client_bytes',
                              -- ... and their SECURITY DEFINER bodies, which the
                              -- entry points call as the client (pgjobs._enter
                              -- refuses any other caller)
@@ -41,16 +44,17 @@ BEGIN
                              -- session's role may SELECT the table
                              '_visible_page',
                              '_visible_count_as', '_channel_as',
-                             '_pause_as', '_resume_as', '_retry_as',
+                             '_pause_as', '_resume_as', '_retry_as', '_client_room_as',
                              'preview', '_preview_as',
-                             -- policy jobs_client_read (migrations 0024, 0034) and view
-                             -- pgjobs.targets (0006) call them as the client; each
+                             -- policy jobs_client_read (migrations 0024, 0034, 0160) and view
+                             -- pgjobs.targets (0006, 0160) call them as the client; each
                              -- SECURITY DEFINER _*_as body answers only about its caller
                              -- (pgjobs._enter, pgjobs._require_self). Never the rules they
                              -- ask (_row_security_rule, _scope_allowed): those take any
                              -- role and any table (tests/test_trust_definer_surface.py).
                              '_row_security_confines', '_row_security_confines_as',
                              '_confined_targets', '_confined_targets_as',
+                             '_column_read_targets', '_column_read_targets_as',
                              '_allowed_scope_keys', '_allowed_scope_keys_as',
                              '_allowed_scope_entries', '_allowed_scopes_parse',
                              -- builds a pgjobs.allowed_scopes value
