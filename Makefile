@@ -59,6 +59,9 @@ lint: venv ## ruff and mypy (strict) over the package.
 	ln -s "$$PWD/ui" build/typecheck/pgjobs/ui
 	cd build/typecheck && ../../$(BIN)/mypy --strict --ignore-missing-imports -p pgjobs
 
+check: lint ## lint, then every test that needs no database (-m nodb: source and docs checks, a few minutes): run it before a merge.
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m nodb $(PYTEST_ARGS)
+
 bench: venv ## Run the benchmarks (small sizes; see bench/*.py --help for the full ones).
 	$(BIN)/python bench/claim.py
 	$(BIN)/python bench/delete.py --rows 500000 --scope-rows 100000
