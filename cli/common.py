@@ -31,6 +31,7 @@ from pgjobs.errors import (
     PermissionDenied,
     PgjobsError,
 )
+from pgjobs.units import a_job as a_job
 
 DEFAULT_STORAGE = "file://./pgjobs-exports"
 
@@ -715,12 +716,6 @@ def require_in_process(conn: db.Connection, claim: str, kind: str) -> None:
             hint="add --detach to submit it for `pgjobs worker` (which runs as a member of "
                  "pgjobs_admin), or connect as a member of pgjobs_admin (see "
                  'docs/operations.md, "Roles")')
-
-
-def a_job(kind: str) -> str:
-    """"a delete job", "an export job": the article messages put before a kind
-    (pgjobs._a_job's rule, for the messages the command line words itself)."""
-    return f"{'an' if kind[:1] in tuple('aeiou') else 'a'} {kind} job"
 
 
 # What each JSON argument's "not valid JSON" hint shows: an example of that

@@ -1,6 +1,6 @@
-"""What a job's ``done`` and ``total`` count, by kind: one place for the
-dashboard (ui/) and the command line (cli/), which both label rates and
-counts with it."""
+"""What a job's ``done`` and ``total`` count, by kind, and the article before
+a kind: one place for the dashboard (ui/) and the command line (cli/), which
+both label rates and counts with it and word "an import job" with it."""
 
 from __future__ import annotations
 
@@ -17,3 +17,10 @@ def unit(kind: str) -> str:
     """What a job of ``kind`` counts in `done`: rows, an import's bytes of its
     source, a fan-out job's (or any other kind's) items."""
     return COUNTS.get(kind, "items")
+
+
+def a_job(kind: str) -> str:
+    """"a delete job", "an export job": the article messages put before a kind
+    (pgjobs._a_job's rule, for the messages the dashboard and the command
+    line word themselves)."""
+    return f"{'an' if kind[:1] in tuple('aeiou') else 'a'} {kind} job"

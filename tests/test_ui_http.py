@@ -395,7 +395,10 @@ def test_download_serves_only_files_under_its_storage(conn: Conn, dsn: str,
         # Each refusal names why, with a hint and a SQLSTATE, as `pgjobs url` does.
         running = submit(conn, "export_like", "items")
         conn.execute("UPDATE pgjobs.jobs SET kind = 'export' WHERE id = %s", (running,))
+        imported = submit(conn, "import_like", "items")  # the article is chosen: "an import"
+        conn.execute("UPDATE pgjobs.jobs SET kind = 'import' WHERE id = %s", (imported,))
         for job_id, says, sqlstate in [(queued, "is a custom job, not an export", "22023"),
+                                       (imported, "is an import job, not an export", "22023"),
                                        (running, "is queued: it has no object yet", "55000")]:
             status, _, body = request(base, "GET", f"/jobs/{job_id}/download")
             answer = json.loads(body)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 from typing import Any
@@ -228,7 +229,10 @@ def test_a_job_of_the_wrong_kind_is_named_with_its_article(conn: Conn) -> None:
 def test_no_message_hard_codes_an_article_before_a_kind() -> None:
     """The class: a message that words "a <kind> job" itself gets "a export"
     wrong for two of the four built-in kinds; pgjobs._a_job (SQL) and a_job
-    (the command line) choose the article."""
+    (pgjobs.units, for the dashboard and the command line) choose the
+    article. Python's f-strings are read from the syntax tree, so a kind
+    read as ``{job['kind']}`` (quotes inside the braces, which a pattern
+    over the line did not pass) is seen as any other placeholder."""
     sql = re.compile(r"\ba (?:%s?|\{[^}]*\}) job")
     problems = []
     for path in sorted((ROOT / "sql" / "functions").glob("*.sql")):
@@ -237,7 +241,46 @@ def test_no_message_hard_codes_an_article_before_a_kind() -> None:
                 problems.append(f"{path.name}: {literal[:80]}")
     for folder in ("cli", "poller", "pgjobs", "ui"):
         for path in sorted((ROOT / folder).rglob("*.py")):
-            for line in path.read_text().splitlines():
-                if re.search(r"""f["'][^"']*\ba \{[^}]*kind[^}]*\} job""", line):
-                    problems.append(f"{path.name}: {line.strip()[:80]}")
+            problems += [f"{path.name}:{line}: {text[:80]}"
+                         for line, text in _hard_coded_articles(path.read_text())]
     assert not problems, "\n".join(problems)
+
+
+def _hard_coded_articles(source: str) -> list[tuple[int, str]]:
+    """The strings of ``source`` that put "a"/"A" before a placeholder and
+    "job": f-strings (each placeholder as ``{its expression}``), ``%s`` and
+    ``{}`` templates."""
+    wording = re.compile(r"\b[aA] (?:%s|\{[^}]*\}) job")
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(part.value if isinstance(part, ast.Constant)
+                           else "{" + ast.unparse(part.value) + "}"
+                           for part in node.values)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+        else:
+            continue
+        if wording.search(text):
+            found.append((node.lineno, text))
+    return found
+
+
+@pytest.mark.parametrize("code", [
+    "f\"job {job['id']} is a {job['kind']} job, not an export\"",
+    "f'job {n} is a {kind} job'",
+    "f'A {row[\"kind\"]} job is running'",
+    "'job %s is a %s job' % (n, kind)",
+    "'is a {} job'.format(kind)",
+])
+def test_the_article_scan_catches_each_spelling(code: str) -> None:
+    assert _hard_coded_articles(code)
+
+
+@pytest.mark.parametrize("code", [
+    "f'job {n} is {a_job(kind)}, not an export'",
+    "f'a {n}-row job'",
+    "'a fan-out job'",
+])
+def test_the_article_scan_leaves_what_chooses_its_article(code: str) -> None:
+    assert not _hard_coded_articles(code)

@@ -51,6 +51,7 @@ from pgjobs import queries
 from pgjobs.errors import PgjobsError, unknown_job
 from pgjobs.ui import metrics, page
 from pgjobs.ui.hub import Hub
+from pgjobs.units import a_job
 
 PAGE_SIZE = 50
 MAX_PAGE = 500
@@ -311,7 +312,7 @@ def create_app(settings: Settings) -> Starlette:
         if job["kind"] != "export":
             # As `pgjobs url` says it (the 409 said "has no object to download",
             # no hint nor SQLSTATE, as for an export not finished yet).
-            return error(f"job {job['id']} is a {job['kind']} job, not an export", 409,
+            return error(f"job {job['id']} is {a_job(str(job['kind']))}, not an export", 409,
                          hint="only an export has objects to download; /api/jobs lists "
                               "each job's kind", sqlstate="22023")
         if job["status"] != "succeeded" or not uris:
