@@ -255,6 +255,36 @@ def create_app(settings: Settings) -> Starlette:
         found = await hub.rows(queries.UI_JOB, {"id": job_id})
         return found[0] if found else None
 
+    async def items_of(job: dict[str, Any], params: dict[str, str | None], *,
+                       strict: bool = False) -> dict[str, Any] | None:
+        """A fan-out job's items as the DSN's role reads them (pgjobs.job_items'
+        row policy): counts by status, the first failed item, one keyset page
+        of ``params`` (status, after, limit) and the id the next page starts
+        after; None for a job that is not a fan-out job."""
+        [fanout] = await hub.rows(queries.JOB_FANOUT, {"id": job["id"]})
+        if not fanout["fanout"]:
+            return None
+        status = params.get("status") or None
+        if status is not None and status not in queries.ITEM_STATUSES:
+            raise PgjobsError(f"status {status[:64]!r} is no item status", sqlstate="22023",
+                              hint="one of " + ", ".join(queries.ITEM_STATUSES))
+        after = _int(params.get("after"), "after", 0, 2**63 - 1) or 0
+        limit = _int(params.get("limit"), "limit", 1, MAX_PAGE) or PAGE_SIZE
+        page = [dict(row) for row in await hub.rows(queries.JOB_ITEMS_PAGE, {
+            "id": job["id"], "status": status, "after": after, "limit": limit + 1})]
+        counted = {row["status"]: int(row["items"]) for row in
+                   await hub.rows(queries.JOB_ITEM_COUNTS, {"id": job["id"]})}
+        failed = await hub.rows(queries.JOB_FIRST_FAILED_ITEM, {"id": job["id"]})
+        more = len(page) > limit
+        page = page[:limit]
+        if not strict:  # the page shows no payload nor result (the API carries them)
+            page = [{k: item[k] for k in ("id", "status", "attempts", "worker", "error")}
+                    for item in page]
+        return {"job": job["id"], "status": status,
+                "counts": {s: counted.get(s, 0) for s in queries.ITEM_STATUSES},
+                "first_failed": dict(failed[0]) if failed else None,
+                "items": page, "next_after": page[-1]["id"] if more else None}
+
     async def index(request: Request) -> Response:
         jobs, next_before, first = await page_of_jobs(request)
         stats = await hub.stats()
@@ -267,7 +297,11 @@ def create_app(settings: Settings) -> Starlette:
             missing = unknown_job(request.path_params["id"])
             return HTMLResponse(f"<p>{html.escape(missing.message)}.</p>"
                                 f"<p>{html.escape(missing.hint or '')}</p>", 404)
-        return HTMLResponse(page.detail(job, hub.timeline(job["id"]), settings.read_only))
+        items = await items_of(job, {
+            "status": request.query_params.get("items_status"),
+            "after": request.query_params.get("items_after")})
+        return HTMLResponse(page.detail(job, hub.timeline(job["id"]), settings.read_only,
+                                        items))
 
     async def job_row(request: Request) -> Response:
         job = await job_or_none(request.path_params["id"])
@@ -285,6 +319,28 @@ def create_app(settings: Settings) -> Starlette:
         if job is None:
             raise unknown_job(request.path_params["id"])
         return as_json(job | {"events": hub.timeline(job["id"])})
+
+    async def api_items(request: Request) -> Response:
+        """A fan-out job's items, a keyset page at a time (``?status=&after=&limit=``),
+        with their counts by status and the first failed item: what `pgjobs
+        items JOB` prints. A job the DSN's role may not see is unknown (404), as
+        on every route; a job that is not a fan-out job is refused (409)."""
+        taken = ("status", "after", "limit", "token")
+        for name in request.query_params:
+            if name not in taken:
+                raise PgjobsError(f"unknown parameter {name[:64]!r}", sqlstate="22023",
+                                  hint="a job's items take " + ", ".join(taken[:-1]))
+        job = await job_or_none(request.path_params["id"])
+        if job is None:
+            raise unknown_job(request.path_params["id"])
+        items = await items_of(job, {name: request.query_params.get(name)
+                                     for name in taken[:-1]}, strict=True)
+        if items is None:
+            return error(f"job {job['id']} is {a_job(str(job['kind']))}, not a fan-out "
+                         "job: it has no items", 409, sqlstate="22023",
+                         hint="items belong to jobs submitted with pgjobs.submit_items "
+                              "(docs/fanout.md); /api/jobs/{id} shows this job's progress")
+        return as_json(items)
 
     async def api_stats(request: Request) -> Response:
         return as_json(await hub.stats())
@@ -388,6 +444,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/jobs/{id}/download", translated(download)),
         Route("/api/jobs", translated(api_jobs)),
         Route("/api/jobs/{id}", translated(api_job)),
+        Route("/api/jobs/{id}/items", translated(api_items)),
         Route("/api/jobs/{id}/{action}", translated(action), methods=["POST"]),
         Route("/api/stats", translated(api_stats)),
         Route("/events", events),

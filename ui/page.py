@@ -25,6 +25,9 @@ FINISHED = ("succeeded", "failed", "canceled")
 FILTERS = ("kind", "status", "target", "scope")
 PAGING = ("before", "limit")
 STATUSES = ("queued", "running", "paused", "succeeded", "failed", "canceled")
+ITEM_ERROR_WIDTH = 120
+"""An item's error on the detail page: one line, cut to this many characters
+(as `pgjobs items` prints it; /api/jobs/{id}/items carries it whole)."""
 
 
 def e(value: Any) -> str:
@@ -158,7 +161,46 @@ def index(jobs: list[dict[str, Any]], stats: dict[str, Any], filters: dict[str, 
 """)
 
 
-def detail(job: dict[str, Any], timeline: list[dict[str, Any]], read_only: bool) -> str:
+def _one_line(error: Any, width: int = ITEM_ERROR_WIDTH) -> str:
+    if error is None:
+        return "-"
+    flat = " ".join(str(error).split())
+    return flat if len(flat) <= width else flat[:width - 3] + "..."
+
+
+def items_section(job_id: int, items: dict[str, Any]) -> str:
+    """A fan-out job's items on its detail page: counts by status, the first
+    failed item with its error, one keyset page of items (id order) and the
+    link to the next page. ``items`` is what /api/jobs/{id}/items answers."""
+    counts = items["counts"]
+    total = sum(counts.values())
+    said = ", ".join(f"{n:,} {status}" for status, n in counts.items() if n)
+    text = f"{total:,} item{'' if total == 1 else 's'}" + (f": {said}" if said else "")
+    failed = items.get("first_failed")
+    first = ("" if failed is None else
+             f'<p id="first-failed">first failed item {e(failed["id"])}: '
+             f'{e(_one_line(failed["error"]))}</p>')
+    rows = "".join(
+        f"<tr><td>{e(item['id'])}</td><td>{e(item['status'])}</td>"
+        f"<td>{e(item['attempts'])}</td><td>{e(item['worker'] or '-')}</td>"
+        f"<td>{e(_one_line(item['error']))}</td></tr>" for item in items["items"])
+    status = items.get("status")
+    more = ""
+    if items.get("next_after") is not None:
+        query = {"items_after": items["next_after"]} | ({"items_status": status} if status
+                                                          else {})
+        more = (f'<p><a id="items-next" href="/jobs/{int(job_id)}?{urlencode(query)}">'
+                f"next items</a></p>")
+    shown = f" ({e(status)})" if status else ""
+    return f"""
+<h3>items{shown}</h3><p id="item-counts">{e(text)}</p>{first}
+<table id="items"><thead><tr><th>id</th><th>status</th><th>attempts</th><th>worker</th>
+<th>error</th></tr></thead><tbody>{rows}</tbody></table>{more}"""
+
+
+def detail(job: dict[str, Any], timeline: list[dict[str, Any]], read_only: bool,
+           items: dict[str, Any] | None = None) -> str:
+    """One job's page; ``items``: a fan-out job's (items_section)."""
     rate, eta = rate_eta(job)
     fields = ["kind", "target", "scope", "status", "done", "total", "attempts", "max_attempts",
               "priority", "submitted_by", "worker", "created_at", "queued_at", "run_at",
@@ -192,7 +234,7 @@ def detail(job: dict[str, Any], timeline: list[dict[str, Any]], read_only: bool)
 <span id="live" class="live">connecting</span></header>
 {table}
 <table class="fields">{rows}</table>
-{blocks}
+{blocks}{"" if items is None else items_section(job["id"], items)}
 <h3>timeline</h3><ol id="timeline">{events}</ol>
 <div id="flash" role="status"></div>
 <script id="config" type="application/json">{script_json(config)}</script>
