@@ -64,8 +64,11 @@ def migrate(obj: Context) -> None:
 
     summary = run_migrate(obj.dsn())
     applied = summary["migrations_applied"]
+    replaced = summary["functions_replaced"]
     click.echo(f"migrations applied: {', '.join(applied) if applied else 'none pending'}"  # type: ignore[arg-type]
-               f"; functions applied: {summary['functions_applied']}")
+               f"; functions applied: {summary['functions_applied']}"
+               + (f"; dropped and created again (signature changed): {', '.join(replaced)}"  # type: ignore[arg-type]
+                  if replaced else ""))
 
 
 @main.command()

@@ -57,6 +57,59 @@ END
 $lock$"""
 MIGRATE_UNLOCK = "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('pgjobs.migrate'))"
 CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS pgjobs"
+# The installed routine a function file's CREATE OR REPLACE could not replace
+# (42P13: another return type, OUT columns, an input parameter's name, a
+# default removed). PostgreSQL's hint names it as regprocedure prints it in
+# this session ("Use DROP FUNCTION pgjobs.f(integer) first."), in every
+# language: only a routine of schema pgjobs named after the file (%(name)s)
+# is taken, the longest signature the hint holds. What to drop it with, and
+# what to give back once the file created it again: its owner (CREATE OR
+# REPLACE keeps it) and its grants, PUBLIC revoked first (a new routine has
+# PUBLIC's EXECUTE). zz_grants.sql then sets the version's grants.
+REPLACED_ROUTINE = """
+SELECT p.oid::pg_catalog.int8 AS oid,
+       p.oid::pg_catalog.regprocedure::pg_catalog.text AS routine,
+       pg_catalog.format('DROP ROUTINE %%s RESTRICT', p.oid::pg_catalog.regprocedure) AS drop,
+       pg_catalog.format('REVOKE ALL ON ROUTINE %%s FROM PUBLIC',
+                         p.oid::pg_catalog.regprocedure) AS revoke,
+       CASE WHEN p.proowner OPERATOR(pg_catalog.<>) (
+                     SELECT r.oid FROM pg_catalog.pg_roles r
+                      WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+            THEN pg_catalog.format('ALTER ROUTINE %%s OWNER TO %%s', p.oid::pg_catalog.regprocedure,
+                                   p.proowner::pg_catalog.regrole) END AS owner,
+       ARRAY(SELECT pg_catalog.format('GRANT %%s ON ROUTINE %%s TO %%s%%s', a.privilege_type,
+                                      p.oid::pg_catalog.regprocedure,
+                                      CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                           ELSE a.grantee::pg_catalog.regrole::pg_catalog.text END,
+                                      CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION'
+                                           ELSE '' END)
+               FROM pg_catalog.aclexplode(coalesce(
+                        p.proacl, pg_catalog.acldefault('f', p.proowner))) a
+              WHERE a.grantee OPERATOR(pg_catalog.<>) p.proowner
+              ORDER BY a.grantee, a.privilege_type) AS grants
+  FROM pg_catalog.pg_proc p
+ WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgjobs'::pg_catalog.regnamespace
+   AND p.proname OPERATOR(pg_catalog.=) %(name)s
+   AND pg_catalog.strpos(%(hint)s, p.oid::pg_catalog.regprocedure::pg_catalog.text)
+       OPERATOR(pg_catalog.>) 0
+ ORDER BY pg_catalog.length(p.oid::pg_catalog.regprocedure::pg_catalog.text) DESC
+ LIMIT 1"""
+# What keeps DROP ROUTINE ... RESTRICT from dropping routine %(oid)s (2BP01):
+# its normal dependants, a view's rule named as its view.
+ROUTINE_DEPENDANTS = """
+SELECT pg_catalog.string_agg(DISTINCT CASE
+           WHEN r.oid IS NOT NULL
+           THEN pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass,
+                                              r.ev_class, 0)
+           ELSE pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) END,
+       ', ') AS dependants
+  FROM pg_catalog.pg_depend d
+  LEFT JOIN pg_catalog.pg_rewrite r
+         ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+        AND r.oid OPERATOR(pg_catalog.=) d.objid
+ WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+   AND d.refobjid OPERATOR(pg_catalog.=) %(oid)s::pg_catalog.oid
+   AND d.deptype OPERATOR(pg_catalog.=) 'n'"""
 
 # --- jobs: submit, observe, control ---------------------------------------
 
