@@ -65,6 +65,7 @@ from pgjobs.poller.upload import CannotResume as CannotResume
 from pgjobs.poller.upload import KeyTaken as KeyTaken
 from pgjobs.poller.upload import Mismatch as Mismatch
 from pgjobs.poller.upload import PartDigests as PartDigests
+from pgjobs.poller.upload import Seals as Seals
 from pgjobs.poller.upload import Streamed as Streamed
 from pgjobs.poller.upload import Upload as Upload
 from pgjobs.poller.upload import UploadLost as UploadLost
@@ -734,12 +735,17 @@ def check_object(location: Location, digests: list[Any]) -> int:
     threads of their own (:func:`_check_spans`); other stores in one stream.
     ``digests`` given as :class:`~pgjobs.poller.upload.Streamed` carry the
     writer's hash of the streamed bytes before each part, which lets runs of
-    prefix digests after the first be checked on threads of their own."""
+    prefix digests after the first be checked on threads of their own; and,
+    for ``file://``, the writer's keyed tag of each part as written
+    (:class:`~pgjobs.poller.upload.Seals`): each part's range is then checked
+    against its tag, one pass about ten times cheaper than SHA-256, with the
+    same errors."""
     hashes = digests.hashes if isinstance(digests, Streamed) else None
+    seals = digests.seals if isinstance(digests, Streamed) else None
     expected = [(int(size), str(sha)) for size, sha in digests]
     total = sum(size for size, _ in expected)
-    if location.scheme == "file" and len(expected) > 1:
-        return _check_file(location.path, expected, total, hashes)
+    if location.scheme == "file" and (len(expected) > 1 or seals is not None):
+        return _check_file(location.path, expected, total, hashes, seals)
     if location.scheme == "s3" and total > 0:
         with contextlib.suppress(_NoRanges):
             return _check_s3(location, expected, total)
@@ -863,12 +869,44 @@ def _check_spans_prefixed(expected: list[tuple[int, str]],
     check.finish()
 
 
+def _check_sealed(expected: list[tuple[int, str]], seals: Seals,
+                  read: Callable[[int, int, memoryview], Iterator[memoryview]]) -> None:
+    """Check the parts, read in one stream from the object's first byte, each
+    against its keyed tag (:class:`~pgjobs.poller.upload.Seals`: the writer's
+    own, never read from storage); the errors of :func:`_check_spans`."""
+    index, left, seal = 0, expected[0][0] if expected else 0, seals.part(0)
+
+    def close() -> None:  # every part whose bytes are all in (empty ones at once)
+        nonlocal index, left, seal
+        while left == 0 and index < len(expected):
+            if not seals.matches(index, seal):
+                raise Mismatch(f"part {index + 1} differs from what was streamed")
+            index += 1
+            seal = seals.part(index)
+            left = expected[index][0] if index < len(expected) else 0
+
+    close()
+    for block in read(0, sum(size for size, _ in expected),
+                      memoryview(bytearray(_READ_BACK_BLOCK))):
+        while block:
+            if index >= len(expected):
+                raise Mismatch("more bytes than were streamed")
+            take = min(left, len(block))
+            seal.update(block[:take])
+            block, left = block[take:], left - take
+            close()
+    if index < len(expected):
+        raise Mismatch("fewer bytes than were streamed")
+
+
 def _check_file(path: str, expected: list[tuple[int, str]], total: int,
-                hashes: list[Any] | None = None) -> int:
+                hashes: list[Any] | None = None, seals: Seals | None = None) -> int:
     """:func:`check_object` of a local file, read back in two halves at once
-    (:func:`_check_spans`), and the file holds exactly their bytes, before and
-    after. The same check as one stream, done on two cores where there are two: a
-    read-back is the tail of an export, with nothing else left to overlap it."""
+    (:func:`_check_spans`), or in one stream against the parts' keyed tags
+    (``seals``, :func:`_check_sealed`), and the file holds exactly their bytes,
+    before and after. The same check as one stream, done on two cores where
+    there are two: a read-back is the tail of an export, with nothing else left
+    to overlap it."""
     try:
         # The file that was written, not one a link below the root leads to.
         fd = open_file(path, os.O_RDONLY, f"cannot read {path}")
@@ -892,7 +930,10 @@ def _check_file(path: str, expected: list[tuple[int, str]], total: int,
 
     try:
         same_size()
-        _check_spans(expected, _spans(expected, 2), read, hashes)
+        if seals is not None:
+            _check_sealed(expected, seals, read)
+        else:
+            _check_spans(expected, _spans(expected, 2), read, hashes)
         same_size()
     except OSError as exc:
         raise storage_error(exc, f"cannot read {path}") from exc
