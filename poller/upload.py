@@ -123,7 +123,8 @@ class Streamed(list[Any]):
     and ``seals``, the writer's keyed tag of each part (:attr:`Upload.seals`),
     when it has one for every part: the read-back then checks the tags."""
 
-    def __init__(self, digests: list[Any], hashes: list[Any], seals: Seals | None = None):
+    def __init__(self, digests: list[Any], hashes: list[Any] | None,
+                 seals: Seals | None = None):
         super().__init__(digests)
         self.hashes = hashes
         self.seals = seals if seals is not None and len(seals.tags) == len(digests) else None
@@ -244,9 +245,10 @@ class Upload:
     stream)."""
 
     seals: Seals | None = None
-    """``file://``: the keyed tag of each part as written (:class:`Seals`), in
-    the order of the digests, inherited parts included; None where the kind
-    keeps none (the read-back then hashes with SHA-256)."""
+    """``file://`` and native S3: the keyed tag of each part as written
+    (:class:`Seals`), in the order of the digests (``file://``: inherited parts
+    included); None where the kind keeps none, and ignored unless it has a tag
+    for every part (the read-back then hashes with SHA-256)."""
 
     checked: list[Any] | None = None
     """The part digests ``finish`` checked the finished object against, when it

@@ -1,4 +1,5 @@
-"""A ``file://`` export reads its object back against keyed tags of its parts.
+"""A ``file://`` or native S3 export reads its object back against keyed tags
+of its parts.
 
 Each part is sealed as it is written (``Upload.seals``: AES-GMAC of the buffer
 handed to ``pwrite``, the one the checkpoint's SHA-256 digest was computed
@@ -9,7 +10,8 @@ of the CPU. What it refuses is what the SHA-256 read-back refused: one byte
 changed in place (the same inode, size and modification time) wherever it
 sits, a byte missing or added at the end, another file swapped in at the
 name; each ends the attempt without a success, with the same words, and the
-retry ends ``succeeded`` with the plain COPY's bytes. A worker killed mid-
+retry ends ``succeeded`` with the plain COPY's bytes (S3: the object changed
+between CompleteMultipartUpload and the read-back). A worker killed mid-
 export leaves a temporary file the next attempt inherits: its parts are
 sealed as they are copied (checked against the checkpoint's digests on the
 way), so the resumed export's read-back checks them too, refuses a changed
@@ -30,13 +32,16 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgjobs.poller import s3client as s3
 from pgjobs.poller import storage, upload, upload_file
 from tests.support import (
     ITEMS_TENANT_1,
+    NATIVE_S3,
     checkpoint_parts,
     expire_leases,
     job,
     make_items,
+    object_bytes,
     plain_copy,
     run_export,
     start_worker,
@@ -291,3 +296,62 @@ def test_the_seal_key_is_never_in_the_jobs_row(
         seals = upload.Seals.__new__(upload.Seals)
         seals._key, seals.tags = key, []
         assert key.hex() not in repr(seals)
+
+
+S3_CHANGES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
+    "first byte flipped": (lambda d: bytes([d[0] ^ 1]) + d[1:],
+                           r"\(part 1 differs from what was streamed\)"),
+    "last byte flipped": (lambda d: d[:-1] + bytes([d[-1] ^ 1]),
+                          r"\(part \d+ differs from what was streamed\)"),
+    "another first part": (lambda d: b"x" * s3.MIN_PART + d[s3.MIN_PART:],
+                           r"\(part 1 differs from what was streamed\)"),
+    "one byte missing": (lambda d: d[:-1], r"\(fewer bytes than were streamed \(\d+\)\)"),
+    "one byte added": (lambda d: d + b"\n", r"\(more bytes than were streamed\)"),
+}
+
+
+def test_a_native_s3_read_back_checks_each_part_against_its_seal(
+        conn: Conn, dsn: str, big: None, bucket: str, counts: Counts) -> None:
+    outcome = run_export(dsn, submit_export(conn, "1", {}, NATIVE_S3, target="big"), bucket)
+    assert outcome.status == "succeeded", outcome
+    assert outcome.result is not None and outcome.result["parts"] >= 3
+    data = object_bytes(outcome.result)
+    assert counts.sealed_bytes == len(data)
+    assert counts.compared == outcome.result["parts"]
+    assert counts.sha256_checks == 0
+
+
+@pytest.mark.parametrize("name", list(S3_CHANGES))
+def test_a_native_s3_object_changed_once_visible_fails_the_sealed_read_back(
+        conn: Conn, dsn: str, big: None, bucket: str, counts: Counts,
+        monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    change, error = S3_CHANGES[name]
+    expected = object_bytes(run_export(
+        dsn, submit_export(conn, "1", {}, NATIVE_S3, target="big"), bucket).result or {})
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
+    complete = s3.Client.complete
+    changed: list[str] = []
+
+    def complete_then_change(self: s3.Client, key: str, upload_id: str,
+                             etags: list[str]) -> Any:
+        done = complete(self, key, upload_id, etags)
+        uri = f"s3://{self.bucket}/{key}"
+        storage.write(uri, change(storage.read(uri)))
+        changed.append(uri)
+        return done
+
+    monkeypatch.setattr(s3.Client, "complete", complete_then_change)
+    outcome = run_export(dsn, job_id, bucket)
+    monkeypatch.setattr(s3.Client, "complete", complete)
+    assert changed, "the change never ran"
+    assert counts.sha256_checks == 0
+    assert outcome.status == "retrying", outcome
+    assert outcome.error is not None
+    assert "verification failed: the object is not what was streamed" in outcome.error
+    assert re.search(error, outcome.error), outcome.error
+    row = job(conn, job_id)
+    assert row["result"] is None and row["checkpoint"]["parts"] == 0  # rewritten next
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
+    again = run_export(dsn, job_id, bucket)
+    assert again.status == "succeeded", again
+    assert object_bytes(job(conn, job_id)["result"]) == expected
