@@ -60,8 +60,10 @@ same COPY written by the server itself (``COPY ... TO 'file'``: no protocol,
 no client; a server on this machine whose user may write server files, as the
 throwaway cluster's is), and each export's ratio against that as well.
 ``--phases`` also prints the CPU one SHA-256 pass over the round's bytes costs
-(a ``file://`` export makes two: the object's running hash while streaming,
-which gives each part's prefix digest, and the read-back at the end).
+(a ``file://`` export makes one: the object's running hash while streaming,
+which gives each part's prefix digest) and one pass of the parts' seals
+(AES-GMAC; it makes two: each part sealed as written, and the read-back at
+the end, which checks the seals).
 Each export runs as `pgjobs export` does: one connection submits, claims and
 is the exporter's control connection; ``--separate`` adds, in the same rounds,
 each export run as before (a connection each for the submit, the claim and the
@@ -248,6 +250,21 @@ def sha256_file(path: str) -> str:
         while block := handle.read(1 << 22):
             digest.update(block)
     return digest.hexdigest()
+
+
+def seal_file(path: str) -> float:
+    """The CPU seconds of one pass of the parts' seals (AES-GMAC, as an export's
+    part writer and read-back compute them) over ``path``, read as sha256_file
+    reads it."""
+    from pgjobs.poller.upload import Seals
+
+    started = time.process_time()
+    seal = Seals().part(0)
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            seal.update(block)
+    seal.tag()
+    return time.process_time() - started
 
 
 def baseline(dsn: str, scope: int, path: str, durable: bool = False) -> float:
@@ -738,6 +755,7 @@ def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
             hashing = time.process_time()
             base_sha = sha256_file(base_file)
             hashing = time.process_time() - hashing
+            sealing = seal_file(base_file) if args.phases else 0.0
             base_cpu = copy[1]
             line = f"round {n + 1}: COPY {base:.2f}s"
             on_server: float | None = None
@@ -787,11 +805,15 @@ def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
             for split in splits:
                 print(split, flush=True)
             if args.phases:
-                # A file:// export hashes its bytes twice: the object's
-                # SHA-256 while streaming (each part's prefix digest read off
-                # it), then the read-back against the digests (docs/exports.md).
+                # A file:// export hashes its bytes once with SHA-256, while
+                # streaming (each part's prefix digest read off it), and seals
+                # each part as written; its read-back checks the seals
+                # (docs/exports.md, *Verified before it completes*).
                 print(f"    sha256   one pass over the round's bytes (read from the page "
-                      f"cache) {hashing:.2f}s CPU; a file:// export makes two", flush=True)
+                      f"cache) {hashing:.2f}s CPU; a file:// export makes one", flush=True)
+                print(f"    seals    one pass of the parts' seals (AES-GMAC) over them "
+                      f"{sealing:.2f}s CPU; a file:// export makes two (writing, "
+                      "reading back)", flush=True)
     os.unlink(base_file)
     print(f"\nexport of {args.rows:,} rows, {args.alternate} alternated rounds, load "
           f"{min(loads):.1f} to {max(loads):.1f}; ratios against each round's COPY "

@@ -1279,7 +1279,10 @@ class Exporter:
         against the digests checkpointed as the parts were streamed; a mismatch
         never completes. Bytes equal to every streamed part are the streamed
         bytes, whose SHA-256 (``sha256``, computed while streaming from the same
-        parts) is the result's: the read-back hashes each byte once.
+        parts) is the result's: the read-back hashes each byte once, and where
+        the upload sealed every part as it wrote it (``file://``, native S3:
+        :attr:`~pgjobs.poller.upload.Upload.seals`), checks each part's keyed
+        tag instead of hashing it with SHA-256 a second time.
 
         Not read a second time when this attempt has just read the object back
         against the very digests checkpointed (``read_back``: a resumed upload's
@@ -1290,10 +1293,14 @@ class Exporter:
         try:
             digests = self.state["digests"]
             hashes = self.upload.hashes if self.upload is not None else None
-            if hashes is not None and len(hashes) == len(digests):
+            seals = self.upload.seals if self.upload is not None else None
+            if hashes is not None and len(hashes) != len(digests):
+                hashes = None
+            if hashes is not None or seals is not None:
                 # The writer's hash before each part: prefix digests read back
-                # in runs at once (storage.check_object).
-                digests = storage.Streamed(digests, hashes)
+                # in runs at once; and its keyed tag of each part as written,
+                # checked instead of a second SHA-256 pass (storage.check_object).
+                digests = storage.Streamed(digests, hashes, seals)
             stored_size = storage.check_object(self.location, digests)
         except Mismatch as exc:
             self._corrupt(f"the object is not what was streamed ({words(exc)})")

@@ -65,6 +65,7 @@ from pgjobs.poller.upload import CannotResume as CannotResume
 from pgjobs.poller.upload import KeyTaken as KeyTaken
 from pgjobs.poller.upload import Mismatch as Mismatch
 from pgjobs.poller.upload import PartDigests as PartDigests
+from pgjobs.poller.upload import Seals as Seals
 from pgjobs.poller.upload import Streamed as Streamed
 from pgjobs.poller.upload import Upload as Upload
 from pgjobs.poller.upload import UploadLost as UploadLost
@@ -731,18 +732,24 @@ def check_object(location: Location, digests: list[Any]) -> int:
     (what :func:`hash_object` would hash a second time).
 
     ``file://`` and ``s3://`` objects are read back in contiguous runs of parts on
-    threads of their own (:func:`_check_spans`); other stores in one stream.
+    threads of their own (:func:`_check_spans`, :func:`_check_sealed`); other
+    stores in one stream.
     ``digests`` given as :class:`~pgjobs.poller.upload.Streamed` carry the
     writer's hash of the streamed bytes before each part, which lets runs of
-    prefix digests after the first be checked on threads of their own."""
+    prefix digests after the first be checked on threads of their own; and,
+    for ``file://`` and native S3, the writer's keyed tag of each part as written
+    (:class:`~pgjobs.poller.upload.Seals`): each part's range is then checked
+    against its tag, one pass about ten times cheaper than SHA-256, with the
+    same errors."""
     hashes = digests.hashes if isinstance(digests, Streamed) else None
+    seals = digests.seals if isinstance(digests, Streamed) else None
     expected = [(int(size), str(sha)) for size, sha in digests]
     total = sum(size for size, _ in expected)
-    if location.scheme == "file" and len(expected) > 1:
-        return _check_file(location.path, expected, total, hashes)
+    if location.scheme == "file" and (len(expected) > 1 or seals is not None):
+        return _check_file(location.path, expected, total, hashes, seals)
     if location.scheme == "s3" and total > 0:
         with contextlib.suppress(_NoRanges):
-            return _check_s3(location, expected, total)
+            return _check_s3(location, expected, total, seals)
     check = PartDigests(digests, whole=False)
     _read_object(location, check.update)
     return check.finish()
@@ -789,16 +796,14 @@ def _check_spans(expected: list[tuple[int, str]], runs: list[range],
     further on needs ``hashes``, the hash of the streamed bytes before each
     part (:attr:`Upload.hashes`, the writer's own, never read from storage);
     without them the parts are checked in one run."""
-    starts = [sum(size for size, _ in expected[:i]) for i in range(len(expected))]
-    errors: list[BaseException] = []
-    failed = threading.Event()
+    starts = _starts(expected)
     prefixed = any(is_prefix(sha) for _, sha in expected)
     if prefixed and (hashes is None or len(hashes) != len(expected)):
         # A prefix digest covers the object from its first byte: without the
         # hash of what precedes each part, one run from the first byte.
         return _check_spans_prefixed(expected, read)
 
-    def check(parts: range) -> None:
+    def check(parts: range, failed: threading.Event) -> None:
         buffer = memoryview(bytearray(_READ_BACK_BLOCK))
         index, left, digest = parts[0], expected[parts[0]][0], hashlib.sha256()
         # The streamed bytes' hash up to this run (prefix digests): the run's
@@ -816,35 +821,59 @@ def _check_spans(expected: list[tuple[int, str]], runs: list[range],
                 digest = hashlib.sha256()
                 left = expected[index][0] if index <= parts[-1] else 0
 
-        try:
-            close()
-            end = starts[parts[-1]] + expected[parts[-1]][0]
-            for block in read(starts[parts[0]], end, buffer):
-                while block:
-                    if failed.is_set():
-                        return
-                    if index > parts[-1]:
-                        raise Mismatch("more bytes than were streamed")
-                    take = min(left, len(block))
-                    if running is not None:
-                        running.update(block[:take])
-                        if not is_prefix(expected[index][1]):
-                            digest.update(block[:take])
-                    else:
+        close()
+        end = starts[parts[-1]] + expected[parts[-1]][0]
+        for block in read(starts[parts[0]], end, buffer):
+            while block:
+                if failed.is_set():
+                    return
+                if index > parts[-1]:
+                    raise Mismatch("more bytes than were streamed")
+                take = min(left, len(block))
+                if running is not None:
+                    running.update(block[:take])
+                    if not is_prefix(expected[index][1]):
                         digest.update(block[:take])
-                    block, left = block[take:], left - take
-                    close()
-            if index <= parts[-1]:
-                raise Mismatch("fewer bytes than were streamed")
+                else:
+                    digest.update(block[:take])
+                block, left = block[take:], left - take
+                close()
+        if index <= parts[-1]:
+            raise Mismatch("fewer bytes than were streamed")
+
+    _each_on_a_thread(check, runs)
+
+
+def _starts(expected: list[tuple[int, str]]) -> list[int]:
+    """Where each part starts in the object."""
+    starts, at = [], 0
+    for size, _ in expected:
+        starts.append(at)
+        at += size
+    return starts
+
+
+def _each_on_a_thread(check: Callable[[range, threading.Event], None],
+                      runs: list[range]) -> None:
+    """``check(run, failed)`` of every run, the first on this thread and each
+    other on a thread of its own; ``failed`` is set once any has raised (the
+    others stop at their next block). The first error is raised once every
+    thread has stopped."""
+    errors: list[BaseException] = []
+    failed = threading.Event()
+
+    def guarded(parts: range) -> None:
+        try:
+            check(parts, failed)
         except BaseException as exc:  # noqa: BLE001 - raised by the caller
             errors.append(exc)
             failed.set()
 
-    threads = [threading.Thread(target=check, args=(run,), name="pgjobs-read-back",
+    threads = [threading.Thread(target=guarded, args=(run,), name="pgjobs-read-back",
                                 daemon=True) for run in runs[1:]]
     for thread in threads:
         thread.start()
-    check(runs[0])
+    guarded(runs[0])
     for thread in threads:
         thread.join()
     if errors:
@@ -863,12 +892,54 @@ def _check_spans_prefixed(expected: list[tuple[int, str]],
     check.finish()
 
 
+def _check_sealed(expected: list[tuple[int, str]], seals: Seals, runs: list[range],
+                  read: Callable[[int, int, memoryview], Iterator[memoryview]]) -> None:
+    """:func:`_check_spans` against the parts' keyed tags (``seals``,
+    :class:`~pgjobs.poller.upload.Seals`: the writer's own, never read from
+    storage) instead of their digests: each run of parts on a thread of its
+    own, each part checked alone (a tag needs nothing of the bytes before its
+    part); the same errors."""
+    starts = _starts(expected)
+
+    def check(parts: range, failed: threading.Event) -> None:
+        buffer = memoryview(bytearray(_READ_BACK_BLOCK))
+        index, left, seal = parts[0], expected[parts[0]][0], seals.part(parts[0])
+
+        def close() -> None:  # every part of the run whose bytes are all in
+            nonlocal index, left, seal
+            while left == 0 and index <= parts[-1]:
+                if not seals.matches(index, seal):
+                    raise Mismatch(f"part {index + 1} differs from what was streamed")
+                index += 1
+                seal = seals.part(index)
+                left = expected[index][0] if index <= parts[-1] else 0
+
+        close()
+        end = starts[parts[-1]] + expected[parts[-1]][0]
+        for block in read(starts[parts[0]], end, buffer):
+            while block:
+                if failed.is_set():
+                    return
+                if index > parts[-1]:
+                    raise Mismatch("more bytes than were streamed")
+                take = min(left, len(block))
+                seal.update(block[:take])
+                block, left = block[take:], left - take
+                close()
+        if index <= parts[-1]:
+            raise Mismatch("fewer bytes than were streamed")
+
+    _each_on_a_thread(check, runs)
+
+
 def _check_file(path: str, expected: list[tuple[int, str]], total: int,
-                hashes: list[Any] | None = None) -> int:
-    """:func:`check_object` of a local file, read back in two halves at once
-    (:func:`_check_spans`), and the file holds exactly their bytes, before and
-    after. The same check as one stream, done on two cores where there are two: a
-    read-back is the tail of an export, with nothing else left to overlap it."""
+                hashes: list[Any] | None = None, seals: Seals | None = None) -> int:
+    """:func:`check_object` of a local file, read back in two halves at once,
+    checked against the parts' digests (:func:`_check_spans`) or, with
+    ``seals``, their keyed tags (:func:`_check_sealed`), and the file holds
+    exactly their bytes, before and after. The same check as one stream, done
+    on two cores where there are two: a read-back is the tail of an export,
+    with nothing else left to overlap it."""
     try:
         # The file that was written, not one a link below the root leads to.
         fd = open_file(path, os.O_RDONLY, f"cannot read {path}")
@@ -892,7 +963,10 @@ def _check_file(path: str, expected: list[tuple[int, str]], total: int,
 
     try:
         same_size()
-        _check_spans(expected, _spans(expected, 2), read, hashes)
+        if seals is not None:
+            _check_sealed(expected, seals, _spans(expected, 2), read)
+        else:
+            _check_spans(expected, _spans(expected, 2), read, hashes)
         same_size()
     except OSError as exc:
         raise storage_error(exc, f"cannot read {path}") from exc
@@ -951,12 +1025,14 @@ def _read_ahead(fill: Callable[[memoryview], int], length: int,
         receiver.join()  # it ends after the block it is reading, if any
 
 
-def _check_s3(location: Location, expected: list[tuple[int, str]], total: int) -> int:
+def _check_s3(location: Location, expected: list[tuple[int, str]], total: int,
+              seals: Seals | None = None) -> int:
     """:func:`check_object` of an S3 object: runs of consecutive parts of at
     least :data:`S3_STREAM_MIN` bytes, at most :func:`s3client.read_streams
     <pgjobs.poller.s3client.read_streams>` of them,
     each read by one ranged GET on a thread of its own and checked part by part
-    (:func:`_check_spans`). Each reply states the object's size (its
+    (:func:`_check_spans`; with ``seals``, against the parts' keyed tags:
+    :func:`_check_sealed`). Each reply states the object's size (its
     ``Content-Range``): every one must be the bytes checkpointed, so a missing or
     an extra tail fails as surely as a changed byte. Each stream receives ahead
     of its hashing (:func:`_read_ahead`). Memory: three blocks a stream.
@@ -980,7 +1056,10 @@ def _check_s3(location: Location, expected: list[tuple[int, str]], total: int) -
             body.close()
 
     try:
-        _check_spans(expected, _spans(expected, streams), read)
+        if seals is not None:
+            _check_sealed(expected, seals, _spans(expected, streams), read)
+        else:
+            _check_spans(expected, _spans(expected, streams), read)
     except s3.S3Error as exc:
         if exc.code in ("NoSuchKey", "404"):
             raise CannotResume(f"{location.uri} is gone") from None

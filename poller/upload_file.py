@@ -27,7 +27,14 @@ from pgjobs.poller.storage import (
     storage_error,
     unlink_file,
 )
-from pgjobs.poller.upload import CannotResume, KeyTaken, PartDigests, Upload, prefix_digest
+from pgjobs.poller.upload import (
+    CannotResume,
+    KeyTaken,
+    PartDigests,
+    Seals,
+    Upload,
+    prefix_digest,
+)
 
 
 class LocalUpload(Upload):
@@ -49,6 +56,9 @@ class LocalUpload(Upload):
         self._hash = hashlib.sha256()
         self._size = 0
         self.hashes: list[Any] = []  # self._hash before each part (Upload.hashes)
+        # Each part's keyed tag as written (Upload.seals): the read-back checks
+        # the stored object against these, one cheap pass instead of SHA-256's.
+        self.seals: Seals = Seals()
         try:
             # Its folders made and opened below the trusted root without following
             # a link (openat/mkdirat), the file itself with O_NOFOLLOW.
@@ -94,6 +104,20 @@ class LocalUpload(Upload):
                                  f"cannot read {previous}"), "rb")
         except FileNotFoundError:
             raise CannotResume(f"{previous} is gone") from None
+        # Each inherited part sealed as it is copied: the bytes written to this
+        # upload's file, checked against the digests on the way.
+        sizes = [int(part[0]) for part in self._digests]
+        seals = Seals()
+        seal, part_left = seals.part(0), sizes[0] if sizes else 0
+
+        def close() -> None:  # every part whose bytes are all in (empty ones too)
+            nonlocal seal, part_left
+            while part_left == 0 and len(seals.tags) < len(sizes):
+                seals.tags.append(seal.tag())
+                seal = seals.part(len(seals.tags))
+                part_left = sizes[len(seals.tags)] if len(seals.tags) < len(sizes) else 0
+
+        close()
         with src:
             left = size
             while left:
@@ -103,7 +127,14 @@ class LocalUpload(Upload):
                 out.write(block)
                 check.update(block)
                 left -= len(block)
-        check.finish()
+                view = memoryview(block)
+                while view and len(seals.tags) < len(sizes):
+                    take = min(part_left, len(view))
+                    seal.update(view[:take])
+                    view, part_left = view[take:], part_left - take
+                    close()
+        check.finish()  # the bytes are exactly the parts': a tag for each
+        self.seals = seals
         self._hash = check.running()
         self.hashes = check.hashes
         self._size = size
@@ -141,6 +172,9 @@ class LocalUpload(Upload):
                                            name="pgjobs-fdatasync", daemon=True)
                 syncing.start()
                 try:
+                    seal = self.seals.part(len(self.seals.tags))
+                    seal.update(data)
+                    tag = seal.tag()
                     if self._prefix_digests:
                         assert whole is not None
                         whole.update(data)
@@ -160,6 +194,7 @@ class LocalUpload(Upload):
         except OSError as exc:
             raise storage_error(exc, f"cannot write {self._tmp}") from exc
         self.hashes.append(self._hash)  # never updated again: whole is a copy or new
+        self.seals.tags.append(tag)
         self._hash = whole
         self._size += len(data)
         return digest

@@ -20,7 +20,7 @@ from typing import Any
 from pgjobs.poller import s3client as s3
 from pgjobs.poller import storage
 from pgjobs.poller.storage import Location, StorageError, hash_object, storage_error
-from pgjobs.poller.upload import CannotResume, KeyTaken, Upload, UploadLost
+from pgjobs.poller.upload import CannotResume, KeyTaken, Seals, Upload, UploadLost
 
 log = logging.getLogger("pgjobs.storage")
 
@@ -96,6 +96,11 @@ class NativeS3Upload(Upload):
             if exc.code == "NoSuchUpload":
                 raise CannotResume(f"upload {state and state.get('upload_id')} is gone") from None
             raise storage_error(exc, f"cannot write {location.uri}") from exc
+        # Each part's keyed tag as sent (Upload.seals), for the read-back, while
+        # this upload holds every part it will complete with: a resumed one's
+        # earlier parts were sent by another attempt, and its finish reads the
+        # object back against the digests anyway.
+        self.seals = Seals() if self._hash is not None else None
 
     def _upload_id(self) -> str:
         """The upload's id, once its create has answered (sent again when the
@@ -132,8 +137,15 @@ class NativeS3Upload(Upload):
         """Upload ``data`` as the next part, as it is; its SHA-256, the one its
         signature carried (see :mod:`pgjobs.poller.s3client`)."""
         upload_id = self._upload_id()
+        tag = None
+        if self.seals is not None:
+            seal = self.seals.part(len(self.seals.tags))
+            seal.update(data)
+            tag = seal.tag()
         if not data and not self._etags:
             self._empty = True  # S3 refuses an empty multipart object: put it at finish
+            if self.seals is not None and tag is not None:
+                self.seals.tags.append(tag)
             return None
         if len(self._etags) >= s3.MAX_PARTS:
             raise StorageError(f"{self.location.uri}: more than {s3.MAX_PARTS} parts",
@@ -146,6 +158,8 @@ class NativeS3Upload(Upload):
                 raise UploadLost(f"upload {upload_id} is gone") from None
             raise storage_error(exc, f"cannot write {self.location.uri}") from exc
         self._etags.append(etag)
+        if self.seals is not None and tag is not None:
+            self.seals.tags.append(tag)
         if self._hash is not None:
             self._hash.update(data)
         self._size += len(data)
