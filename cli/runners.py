@@ -47,13 +47,17 @@ def _submitted(conn: Any, timeout: float) -> bool:
                 return True
 
 
-def first_line(error: Any) -> str:
-    """An error's first line, fit for a terminal or a log: its control
-    characters (an escape sequence, a carriage return in a value a trigger or
-    a constraint quoted) shown as ``?``, so no text in a job's row can forge
-    or hide a line of this output."""
-    line = str(error).strip().split("\n", 1)[0]
+def printable(line: str) -> str:
+    """A line fit for a terminal or a log: its control characters (an escape
+    sequence, a carriage return or newline in a value a trigger, a constraint
+    or a backfill's skipped key quoted) shown as ``?``, so no text in a job's
+    row can forge, move or hide a line of this output."""
     return "".join(c if c.isprintable() else "?" for c in line)
+
+
+def first_line(error: Any) -> str:
+    """An error's first line (the rest is `pgjobs status`'s to show)."""
+    return printable(str(error).strip().split("\n", 1)[0])
 
 
 def _epoch(value: Any, default: float = 0.0) -> float:
@@ -110,7 +114,7 @@ class RunReport:
                     continue  # no job changed: the look's clock only
                 prefix = f"runner {runner}: " if self.runners > 1 else ""
                 for line in self._lines(row):
-                    click.echo(prefix + line, err=True)
+                    click.echo(printable(prefix + line), err=True)
 
     def _lines(self, job: dict[str, Any]) -> list[str]:
         job_id, kind, status = job["id"], str(job["kind"]), str(job["status"])

@@ -256,3 +256,31 @@ def test_a_one_shot_run_says_a_resumed_job_with_one_look_per_call(
     looks.clear()
     quiet = CliRunner().invoke(main, ["--dsn", dsn, "run", "--quiet"])
     assert quiet.exit_code == 0 and quiet.stderr == "" and looks == [], quiet.output
+
+
+def test_no_text_of_a_job_row_prints_a_control_character(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The class behind the error's first line: a held reason, a backfill's
+    skipped key and every `waited` line carry text others wrote (a role name,
+    a key value); each line is printed with its control characters as `?`."""
+    from datetime import datetime, timezone
+
+    from pgjobs.cli.runners import RunReport
+
+    at = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
+    row = {"at": at, "since": at, "id": 9, "kind": "backfill", "done": 10, "total": 10,
+           "attempts": 1, "max_attempts": 5, "error": None, "worker": "run:1#ab",
+           "started_at": at, "run_at": at, "updated_at": at, "lock_waits": None}
+    report = RunReport(1)
+    report.saw(1, [{**row, "status": "queued", "done": 5, "result": None,
+                    "throttled": {"reason": "held by \x1b[2Jrole\r\nx", "since": at.isoformat()}}])
+    report.saw(1, [{**row, "status": "succeeded", "throttled": None,
+                    "result": {"skipped": 1, "skipped_first": {"key": "k\x1b]0;\x07", "path": "a",
+                                                               "type": "string"}}}])
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert "\x1b" not in err and "\r" not in err and "\x07" not in err, err
+    assert "job 9 held: held by ?[2Jrole?; it goes on by itself" in lines[1], lines  # 1st line
+    assert any("(first: key k?]0;?, " in line for line in lines), lines
+    assert any(line.startswith("job 9 waited: held ") and "held by ?[2Jrole??x" in line
+               for line in lines), lines
