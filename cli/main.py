@@ -316,9 +316,17 @@ def watch(obj: Context, job_id: int | None, timeout: str | None, as_json: bool, 
               type=click.IntRange(1, 64), default=1, show_default=True,
               help="Runners side by side, each with its own connection (jobs of different "
                    "scopes proceed in parallel).")
+@click.option("--quiet", "-q", is_flag=True, envvar="PGJOBS_QUIET", show_envvar=True,
+              help="No line per job on stderr (started, held, handed back, finished, "
+                   "waited): errors only, as before these lines.")
 @click.pass_obj
-def run(obj: Context, budget: str, loop: bool, idle: str, runners: int) -> None:
-    """CALL pgjobs.run(budget): work delete/backfill pages, one COMMIT per page."""
+def run(obj: Context, budget: str, loop: bool, idle: str, runners: int, quiet: bool) -> None:
+    """CALL pgjobs.run(budget): work delete/backfill pages, one COMMIT per page.
+
+    Says on stderr what each runner did with each job, read once after each
+    CALL: started, held (once a spell, with the reason), handed back at its
+    budget's end, retried, paused, finished, and what it waited on.
+    """
     from pgjobs.cli.runners import run_runners
 
     if duration_seconds(budget, "--budget", maximum=86400) <= 0:
@@ -344,7 +352,7 @@ def run(obj: Context, budget: str, loop: bool, idle: str, runners: int) -> None:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        run_runners(obj.connect, interval, loop, idle_seconds, runners)
+        run_runners(obj.connect, interval, loop, idle_seconds, runners, quiet)
     except KeyboardInterrupt:
         if not terminated:
             raise

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import click
 
-from pgjobs import db, queries
-from pgjobs.cli.progress import _wakeup
+from pgjobs import db, queries, units
+from pgjobs.cli.common import a_job
+from pgjobs.cli.output import text
+from pgjobs.cli.progress import FINAL, Waits, _wakeup, left_unchanged
 from pgjobs.errors import PgjobsError
 
 IDLE_CALL_SECONDS = 0.5
@@ -44,20 +47,170 @@ def _submitted(conn: Any, timeout: float) -> bool:
                 return True
 
 
+def printable(line: str) -> str:
+    """A line fit for a terminal or a log: its control characters (an escape
+    sequence, a carriage return or newline in a value a trigger, a constraint
+    or a backfill's skipped key quoted) shown as ``?``, so no text in a job's
+    row can forge, move or hide a line of this output."""
+    return "".join(c if c.isprintable() else "?" for c in line)
+
+
+def first_line(error: Any) -> str:
+    """An error's first line (the rest is `pgjobs status`'s to show)."""
+    return printable(str(error).strip().split("\n", 1)[0])
+
+
+def _epoch(value: Any, default: float = 0.0) -> float:
+    """A timestamp (a datetime, or ISO 8601 text as checkpoint.throttled.since
+    holds it) as epoch seconds; ``default`` when it is neither."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return default
+    return value.timestamp() if isinstance(value, datetime) else default
+
+
+def _amount(job: dict[str, Any]) -> str:
+    """``500/1000 rows (50%)``: done/total in what the kind counts."""
+    total = job.get("total")
+    pct = f" ({100 * job['done'] / total:.0f}%)" if total else ""
+    return (f"{job['done']}/{'?' if total is None else total} "
+            f"{units.unit(str(job['kind']))}{pct}")
+
+
+class _Seen:
+    """What this process knows of one job it ran: its last claim identity and
+    attempts as seen, the held spell last said, and its waits."""
+
+    def __init__(self) -> None:
+        self.worker: str | None = None
+        self.spell: str | None = None  # the `since` of the held spell last seen
+        self.held_at = 0.0  # the server's clock at the last look (epoch seconds)
+        self.waits = Waits()
+
+
+class RunReport:
+    """The lines `pgjobs run` prints on stderr about the jobs its runners
+    work, from the rows queries.RUN_SEEN reads after each CALL. Shared by the
+    runners of one process (a job one runner handed back, another may finish:
+    its waits are one record), so lines of one look are printed together.
+    With more than one runner each line names the runner that saw it."""
+
+    LIMIT = 10000
+    """Jobs remembered at most (handed back and then run elsewhere, a job is
+    never seen to end here): past that the memory starts again."""
+
+    def __init__(self, runners: int) -> None:
+        self.runners = runners
+        self._lock = threading.Lock()
+        self._jobs: dict[int, _Seen] = {}
+
+    def saw(self, runner: int, rows: list[dict[str, Any]]) -> None:
+        """One look of runner ``runner`` (1-based): RUN_SEEN's rows."""
+        with self._lock:
+            for row in rows:
+                if row.get("id") is None:
+                    continue  # no job changed: the look's clock only
+                prefix = f"runner {runner}: " if self.runners > 1 else ""
+                for line in self._lines(row):
+                    click.echo(printable(prefix + line), err=True)
+
+    def _lines(self, job: dict[str, Any]) -> list[str]:
+        job_id, kind, status = job["id"], str(job["kind"]), str(job["status"])
+        name = f"job {job_id} {kind}"
+        out = []
+        seen = self._jobs.get(job_id)
+        if seen is None:
+            if len(self._jobs) >= self.LIMIT:
+                self._jobs.clear()
+            seen = self._jobs[job_id] = _Seen()
+            if job["started_at"] is not None and job["started_at"] < job["since"]:
+                out.append(f"job {job_id} resumed: {a_job(kind)} started at "
+                           f"{text(job['started_at'])}, taken up from its checkpoint")
+            else:
+                out.append(f"job {job_id} started: {a_job(kind)}")
+        retried = (status == "queued" and job["error"] is not None
+                   and job["run_at"] > job["updated_at"] and not self._held_back(job))
+        throttled = job.get("throttled")
+        spell = None
+        if status not in FINAL and isinstance(throttled, dict) and throttled.get("reason"):
+            spell = str(throttled.get("since"))
+        # Waits' clock is the server's: a spell from its `since` to the last
+        # look that still saw it (the CALL hides when in between it ended).
+        at = _epoch(job["at"])
+        if spell is not None and spell != seen.spell:
+            now = _epoch(throttled.get("since"), at) if isinstance(throttled, dict) else at
+        elif spell is None and seen.spell is not None:
+            now = seen.held_at
+        else:
+            now = at
+        if job["worker"] != seen.worker:
+            # A claim of this look: the job ran under it (Waits counts hands
+            # and retries from running rows; a hand-back took its attempt back).
+            seen.worker = job["worker"]
+            ran = 0 if status in FINAL or retried or status == "running" else 1
+            seen.waits.see({**job, "status": "running", "attempts": job["attempts"] + ran}, now)
+        seen.waits.see(job, now)
+        if spell is not None and spell != seen.spell and isinstance(throttled, dict):
+            reason = first_line(throttled["reason"])
+            ends = "" if self._held_back(job) else (
+                "; it goes on by itself once that is back under its limit")
+            out.append(f"job {job_id} held: {reason}{ends}")
+        seen.spell, seen.held_at = spell, at
+        if status == "queued" and retried:
+            out.append(f"{name} attempt {job['attempts']} of {job['max_attempts']} failed at "
+                       f"{_amount(job)}, retried from its checkpoint at {text(job['run_at'])}: "
+                       f"{first_line(job['error'])}")
+        elif status == "queued":
+            why = ("while held (see above)" if self._held_back(job)
+                   else "at its budget's end")
+            out.append(f"{name} handed back {why}: {_amount(job)}; the next run resumes it "
+                       "from its checkpoint")
+        elif status == "paused":
+            out.append(f"{name} paused at {_amount(job)}: `pgjobs resume {job_id}` "
+                       "continues it")
+        elif status == "running":
+            out.append(f"{name} left running at {_amount(job)} under this runner's lease "
+                       "(its row was held by another session): a later run takes it back "
+                       "once the lease lapses")
+        elif status == "failed":
+            out.append(f"{name} failed at {_amount(job)}: {first_line(job['error'])}")
+        elif status in FINAL:
+            out.append(f"{name} {status}: {_amount(job)}")
+            left = left_unchanged(job)
+            if left:
+                out.append(left)
+        if status in FINAL:
+            out.extend(f"job {job_id} waited: {line}" for line in seen.waits.lines(at))
+            del self._jobs[job_id]
+        return out
+
+    @staticmethod
+    def _held_back(job: dict[str, Any]) -> bool:
+        """Handed back for a session holding its table or the DDL fence
+        (pgjobs._table_hand_back, pgjobs._fence_hand_back: the note says what,
+        what ends it, and `until`, when it is due again), not at a budget's end."""
+        throttled = job.get("throttled")
+        return isinstance(throttled, dict) and throttled.get("until") is not None
+
+
 RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 """With --loop, the waits before each new connection after a lost session (then
 the last one, again and again)."""
 
 
 def run_loop(connect: Any, budget: str, loop: bool, idle: float,
-             stop: threading.Event | None = None, live: set[Any] | None = None) -> None:
+             stop: threading.Event | None = None, live: set[Any] | None = None,
+             report: RunReport | None = None, index: int = 1) -> None:
     """One runner: CALL pgjobs.run(budget) (interval text) once, or (loop)
     until stop is set. With loop, a lost session (server restart, failover,
     pg_terminate_backend) is not the end: the runner says so on stderr and
     connects again, as a worker does; its job resumes from its last committed
     page once the lease lapses. A first connection that fails still fails (a
     wrong DSN must not loop quietly). Its connection is in `live` while open,
-    for run_runners to cancel its CALL on a stop."""
+    for run_runners to cancel its CALL on a stop. With a report, it says what
+    it did with each job after every CALL, as runner ``index``."""
     connected = False
     attempt = 0
     while True:
@@ -68,7 +221,7 @@ def run_loop(connect: Any, budget: str, loop: bool, idle: float,
                 if live is not None:
                     live.add(conn)
                 try:
-                    _run_on(conn, budget, loop, idle, stop)
+                    _run_on(conn, budget, loop, idle, stop, report, index)
                 finally:
                     if live is not None:
                         live.discard(conn)
@@ -88,14 +241,20 @@ def run_loop(connect: Any, budget: str, loop: bool, idle: float,
 
 
 def _run_on(conn: Any, budget: str, loop: bool, idle: float,
-            stop: threading.Event | None) -> None:
-    """CALL pgjobs.run(budget) on one connection, once or (loop) until stop."""
+            stop: threading.Event | None, report: RunReport | None, index: int) -> None:
+    """CALL pgjobs.run(budget) on one connection, once or (loop) until stop;
+    after each, one look at what it did (queries.RUN_SEEN) for the report."""
     db.execute(conn, queries.RUN_SEARCH_PATH)  # nothing on the user's path may matter
     if loop:
         db.execute(conn, queries.LISTEN)
+    since = None  # the server's clock at the previous look (None: the session's start)
     while stop is None or not stop.is_set():
         started = time.monotonic()
         db.execute(conn, queries.RUN, {"budget": budget})
+        if report is not None:
+            seen = db.rows(conn, queries.RUN_SEEN, {"since": since})
+            since = seen[0]["at"]
+            report.saw(index, seen)
         if not loop:
             return
         if time.monotonic() - started < IDLE_CALL_SECONDS:  # nothing to do: do not spin
@@ -106,29 +265,33 @@ STOP_SECONDS = 30.0
 """On Ctrl-C or SIGTERM, how long the runners' canceled CALLs get to end."""
 
 
-def run_runners(connect: Any, budget: str, loop: bool, idle: float, runners: int) -> None:
+def run_runners(connect: Any, budget: str, loop: bool, idle: float, runners: int,
+                quiet: bool = False) -> None:
     """`runners` runner threads side by side; the first error stops them all
     (each finishes its current CALL) and is raised here. A KeyboardInterrupt
     (Ctrl-C, or SIGTERM as `pgjobs run` maps it) cancels every runner's CALL
     on the server before it is raised: the runner threads die with the
     process, and their CALLs went on in orphaned sessions until the budget
     ran out, deleting with nobody left to stop them. (One runner runs in this
-    thread, where psycopg cancels the CALL on the interrupt itself.)"""
+    thread, where psycopg cancels the CALL on the interrupt itself.) Unless
+    ``quiet``, the runners say what they did with each job (:class:`RunReport`)."""
+    report = None if quiet else RunReport(runners)
     if runners == 1:
-        run_loop(connect, budget, loop, idle)
+        run_loop(connect, budget, loop, idle, report=report)
         return
     stop = threading.Event()
     errors: list[BaseException] = []
     live: set[Any] = set()
 
-    def runner() -> None:
+    def runner(index: int) -> None:
         try:
-            run_loop(connect, budget, loop, idle, stop, live)
+            run_loop(connect, budget, loop, idle, stop, live, report, index)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             errors.append(exc)
             stop.set()
 
-    threads = [threading.Thread(target=runner, name=f"pgjobs-runner-{i + 1}", daemon=True)
+    threads = [threading.Thread(target=runner, args=(i + 1,), name=f"pgjobs-runner-{i + 1}",
+                                daemon=True)
                for i in range(runners)]
     for thread in threads:
         thread.start()

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs import errors
+from pgjobs import errors, queries
 from tests.support import job, make_rows_target, scalar, seed, wait_for
 
 Conn = psycopg.Connection[Any]
@@ -41,12 +41,14 @@ def start(dsn: str, *args: str) -> subprocess.Popen[str]:
 
 def sessions(conn: Conn, app: str, *, waiting: bool) -> list[int]:
     """The backends of this database's sessions named ``app`` (idle after a
-    LISTEN or an idle CALL when ``waiting``)."""
+    LISTEN or an idle CALL when ``waiting``, or after a runner's look at what
+    its CALL did, queries.RUN_SEEN, which follows every CALL)."""
     return [row[0] for row in conn.execute("""
         SELECT pid FROM pg_catalog.pg_stat_activity
          WHERE application_name = %s AND datname = current_database()
-           AND (NOT %s OR (state = 'idle' AND (query LIKE 'LISTEN%%' OR query LIKE 'CALL%%')))""",
-        (app, waiting)).fetchall()]
+           AND (NOT %s OR (state = 'idle' AND (query LIKE 'LISTEN%%' OR query LIKE 'CALL%%'
+                                               OR starts_with(query, %s))))""",
+        (app, waiting, queries.RUN_SEEN[:60])).fetchall()]
 
 
 def terminate(conn: Conn, app: str) -> list[int]:
