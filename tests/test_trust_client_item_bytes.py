@@ -12,9 +12,9 @@ administrator) to set_defaults' max_item_bytes_per_client (1 GiB unless
 set) over the item_bytes of all its kept jobs, finished ones too: 55006
 with a hint naming the setting, nothing written. The table: every way to
 add (a new job, add_items to a job of one's own, another client's add_items
-to it, refused since h158 whatever the room), a finished job still counting until it is pruned, another client
-keeping its own room, administrators not held, the built-in value, bad
-settings refused.
+to it, refused since h158 whatever the room), a finished job still counting
+until it is pruned, another client keeping its own room, administrators not
+held, the built-in value, bad settings refused.
 """
 
 from __future__ import annotations
