@@ -10,11 +10,12 @@ lines); progress, notes and errors go to stderr, so ``JOB=$(pgjobs delete ...
 from __future__ import annotations
 
 import json
-import re
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 import click
+
+from pgjobs.errors import printable as printable  # the one rule, errors' too
 
 
 def iso(value: Any) -> Any:
@@ -34,26 +35,6 @@ def iso(value: Any) -> Any:
 def to_json(value: Any) -> str:
     """One line of JSON, timestamps as ISO 8601."""
     return json.dumps(iso(value), default=str)
-
-
-# Characters that steer a terminal or a reader rather than show: C0 and C1
-# controls (ESC opens colour, cursor, title and clipboard sequences; a
-# newline or tab forges a line or a column), the Unicode line and paragraph
-# separators, and the bidirectional overrides and isolates (text that reads
-# in another order than it is).
-_UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(value: Any) -> str:
-    """A value from the database as text a person's terminal only shows: each
-    character of _UNSHOWN written as its escape (``\\x1b``, ``\\n``,
-    ``\\u202e``). What a client stores (a scope, a payload echoed in an
-    error) reaches an operator's ``pgjobs list``, ``status`` or ``items``: raw,
-    an escape sequence there could rewrite the lines around it, set the
-    window's title or the clipboard. JSON output needs none of this: JSON
-    escapes every control character itself."""
-    return _UNSHOWN.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"),
-                        str(value))
 
 
 def text(value: Any) -> str:

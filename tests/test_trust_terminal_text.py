@@ -26,7 +26,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pgjobs.cli.main import main
-from tests.support import make_target, scalar
+from tests.support import make_rows_target, make_target, scalar
 
 Conn = psycopg.Connection[Any]
 
@@ -107,3 +107,16 @@ def test_json_is_whole_and_safe(cli: Callable[..., Result], job: int) -> None:
     result = cli("status", str(job), "--json")
     _clean(result)
     assert json.loads(result.stdout)["scope"] == HOSTILE
+
+
+def test_an_error_line_quotes_the_input_as_text(
+        conn: Conn, cli: Callable[..., Result]) -> None:
+    """The database's message quotes the scope given (22023: not a value of
+    the scope column): the error line shows it escaped, on one line."""
+    make_rows_target(conn)
+    result = cli("delete", "user_table_rows", "--scope", HOSTILE, "--filter", '{"n": 1}',
+                 "--yes")
+    assert result.exit_code == 2, result.output
+    both = _clean(result)
+    [line] = both.splitlines()
+    assert line.startswith(f"error: scope '{SHOWN}' is not a valid integer"), line
