@@ -11,7 +11,9 @@ lines around it (on a terminal click strips nothing), and a newline or a tab
 forged a `status: succeeded` line or a column. Now every such value passes
 pgjobs.cli.output.printable: C0 and C1 controls, line separators and
 bidirectional overrides are written as their escapes; --json was already
-safe (JSON escapes them).
+safe (JSON escapes them). The same for every `error:` line (a message
+quoting a scope), the first keys a delete's question names and the
+--dry-run table (the target's data; the table also reads no rich markup).
 """
 
 from __future__ import annotations
@@ -120,3 +122,40 @@ def test_an_error_line_quotes_the_input_as_text(
     both = _clean(result)
     [line] = both.splitlines()
     assert line.startswith(f"error: scope '{SHOWN}' is not a valid integer"), line
+
+
+def test_a_deletes_question_shows_the_targets_keys_as_text(
+        conn: Conn, dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The question before a delete on a terminal names the first keys, the
+    target's data (a tenant writes them): escaped, one line each."""
+    conn.execute("CREATE TABLE texts (id text PRIMARY KEY, scope int NOT NULL, "
+                 "created_at timestamptz NOT NULL DEFAULT now())")
+    conn.execute("CREATE INDEX ON texts (scope, id)")
+    conn.execute("SELECT pgjobs.register_target('texts', 'id', 'scope', 'created_at')")
+    conn.execute("INSERT INTO texts (id, scope) VALUES (%s, 1)", (HOSTILE,))
+    monkeypatch.setattr("pgjobs.cli.jobs._interactive", lambda: True)
+    result = CliRunner().invoke(main, ["--dsn", dsn, "delete", "texts",
+                                       "--scope", "1"], input="n\n")
+    assert result.exit_code == 1, result.output
+    both = _clean(result)
+    assert f"first keys: {SHOWN}" in both.splitlines(), both
+
+
+def test_a_preview_table_reads_no_markup_in_the_keys(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """--dry-run on a terminal draws a rich table: a key holding rich markup
+    ("[link=...]", an OSC 8 hyperlink once drawn) shows as the text it is."""
+    import sys
+
+    from pgjobs.cli.jobs import _print_preview
+
+    key = "[link=https://example.com/x]click[/link]\x1b[2J"
+    shown = {"kind": "delete", "target": "texts", "scope": "1", "exact": True, "matches": 1,
+             "scope_rows": 1, "time_limit_ms": 500, "sample": [key], "unknown_fields": [],
+             "predicate": "true"}
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "200")
+    _print_preview(shown, False)
+    out = capsys.readouterr().out
+    assert "]8;" not in out, repr(out)             # no hyperlink drawn
+    assert "[link=https://example.com/x]click[/link]\\x1b[2J" in out, out
