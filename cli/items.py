@@ -18,7 +18,7 @@ import click
 
 from pgjobs import db, queries
 from pgjobs.cli.common import JOB_ID, Context, a_job, require_job
-from pgjobs.cli.output import iso, to_json
+from pgjobs.cli.output import iso, printable, to_json
 from pgjobs.errors import InvalidInput
 
 ITEM_STATUSES = queries.ITEM_STATUSES
@@ -52,10 +52,11 @@ def counts_line(counts: dict[str, int]) -> str:
 
 
 def one_line(error: str | None, width: int = ERROR_WIDTH) -> str:
-    """An error on one line (its blanks run together), cut to ``width``."""
+    """An error on one line (its blanks run together, any other control
+    character as printable shows it), cut to ``width``."""
     if error is None:
         return "-"
-    flat = " ".join(error.split())
+    flat = printable(" ".join(error.split()))
     return flat if len(flat) <= width else flat[:width - 3] + "..."
 
 
@@ -73,7 +74,8 @@ def require_fanout(conn: db.Connection, job_id: int) -> dict[str, Any]:
 
 def _cells(item: dict[str, Any]) -> list[str]:
     lease = item["lease_expires_at"]
-    return [str(item["id"]), item["status"], str(item["attempts"]), item["worker"] or "-",
+    return [str(item["id"]), item["status"], str(item["attempts"]),
+            printable(item["worker"] or "-"),
             "-" if lease is None else str(iso(lease)), one_line(item["error"])]
 
 

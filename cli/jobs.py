@@ -34,7 +34,7 @@ from pgjobs.cli.common import (
     parse_options,
     progress_options,
 )
-from pgjobs.cli.output import EXIT_INTERRUPTED, detached, to_json
+from pgjobs.cli.output import EXIT_INTERRUPTED, detached, printable, to_json
 from pgjobs.errors import InvalidInput, PgjobsError
 
 
@@ -187,22 +187,28 @@ def _print_preview(shown: dict[str, Any], as_json: bool) -> None:
         click.echo(json.dumps(shown, sort_keys=True))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+
+    def shown_as_text(value: Any) -> str:
+        """Stored text (the sample's keys are the target's data): no control
+        character, and no rich markup ("[link=...]") read in it."""
+        return escape(printable(value))
 
     table = Table(title=f"pgjobs {shown['kind']} preview (nothing submitted)",
                   show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value", overflow="fold")
-    table.add_row("target", f"{shown['target']} scope {shown['scope']}")
+    table.add_row("target", shown_as_text(f"{shown['target']} scope {shown['scope']}"))
     table.add_row("matches", _count(shown) + ("" if shown["exact"] else
                                               f" (estimated past {shown['time_limit_ms']} ms)"))
-    table.add_row("sample", ", ".join(shown["sample"]) or "-")
-    table.add_row("unknown fields", ", ".join(shown["unknown_fields"]) or "-")
+    table.add_row("sample", ", ".join(map(shown_as_text, shown["sample"])) or "-")
+    table.add_row("unknown fields", ", ".join(map(shown_as_text, shown["unknown_fields"])) or "-")
     if shown.get("non_object_rows"):
-        table.add_row("no object to merge into", _non_objects(shown))
+        table.add_row("no object to merge into", escape(_non_objects(shown)))
     if shown.get("judged_at_start") or shown.get("unchecked_fields"):
         table.add_row("judged at start", _deferred(shown) + " (the scope has no rows yet)")
-    table.add_row("predicate", shown["predicate"])
+    table.add_row("predicate", shown_as_text(shown["predicate"]))
     Console().print(table)
 
 
@@ -217,17 +223,19 @@ def _non_objects(shown: dict[str, Any]) -> str:
     first = shown["non_object_first"]
     where = f'"{first["path"]}"' if first["path"] else "the document"
     return (f"{shown['non_object_rows']:,} rows hold no object where set merges fields in "
-            f"(first: key {first['key']}, {where} is a {first['type']})")
+            f"(first: key {printable(first['key'])}, {where} is a {first['type']})")
 
 
 def _confirm(shown: dict[str, Any]) -> None:
     """Show the count and sample and ask; 'no' (the default) submits nothing, exit 1."""
-    click.echo(f"{shown['kind']} {_count(shown)} of {shown['target']} scope {shown['scope']}",
-               err=True)
+    # The keys are the target's data, the scope and fields as typed: text only.
+    click.echo(f"{shown['kind']} {_count(shown)} of {printable(shown['target'])} scope "
+               f"{printable(shown['scope'])}", err=True)
     if shown["sample"]:
-        click.echo(f"first keys: {', '.join(shown['sample'])}", err=True)
+        click.echo(f"first keys: {', '.join(map(printable, shown['sample']))}", err=True)
     if shown["unknown_fields"]:
-        click.echo(f"unknown fields: {', '.join(shown['unknown_fields'])}", err=True)
+        click.echo(f"unknown fields: {', '.join(map(printable, shown['unknown_fields']))}",
+                   err=True)
     if shown.get("judged_at_start") or shown.get("unchecked_fields"):
         click.echo(f"the scope has no rows yet: judged when the job starts: {_deferred(shown)}",
                    err=True)

@@ -33,7 +33,7 @@ from pgjobs.cli.common import (
     refuse_ignored,
     require_job,
 )
-from pgjobs.cli.output import age, iso, text, to_json
+from pgjobs.cli.output import age, iso, printable, text, to_json
 from pgjobs.errors import InvalidInput, NotReady, PermissionDenied
 
 
@@ -128,9 +128,11 @@ def rotate_channel_secret(obj: Context) -> None:
 
 
 def _job_line(job: dict[str, Any]) -> str:
+    """A job's tab-separated line; its target and scope as printable shows them
+    (a client's scope is any text on an unregistered target)."""
     total = "?" if job.get("total") is None else str(job["total"])
-    return (f"{job['id']}\t{job['kind']}\t{job['target']}\t{job['scope']}\t{job['status']}"
-            f"\t{job['done']}/{total}")
+    return (f"{job['id']}\t{job['kind']}\t{printable(job['target'])}\t"
+            f"{printable(job['scope'])}\t{job['status']}\t{job['done']}/{total}")
 
 
 _LIST_COLUMNS = ("ID", "KIND", "TARGET", "SCOPE", "STATUS", "DONE/TOTAL", "AGE")

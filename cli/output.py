@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from pgjobs.errors import printable as printable  # the one rule, errors' too
+
 
 def iso(value: Any) -> Any:
     """The value with every timestamp, date and time in it (nested in dicts and
@@ -36,11 +38,12 @@ def to_json(value: Any) -> str:
 
 
 def text(value: Any) -> str:
-    """A value for a `key: value` line: objects as JSON, timestamps as ISO 8601."""
+    """A value for a `key: value` line: objects as JSON, timestamps as ISO 8601,
+    text as printable shows it."""
     if isinstance(value, (dict, list)):
         return to_json(value)
     shown = iso(value)
-    return str(shown)
+    return printable(shown)
 
 
 def human_bytes(count: float) -> str:

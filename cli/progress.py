@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import click
 
 from pgjobs import db, queries, units
-from pgjobs.cli.output import EXIT_INTERRUPTED, detached, per_second, rows_per_second, to_json
+from pgjobs.cli.output import (
+    EXIT_INTERRUPTED,
+    detached,
+    per_second,
+    printable,
+    rows_per_second,
+    to_json,
+)
 
 if TYPE_CHECKING:
     from rich.progress import ProgressColumn
@@ -311,7 +318,7 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, out: _Out) -> int
                 elif out.progress and _line(_as_event(job, job["status"])) != last_plain:
                     out.emit(out.line(job, job["status"]))
                 if job["status"] != "succeeded" and job.get("error"):
-                    click.echo(f"job {job_id} {job['status']}: {job['error']}", err=True)
+                    click.echo(f"job {job_id} {job['status']}: {printable(job['error'])}", err=True)
                 left = left_unchanged(job)
                 if left:
                     click.echo(left, err=True)

@@ -24,6 +24,29 @@ else:
     psycopg = lazy_module("psycopg")
 
 
+# Characters that steer a terminal or a reader rather than show: C0 and C1
+# controls (ESC opens colour, cursor, title and clipboard sequences; a
+# newline or tab forges a line or a column), the Unicode line and paragraph
+# separators, and the bidirectional overrides and isolates (text that reads
+# in another order than it is).
+_UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(value: object) -> str:
+    """A value from the database as text a person's terminal only shows: each
+    character of _UNSHOWN written as its escape (``\\x1b``, ``\\n``,
+    ``\\u202e``). What a client stores (a scope, a payload echoed in an
+    error) reaches an operator's ``pgjobs list``, ``status`` or ``items``, and
+    an error line quotes inputs: raw, an escape sequence there could rewrite
+    the lines around it, set the window's title or the clipboard. Every
+    error line the command line prints passes here (PgjobsError.__str__),
+    and pgjobs.cli.output prints the database's text through it.
+    JSON output needs none of this: JSON escapes every control character."""
+    return _UNSHOWN.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"),
+                        str(value))
+
+
+
 class PgjobsError(Exception):
     """Base class: a failure a user can act on. ``str()`` is one line."""
 
@@ -47,9 +70,9 @@ class PgjobsError(Exception):
             text = f"{text} [{self.sqlstate}]"
         if self.hint:
             text = f"{text} (hint: {self.hint})"
-        # One line, whatever the input the message quotes (a scope or a
-        # filter key may hold line breaks).
-        return text.replace("\r", "\\r").replace("\n", "\\n")
+        # One line of text only, whatever the input the message quotes (a
+        # scope or a filter key may hold line breaks, or ESC).
+        return printable(text)
 
 
 class InvalidInput(PgjobsError):
@@ -457,6 +480,7 @@ def job_error(exc: BaseException) -> str:
         text = f"{text} [{sqlstate}]"
     if hint:
         text = f"{text} (hint: {' '.join(_without_tags(str(hint)).split())})"
+    # Stored as said (the command line shows it through printable).
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 

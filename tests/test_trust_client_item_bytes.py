@@ -12,9 +12,9 @@ administrator) to set_defaults' max_item_bytes_per_client (1 GiB unless
 set) over the item_bytes of all its kept jobs, finished ones too: 55006
 with a hint naming the setting, nothing written. The table: every way to
 add (a new job, add_items to a job of one's own, another client's add_items
-to it), a finished job still counting until it is pruned, another client
-keeping its own room, administrators not held, the built-in value, bad
-settings refused.
+to it, refused since h158 whatever the room), a finished job still counting
+until it is pruned, another client keeping its own room, administrators not
+held, the built-in value, bad settings refused.
 """
 
 from __future__ import annotations
@@ -118,7 +118,15 @@ def test_a_clients_items_over_all_its_jobs_have_a_ceiling(
         "another client adds to its job": (ADD_ITEMS, roles["other"],
                                            {"job": second, "items": _sized(2, 100)}),
     }[way]
-    _refused(conn, role, call, **params)
+    if way == "another client adds to its job":
+        # Refused before the ceiling is asked (h158): only the submitter or an
+        # administrator makes a job keep bytes; nothing written either way.
+        before = _written(conn)
+        with pytest.raises(errors.InsufficientPrivilege, match="submitted by another role"):
+            _as(conn, role, call, **params)
+        assert _written(conn) == before
+    else:
+        _refused(conn, role, call, **params)
     # Up to the ceiling exactly is allowed.
     assert _as(conn, client, ADD_ITEMS, job=second, items=_sized(1, 100)) == 1  # 500
     _refused(conn, client, ADD_ITEMS, job=second, items="[1]")
