@@ -22,7 +22,7 @@ import click
 
 from pgjobs import db, queries, units
 from pgjobs.cli.common import a_job
-from pgjobs.cli.output import text
+from pgjobs.cli.output import printable, text
 from pgjobs.cli.progress import FINAL, Waits, _wakeup, left_unchanged
 from pgjobs.errors import PgjobsError
 
@@ -45,14 +45,6 @@ def _submitted(conn: Any, timeout: float) -> bool:
             if wakeup is not None and wakeup[1] == "submitted":
                 db.drain(conn)
                 return True
-
-
-def printable(line: str) -> str:
-    """A line fit for a terminal or a log: its control characters (an escape
-    sequence, a carriage return or newline in a value a trigger, a constraint
-    or a backfill's skipped key quoted) shown as ``?``, so no text in a job's
-    row can forge, move or hide a line of this output."""
-    return "".join(c if c.isprintable() else "?" for c in line)
 
 
 def first_line(error: Any) -> str:

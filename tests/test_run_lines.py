@@ -159,10 +159,10 @@ def test_a_failing_job_says_its_retry_and_its_error_on_one_safe_line(
     lines = running.matching(rf"^job {job_id} ")
     assert lines[0] == f"job {job_id} started: a delete job", lines
     assert re.fullmatch(rf"job {job_id} delete attempt 1 of 2 failed at 0/(\d+|\?) rows( \(0%\))?, "
-                        r"retried from its checkpoint at \S+T\S+: .*disk full\?\[2J here",
+                        r"retried from its checkpoint at \S+T\S+: .*disk full\\x1b\[2J here",
                         lines[1]), lines
     assert re.fullmatch(rf"job {job_id} delete failed at 0/(\d+|\?) rows( \(0%\))?: "
-                        r".*disk full\?\[2J here", lines[2]), lines
+                        r".*disk full\\x1b\[2J here", lines[2]), lines
     # The retry is among what it waited on; no line carries the escape or the
     # second line.
     assert f"job {job_id} waited: retried 1 time from its checkpoint after a failed attempt" \
@@ -262,7 +262,8 @@ def test_no_text_of_a_job_row_prints_a_control_character(
         capsys: pytest.CaptureFixture[str]) -> None:
     """The class behind the error's first line: a held reason, a backfill's
     skipped key and every `waited` line carry text others wrote (a role name,
-    a key value); each line is printed with its control characters as `?`."""
+    a key value); each line is printed with its control characters as their escapes
+    (pgjobs.errors.printable, the one rule of the command line)."""
     from datetime import datetime, timezone
 
     from pgjobs.cli.runners import RunReport
@@ -280,7 +281,7 @@ def test_no_text_of_a_job_row_prints_a_control_character(
     err = capsys.readouterr().err
     lines = err.splitlines()
     assert "\x1b" not in err and "\r" not in err and "\x07" not in err, err
-    assert "job 9 held: held by ?[2Jrole?; it goes on by itself" in lines[1], lines  # 1st line
-    assert any("(first: key k?]0;?, " in line for line in lines), lines
-    assert any(line.startswith("job 9 waited: held ") and "held by ?[2Jrole??x" in line
+    assert "job 9 held: held by \\x1b[2Jrole\\r; it goes on by itself" in lines[1], lines  # 1st line
+    assert any("(first: key k\\x1b]0;\\x07, " in line for line in lines), lines
+    assert any(line.startswith("job 9 waited: held ") and "held by \\x1b[2Jrole\\r\\nx" in line
                for line in lines), lines
