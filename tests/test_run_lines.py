@@ -281,7 +281,7 @@ def test_no_text_of_a_job_row_prints_a_control_character(
     err = capsys.readouterr().err
     lines = err.splitlines()
     assert "\x1b" not in err and "\r" not in err and "\x07" not in err, err
-    assert "job 9 held: held by \\x1b[2Jrole\\r; it goes on by itself" in lines[1], lines  # 1st line
+    assert "job 9 held: held by \\x1b[2Jrole\\r; it goes on by itself" in lines[1], lines
     assert any("(first: key k\\x1b]0;\\x07, " in line for line in lines), lines
     assert any(line.startswith("job 9 waited: held ") and "held by \\x1b[2Jrole\\r\\nx" in line
                for line in lines), lines
