@@ -789,8 +789,9 @@ def _check_spans(expected: list[tuple[int, str]], runs: list[range],
     """Check each run of parts on a thread of its own (reads and hashlib release
     the GIL), every part against its digest. ``read(start, end, buffer)`` yields
     the bytes [start, end) of the object in blocks (views of ``buffer``), exactly
-    those: it raises :class:`Mismatch` where the object holds fewer. The first
-    error of any run is raised once every thread has stopped.
+    those: it raises :class:`Mismatch` where the object holds fewer. The
+    earliest run's error is raised once every thread has stopped
+    (:func:`_each_on_a_thread`).
 
     Prefix digests cover the object from its first byte: a run starting
     further on needs ``hashes``, the hash of the streamed bytes before each
@@ -856,28 +857,32 @@ def _starts(expected: list[tuple[int, str]]) -> list[int]:
 def _each_on_a_thread(check: Callable[[range, threading.Event], None],
                       runs: list[range]) -> None:
     """``check(run, failed)`` of every run, the first on this thread and each
-    other on a thread of its own; ``failed`` is set once any has raised (the
-    others stop at their next block). The first error is raised once every
-    thread has stopped."""
-    errors: list[BaseException] = []
-    failed = threading.Event()
+    other on a thread of its own; a run's ``failed`` is set once an earlier run
+    has raised (it stops at its next block), while the runs before the one
+    that raised go on. The error raised, once every thread has stopped, is
+    the earliest run's: the first part that differs, whichever thread came
+    upon its error first (an object wrong from its first byte said "part 3
+    differs" or "part 1 differs" by the threads' timing)."""
+    errors: dict[int, BaseException] = {}
+    stops = [threading.Event() for _ in runs]
 
-    def guarded(parts: range) -> None:
+    def guarded(number: int) -> None:
         try:
-            check(parts, failed)
+            check(runs[number], stops[number])
         except BaseException as exc:  # noqa: BLE001 - raised by the caller
-            errors.append(exc)
-            failed.set()
+            errors[number] = exc
+            for later in stops[number + 1:]:
+                later.set()
 
-    threads = [threading.Thread(target=guarded, args=(run,), name="pgjobs-read-back",
-                                daemon=True) for run in runs[1:]]
+    threads = [threading.Thread(target=guarded, args=(number,), name="pgjobs-read-back",
+                                daemon=True) for number in range(1, len(runs))]
     for thread in threads:
         thread.start()
-    guarded(runs[0])
+    guarded(0)
     for thread in threads:
         thread.join()
     if errors:
-        raise errors[0]
+        raise errors[min(errors)]
 
 
 def _check_spans_prefixed(expected: list[tuple[int, str]],

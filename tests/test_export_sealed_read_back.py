@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -355,3 +356,30 @@ def test_a_native_s3_object_changed_once_visible_fails_the_sealed_read_back(
     again = run_export(dsn, job_id, bucket)
     assert again.status == "succeeded", again
     assert object_bytes(job(conn, job_id)["result"]) == expected
+
+
+def test_the_read_back_names_the_first_part_that_differs_whatever_thread_finds_one_first(
+) -> None:
+    """The runs of parts are checked on threads side by side; an object wrong
+    in several parts is said wrong at its first one, not at the part of the
+    thread that came upon its error first (the swapped-file case above said
+    "part 3" or "part 1" by timing). Here the later run raises first, and
+    the earlier one raises only after it: the earlier one's error is raised."""
+    from pgjobs.poller.storage import Mismatch, _each_on_a_thread
+
+    later_raised = threading.Event()
+    stopped_early: list[int] = []
+
+    def check(parts: range, failed: threading.Event) -> None:
+        if parts[0] == 0:
+            assert later_raised.wait(30), "the later run never raised"
+            if failed.is_set():
+                stopped_early.append(parts[0])  # told to stop by a later run: wrong
+                return
+            raise Mismatch(f"part {parts[0] + 1} differs from what was streamed")
+        later_raised.set()
+        raise Mismatch(f"part {parts[0] + 1} differs from what was streamed")
+
+    with pytest.raises(Mismatch, match=r"^part 1 differs"):
+        _each_on_a_thread(check, [range(0, 2), range(2, 4)])
+    assert stopped_early == []
