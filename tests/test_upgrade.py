@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ def _killed_mid_stream(scope: int) -> Iterator[None]:
         def killed_read(self: Any, *args: Any) -> Any:
             calls["n"] += 1
             if calls["n"] == 6:
+                _await_checkpointed_rows(self.dsn, self.job_id)
                 raise _Killed()
             return real_read(self, *args)
 
@@ -75,6 +77,20 @@ def _killed_mid_stream(scope: int) -> Iterator[None]:
 
     with mock.patch.object(storage, "create", killed_create):
         yield
+
+
+def _await_checkpointed_rows(dsn: str, job_id: int) -> None:
+    """Wait until the uploader has checkpointed a part: it writes parts beside
+    the reader, so a reader that died at once could die before the first
+    part's checkpoint (rows 0, on a loaded machine), not mid-stream."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for _ in range(600):
+            rows = scalar(conn, "SELECT coalesce((checkpoint->>'rows')::bigint, 0) "
+                                "FROM pgjobs.jobs WHERE id = %s", (job_id,))
+            if rows > 0:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"export {job_id} checkpointed no part within 30 s")
 
 
 def _keys(conn: Conn, where: str) -> set[int]:

@@ -14,7 +14,9 @@ AS $$
 -- The body of pgjobs.add_items, run as pgjobs' owner for the role p_caller
 -- (the current_user of pgjobs.add_items, its only permitted caller:
 -- pgjobs._enter, 42501 otherwise). Who may: pgjobs._controlled_job, the
--- rule of pgjobs.cancel, and what a submit of the job would need now. The
+-- rule of pgjobs.cancel, and what a submit of the job would need now, and
+-- only its submitter or an administrator (the items count toward the
+-- submitter's room: pgjobs._keep_client_bytes, 42501 for another role). The
 -- job row is locked first, so the items land either before its last item
 -- finishes (the job then waits for them) or not at all (55000: it has
 -- finished). Locks: the job row.

@@ -101,8 +101,9 @@ BEGIN
                               v_max);
         END IF;
     END IF;
-    -- Counted for the job's submitter whoever adds them (an administrator's
-    -- call too, which is not refused): pgjobs._keep_client_bytes.
+    -- Counted for the job's submitter, who alone adds them but for an
+    -- administrator (whose call is not refused): pgjobs._keep_client_bytes,
+    -- 42501 for another client.
     PERFORM pgjobs._keep_client_bytes(
         p_id, v_add_bytes, 'fan-out items',
         'Keep large inputs in a table or object storage and pass a reference in each item',

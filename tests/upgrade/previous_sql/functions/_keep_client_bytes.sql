@@ -32,19 +32,48 @@ AS $$
 -- so neither many sessions, an old snapshot nor another role's call passes
 -- the ceiling. Given back by pgjobs._give_back_kept_bytes (the jobs delete
 -- trigger) and pgjobs._count_reject_bytes (rejects forgotten). A job of a
--- role that no longer exists, or p_add 0, counts nothing. The raise undoes
+-- role that no longer exists, or p_add 0, counts nothing. Only the job's
+-- submitter (the very role, by oid, as pgjobs._controlled_job has it) or an
+-- administrator may make it keep bytes (42501 otherwise, before anything is
+-- counted): another client that may control the job (add_items to it,
+-- every right on a shared target) would spend the submitter's room, keep
+-- bytes past its own ceiling (1 GiB more per client whose jobs it reaches,
+-- or uncounted on a job whose submitter is gone), and read the
+-- submitter's room in the 55006, which pgjobs.client_room shows to the
+-- client itself only. The raise undoes
 -- the addition with the caller's statement. Locks: the submitter's row of
 -- pgjobs.client_room_locks (FOR NO KEY UPDATE, to the end of the
 -- transaction: a client's additions of bytes run one transaction after the
 -- other) and the job row.
 DECLARE
+    v_caller name := pgjobs._caller();
+    v_job pgjobs.jobs;
     v_submitter oid;
     v_max bigint := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_client')::bigint,
                              1073741824);
     v_total bigint;
 BEGIN
-    SELECT j.submitted_by_oid INTO v_submitter FROM pgjobs.jobs j WHERE j.id = p_id;
-    IF v_submitter IS NULL OR coalesce(p_add, 0) = 0 THEN
+    IF coalesce(p_add, 0) = 0 THEN
+        RETURN;
+    END IF;
+    SELECT * INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
+    v_submitter := v_job.submitted_by_oid;
+    IF NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER')
+            OR (v_caller = v_job.submitted_by
+                AND (v_submitter IS NULL
+                     OR v_submitter = (SELECT r.oid FROM pg_catalog.pg_roles r
+                                        WHERE r.rolname = v_caller)))) THEN
+        -- Names no figure of anyone's room, nor the submitter (the caller
+        -- sees it in pgjobs.jobs if anywhere).
+        RAISE EXCEPTION 'job % was submitted by another role: only its submitter or an '
+                        'administrator may add % to it (they count toward the submitter''s '
+                        'max_item_bytes_per_client)', p_id, p_what
+            USING ERRCODE = '42501',
+            HINT = 'Submit them as a job of your own (they count toward your own room: '
+                   'pgjobs.client_room()), or ask the job''s submitter or an administrator '
+                   'to add them.';
+    END IF;
+    IF v_submitter IS NULL THEN
         RETURN;
     END IF;
     BEGIN
@@ -66,7 +95,7 @@ BEGIN
                    'other transaction instead.';
     END;
     IF v_total > v_max AND p_add > 0
-       AND NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+       AND NOT pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER') THEN
         -- What was counted (the bytes this call adds and of what), what the
         -- client keeps already, the room left and the setting, in one line.
         RAISE EXCEPTION 'role % would keep % bytes of inputs with this call (% bytes of % '

@@ -23,5 +23,7 @@ $$;
 COMMENT ON FUNCTION pgjobs.add_items(bigint, jsonb) IS
 'Appends items (a JSON array, one payload per element) to an open fan-out job; its total grows '
 'by as many. The caller needs what submit_items needs, at the time of the call, even for its '
-'own job. P0002 unknown id; 42501 no privilege; 22023 not a fan-out job; 55000 the job has '
-'finished. Returns the number of items added.';
+'own job, and to be the job''s submitter or an administrator (the items count toward the '
+'submitter''s max_item_bytes_per_client). P0002 unknown id; 42501 no privilege or another '
+'role''s job; 22023 not a fan-out job; 55000 the job has finished. Returns the number of items '
+'added.';
