@@ -30,6 +30,7 @@ from pgjobs.errors import (
     NotFound,
     PermissionDenied,
     PgjobsError,
+    printable,
 )
 from pgjobs.units import a_job as a_job
 
@@ -137,7 +138,7 @@ class Group(click.Group):
         argv = list(sys.argv[1:] if args is None else args)
         problem = check_utf8(argv, dict(os.environ))
         if problem is not None:
-            click.echo(f"error: {problem}", err=True)
+            click.echo(f"error: {printable(problem)}", err=True)
             sys.exit(2)
         if threading.current_thread() is not threading.main_thread():
             return super().main(argv, *extra, **kwargs)
@@ -688,7 +689,10 @@ def usage_error(exc: click.ClickException) -> NoReturn:
         names.insert(0, ctx.info_name or "")
         ctx = ctx.parent
     where = " ".join(["pgjobs", *names])
-    message = " ".join(exc.format_message().split())  # one line, whatever it quotes
+    # One line, whatever it quotes: click echoes the argument it refused
+    # (`Invalid value for '--limit': '\x1b]0;...' is not a valid integer`),
+    # the operator's own or one a script copied from a client's value.
+    message = printable(" ".join(exc.format_message().split()))
     command = getattr(getattr(exc, "ctx", None), "command", None)
     option = getattr(exc, "option_name", None) or ""
     if (isinstance(exc, click.NoSuchOption) and re.fullmatch(r"-[0-9]+", option)

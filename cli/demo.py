@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pgjobs import db, queries, units
-from pgjobs.cli.output import per_second
+from pgjobs.cli.output import per_second, printable
 from pgjobs.cli.progress import Waits, bar_columns
 from pgjobs.errors import Conflict, NotReady, PgjobsError
 
@@ -112,6 +112,7 @@ def _follow(console: Console, conn: Any, job_id: int, label: str,
 
 def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) -> list[Outcome]:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from pgjobs.migrate import migrate
@@ -124,11 +125,11 @@ def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) 
         try:
             schedule = db.scalar(conn, queries.SCHEDULE, {"options": db.jsonb({})})
             console.print(f"pg_cron {schedule['pg_cron']}: engine scheduled "
-                          f"({schedule['jobs'][0]['schedule']}); the demo also runs each job "
-                          "right away")
+                          f"({printable(schedule['jobs'][0]['schedule'])}); the demo also runs "
+                          "each job right away")
         except NotReady as exc:
-            console.print(f"[yellow]pg_cron unavailable[/] ({exc.message}): the demo drives the "
-                          "engine itself, as `pgjobs run --loop` would")
+            console.print(f"[yellow]pg_cron unavailable[/] ({escape(printable(exc.message))}): "
+                          "the demo drives the engine itself, as `pgjobs run --loop` would")
 
         t0 = time.monotonic()
         with console.status(f"creating {TARGET} with {rows:,} rows over 200 tenant tables"):

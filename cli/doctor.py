@@ -17,6 +17,7 @@ import click
 
 from pgjobs import db, queries
 from pgjobs.cli.common import TARGET, Context
+from pgjobs.cli.output import printable
 
 STATUSES = ("ok", "warn", "fail")
 _STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red"}
@@ -31,11 +32,16 @@ def needs_fixing(findings: list[dict[str, Any]], fail_on: str) -> bool:
 def plain_lines(findings: list[dict[str, Any]]) -> list[str]:
     """The piped format: ``STATUS  check  target  detail`` and ``  fix: SQL``."""
     lines: list[str] = []
+    # A finding quotes what it found (a target's name, a role, a throttling
+    # reason, a storage error naming an object a client's job wrote), each
+    # field shown through printable: raw, a newline there forged a finding
+    # (``OK  ...``) and ESC steered the terminal. --json prints them as
+    # stored (JSON escapes those characters).
     for f in findings:
-        lines.append(f"{f['status'].upper():<4}  {f['check_name']}  {f['target'] or '-'}  "
-                     f"{f['detail']}")
+        lines.append(f"{f['status'].upper():<4}  {printable(f['check_name'])}  "
+                     f"{printable(f['target'] or '-')}  {printable(f['detail'])}")
         if f["fix"]:
-            lines.append(f"  fix: {f['fix']}")
+            lines.append(f"  fix: {printable(f['fix'])}")
     return lines
 
 
@@ -55,16 +61,18 @@ def _print_rich(findings: list[dict[str, Any]]) -> None:
         table.add_column(column, overflow="fold")
     for f in findings:
         table.add_row(Text(f["status"].upper(), style=_STYLES.get(f["status"], "")),
-                      Text(f["check_name"]), Text(f["target"] or "-"), Text(f["detail"] or ""))
+                      Text(printable(f["check_name"])), Text(printable(f["target"] or "-")),
+                      Text(printable(f["detail"] or "")))
     console.print(table)
     fixes = [f for f in findings if f["fix"]]
     if fixes:
         console.print(Text("Fixes", style="bold"))
         for f in fixes:
-            console.print(Text(f"  {f['check_name']} {f['target'] or ''}".rstrip(),
+            console.print(Text(f"  {printable(f['check_name'])} "
+                               f"{printable(f['target'] or '')}".rstrip(),
                                style=_STYLES.get(f["status"], "")))
             # soft_wrap: long SQL stays one line, so it copies and pastes.
-            console.print(Text(f"    {f['fix']}"), soft_wrap=True)
+            console.print(Text(f"    {printable(f['fix'])}"), soft_wrap=True)
     console.print(Text(summary(findings)))
 
 

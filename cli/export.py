@@ -34,7 +34,7 @@ from pgjobs.cli.common import (
     require_job,
     run_claimed,
 )
-from pgjobs.cli.output import human_bytes, to_json
+from pgjobs.cli.output import human_bytes, printable, to_json
 from pgjobs.cli.progress import TransferDisplay, run_in_thread
 from pgjobs.errors import InvalidInput, PgjobsError
 from pgjobs.poller import observe, storage
@@ -56,7 +56,11 @@ from pgjobs.poller.standby import (
 
 def _setup_logging() -> None:
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+        # The message alone, as text (observe.PlainFormatter): what it quotes
+        # may be a client's.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(observe.PlainFormatter())
+        logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
 
 # --- standby reads: the same options on `pgjobs export` and `pgjobs worker` ----------
@@ -286,9 +290,10 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
         display.note(f"job {job_id} succeeded: {result.get('rows') or 0:,} rows, "
                      f"{human_bytes(result.get('bytes') or 0)}, sha256 {result.get('sha256')}")
         if not as_json:
-            click.echo(result.get("uri"))
+            click.echo(printable(result.get("uri")))
         return 0
-    click.echo(f"error: job {job_id} {job['status']}: {job.get('error') or 'canceled'}",
+    click.echo(f"error: job {job_id} {job['status']}: "
+               f"{printable(job.get('error') or 'canceled')}",
                err=True)
     return 1
 

@@ -25,7 +25,7 @@ from pgjobs.cli.common import (
     run_claimed,
 )
 from pgjobs.cli.export import _setup_logging, print_submitted
-from pgjobs.cli.output import human_bytes, to_json
+from pgjobs.cli.output import human_bytes, printable, to_json
 from pgjobs.cli.progress import TransferDisplay, run_in_thread
 from pgjobs.errors import InvalidInput
 from pgjobs.poller import storage
@@ -169,10 +169,11 @@ def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool,
         # gate (pgjobs._writer_may_start) decides; say why. The writer it waits
         # behind, when this role may see it (pgjobs._gate_holder, as `pgjobs
         # status` says it).
-        ahead = (f"job {job['waits_behind']}, the writer of {job['target']} "
-                 f"scope {job['scope']}, is running or queued ahead of it"
+        ahead = (f"job {job['waits_behind']}, the writer of {printable(job['target'])} "
+                 f"scope {printable(job['scope'])}, is running or queued ahead of it"
                  if job.get("waits_behind") is not None else
-                 f"another writing job of {job['target']} scope {job['scope']} "
+                 f"another writing job of {printable(job['target'])} scope "
+                 f"{printable(job['scope'])} "
                  "is running or queued ahead of it")
         return (f"job {job_id} waits its turn: {ahead} (one at a time, in submission "
                 "order), or its run_at is later; it starts here then (`pgjobs list` shows "
@@ -201,7 +202,8 @@ def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool,
         if not as_json:
             click.echo(json.dumps(result, sort_keys=True))
         return 0
-    click.echo(f"error: job {job_id} {job['status']}: {job.get('error') or 'canceled'}",
+    click.echo(f"error: job {job_id} {job['status']}: "
+               f"{printable(job.get('error') or 'canceled')}",
                err=True)
     return 1
 

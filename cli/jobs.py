@@ -221,9 +221,9 @@ def _deferred(shown: dict[str, Any]) -> str:
 
 def _non_objects(shown: dict[str, Any]) -> str:
     first = shown["non_object_first"]
-    where = f'"{first["path"]}"' if first["path"] else "the document"
+    where = f'"{printable(first["path"])}"' if first["path"] else "the document"
     return (f"{shown['non_object_rows']:,} rows hold no object where set merges fields in "
-            f"(first: key {printable(first['key'])}, {where} is a {first['type']})")
+            f"(first: key {printable(first['key'])}, {where} is a {printable(first['type'])})")
 
 
 def _confirm(shown: dict[str, Any]) -> None:

@@ -95,7 +95,8 @@ def schedule(obj: Context, run_every: int | None, retention: str | None,
     with obj.connect() as conn:
         result = db.scalar(conn, queries.SCHEDULE, {"options": db.jsonb(options)})
     for job in result["jobs"]:
-        click.echo(f"{job['name']}: {job['schedule']}  {job['command']}")
+        click.echo(f"{printable(job['name'])}: {printable(job['schedule'])}  "
+                   f"{printable(job['command'])}")
     click.echo(f"pg_cron {result['pg_cron']}")
 
 
@@ -198,7 +199,7 @@ def _items_fields(conn: Any, job_id: int) -> dict[str, Any]:
     failed = first_failed(conn, job_id)
     return {"items": counts_line(item_counts(conn, job_id)),
             "first_failed_item": None if failed is None
-            else f"{failed['id']}: {failed['error']}"}
+            else f"{failed['id']}: {printable(failed['error'])}"}
 
 
 @main.command(name="list")
@@ -250,7 +251,7 @@ def room(obj: Context, as_json: bool) -> None:
         return
     jobs = row["jobs_keeping_bytes"]
     held = "" if row["held"] else " (an administrator: not held to it)"
-    click.echo(f"role {row['role']} keeps {row['kept_bytes']} bytes of "
+    click.echo(f"role {printable(row['role'])} keeps {row['kept_bytes']} bytes of "
                f"{row['max_item_bytes_per_client']} (max_item_bytes_per_client), "
                f"{row['room_bytes']} left, in {jobs} job{'' if jobs == 1 else 's'}{held}")
 

@@ -36,7 +36,7 @@ def _line(event: dict[str, Any]) -> str:
     total = event.get("total")
     done = event.get("done", 0)
     pct = f" {100 * done / total:.0f}%" if total else ""
-    note = f" ({event['note']})" if event.get("note") else ""
+    note = f" ({printable(event['note'])})" if event.get("note") else ""
     what = (event["status"] if event["event"] == event["status"]
             else f"{event['event']}: {event['status']}")
     return (f"job {event['id']} {event['kind']} {what} "
@@ -55,6 +55,8 @@ def note(job: dict[str, Any]) -> str | None:
     minute tick (pgjobs._engine_wait)."""
     throttled = job.get("throttled")
     if job["status"] not in FINAL and isinstance(throttled, dict):
+        # Raw: `watch --json` carries it as stored; text lines show it
+        # through printable (_line, the bar's description).
         return f"throttled since {throttled.get('since')}: {throttled.get('reason')}"
     waiting = job.get("waiting")
     return str(waiting) if waiting else None
@@ -163,10 +165,11 @@ def left_unchanged(job: dict[str, Any]) -> str | None:
     first = result.get("skipped_first")
     where = ""
     if isinstance(first, dict):
-        place = f'"{first.get("path")}"' if first.get("path") else "the document"
+        place = f'"{printable(first.get("path"))}"' if first.get("path") else "the document"
         kind = str(first.get("type"))
         article = "an" if kind[:1] in ("a", "o") else "a"
-        where = f" (first: key {first.get('key')}, {place} holds {article} {kind})"
+        where = (f" (first: key {printable(first.get('key'))}, {place} holds {article} "
+                 f"{printable(kind)})")
     return (f"job {job['id']} succeeded but left {skipped:,} row(s) unchanged: set merges "
             f"fields into a value that is no object there{where}; set those values to "
             f"null or to objects and backfill them again, or submit with "
@@ -256,12 +259,15 @@ class _Out:
     def line(self, job: dict[str, Any], event: str) -> str:
         return _json_event(job, event) if self.as_json else _line(_as_event(job, event))
 
+    # emit and note are where every line `follow` prints goes: each is one
+    # line, and the job's text in it (a scope, an error, a throttling
+    # reason, a row's key) passes printable here, whoever composed it.
     def emit(self, text: str) -> None:
-        click.echo(text, err=self.to_stderr)
+        click.echo(printable(text), err=self.to_stderr)
 
     def note(self, text: str) -> None:
         if not self.quiet:
-            click.echo(text, err=True)
+            click.echo(printable(text), err=True)
 
 
 def _follow_all(conn: Any, timeout: float | None, as_json: bool = False) -> int:
@@ -287,7 +293,7 @@ def _follow_all(conn: Any, timeout: float | None, as_json: bool = False) -> int:
                 if len(last) > 10000:
                     last.clear()
                 last[job["id"]] = line
-                click.echo(_json_event(job, label) if as_json else line)
+                click.echo(_json_event(job, label) if as_json else printable(line))
     return 0
 
 
@@ -321,7 +327,7 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, out: _Out) -> int
                     click.echo(f"job {job_id} {job['status']}: {printable(job['error'])}", err=True)
                 left = left_unchanged(job)
                 if left:
-                    click.echo(left, err=True)
+                    click.echo(printable(left), err=True)
                 for line in waits.lines():
                     out.note(f"job {job_id} waited: {line}")
                 return FINAL[job["status"]]
@@ -401,10 +407,14 @@ class _Bar:
     def update(self, job: dict[str, Any]) -> None:
         # From the job's started_at, not from when this command began following
         # (nor from created_at: time spent queued is not time spent working).
+        from rich.markup import escape
+
         why = note(job)
         self.progress.update(self.task, completed=job["done"], total=job["total"],
-                             description=f"{job['kind']} {job['status']}"
-                                         + (f" ({why})" if why else ""),
+                             # The title is a markup template: the note (a
+                             # throttling reason) is shown, never read as markup.
+                             description=escape(printable(
+                                 f"{job['kind']} {job['status']}" + (f" ({why})" if why else ""))),
                              rate=per_second(rows_per_second(job), self.unit))
 
     def close(self) -> None:
@@ -466,15 +476,17 @@ class TransferDisplay:
         now = time.monotonic()
         if self.show and now - self.last_line >= 2.0:
             self.last_line = now
-            click.echo(self._line(now - self.started), err=True)
+            click.echo(printable(self._line(now - self.started)), err=True)
 
     def note(self, line: str) -> None:
+        """One line on stderr, its text shown as text: printable, and above a bar
+        no rich markup read (a scope or a key holding ``[link=...]``)."""
         if self.quiet:
             return
         if self.bar is not None:
-            self.bar.console.print(line)
+            self.bar.console.print(printable(line), markup=False, highlight=False)
         else:
-            click.echo(line, err=True)
+            click.echo(printable(line), err=True)
 
     def held(self, throttled: dict[str, Any] | None) -> None:
         """A throttling signal holds the job's next step (``throttled``: its
@@ -484,8 +496,8 @@ class TransferDisplay:
         self.waits.see({"status": "running", "throttled": throttled})
         cause = self.waits.holding
         if cause is not None and cause != self._held_cause and throttled:
-            self.note(f"job {self.job_id} held: {throttled.get('reason')}; it goes on by "
-                      "itself once that is back under its limit (Ctrl-C detaches)")
+            self.note(f"job {self.job_id} held: {printable(throttled.get('reason'))}; it goes "
+                      "on by itself once that is back under its limit (Ctrl-C detaches)")
         self._held_cause = cause
 
     def waited(self) -> None:

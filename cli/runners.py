@@ -223,8 +223,8 @@ def run_loop(connect: Any, budget: str, loop: bool, idle: float,
                 raise
             delay = RECONNECT_SECONDS[min(attempt, len(RECONNECT_SECONDS) - 1)]
             attempt += 1
-            click.echo(f"database unavailable ({exc.message}); reconnecting in {delay:.1f}s",
-                       err=True)
+            click.echo(f"database unavailable ({printable(exc.message)}); reconnecting in "
+                       f"{delay:.1f}s", err=True)
             if stop is not None:
                 if stop.wait(delay):
                     return

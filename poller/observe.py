@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any, ParamSpec, TypeVar
 
+from pgjobs.errors import printable
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -194,7 +196,36 @@ def iso_time(record: logging.LogRecord) -> str:
         timespec="milliseconds").replace("+00:00", "Z")
 
 
-class TextFormatter(logging.Formatter):
+class PlainFormatter(logging.Formatter):
+    """A record as its message alone, shown as text: the message through
+    printable (one line), and the lines of a traceback each through printable
+    and indented. What a line quotes is often a client's (a custom kind's
+    error, a scope, an import's file name or rejected row, a worker name):
+    raw, a newline there forged a log line of its own in a journal or on a
+    terminal, and ESC steered the terminal. Every text line pgjobs logs is
+    formatted here (TextFormatter is this with a time, a level and a job),
+    whatever logger or call wrote it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.shown(record, record.getMessage())
+
+    def shown(self, record: logging.LogRecord, message: str) -> str:
+        line = printable(message)
+        if record.exc_info:
+            line += "\n" + self.traceback(self.formatException(record.exc_info))
+        if record.stack_info:
+            line += "\n" + self.traceback(self.formatStack(record.stack_info))
+        return line
+
+    @staticmethod
+    def traceback(text: str) -> str:
+        """A traceback's lines, each shown as text and indented: an exception's
+        message that holds a newline continues the traceback, never starts a
+        line a reader takes for a record."""
+        return "\n".join("    " + printable(line) for line in text.rstrip("\n").split("\n"))
+
+
+class TextFormatter(PlainFormatter):
     """``2026-12-01T02:30:00.123Z INFO job 5 export started`` (the job id is
     prefixed when the message does not start with it)."""
 
@@ -203,10 +234,7 @@ class TextFormatter(logging.Formatter):
         job_id = job_of(record)
         if job_id is not None and not _MESSAGE_JOB.match(message):
             message = f"job {job_id}: {message}"
-        line = f"{iso_time(record)} {record.levelname} {message}"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
+        return self.shown(record, f"{iso_time(record)} {record.levelname} {message}")
 
 
 class JsonFormatter(logging.Formatter):

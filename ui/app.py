@@ -22,7 +22,6 @@ import base64
 import errno
 import hashlib
 import hmac
-import html
 import json
 import os
 import socket
@@ -295,8 +294,8 @@ def create_app(settings: Settings) -> Starlette:
         job = await job_or_none(request.path_params["id"])
         if job is None:
             missing = unknown_job(request.path_params["id"])
-            return HTMLResponse(f"<p>{html.escape(missing.message)}.</p>"
-                                f"<p>{html.escape(missing.hint or '')}</p>", 404)
+            return HTMLResponse(f"<p>{page.e(missing.message)}.</p>"
+                                f"<p>{page.e(missing.hint or '')}</p>", 404)
         items = await items_of(job, {
             "status": request.query_params.get("items_status"),
             "after": request.query_params.get("items_after")})

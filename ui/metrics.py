@@ -10,6 +10,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from pgjobs.errors import printable
+
 # name: help. docs/ui.md lists these; tests/test_ui_http.py checks the list is complete.
 METRICS = {
     "pgjobs_jobs": "Unfinished jobs (queued, running, paused) by kind, status and target.",
@@ -111,8 +113,11 @@ def workers_shown(stats: dict[str, Any], shown: int = LABEL_VALUES_SHOWN) -> set
 
 
 def _fold(shown: set[str]) -> Callable[[str], str]:
-    """A label's value as shown: its own, or OTHER."""
-    return lambda value: value if value in shown else OTHER
+    """A label's value as shown: its own as text (printable: a worker's name or
+    a table's is a client's choice, and a scrape read with curl on a
+    terminal must not steer it; prometheus-client escapes only the newline,
+    the quote and the backslash), or OTHER."""
+    return lambda value: printable(value) if value in shown else OTHER
 
 
 class _Snapshot:
@@ -173,7 +178,8 @@ class _Snapshot:
                                       labels=["reason"])
         reasons: dict[str, int] = {}
         for t in s.get("throttled", []):
-            reasons[str(t["reason"])] = reasons.get(str(t["reason"]), 0) + 1
+            reason = printable(t["reason"])
+            reasons[reason] = reasons.get(reason, 0) + 1
         for reason, n in sorted(reasons.items()):
             throttled.add_metric([reason], n)
         yield throttled

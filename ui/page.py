@@ -11,6 +11,8 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
+from pgjobs.errors import printable
+
 # ROW_KINDS: the cards "rows last minute" and "rows last hour" sum only those
 # kinds (each kind's own figure stays in /api/stats and /metrics).
 from pgjobs.units import ROW_KINDS, unit
@@ -31,7 +33,19 @@ ITEM_ERROR_WIDTH = 120
 
 
 def e(value: Any) -> str:
-    return escape("" if value is None else str(value), quote=True)
+    """A value as HTML text: escaped, and every character that steers rather
+    than shows (a control, a line separator, a bidirectional override that
+    turns ``gnp.exe`` into what reads as ``exe.png``) written as its escape
+    by printable, the rule the command line's text output follows. A job's
+    scope, target, error, an item's worker and error are a client's text;
+    every value on these pages passes here."""
+    return escape(printable("" if value is None else str(value)), quote=True)
+
+
+def e_lines(value: Any) -> str:
+    """:func:`e` for a ``<pre>`` block whose lines are its own (indented JSON,
+    a predicate): each line through :func:`e`, the newlines between kept."""
+    return "\n".join(e(line) for line in str(value).split("\n"))
 
 
 def script_json(text: str) -> str:
@@ -216,10 +230,10 @@ def detail(job: dict[str, Any], timeline: list[dict[str, Any]], read_only: bool,
         rows += (f"<tr><th>throttled</th><td>{e(throttled.get('reason'))} since "
                  f"{e(throttled.get('since'))}</td></tr>")
     blocks = "".join(
-        f"<h3>{name}</h3><pre>{e(json.dumps(job.get(name), indent=2, default=str))}</pre>"
+        f"<h3>{name}</h3><pre>{e_lines(json.dumps(job.get(name), indent=2, default=str))}</pre>"
         for name in ("options", "payload", "checkpoint", "result") if job.get(name) is not None)
     if job.get("predicate"):
-        blocks = f"<h3>predicate</h3><pre>{e(job['predicate'])}</pre>" + blocks
+        blocks = f"<h3>predicate</h3><pre>{e_lines(job['predicate'])}</pre>" + blocks
     stamps = [(job.get(k), k.replace("_at", "")) for k in
               ("created_at", "started_at", "cancel_requested_at", "pause_requested_at",
                "finished_at") if job.get(k)]
