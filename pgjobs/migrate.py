@@ -203,7 +203,8 @@ def _created_as_another_kind(conn: Connection, name: str, text: str) -> list[dic
     named after the file are renamed aside (a rename keeps what depends on
     them), the file runs, and each is compared with what the file created in
     its place. Empty when the file fails even so (the refusal was not theirs)."""
-    routines = db.rows(conn, queries.FILE_ROUTINES, {"name": name, "file": text})
+    routines = [r for r in db.rows(conn, queries.FILE_ROUTINES, {"name": name, "file": text})
+                if r["name"] == name]  # what "cannot change routine kind" names
     oids: list[int] = []
     try:
         with conn.transaction():

@@ -65,8 +65,8 @@ CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS pgjobs"
 # the probe's rename (pgjobs.migrate._created_as_another_kind). Only routines
 # of schema pgjobs that the file is named after (%(name)s) or names
 # (`pgjobs.f(` in its text, %(file)s) are taken.
-_ROUTINE = """
-SELECT p.oid::pg_catalog.int8 AS oid,
+FILE_ROUTINES = """
+SELECT p.oid::pg_catalog.int8 AS oid, p.proname::pg_catalog.text AS name,
        p.oid::pg_catalog.regprocedure::pg_catalog.text AS routine,
        pg_catalog.format('DROP ROUTINE %%s RESTRICT', p.oid::pg_catalog.regprocedure) AS drop,
        pg_catalog.format('ALTER ROUTINE %%s RENAME TO %%I', p.oid::pg_catalog.regprocedure,
@@ -104,7 +104,7 @@ SELECT p.oid::pg_catalog.int8 AS oid,
 # pgjobs.f(integer) first."), or with ", " between the types as a statement
 # naming one of the other kind prints it (42809: "pgjobs.f(integer, text) is
 # not a procedure"); the longest signature the text holds.
-NAMED_ROUTINE = _ROUTINE + """
+NAMED_ROUTINE = FILE_ROUTINES + """
    AND (pg_catalog.strpos(%(text)s, p.oid::pg_catalog.regprocedure::pg_catalog.text)
             OPERATOR(pg_catalog.>) 0
         OR pg_catalog.strpos(%(text)s, pg_catalog.replace(
@@ -112,10 +112,6 @@ NAMED_ROUTINE = _ROUTINE + """
             OPERATOR(pg_catalog.>) 0)
  ORDER BY pg_catalog.length(p.oid::pg_catalog.regprocedure::pg_catalog.text) DESC
  LIMIT 1"""
-# The routines named after the file: what 42809's "cannot change routine
-# kind" may have refused (its detail gives the name only).
-FILE_ROUTINES = _ROUTINE + """
-   AND p.proname OPERATOR(pg_catalog.=) %(name)s"""
 # Of the routines set aside (%(oids)s), those the file created again under
 # %(name)s with the same input types as another kind (function, procedure,
 # aggregate, window function): what CREATE OR REPLACE refuses first.
