@@ -7,9 +7,9 @@ runs serialize instead of racing:
    ``pgjobs``, not ``public``);
 2. every file of ``sql/functions`` in name order, in one transaction, so
    clients never see half of a new version; ``zz_grants.sql`` sorts last.
-   A routine whose file changes its return type, OUT columns, an input
-   parameter's name or removes a default (which CREATE OR REPLACE refuses,
-   42P13) is dropped and created again in that transaction
+   A routine whose file changes what CREATE OR REPLACE cannot (its kind, its
+   return type, OUT columns, an input parameter's name, a default removed:
+   :data:`REFUSALS`) is dropped and created again in that transaction
    (:func:`apply_function_file`).
 """
 
@@ -127,43 +127,100 @@ REPLACED_HINT = (
     "(docs/operations.md, \"Upgrading\")")
 
 
+# What PostgreSQL 15 answers when a function file's statement cannot apply
+# to the routine installed under its name and input types: 42P13 when CREATE
+# OR REPLACE would change what it keeps (the return type, SETOF or not, the
+# OUT or INOUT columns, whether a procedure has output parameters, an input
+# parameter's name, a default removed or its type changed); 42809 when it
+# would change the routine's kind (a function that became a procedure, or the
+# reverse, an aggregate or window function of the same signature) or a
+# statement names a routine of the other kind (DROP FUNCTION IF EXISTS of an
+# old signature installed as a procedure). One class: the routine is dropped
+# and the file runs again. Anything else (a wrong body, a privilege) fails.
+REFUSALS = frozenset({"42P13", "42809"})
+
+
 def apply_function_file(conn: Connection, path: Path) -> list[str]:
     """Run one function file in a savepoint of the functions' transaction. When
-    PostgreSQL refuses its CREATE OR REPLACE (42P13: another return type or OUT
-    columns, an input parameter renamed, a default removed), the installed
-    routine its hint names (of schema pgjobs, named after the file) is dropped
-    with RESTRICT, the file runs again, and the routine gets back its owner and
-    grants, as CREATE OR REPLACE would have kept them (zz_grants.sql, last, then
-    sets the version's). Something depending on it (a view, a policy, a default:
-    2BP01) refuses the migrate: the caller's transaction rolls back, nothing is
-    applied. Returns the routines dropped."""
-    text = path.read_text(encoding="utf-8").encode()
+    PostgreSQL refuses one of its statements for what the installed routine is
+    (:data:`REFUSALS`), that routine (of schema pgjobs, :func:`_refused_routines`)
+    is dropped with RESTRICT, the file runs again, and a routine the file
+    created again gets back its owner, grants and comment, as CREATE OR REPLACE
+    would have kept them (zz_grants.sql, last, then sets the version's grants; a
+    comment of the file's own wins). Something depending on it (a view, a
+    policy, a default: 2BP01) refuses the migrate: the caller's transaction
+    rolls back, nothing is applied. Returns the routines dropped and created
+    again."""
+    text = path.read_text(encoding="utf-8")
     dropped: list[dict[str, Any]] = []
     while True:
         try:
             with db.translated(), conn.transaction():
-                conn.execute(text)
+                conn.execute(text.encode())
             break
         except PgjobsError as exc:
-            routine = _refused_routine(conn, path.stem, exc)
-            if routine is None or any(d["oid"] == routine["oid"] for d in dropped):
+            routines = _refused_routines(conn, path.stem, text, exc)
+            if not routines or any(d["oid"] == r["oid"] for d in dropped for r in routines):
                 raise
-            _drop(conn, routine, exc)
-            dropped.append(routine)
+            for routine in routines:
+                _drop(conn, routine, exc)
+            dropped += routines
+    replaced: list[str] = []
     for routine in dropped:
-        for statement in (routine["revoke"], routine["owner"], *routine["grants"]):
+        found = db.one(conn, queries.RECREATED, {"routine": routine["routine"]})
+        if not found["recreated"]:  # the file's own DROP of an old signature
+            continue
+        comment = None if found["commented"] else routine["comment"]
+        for statement in (routine["revoke"], routine["owner"], *routine["grants"], comment):
             if statement is not None:
                 db.execute(conn, statement)
-    return [d["routine"] for d in dropped]
+        replaced.append(routine["routine"])
+    return replaced
 
 
-def _refused_routine(conn: Connection, name: str, exc: PgjobsError) -> dict[str, Any] | None:
-    """The installed routine whose replacement ``exc`` refused, or None when
-    ``exc`` is no such refusal (42P13 also says a body is wrong)."""
-    if exc.sqlstate != "42P13" or not exc.hint:
-        return None
-    found = db.rows(conn, queries.REPLACED_ROUTINE, {"name": name, "hint": exc.hint})
-    return found[0] if found else None
+def _refused_routines(conn: Connection, name: str, text: str,
+                      exc: PgjobsError) -> list[dict[str, Any]]:
+    """The installed routines whose shape ``exc`` refused (:data:`REFUSALS`):
+    the one the refusal names by its signature, else (a change of kind, whose
+    detail gives only the name) those :func:`_created_as_another_kind` finds.
+    Empty when ``exc`` is no such refusal (42P13 also says a body is wrong)."""
+    if exc.sqlstate not in REFUSALS:
+        return []
+    found = db.rows(conn, queries.NAMED_ROUTINE, {
+        "name": name, "file": text, "text": f"{exc.message}\n{exc.hint or ''}"})
+    if found or exc.sqlstate != "42809":
+        return found
+    return _created_as_another_kind(conn, name, text)
+
+
+class _Probed(Exception):
+    """Rolls the probe's savepoint back (:func:`_created_as_another_kind`)."""
+
+
+def _created_as_another_kind(conn: Connection, name: str, text: str) -> list[dict[str, Any]]:
+    """The routines named after the file that it creates again, under the same
+    input types, as another kind. A probe, undone: in a savepoint the routines
+    named after the file are renamed aside (a rename keeps what depends on
+    them), the file runs, and each is compared with what the file created in
+    its place. Empty when the file fails even so (the refusal was not theirs)."""
+    routines = [r for r in db.rows(conn, queries.FILE_ROUTINES, {"name": name, "file": text})
+                if r["name"] == name]  # what "cannot change routine kind" names
+    oids: list[int] = []
+    try:
+        with conn.transaction():
+            for routine in routines:
+                db.execute(conn, routine["aside"])
+            try:
+                with db.translated(), conn.transaction():
+                    conn.execute(text.encode())
+            except PgjobsError:
+                raise _Probed from None
+            oids = [row["oid"] for row in db.rows(conn, queries.CREATED_AS_ANOTHER_KIND, {
+                "name": name, "oids": [r["oid"] for r in routines]})]
+            raise _Probed
+    except _Probed:
+        pass
+    return [r for r in routines if r["oid"] in oids]
 
 
 def _drop(conn: Connection, routine: dict[str, Any], refusal: PgjobsError) -> None:

@@ -57,19 +57,20 @@ END
 $lock$"""
 MIGRATE_UNLOCK = "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('pgjobs.migrate'))"
 CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS pgjobs"
-# The installed routine a function file's CREATE OR REPLACE could not replace
-# (42P13: another return type, OUT columns, an input parameter's name, a
-# default removed). PostgreSQL's hint names it as regprocedure prints it in
-# this session ("Use DROP FUNCTION pgjobs.f(integer) first."), in every
-# language: only a routine of schema pgjobs named after the file (%(name)s)
-# is taken, the longest signature the hint holds. What to drop it with, and
-# what to give back once the file created it again: its owner (CREATE OR
-# REPLACE keeps it) and its grants, PUBLIC revoked first (a new routine has
-# PUBLIC's EXECUTE). zz_grants.sql then sets the version's grants.
-REPLACED_ROUTINE = """
-SELECT p.oid::pg_catalog.int8 AS oid,
+# The installed routines a function file's statement could not apply to
+# (pgjobs.migrate.REFUSALS) and, for each, what to drop it with and what to
+# give back once the file created it again: its owner and comment (CREATE OR
+# REPLACE keeps them) and its grants, PUBLIC revoked first (a new routine has
+# PUBLIC's EXECUTE). zz_grants.sql then sets the version's grants. `aside` is
+# the probe's rename (pgjobs.migrate._created_as_another_kind). Only routines
+# of schema pgjobs that the file is named after (%(name)s) or names
+# (`pgjobs.f(` in its text, %(file)s) are taken.
+FILE_ROUTINES = """
+SELECT p.oid::pg_catalog.int8 AS oid, p.proname::pg_catalog.text AS name,
        p.oid::pg_catalog.regprocedure::pg_catalog.text AS routine,
        pg_catalog.format('DROP ROUTINE %%s RESTRICT', p.oid::pg_catalog.regprocedure) AS drop,
+       pg_catalog.format('ALTER ROUTINE %%s RENAME TO %%I', p.oid::pg_catalog.regprocedure,
+                         'pgjobs_probe_' OPERATOR(pg_catalog.||) p.oid::pg_catalog.text) AS aside,
        pg_catalog.format('REVOKE ALL ON ROUTINE %%s FROM PUBLIC',
                          p.oid::pg_catalog.regprocedure) AS revoke,
        CASE WHEN p.proowner OPERATOR(pg_catalog.<>) (
@@ -86,14 +87,49 @@ SELECT p.oid::pg_catalog.int8 AS oid,
                FROM pg_catalog.aclexplode(coalesce(
                         p.proacl, pg_catalog.acldefault('f', p.proowner))) a
               WHERE a.grantee OPERATOR(pg_catalog.<>) p.proowner
-              ORDER BY a.grantee, a.privilege_type) AS grants
+              ORDER BY a.grantee, a.privilege_type) AS grants,
+       (SELECT pg_catalog.format('COMMENT ON ROUTINE %%s IS %%L', p.oid::pg_catalog.regprocedure,
+                                 d.description)
+          FROM pg_catalog.pg_description d
+         WHERE d.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+           AND d.objoid OPERATOR(pg_catalog.=) p.oid
+           AND d.objsubid OPERATOR(pg_catalog.=) 0) AS comment
   FROM pg_catalog.pg_proc p
  WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgjobs'::pg_catalog.regnamespace
-   AND p.proname OPERATOR(pg_catalog.=) %(name)s
-   AND pg_catalog.strpos(%(hint)s, p.oid::pg_catalog.regprocedure::pg_catalog.text)
-       OPERATOR(pg_catalog.>) 0
+   AND (p.proname OPERATOR(pg_catalog.=) %(name)s
+        OR pg_catalog.strpos(%(file)s, 'pgjobs.' OPERATOR(pg_catalog.||) p.proname
+                                       OPERATOR(pg_catalog.||) '(') OPERATOR(pg_catalog.>) 0)"""
+# The routine the refusal names by its signature, in every language: as
+# regprocedure prints it in this session (42P13's hint "Use DROP FUNCTION
+# pgjobs.f(integer) first."), or with ", " between the types as a statement
+# naming one of the other kind prints it (42809: "pgjobs.f(integer, text) is
+# not a procedure"); the longest signature the text holds.
+NAMED_ROUTINE = FILE_ROUTINES + """
+   AND (pg_catalog.strpos(%(text)s, p.oid::pg_catalog.regprocedure::pg_catalog.text)
+            OPERATOR(pg_catalog.>) 0
+        OR pg_catalog.strpos(%(text)s, pg_catalog.replace(
+               p.oid::pg_catalog.regprocedure::pg_catalog.text, ',', ', '))
+            OPERATOR(pg_catalog.>) 0)
  ORDER BY pg_catalog.length(p.oid::pg_catalog.regprocedure::pg_catalog.text) DESC
  LIMIT 1"""
+# Of the routines set aside (%(oids)s), those the file created again under
+# %(name)s with the same input types as another kind (function, procedure,
+# aggregate, window function): what CREATE OR REPLACE refuses first.
+CREATED_AS_ANOTHER_KIND = """
+SELECT o.oid::pg_catalog.int8 AS oid
+  FROM pg_catalog.pg_proc o
+  JOIN pg_catalog.pg_proc n
+    ON n.pronamespace OPERATOR(pg_catalog.=) o.pronamespace
+   AND n.proname OPERATOR(pg_catalog.=) %(name)s
+   AND n.proargtypes OPERATOR(pg_catalog.=) o.proargtypes
+   AND n.prokind OPERATOR(pg_catalog.<>) o.prokind
+ WHERE o.oid OPERATOR(pg_catalog.=) ANY (%(oids)s::pg_catalog.int8[]::pg_catalog.oid[])"""
+# A dropped routine the file created again (not so when the file's statement
+# was a DROP of an old signature), and whether the file gave it a comment.
+RECREATED = """
+SELECT pg_catalog.to_regprocedure(%(routine)s) IS NOT NULL AS recreated,
+       pg_catalog.obj_description(pg_catalog.to_regprocedure(%(routine)s), 'pg_proc')
+           IS NOT NULL AS commented"""
 # What keeps DROP ROUTINE ... RESTRICT from dropping routine %(oid)s (2BP01):
 # its normal dependants, a view's rule named as its view.
 ROUTINE_DEPENDANTS = """
