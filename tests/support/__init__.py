@@ -5,7 +5,8 @@
 Modules (import a name from the package; the modules only say where it lives):
 
 * jobs       submit / claim a generic job, `job` (the one job-row reader),
-             `scalar`, `who` (a claim's identity), expire_lease, drain_notifies
+             `scalar`, `who` (a claim's identity), expire_lease,
+             old_transaction (a job held by max_xact_age), drain_notifies
 * waiting    `wait_for`, the one polling loop
 * targets    `build_target` (the one way to make a target: table, index,
              register) and its shapes: make_target, make_rows_target (+ seed,
@@ -80,6 +81,7 @@ from tests.support.jobs import (
     drain_notifies,
     expire_lease,
     job,
+    old_transaction,
     scalar,
     submit,
     unpin_everywhere,
@@ -115,7 +117,8 @@ __all__ = [
     "crash_runner_mid_job", "cutoff_of", "database_name", "drain_notifies", "empty_database",
     "expire_lease", "expire_leases", "insert_row", "job", "job_rows", "jsonl_reference",
     "leftovers", "make_items",
-    "make_people", "make_rows_target", "make_target", "object_bytes", "plain_copy", "run_export",
+    "make_people", "make_rows_target", "make_target", "object_bytes", "old_transaction",
+    "plain_copy", "run_export",
     "run_import", "run_job", "run_pages", "scalar", "seed", "slow_deletes", "snapshot",
     "start_worker", "submit", "submit_backfill", "submit_delete", "submit_export", "submit_import",
     "visible_keys", "wait_for", "who", "with_database",
