@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from pgjobs.errors import InvalidInput, PgjobsError, split_tail
@@ -783,43 +783,72 @@ class _NoRanges(Exception):
     """The store answered a ranged GET with the whole object: read it as one stream."""
 
 
-def _check_spans(expected: list[tuple[int, str]], runs: list[range],
-                 read: Callable[[int, int, memoryview], Iterator[memoryview]],
+_Reader = Callable[[int, int, memoryview], Iterator[memoryview]]
+"""``read(start, end, buffer)``: the bytes [start, end) of the object in blocks
+(views of ``buffer``), exactly those: it raises :class:`Mismatch` where the
+object holds fewer."""
+
+
+def _check_parts(expected: list[tuple[int, str]], runs: list[range], read: _Reader,
+                 hashes: list[Any] | None = None, seals: Seals | None = None) -> None:
+    """The runs checked against the parts' keyed tags where the writer kept them
+    (:func:`_check_sealed`), else against their digests (:func:`_check_spans`)."""
+    if seals is not None:
+        _check_sealed(expected, seals, runs, read)
+    else:
+        _check_spans(expected, runs, read, hashes)
+
+
+def _check_spans(expected: list[tuple[int, str]], runs: list[range], read: _Reader,
                  hashes: list[Any] | None = None) -> None:
     """Check each run of parts on a thread of its own (reads and hashlib release
-    the GIL), every part against its digest. ``read(start, end, buffer)`` yields
-    the bytes [start, end) of the object in blocks (views of ``buffer``), exactly
-    those: it raises :class:`Mismatch` where the object holds fewer. The
-    earliest run's error is raised once every thread has stopped
-    (:func:`_each_on_a_thread`).
+    the GIL), every part against its digest (:func:`_check_runs`).
 
     Prefix digests cover the object from its first byte: a run starting
     further on needs ``hashes``, the hash of the streamed bytes before each
     part (:attr:`Upload.hashes`, the writer's own, never read from storage);
     without them the parts are checked in one run."""
-    starts = _starts(expected)
     prefixed = any(is_prefix(sha) for _, sha in expected)
     if prefixed and (hashes is None or len(hashes) != len(expected)):
         # A prefix digest covers the object from its first byte: without the
         # hash of what precedes each part, one run from the first byte.
         return _check_spans_prefixed(expected, read)
+    # The streamed bytes' hash up to each run (prefix digests): the run's
+    # bytes must carry it on to each of its parts' prefix digests.
+    _check_runs(expected, runs, read, lambda parts: _Digests(
+        expected, hashes[parts[0]].copy() if prefixed and hashes is not None else None))
+
+
+def _check_sealed(expected: list[tuple[int, str]], seals: Seals, runs: list[range],
+                  read: _Reader) -> None:
+    """:func:`_check_spans` against the parts' keyed tags (``seals``,
+    :class:`~pgjobs.poller.upload.Seals`: the writer's own, never read from
+    storage) instead of their digests: each run of parts on a thread of its
+    own, each part checked alone (a tag needs nothing of the bytes before its
+    part); the same walk (:func:`_check_runs`), the same errors."""
+    _check_runs(expected, runs, read, lambda parts: _Sealed(seals, parts[0]))
+
+
+def _check_runs(expected: list[tuple[int, str]], runs: list[range], read: _Reader,
+                start: Callable[[range], _PartCheck]) -> None:
+    """The read-back's one walk: each run of parts on a thread of its own, its
+    bytes read (``read``) and fed part by part to the run's own check
+    (``start(run)``), every part checked as its last byte comes in. The
+    earliest run's error is raised once every thread has stopped
+    (:func:`_each_on_a_thread`)."""
+    starts = _starts(expected)
 
     def check(parts: range, failed: threading.Event) -> None:
         buffer = memoryview(bytearray(_READ_BACK_BLOCK))
-        index, left, digest = parts[0], expected[parts[0]][0], hashlib.sha256()
-        # The streamed bytes' hash up to this run (prefix digests): the run's
-        # bytes must carry it on to each of its parts' prefix digests.
-        running = hashes[parts[0]].copy() if prefixed and hashes is not None else None
+        part = start(parts)
+        index, left = parts[0], expected[parts[0]][0]
 
         def close() -> None:  # every part of the run whose bytes are all in
-            nonlocal index, left, digest
+            nonlocal index, left
             while left == 0 and index <= parts[-1]:
-                want = expected[index][1]
-                got = prefix_digest(running) if is_prefix(want) else digest.hexdigest()
-                if got != want:
+                if not part.matches(index):
                     raise Mismatch(f"part {index + 1} differs from what was streamed")
                 index += 1
-                digest = hashlib.sha256()
                 left = expected[index][0] if index <= parts[-1] else 0
 
         close()
@@ -831,18 +860,59 @@ def _check_spans(expected: list[tuple[int, str]], runs: list[range],
                 if index > parts[-1]:
                     raise Mismatch("more bytes than were streamed")
                 take = min(left, len(block))
-                if running is not None:
-                    running.update(block[:take])
-                    if not is_prefix(expected[index][1]):
-                        digest.update(block[:take])
-                else:
-                    digest.update(block[:take])
+                part.update(index, block[:take])
                 block, left = block[take:], left - take
                 close()
         if index <= parts[-1]:
             raise Mismatch("fewer bytes than were streamed")
 
     _each_on_a_thread(check, runs)
+
+
+class _PartCheck(Protocol):
+    """One run's check of its parts, fed their bytes in order (on the run's thread)."""
+
+    def update(self, index: int, data: memoryview) -> None:
+        """More bytes of part ``index``."""
+
+    def matches(self, index: int) -> bool:
+        """Whether part ``index``, all its bytes fed, is what was streamed; the
+        next part starts."""
+
+
+class _Digests:
+    """A run's parts against their digests: each part's SHA-256, or (with
+    ``running``, the streamed bytes' hash before the run) its prefix digest."""
+
+    def __init__(self, expected: list[tuple[int, str]], running: Any) -> None:
+        self.expected, self.running, self.digest = expected, running, hashlib.sha256()
+
+    def update(self, index: int, data: memoryview) -> None:
+        if self.running is not None:
+            self.running.update(data)
+        if self.running is None or not is_prefix(self.expected[index][1]):
+            self.digest.update(data)
+
+    def matches(self, index: int) -> bool:
+        want = self.expected[index][1]
+        got = prefix_digest(self.running) if is_prefix(want) else self.digest.hexdigest()
+        self.digest = hashlib.sha256()
+        return got == want
+
+
+class _Sealed:
+    """A run's parts against their keyed tags (:class:`Seals`)."""
+
+    def __init__(self, seals: Seals, first: int) -> None:
+        self.seals, self.seal = seals, seals.part(first)
+
+    def update(self, index: int, data: memoryview) -> None:
+        self.seal.update(data)
+
+    def matches(self, index: int) -> bool:
+        matched = self.seals.matches(index, self.seal)
+        self.seal = self.seals.part(index + 1)
+        return matched
 
 
 def _starts(expected: list[tuple[int, str]]) -> list[int]:
@@ -885,8 +955,7 @@ def _each_on_a_thread(check: Callable[[range, threading.Event], None],
         raise errors[min(errors)]
 
 
-def _check_spans_prefixed(expected: list[tuple[int, str]],
-                          read: Callable[[int, int, memoryview], Iterator[memoryview]]) -> None:
+def _check_spans_prefixed(expected: list[tuple[int, str]], read: _Reader) -> None:
     """:func:`_check_spans` of digests among which some are prefix digests: the
     object read in one stream from its first byte, through :class:`PartDigests`
     (each byte hashed once when every digest is a prefix digest)."""
@@ -895,46 +964,6 @@ def _check_spans_prefixed(expected: list[tuple[int, str]],
                       memoryview(bytearray(_READ_BACK_BLOCK))):
         check.update(block)
     check.finish()
-
-
-def _check_sealed(expected: list[tuple[int, str]], seals: Seals, runs: list[range],
-                  read: Callable[[int, int, memoryview], Iterator[memoryview]]) -> None:
-    """:func:`_check_spans` against the parts' keyed tags (``seals``,
-    :class:`~pgjobs.poller.upload.Seals`: the writer's own, never read from
-    storage) instead of their digests: each run of parts on a thread of its
-    own, each part checked alone (a tag needs nothing of the bytes before its
-    part); the same errors."""
-    starts = _starts(expected)
-
-    def check(parts: range, failed: threading.Event) -> None:
-        buffer = memoryview(bytearray(_READ_BACK_BLOCK))
-        index, left, seal = parts[0], expected[parts[0]][0], seals.part(parts[0])
-
-        def close() -> None:  # every part of the run whose bytes are all in
-            nonlocal index, left, seal
-            while left == 0 and index <= parts[-1]:
-                if not seals.matches(index, seal):
-                    raise Mismatch(f"part {index + 1} differs from what was streamed")
-                index += 1
-                seal = seals.part(index)
-                left = expected[index][0] if index <= parts[-1] else 0
-
-        close()
-        end = starts[parts[-1]] + expected[parts[-1]][0]
-        for block in read(starts[parts[0]], end, buffer):
-            while block:
-                if failed.is_set():
-                    return
-                if index > parts[-1]:
-                    raise Mismatch("more bytes than were streamed")
-                take = min(left, len(block))
-                seal.update(block[:take])
-                block, left = block[take:], left - take
-                close()
-        if index <= parts[-1]:
-            raise Mismatch("fewer bytes than were streamed")
-
-    _each_on_a_thread(check, runs)
 
 
 def _check_file(path: str, expected: list[tuple[int, str]], total: int,
@@ -968,10 +997,7 @@ def _check_file(path: str, expected: list[tuple[int, str]], total: int,
 
     try:
         same_size()
-        if seals is not None:
-            _check_sealed(expected, seals, _spans(expected, 2), read)
-        else:
-            _check_spans(expected, _spans(expected, 2), read, hashes)
+        _check_parts(expected, _spans(expected, 2), read, hashes, seals)
         same_size()
     except OSError as exc:
         raise storage_error(exc, f"cannot read {path}") from exc
@@ -1061,10 +1087,7 @@ def _check_s3(location: Location, expected: list[tuple[int, str]], total: int,
             body.close()
 
     try:
-        if seals is not None:
-            _check_sealed(expected, seals, _spans(expected, streams), read)
-        else:
-            _check_spans(expected, _spans(expected, streams), read)
+        _check_parts(expected, _spans(expected, streams), read, seals=seals)
     except s3.S3Error as exc:
         if exc.code in ("NoSuchKey", "404"):
             raise CannotResume(f"{location.uri} is gone") from None

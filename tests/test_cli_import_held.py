@@ -21,7 +21,7 @@ import psycopg
 from click.testing import CliRunner
 
 from pgjobs.cli.main import main
-from tests.support import scalar, wait_for
+from tests.support import old_transaction, scalar, wait_for
 from tests.support.imports import allow, make_people
 
 Conn = psycopg.Connection[Any]
@@ -42,12 +42,7 @@ def test_an_import_held_by_a_signal_says_so_and_what_it_waited_on(
         conn: Conn, dsn: str, make_conn: Callable[..., Conn], tmp_path: Path) -> None:
     make_people(conn)
     allow(conn, f"file://{tmp_path}")
-    idle = make_conn(autocommit=False)
-    idle.execute("SELECT 1")  # a transaction left open
-    pid = idle.info.backend_pid
-    wait_for(lambda: scalar(conn, "SELECT clock_timestamp() - xact_start > interval '1.2 s'"
-                                  " FROM pg_stat_activity WHERE pid = %s", (pid,)),
-             what="the open transaction older than max_xact_age")
+    idle = old_transaction(conn, make_conn)
     seen = threading.Event()
 
     def end_once_held() -> None:

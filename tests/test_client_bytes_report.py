@@ -21,42 +21,22 @@ from click.testing import CliRunner
 from pgjobs.cli.main import main
 from pgjobs.ui.metrics import render
 from pgjobs.ui.page import index
-from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support import scalar
+from tests.support.roles import kept_bytes, roles_under_ceiling, scalar_as, submit_padded
 
 Conn = psycopg.Connection[Any]
 CEILING = 100000
-GRANT = "GRANT SELECT, INSERT, UPDATE, DELETE ON user_table_rows TO {role}"
 
 
 @pytest.fixture
 def roles(conn: Conn) -> Iterator[dict[str, str]]:
-    seed(conn, make_rows_target(conn), 30)
-    made = {name: make_role(conn, f"cb{name}", "GRANT pgjobs_client TO {role}", GRANT)
-            for name in ("a", "b")}
-    made["admin"] = make_role(conn, "cbadmin", "GRANT pgjobs_admin TO {role}", GRANT)
-    conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)",
-                 (json.dumps({"max_item_bytes_per_client": CEILING}),))
-    yield made
-    conn.execute("SELECT pgjobs.set_defaults('{\"max_item_bytes_per_client\": null}')")
-    for role in made.values():
-        drop_role(conn, role)
-
-
-def _as(conn: Conn, role: str, sql: str, params: Any = None) -> Any:
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {role}")
-        return scalar(conn, sql, params)
+    with roles_under_ceiling(conn, "cb", CEILING,
+                             {"a": "client", "b": "client", "admin": "admin"}) as made:
+        yield made
 
 
 def _big(conn: Conn, role: str, scope: str, size: int) -> int:
-    return int(_as(conn, role, "SELECT pgjobs.submit('cb_kind', 'user_table_rows', %s, "
-                               "%s::jsonb)", (scope, json.dumps({"pad": "x" * (4096 + size)}))))
-
-
-def _kept(conn: Conn, role: str) -> int:
-    return int(scalar(conn, "SELECT coalesce(sum(kept_bytes), 0) FROM pgjobs.jobs "
-                            "WHERE submitted_by = %s", (role,)))
+    return submit_padded(conn, role, "cb_kind", scope, size)
 
 
 def _clients(conn: Conn) -> list[dict[str, Any]]:
@@ -70,17 +50,17 @@ def test_stats_shows_an_administrator_every_clients_bytes_and_a_client_none(
     assert scalar(conn, "SELECT pgjobs.stats() -> 'client_bytes'") == []
     _big(conn, a, "1", 9000)
     _big(conn, b, "2", 2000)
-    ka, kb = _kept(conn, a), _kept(conn, b)
+    ka, kb = kept_bytes(conn, a), kept_bytes(conn, b)
     expected = [{"role": role, "kept_bytes": kept, "max_item_bytes_per_client": CEILING,
                  "room_bytes": CEILING - kept, "used": round(kept / CEILING, 4)}
                 for role, kept in ((a, ka), (b, kb))]
     got = scalar(conn, "SELECT pgjobs.stats() -> 'client_bytes'")
     assert [{**c, "used": float(c["used"])} for c in got] == expected
-    assert _as(conn, roles["admin"], "SELECT pgjobs.stats() -> 'client_bytes'") == got
+    assert scalar_as(conn, roles["admin"], "SELECT pgjobs.stats() -> 'client_bytes'") == got
     # A client's stats: never another tenant's total, nor its own here
     # (pgjobs.client_room() tells it that).
     for role in (a, b):
-        stats = _as(conn, role, "SELECT pgjobs.stats()")
+        stats = scalar_as(conn, role, "SELECT pgjobs.stats()")
         assert stats["client_bytes"] == [], stats
         assert json.dumps(stats).count(str(ka)) == 0
 
@@ -97,7 +77,7 @@ def test_doctor_warns_past_80_percent_with_the_largest_jobs_and_how_to_free_room
     [(_, status, _, detail, fix)] = _clients(conn)
     assert status == "ok" and f"the most: role {roles['admin']}" in detail, detail
     _big(conn, a, "3", 1000)  # past 80%
-    ka = _kept(conn, a)
+    ka = kept_bytes(conn, a)
     assert ka > 0.8 * CEILING
     [(_, status, target, detail, fix)] = _clients(conn)
     assert (status, target) == ("warn", None)
@@ -132,13 +112,13 @@ def test_metrics_and_the_stats_bar_show_the_clients_bytes(
     _big(conn, a, "1", 45000)
     stats = scalar(conn, "SELECT pgjobs.stats()")
     text = render(stats, {"browsers": 0, "events": 0, "reconnects": 0}).decode()
-    assert f'pgjobs_client_kept_bytes{{role="{a}"}} {float(_kept(conn, a))}' in text, text
+    assert f'pgjobs_client_kept_bytes{{role="{a}"}} {float(kept_bytes(conn, a))}' in text, text
     assert f"pgjobs_max_item_bytes_per_client {float(CEILING)}" in text, text
     page = index([], stats, {}, None, True, True)
-    share = round(100 * _kept(conn, a) / CEILING)
+    share = round(100 * kept_bytes(conn, a) / CEILING)
     assert f"{a} {share}%" in page and 'data-stat="fullest client"' in page
     # A client's scrape: no role's bytes at all.
-    mine = _as(conn, a, "SELECT pgjobs.stats()")
+    mine = scalar_as(conn, a, "SELECT pgjobs.stats()")
     text = render(mine, {"browsers": 0, "events": 0, "reconnects": 0}).decode()
     assert "pgjobs_client_kept_bytes{" not in text
     assert not any(line.startswith("pgjobs_max_item_bytes_per_client ")

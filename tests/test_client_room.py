@@ -22,52 +22,28 @@ from psycopg import errors
 from psycopg.conninfo import make_conninfo
 
 from pgjobs.cli.main import main
-from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support import scalar
+from tests.support.roles import CLIENT_ROOM, kept_bytes, roles_under_ceiling, row_as, submit_padded
 
 Conn = psycopg.Connection[Any]
-ROOM = ("SELECT role, kept_bytes, max_item_bytes_per_client, room_bytes, jobs_keeping_bytes,"
-        " held FROM pgjobs.client_room()")
-GRANT = "GRANT SELECT, INSERT, UPDATE, DELETE ON user_table_rows TO {role}"
 
 
 @pytest.fixture
 def roles(conn: Conn) -> Iterator[dict[str, str]]:
-    seed(conn, make_rows_target(conn), 30)
-    made = {name: make_role(conn, f"cr{name}", "GRANT pgjobs_client TO {role}", GRANT)
-            for name in ("a", "b")}
-    made["admin"] = make_role(conn, "cradmin", "GRANT pgjobs_admin TO {role}", GRANT)
-    made["stranger"] = make_role(conn, "crstranger", GRANT)  # not a client
-    conn.execute("SELECT pgjobs.set_defaults('{\"max_item_bytes_per_client\": 100000}')")
-    yield made
-    conn.execute("SELECT pgjobs.set_defaults('{\"max_item_bytes_per_client\": null}')")
-    for role in made.values():
-        drop_role(conn, role)
-
-
-def _as(conn: Conn, role: str, sql: str, params: Any = None) -> Any:
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {role}")
-        return conn.execute(sql, params).fetchone()
+    with roles_under_ceiling(conn, "cr", 100000, {"a": "client", "b": "client",
+                                                   "admin": "admin",
+                                                   "stranger": None}) as made:  # not a client
+        yield made
 
 
 def _room(conn: Conn, role: str) -> tuple[Any, ...]:
-    row = _as(conn, role, ROOM)
+    row = row_as(conn, role, CLIENT_ROOM)
     assert row is not None
     return tuple(row)
 
 
-def _kept(conn: Conn, role: str) -> int:
-    """What the engine counts for the role, read as an administrator."""
-    return int(scalar(conn, "SELECT coalesce(sum(kept_bytes), 0) FROM pgjobs.jobs "
-                            "WHERE submitted_by = %s", (role,)))
-
-
 def _big(conn: Conn, role: str, scope: str, size: int) -> int:
-    row = _as(conn, role, "SELECT pgjobs.submit('cr_kind', 'user_table_rows', %s, %s::jsonb)",
-              (scope, json.dumps({"pad": "x" * (4096 + size)})))
-    assert row is not None
-    return int(row[0])
+    return submit_padded(conn, role, "cr_kind", scope, size)
 
 
 def test_a_client_sees_its_own_total_change_as_it_submits_and_prunes(
@@ -75,21 +51,21 @@ def test_a_client_sees_its_own_total_change_as_it_submits_and_prunes(
     a = roles["a"]
     assert _room(conn, a) == (a, 0, 100000, 100000, 0, True)
     first = _big(conn, a, "1", 3000)
-    kept = _kept(conn, a)
+    kept = kept_bytes(conn, a)
     assert kept > 3000
     assert _room(conn, a) == (a, kept, 100000, 100000 - kept, 1, True)
-    assert _as(conn, a, "SELECT pgjobs.submit('cr_kind', 'user_table_rows', '2', '{}')")
+    assert row_as(conn, a, "SELECT pgjobs.submit('cr_kind', 'user_table_rows', '2', '{}')")
     assert _room(conn, a)[1:] == (kept, 100000, 100000 - kept, 1, True)  # small: nothing
-    items = _as(conn, a, "SELECT pgjobs.submit_items('cr_items', 'user_table_rows', '1', "
-                         "%s::jsonb)", (json.dumps(["i" * 500] * 10),))
+    items = row_as(conn, a, "SELECT pgjobs.submit_items('cr_items', 'user_table_rows', '1', "
+                            "%s::jsonb)", (json.dumps(["i" * 500] * 10),))
     assert items is not None
-    kept = _kept(conn, a)
+    kept = kept_bytes(conn, a)
     assert _room(conn, a)[1:] == (kept, 100000, 100000 - kept, 2, True)
     # Pruned, the first job's bytes come back.
     conn.execute("UPDATE pgjobs.jobs SET status = 'canceled', finished_at = now() - "
                  "interval '2 days' WHERE id = %s", (first,))
     conn.execute("SELECT pgjobs.prune('1 day')")
-    kept = _kept(conn, a)
+    kept = kept_bytes(conn, a)
     assert _room(conn, a)[1:] == (kept, 100000, 100000 - kept, 1, True)
     # A ceiling lowered below the total: no room, never a negative one.
     conn.execute("SELECT pgjobs.set_defaults('{\"max_item_bytes_per_client\": 10}')")
@@ -113,7 +89,7 @@ def test_a_client_never_sees_another_clients_room(conn: Conn, roles: dict[str, s
     # Naming another role is refused: the body answers its entry point only.
     for role in (b, roles["admin"]):
         with pytest.raises(errors.InsufficientPrivilege) as caught:
-            _as(conn, role, "SELECT * FROM pgjobs._client_room_as(%s)", (a,))
+            row_as(conn, role, "SELECT * FROM pgjobs._client_room_as(%s)", (a,))
         assert "may only be called by pgjobs.client_room" in str(caught.value)
         assert caught.value.diag.message_hint
     # Under SET ROLE, the SET role's room, whoever logged in.
@@ -135,8 +111,8 @@ def test_a_definer_function_reads_the_room_of_its_owner(
                  "$f$ SELECT kept_bytes FROM pgjobs.client_room() $f$")
     conn.execute(f"ALTER FUNCTION public.cr_room() OWNER TO {a}")
     conn.execute(f"GRANT EXECUTE ON FUNCTION public.cr_room() TO {b}")
-    row = _as(conn, b, "SELECT public.cr_room()")
-    assert row is not None and row[0] == _kept(conn, a) > 0
+    row = row_as(conn, b, "SELECT public.cr_room()")
+    assert row is not None and row[0] == kept_bytes(conn, a) > 0
 
 
 def test_an_administrator_gets_its_own_room_not_held(conn: Conn, roles: dict[str, str]) -> None:
@@ -149,14 +125,14 @@ def test_a_role_that_is_not_a_client_may_not_call_it(conn: Conn, roles: dict[str
     schema pgjobs (the command line adds the hint naming the grant)."""
     with pytest.raises(errors.InsufficientPrivilege,
                        match="permission denied for schema pgjobs"):
-        _as(conn, roles["stranger"], ROOM)
+        row_as(conn, roles["stranger"], CLIENT_ROOM)
 
 
 def test_the_command_line_prints_the_room(conn: Conn, dsn: str,
                                           roles: dict[str, str]) -> None:
     a = roles["a"]
     _big(conn, a, "1", 3000)
-    kept = _kept(conn, a)
+    kept = kept_bytes(conn, a)
     as_client = make_conninfo(dsn, options=f"-c role={a}")
     result = CliRunner().invoke(main, ["--dsn", as_client, "room", "--json"])
     assert result.exit_code == 0, result.output

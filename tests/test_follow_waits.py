@@ -31,10 +31,9 @@ from tests.support import (
     Conn,
     Target,
     make_rows_target,
-    scalar,
+    old_transaction,
     seed,
     submit_delete,
-    wait_for,
 )
 
 HELD_OPTIONS = {"max_xact_age": "1 second", "page_size": 20}
@@ -70,12 +69,7 @@ def held_job(conn: Conn, make_conn: Callable[..., Conn], target: Target,
     pgjobs.run_job in a thread; the transaction ends once a follower saw the
     job held (or after 60 s: the test then fails on what it saw)."""
     job_id = submit_delete(conn, target, "2", options=HELD_OPTIONS)
-    idle = make_conn(autocommit=False)
-    idle.execute("SELECT 1")  # a transaction left open
-    pid = idle.info.backend_pid
-    wait_for(lambda: scalar(conn, "SELECT clock_timestamp() - xact_start > interval '1.2 s'"
-                                  " FROM pg_stat_activity WHERE pid = %s", (pid,)),
-             what="the open transaction older than max_xact_age")
+    idle = old_transaction(conn, make_conn)
     runner = make_conn()
     work = threading.Thread(target=lambda: runner.execute("CALL pgjobs.run_job(%s)", (job_id,)),
                             daemon=True)

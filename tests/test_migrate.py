@@ -4,7 +4,6 @@ has a file and every file a function; plpgsql_check reports nothing."""
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import psycopg
 
 from pgjobs.migrate import function_files, migrate
+from tests.support import migrate_at_once
 
 Conn = psycopg.Connection[Any]
 
@@ -25,22 +25,7 @@ def test_migrate_twice_in_a_row(empty_dsn: str) -> None:
 
 
 def test_migrate_twice_at_the_same_moment(empty_dsn: str) -> None:
-    results: list[Any] = []
-    failures: list[BaseException] = []
-    barrier = threading.Barrier(2)
-
-    def run() -> None:
-        barrier.wait()
-        try:
-            results.append(migrate(empty_dsn))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            failures.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, failures = migrate_at_once(empty_dsn)
     assert failures == []
     applied = sorted(len(r["migrations_applied"]) for r in results)
     assert applied[0] == 0 and applied[1] >= 1

@@ -8,7 +8,6 @@ routine refuses the migrate whole (2BP01), nothing applied."""
 from __future__ import annotations
 
 import shutil
-import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from pgjobs.errors import PgjobsError
 from pgjobs.migrate import REPLACED_HINT, migrate, sql_dir
+from tests.support import migrate_at_once
 
 # The catalog of every pgjobs routine as a fresh install leaves it.
 CATALOG = """
@@ -174,22 +174,7 @@ def test_every_kind_of_dependant_is_named(fresh_database: Callable[[], str]) -> 
 def test_two_migrates_at_once_replace_it_once(fresh_database: Callable[[], str]) -> None:
     reference, dsn = fresh_database(), fresh_database()
     install_other_version(dsn, "return type")
-    results: list[dict[str, Any]] = []
-    failures: list[BaseException] = []
-    barrier = threading.Barrier(2)
-
-    def run() -> None:
-        barrier.wait()
-        try:
-            results.append(migrate(dsn))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            failures.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, failures = migrate_at_once(dsn)
     assert failures == []
     assert sorted(len(r["functions_replaced"]) for r in results) == [0, 1]
     assert catalog(dsn) == catalog(reference)

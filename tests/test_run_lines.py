@@ -32,7 +32,16 @@ from click.testing import CliRunner
 
 from pgjobs import db, queries
 from pgjobs.cli.main import main
-from tests.support import Target, job, make_rows_target, scalar, seed, submit_delete, wait_for
+from tests.support import (
+    Target,
+    job,
+    make_rows_target,
+    old_transaction,
+    scalar,
+    seed,
+    submit_delete,
+    wait_for,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -177,12 +186,7 @@ def test_a_held_job_is_said_held_once_a_spell_and_what_it_waited_on_at_its_end(
     want = due(conn, "2")
     job_id = submit_delete(conn, target, "2",
                            options={"max_xact_age": "1 second", "page_size": 20})
-    idle = make_conn(autocommit=False)
-    idle.execute("SELECT 1")  # a transaction left open
-    pid = idle.info.backend_pid
-    wait_for(lambda: scalar(conn, "SELECT clock_timestamp() - xact_start > interval '1.2 s'"
-                                  " FROM pg_stat_activity WHERE pid = %s", (pid,)),
-             what="the open transaction older than max_xact_age")
+    idle = old_transaction(conn, make_conn)
     with loop(dsn, "--budget", "2s") as running:
         try:
             held = running.wait_line(rf"^job {job_id} held: ", "the held line")

@@ -5,7 +5,8 @@
 Modules (import a name from the package; the modules only say where it lives):
 
 * jobs       submit / claim a generic job, `job` (the one job-row reader),
-             `scalar`, `who` (a claim's identity), expire_lease, drain_notifies
+             `scalar`, `who` (a claim's identity), expire_lease,
+             old_transaction (a job held by max_xact_age), drain_notifies
 * waiting    `wait_for`, the one polling loop
 * targets    `build_target` (the one way to make a target: table, index,
              register) and its shapes: make_target, make_rows_target (+ seed,
@@ -16,7 +17,8 @@ Modules (import a name from the package; the modules only say where it lives):
              (LONG_LEASE, expire_leases)
 * imports    the `people` target (make_people), in-process imports
 * databases  database_name (with the process id: every database the suite
-             makes), empty_database, with_database, admin_execute
+             makes), empty_database, with_database, admin_execute,
+             migrate_at_once (`pgjobs migrate` several times at one moment)
 * storage    FIXTURES only (local_dir, s3_env, bucket, big, az_container,
              gcs_bucket, ...): registered by tests/conftest.py; request them by
              name, never import them
@@ -34,6 +36,7 @@ from tests.support.databases import (
     admin_execute,
     database_name,
     empty_database,
+    migrate_at_once,
     with_database,
 )
 from tests.support.exports import (
@@ -80,6 +83,7 @@ from tests.support.jobs import (
     drain_notifies,
     expire_lease,
     job,
+    old_transaction,
     scalar,
     submit,
     unpin_everywhere,
@@ -115,7 +119,8 @@ __all__ = [
     "crash_runner_mid_job", "cutoff_of", "database_name", "drain_notifies", "empty_database",
     "expire_lease", "expire_leases", "insert_row", "job", "job_rows", "jsonl_reference",
     "leftovers", "make_items",
-    "make_people", "make_rows_target", "make_target", "object_bytes", "plain_copy", "run_export",
+    "make_people", "make_rows_target", "make_target", "migrate_at_once", "object_bytes",
+    "old_transaction", "plain_copy", "run_export",
     "run_import", "run_job", "run_pages", "scalar", "seed", "slow_deletes", "snapshot",
     "start_worker", "submit", "submit_backfill", "submit_delete", "submit_export", "submit_import",
     "visible_keys", "wait_for", "who", "with_database",

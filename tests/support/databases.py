@@ -1,4 +1,5 @@
-"""The databases of a test server: their names, URLs, and empty ones.
+"""The databases of a test server: their names, URLs, empty ones, and
+`pgjobs migrate` run on one several times at once.
 
 Every database the suite creates is named by `database_name`, which carries the
 process id (and a counter): two test runs sharing a server (PGJOBS_TEST_URL, or
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -46,3 +49,28 @@ def empty_database(cluster_url: str, label: str) -> Iterator[str]:
         yield with_database(cluster_url, name)
     finally:
         admin_execute(cluster_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def migrate_at_once(dsn: str, times: int = 2) -> tuple[list[Any], list[BaseException]]:
+    """`pgjobs migrate` of ``dsn`` ``times`` times at the same moment (threads
+    released together by a barrier): what each returned, and what each that
+    failed raised."""
+    from pgjobs.migrate import migrate
+
+    results: list[Any] = []
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(times)
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            results.append(migrate(dsn))
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(times)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, failures

@@ -1,13 +1,17 @@
 """Job-level helpers: submit and claim a generic job, read a job row, read one
-value, identify a claim (`who`), expire a lease, collect NOTIFY payloads."""
+value, identify a claim (`who`), expire a lease, hold a job with an old open
+transaction, collect NOTIFY payloads."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
+
+from tests.support.waiting import wait_for
 
 
 def submit(conn: psycopg.Connection[Any], kind: str = "custom", target: str = "items",
@@ -51,6 +55,20 @@ def scalar(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Any:
     row = conn.execute(sql, params).fetchone()
     assert row is not None
     return row[0]
+
+
+def old_transaction(conn: psycopg.Connection[Any],
+                    make_conn: Callable[..., psycopg.Connection[Any]]) -> psycopg.Connection[Any]:
+    """A new session (``make_conn``) with a transaction left open, returned once
+    ``conn`` sees it open for more than 1.2 s: a job under max_xact_age
+    1 second is held until the caller rolls it back."""
+    idle = make_conn(autocommit=False)
+    idle.execute("SELECT 1")  # a transaction left open
+    pid = idle.info.backend_pid
+    wait_for(lambda: scalar(conn, "SELECT clock_timestamp() - xact_start > interval '1.2 s'"
+                                  " FROM pg_stat_activity WHERE pid = %s", (pid,)),
+             what="the open transaction older than max_xact_age")
+    return idle
 
 
 def expire_lease(conn: psycopg.Connection[Any], job_id: int) -> None:

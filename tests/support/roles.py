@@ -1,8 +1,13 @@
 """Throwaway roles for the privilege and trust tests: one way to make and drop
-them (five test files wrote the same two helpers out)."""
+them (five test files wrote the same two helpers out), and the client
+ceiling's helpers: a statement run as a role, what the engine counts for it,
+clients made under a max_item_bytes_per_client (three test files wrote those
+out)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +34,71 @@ def drop_role(conn: Conn, role: str) -> None:
     conn.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
     conn.execute(f"DROP OWNED BY {role}")
     conn.execute(f"DROP ROLE {role}")
+
+
+ROWS_GRANT = "GRANT SELECT, INSERT, UPDATE, DELETE ON user_table_rows TO {role}"
+"""Every right on the seeded user_table_rows, for :func:`make_role`."""
+
+CLIENT_ROOM = ("SELECT role, kept_bytes, max_item_bytes_per_client, room_bytes, "
+               "jobs_keeping_bytes, held FROM pgjobs.client_room()")
+"""The caller's own room, every column in order."""
+
+
+def row_as(conn: Conn, role: str, sql: str, params: Any = None) -> Any:
+    """The first row of ``sql`` run as ``role`` (SET LOCAL ROLE, in a transaction
+    of its own), as a tuple; None where it returns no row."""
+    with conn.transaction():
+        conn.execute(f"SET LOCAL ROLE {role}")
+        row = conn.execute(sql, params).fetchone()
+        return None if row is None else tuple(row)
+
+
+def scalar_as(conn: Conn, role: str, sql: str, params: Any = None) -> Any:
+    """The one value of ``sql`` run as ``role`` (:func:`row_as`; it must return a row)."""
+    row = row_as(conn, role, sql, params)
+    assert row is not None
+    return row[0]
+
+
+def kept_bytes(conn: Conn, role: str) -> int:
+    """What the engine counts for the role (its jobs' kept bytes), read as an
+    administrator."""
+    from tests.support import scalar
+
+    return int(scalar(conn, "SELECT coalesce(sum(kept_bytes), 0) FROM pgjobs.jobs "
+                            "WHERE submitted_by = %s", (role,)))
+
+
+def submit_padded(conn: Conn, role: str, kind: str, scope: str, size: int) -> int:
+    """A job of ``kind`` submitted as ``role`` whose arguments keep about
+    4096 + ``size`` bytes (a pad the engine counts against the client's room)."""
+    return int(scalar_as(conn, role, "SELECT pgjobs.submit(%s, 'user_table_rows', %s, "
+                                     "%s::jsonb)",
+                         (kind, scope, json.dumps({"pad": "x" * (4096 + size)}))))
+
+
+@contextlib.contextmanager
+def roles_under_ceiling(conn: Conn, prefix: str, ceiling: int,
+                        kinds: dict[str, str | None]) -> Iterator[dict[str, str]]:
+    """Roles on a seeded user_table_rows (:data:`ROWS_GRANT`), each name of
+    ``kinds`` a member of ``pgjobs_{kind}`` (None: of neither), made with the
+    label ``{prefix}{name}``, under max_item_bytes_per_client = ``ceiling``;
+    afterwards the ceiling unset and the roles dropped."""
+    from tests.support import make_rows_target, seed
+
+    seed(conn, make_rows_target(conn), 30)
+    made = {name: make_role(conn, f"{prefix}{name}",
+                            *([] if kind is None else [f"GRANT pgjobs_{kind} TO {{role}}"]),
+                            ROWS_GRANT)
+            for name, kind in kinds.items()}
+    conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)",
+                 (json.dumps({"max_item_bytes_per_client": ceiling}),))
+    try:
+        yield made
+    finally:
+        conn.execute("SELECT pgjobs.set_defaults('{\"max_item_bytes_per_client\": null}')")
+        for role in made.values():
+            drop_role(conn, role)
 
 
 # The client ceilings' tests (tests/test_trust_client_room.py,
