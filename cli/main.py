@@ -444,7 +444,7 @@ def demo(obj: Context, rows: int) -> None:
     and drops and refills demo.user_table_rows, so a PGJOBS_DSN or
     DATABASE_URL left in the environment does not choose that database.
     """
-    from pgjobs.cli.demo import run_demo
+    from pgjobs.cli.demo import check_storage, run_demo
 
     source = obj.dsn_source()
     if source in ("PGJOBS_DSN", "DATABASE_URL"):
@@ -453,10 +453,9 @@ def demo(obj: Context, rows: int) -> None:
             "there, schedules pg_cron and drops and refills demo.user_table_rows",
             hint=f"pass --dsn on the command line to run it on that database, or unset "
                  f"{source} to run it on the embedded cluster (`pgjobs dev up`'s)")
-    from pgjobs.poller import storage
-
-    # Before the demo builds anything: its export is written there.
-    storage.writable(obj.storage, "--storage", open_store=True)
+    # Before the demo starts a cluster or builds anything: its export is written
+    # there (under a folder of this cluster's and this run's: run_demo says which).
+    check_storage(obj.storage)
     run_demo(obj.dsn(start_embedded=True), rows, obj.storage)
 
 
