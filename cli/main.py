@@ -443,6 +443,11 @@ def demo(obj: Context, rows: int) -> None:
     names on the command line: it migrates pgjobs there, schedules pg_cron,
     and drops and refills demo.user_table_rows, so a PGJOBS_DSN or
     DATABASE_URL left in the environment does not choose that database.
+
+    Its export (the import's source) and any rejects go under
+    --storage/demo/CLUSTER/TIME/ (the cluster's system identifier, the run's
+    UTC time), a folder no earlier demo wrote in: it runs again in the same
+    folder, on this cluster or another, and prints where it wrote.
     """
     from pgjobs.cli.demo import check_storage, run_demo
 
