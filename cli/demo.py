@@ -125,9 +125,10 @@ def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) 
 
     console = console or Console()
     console.print(f"[bold]pgjobs demo[/] on {dsn}")
-    migrate(dsn)
     conn = _connect(dsn, "pgjobs demo")
     try:
+        _one_demo_at_a_time(conn)
+        migrate(dsn)
         storage = run_folder(conn, storage)
         console.print(f"the demo writes its export (the import's source) and any rejects "
                       f"under {storage}", markup=False, highlight=False)
@@ -199,6 +200,20 @@ def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) 
     console.print("next: watch the jobs live in the dashboard: [bold]pgjobs ui[/] "
                   "(pip install 'pgjobs-engine\\[ui]'), then open http://localhost:8765/")
     return outcomes
+
+
+def _one_demo_at_a_time(conn: Any) -> None:
+    """Hold the demo's advisory lock for this session (released when it closes),
+    or refuse (55006): a second `make demo` on the same database while the first
+    ran dropped and refilled demo.user_table_rows under the first one's jobs
+    (its import failed: the table it was given was gone)."""
+    if not db.scalar(conn, queries.DEMO_LOCK):
+        raise Conflict(
+            "another pgjobs demo is running on this database (a session with "
+            "application_name 'pgjobs demo'): this one would drop and refill "
+            "demo.user_table_rows under its jobs",
+            hint="wait for that demo to end, then run this one again; or run it on another "
+                 "cluster (another PGJOBS_HOME) or database (--dsn)")
 
 
 def run_folder(conn: Any, storage: str) -> str:

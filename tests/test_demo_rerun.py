@@ -13,7 +13,7 @@ demo wrote, and the demo says where; the guard is untouched.
 Also here: the demo twice on one cluster, and while the cluster is up; a
 folder the demo may not write (refused with a hint, exit 2, before a cluster
 starts or a table is built); a folder removed under the shell (a refusal, not a
-traceback).
+traceback); a second demo on a database while one runs (refused, 55006).
 
 Each embedded cluster gets its own PGJOBS_HOME under /tmp (reachable by the
 postgres user when the suite runs as root) and is stopped at teardown."""
@@ -275,3 +275,41 @@ def test_a_run_folder_where_the_system_identifier_is_not_granted(cluster_url: st
     name = conninfo_to_dict(dsn)["dbname"]
     assert re.fullmatch(rf"file://{tmp_path}/demo/database-{re.escape(name)}/\d{{8}}T\d{{6}}Z",
                         folder), folder
+
+
+def test_a_second_demo_on_a_database_while_one_runs_is_refused(cluster_url: str,
+                                                                tmp_path: Path) -> None:
+    """Found here: two demos at once on one database (two terminals, `make demo`
+    with the cluster up and a demo running) ran side by side, and the second
+    dropped and refilled demo.user_table_rows under the first one's jobs (its
+    import failed: 'column "id" does not exist in table 20240'). The second is
+    refused (55006) while the first holds the demo's lock, before it migrates
+    or builds anything; once the first has ended, a demo runs."""
+    from pgjobs.errors import Conflict
+
+    with empty_database(cluster_url, "demo_twice") as dsn, \
+            psycopg.connect(dsn, autocommit=True) as first:
+        # The running demo's session: holds what run_demo takes first.
+        first.execute("SET application_name = 'pgjobs demo'")
+        first.execute("SELECT pg_advisory_lock(hashtext('pgjobs.demo'))")
+        with pytest.raises(Conflict) as refused:
+            run_demo(dsn, 1000, f"file://{tmp_path}",
+                     console=Console(file=io.StringIO(), width=400))
+        assert refused.value.sqlstate == "55006"
+        assert refused.value.message == (
+            "another pgjobs demo is running on this database (a session with "
+            "application_name 'pgjobs demo'): this one would drop and refill "
+            "demo.user_table_rows under its jobs")
+        assert refused.value.hint == (
+            "wait for that demo to end, then run this one again; or run it on another "
+            "cluster (another PGJOBS_HOME) or database (--dsn)")
+        assert first.execute("SELECT count(*) FROM pg_namespace WHERE nspname IN "
+                             "('demo', 'pgjobs')").fetchone() == (0,)
+        assert list(tmp_path.iterdir()) == []
+        first.execute("SELECT pg_advisory_unlock(hashtext('pgjobs.demo'))")
+        outcomes = run_demo(dsn, 1000, f"file://{tmp_path}",
+                            console=Console(file=io.StringIO(), width=400))
+        assert [o.status for o in outcomes] == ["succeeded"] * 4
+        # The demo's session has ended: its lock with it.
+        assert first.execute("SELECT pg_try_advisory_lock(hashtext('pgjobs.demo'))"
+                             ).fetchone() == (True,)
