@@ -14,17 +14,24 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from pgjobs import db, queries, units
 from pgjobs.cli.output import per_second, printable
 from pgjobs.cli.progress import Waits, bar_columns
-from pgjobs.errors import Conflict, NotReady, PgjobsError
+from pgjobs.errors import Conflict, InvalidInput, NotReady, PgjobsError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 TARGET = "demo.user_table_rows"
+DEMO_FOLDER = "demo"
+"""The folder under --storage that holds every demo run's objects, one folder
+per cluster below it and one per run below that (:func:`run_folder`)."""
+STORAGE_HINT = ("the demo writes under --storage, by default ./pgjobs-exports in the folder it "
+                "runs from: run it from a folder this user may write in, or pass --storage "
+                "file:///a/folder/this/user/may/write (or set PGJOBS_STORAGE)")
 
 
 @dataclass
@@ -119,9 +126,13 @@ def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) 
 
     console = console or Console()
     console.print(f"[bold]pgjobs demo[/] on {dsn}")
-    migrate(dsn)
     conn = _connect(dsn, "pgjobs demo")
     try:
+        _one_demo_at_a_time(conn)
+        migrate(dsn)
+        storage = run_folder(conn, storage)
+        console.print(f"the demo writes its export (the import's source) and any rejects "
+                      f"under {storage}", markup=False, highlight=False)
         try:
             schedule = db.scalar(conn, queries.SCHEDULE, {"options": db.jsonb({})})
             console.print(f"pg_cron {schedule['pg_cron']}: engine scheduled "
@@ -190,6 +201,61 @@ def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) 
     console.print("next: watch the jobs live in the dashboard: [bold]pgjobs ui[/] "
                   "(pip install 'pgjobs-engine\\[ui]'), then open http://localhost:8765/")
     return outcomes
+
+
+def _one_demo_at_a_time(conn: Any) -> None:
+    """Hold the demo's advisory lock for this session (released when it closes),
+    or refuse (55006): a second `make demo` on the same database while the first
+    ran dropped and refilled demo.user_table_rows under the first one's jobs
+    (its import failed: the table it was given was gone)."""
+    if not db.scalar(conn, queries.DEMO_LOCK):
+        raise Conflict(
+            "another pgjobs demo is running on this database (a session with "
+            "application_name 'pgjobs demo'): this one would drop and refill "
+            "demo.user_table_rows under its jobs",
+            hint="wait for that demo to end, then run this one again; or run it on another "
+                 "cluster (another PGJOBS_HOME) or database (--dsn)")
+
+
+def run_folder(conn: Any, storage: str) -> str:
+    """The folder of this run's objects: ``{storage}/demo/{cluster}/{UTC time}``,
+    the cluster named by its system identifier (the database's name where
+    pg_control_system() is not granted), made sure writable before anything is
+    built (InvalidInput, exit 2, naming it).
+
+    An export never writes over an object it did not write (42710, the overwrite
+    guard), and its key is {target}/{scope}/{job id}: straight under --storage,
+    the second demo in a folder whose earlier cluster was removed (or a
+    colleague's, or another PGJOBS_HOME's) numbered its jobs from 1 again and
+    its export was refused. A folder per cluster and per run holds nothing any
+    earlier demo wrote."""
+    from pgjobs.poller import storage as stores
+    from pgjobs.poller.export import path_segment
+
+    system, database = db.server_identity(conn)
+    cluster = system if system is not None else f"database-{path_segment(database)}"
+    run = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    folder = stores.object_location(storage, f"{DEMO_FOLDER}/{cluster}/{run}").uri
+    check_storage(folder, "this run's folder under --storage")
+    return folder
+
+
+def check_storage(uri: str, option: str = "--storage") -> None:
+    """``pgjobs demo``'s check of --storage, before it starts a cluster or builds
+    anything (and of its run's folder, :func:`run_folder`): as every command
+    checks it (:func:`pgjobs.poller.storage.writable`), but a local folder it
+    may not write in or create names the default and the way out. A user who
+    typed no --storage (`make demo`) was told to give `--storage or --to` a
+    folder, of a folder (./pgjobs-exports) the demo had chosen itself."""
+    from pgjobs.poller import storage as stores
+
+    location = stores.writable(uri, option)
+    try:
+        stores.preflight(location, option)
+    except InvalidInput as exc:
+        if location.scheme != "file":
+            raise
+        raise InvalidInput(exc.message, hint=STORAGE_HINT) from None
 
 
 def _export(console: Console, dsn: str, storage: str) -> tuple[Outcome, str]:

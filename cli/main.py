@@ -444,8 +444,13 @@ def demo(obj: Context, rows: int) -> None:
     names on the command line: it migrates pgjobs there, schedules pg_cron,
     and drops and refills demo.user_table_rows, so a PGJOBS_DSN or
     DATABASE_URL left in the environment does not choose that database.
+
+    Its export (the import's source) and any rejects go under
+    --storage/demo/CLUSTER/TIME/ (the cluster's system identifier, the run's
+    UTC time), a folder no earlier demo wrote in: it runs again in the same
+    folder, on this cluster or another, and prints where it wrote.
     """
-    from pgjobs.cli.demo import run_demo
+    from pgjobs.cli.demo import check_storage, run_demo
 
     source = obj.dsn_source()
     if source in ("PGJOBS_DSN", "DATABASE_URL"):
@@ -454,10 +459,9 @@ def demo(obj: Context, rows: int) -> None:
             "there, schedules pg_cron and drops and refills demo.user_table_rows",
             hint=f"pass --dsn on the command line to run it on that database, or unset "
                  f"{source} to run it on the embedded cluster (`pgjobs dev up`'s)")
-    from pgjobs.poller import storage
-
-    # Before the demo builds anything: its export is written there.
-    storage.writable(obj.storage, "--storage", open_store=True)
+    # Before the demo starts a cluster or builds anything: its export is written
+    # there (under a folder of this cluster's and this run's: run_demo says which).
+    check_storage(obj.storage)
     run_demo(obj.dsn(start_embedded=True), rows, obj.storage)
 
 

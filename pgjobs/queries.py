@@ -469,6 +469,9 @@ SELECT array_agg(id::text) AS keys FROM (
      WHERE table_id = 1 AND data @> '{"status": "archived"}' ORDER BY id LIMIT 3) k
 """
 DEMO_RAW_COUNT = "SELECT count(*) AS n FROM demo.user_table_rows WHERE table_id = %(scope)s"
+# One demo at a time on a database: held by the demo's session until it closes.
+DEMO_LOCK = ("SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pgjobs.demo')) "
+             "AS locked")
 DEMO_ALLOW_STORAGE = "SELECT pgjobs.allow_storage(%(prefix)s)"
 DEMO_VISIBLE_COUNT = "SELECT pgjobs.visible_count('demo.user_table_rows', %(scope)s) AS n"
 

@@ -161,7 +161,7 @@ def parse(uri: str) -> Location:
         if isinstance(uri, str) and uri.strip() and ":" not in uri:
             # A local folder (`--to /data/out`, `--storage ./out`): the one URI to
             # write, not the list of schemes.
-            folder = os.path.abspath(os.path.expanduser(uri.strip()))
+            folder = _absolute(os.path.expanduser(uri.strip()), uri)
             hint = f"a local folder is a file:// URI with its absolute path: file://{folder}"
         raise InvalidInput(f"invalid storage URI {uri!r}", hint=hint)
     scheme, rest = uri.split("://", 1)
@@ -178,7 +178,7 @@ def parse(uri: str) -> Location:
             raise InvalidInput(f"invalid storage URI {uri!r}: ~ is not expanded in a URI",
                                hint="a local folder is a file:// URI with its absolute "
                                     f"path: file://{os.path.expanduser(rest)}")
-        path = os.path.abspath(rest)
+        path = _absolute(rest, uri)
         if rest.endswith("/") and not path.endswith("/"):
             path += "/"
         return Location("file", "file://", path)
@@ -188,6 +188,21 @@ def parse(uri: str) -> Location:
     if not parts.netloc:
         raise InvalidInput(f"invalid storage URI {uri!r}: no bucket", hint=hint)
     return Location(scheme, f"{scheme}://{parts.netloc}", parts.path.lstrip("/"))
+
+
+def _absolute(path: str, uri: str) -> str:
+    """``path`` made absolute against this process's folder; InvalidInput (exit 2)
+    when it is relative and that folder has been removed since the command
+    started in it (`make demo` in a folder deleted and made again by another
+    shell: its default ./pgjobs-exports ended in a traceback)."""
+    try:
+        return os.path.abspath(path)
+    except FileNotFoundError:
+        raise InvalidInput(
+            f"invalid storage URI {uri!r}: {path} is relative, and the folder this command "
+            "runs in no longer exists",
+            hint="cd into a folder that exists, or give an absolute path: "
+                 "file:///absolute/path") from None
 
 
 def same_place(a: Any, b: Any) -> bool:
