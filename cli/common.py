@@ -249,9 +249,10 @@ def _answer() -> str:
     Python code, never one blocking read: Python's SIGINT handler only sets a
     flag that the interpreter acts on between bytecodes, so a Ctrl-C that came
     after the last of them and before the read() began (pressed as the question
-    showed: click's input() writes the question and reads the answer in one C
-    call) was noted and never acted on, the command deaf until a line came; as
-    was one the kernel gave to another thread while the read waited.
+    showed: click.confirm, through Python's input, writes the question and
+    reads the answer in one C call) was noted and never acted on, the command
+    deaf until a line came; as was one the kernel gave to another thread while
+    the read waited.
     tests/test_cli_guards.py's Ctrl-C at the question hung about once a CI run."""
     import select
 

@@ -501,6 +501,36 @@ def test_a_ctrl_c_the_waiting_read_did_not_see_is_still_acted_on(
     assert _job_ids(rows) == ids
 
 
+QUESTION = """
+import sys
+from pgjobs.cli.common import confirm
+
+try:
+    print("answered", "yes" if confirm("Go on?") else "no", file=sys.stderr)
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(("lines", "answer"), [
+    (["y"], "yes"), (["YES"], "yes"), ([" yes "], "yes"), (["n"], "no"), (["No"], "no"),
+    ([""], "no"), (["maybe", "y"], "yes"), (["oui", "", ], "no"),
+])
+def test_the_question_takes_yes_or_no_and_asks_again_after_anything_else(
+        lines: list[str], answer: str) -> None:
+    """pgjobs.cli.common.confirm on a terminal: y/yes and n/no in any case, Enter
+    is no, and anything else asks again, as click.confirm did."""
+    child = spawn("", command=[sys.executable, "-c", QUESTION])
+    for line in lines:
+        child.expect(r"Go on\? \[y/N\]: ")
+        child.sendline(line)
+        if line.strip().lower() not in ("y", "yes", "n", "no", ""):
+            child.expect("Error: invalid input")
+    said = ended(child)
+    assert f"answered {answer}" in said, said
+    assert child.exitstatus == 0, said
+
+
 def test_every_question_goes_through_the_one_prompt() -> None:
     """A yes/no question asked with click.confirm or click.prompt directly turns
     Ctrl-D and Ctrl-C into "Aborted!" (exit 1), and its one blocking read can miss
