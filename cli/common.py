@@ -214,19 +214,67 @@ class Group(click.Group):
             sys.exit(130)
 
 
+ANSWER_ROUND = 0.1
+"""Seconds the question waits for an answer before Python looks for a Ctrl-C
+again (psycopg waits on the server in rounds of 0.1 s for the same reason)."""
+
+
 def confirm(question: str) -> bool:
     """The one yes/no question of a command on a terminal (default no), on stderr.
     Ctrl-D (end of input) answers no: the caller says what it did not do (exit 1).
     Ctrl-C interrupts, as anywhere else in a command: "interrupted", exit 130.
     click.confirm turned both into its Abort, which printed "Aborted!" with exit 1,
-    saying neither that nothing was submitted nor that it was interrupted."""
+    saying neither that nothing was submitted nor that it was interrupted; and it
+    read the answer in one blocking read, which a Ctrl-C could miss (:func:`_answer`)."""
+    while True:
+        click.echo(f"{question} [y/N]: ", nl=False, err=True)
+        try:
+            answer = _answer().strip().lower()
+        except EOFError:
+            click.echo(err=True)  # end the prompt's line
+            return False
+        except KeyboardInterrupt:
+            click.echo(err=True)
+            raise  # PgjobsGroup.invoke: "interrupted", 130
+        if answer in ("y", "yes"):
+            return True
+        if answer in ("", "n", "no"):
+            return False
+        click.echo("Error: invalid input", err=True)
+
+
+def _answer() -> str:
+    """One line from stdin; EOFError at its end (Ctrl-D).
+
+    On a terminal the wait is in rounds (:data:`ANSWER_ROUND`), each ending in
+    Python code, never one blocking read: Python's SIGINT handler only sets a
+    flag that the interpreter acts on between bytecodes, so a Ctrl-C that came
+    after the last of them and before the read() began (pressed as the question
+    showed: click.confirm, through Python's input, writes the question and
+    reads the answer in one C call) was noted and never acted on, the command
+    deaf until a line came; as was one the kernel gave to another thread while
+    the read waited.
+    tests/test_cli_guards.py's Ctrl-C at the question hung about once a CI run."""
+    import select
+
+    stream = sys.stdin
     try:
-        return click.confirm(question, default=False, err=True)
-    except click.exceptions.Abort as exc:
-        click.echo(err=True)  # end the prompt's line
-        if isinstance(exc.__context__, KeyboardInterrupt):
-            raise KeyboardInterrupt from None  # PgjobsGroup.invoke: "interrupted", 130
-        return False  # end of input (or a click that keeps no cause): no
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # no file: CliRunner's input
+        fd = -1
+    if fd < 0 or not os.isatty(fd):
+        line = stream.readline()
+        if not line:
+            raise EOFError
+        click.echo(line.rstrip("\r\n"), err=True)  # as a terminal echoes it
+        return line
+    while not select.select([fd], [], [], ANSWER_ROUND)[0]:
+        pass  # a Ctrl-C that came meanwhile is raised here, between bytecodes
+    # A terminal hands over a whole line (canonical mode), or nothing at Ctrl-D.
+    data = os.read(fd, 4096)
+    if not data:
+        raise EOFError
+    return data.decode(stream.encoding or "utf-8", errors="replace")
 
 
 class LazyCommands(MutableMapping[str, click.Command]):
