@@ -218,6 +218,30 @@ def test_every_kind_of_a_renamed_submitter_runs_with_its_rights(
         drop_client(conn, new)
 
 
+def test_a_renamed_submitters_lost_right_is_told_under_its_name_now(conn: Conn) -> None:
+    """Renamed, then a right revoked: the job fails at its start as any
+    submitter's would, and the message and hint name the role as it is
+    called now, the one to grant the right back to."""
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    role = make_role(conn, "rnlost", CLIENT, ALL_ROWS)
+    new = role + "_b"
+    try:
+        conn.execute(f"SET ROLE {role}")
+        job_id = submit_delete(conn, target, "1", {"n": 1})
+        conn.execute("RESET ROLE")
+        conn.execute(f"ALTER ROLE {role} RENAME TO {new}")
+        conn.execute(f"REVOKE DELETE ON user_table_rows FROM {new}")
+        run_job(conn, job_id)
+        row = job(conn, job_id)
+        assert row["status"] == "failed"
+        assert f"role {new} lacks DELETE" in row["error"], row["error"]
+        assert f"rights of {new}, who submitted it" in row["error"], row["error"]
+    finally:
+        conn.execute("RESET ROLE")
+        drop_role(conn, new)
+
+
 def test_a_role_under_a_dropped_submitters_name_runs_nothing_with_its_jobs(conn: Conn) -> None:
     target = make_rows_target(conn)
     seed(conn, target, 30)
