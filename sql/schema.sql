@@ -215,8 +215,8 @@ CREATE FUNCTION pgjobs._allowed_scope_keys_as(p_caller name) RETURNS text[]
 -- verbatim test), as in pgjobs._scope_allowed, the per-scope form of the
 -- same rule. Empty when the setting is unset or empty. The trust verdict
 -- is taken from this session when under 1 s old (pgjobs._verdict_fresh),
--- the read path's window. The submitted-jobs test is one probe of index
--- jobs_submitter_idx (pgjobs._has_jobs_on) per registered target the
+-- the read path's window. The submitted-jobs test (by the submitter's
+-- oid, pgjobs._has_jobs_on) is two index probes per registered target the
 -- caller may not SELECT, only in a session with allowed_scopes set.
 -- Locks nothing.
 DECLARE
@@ -3625,12 +3625,9 @@ BEGIN
     PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL
     SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
     v_found := FOUND;
-    -- The submitter: the very role (by oid since migration 0033), not one
-    -- created again under its name.
-    v_submitter := v_caller = v_job.submitted_by
-                   AND (v_job.submitted_by_oid IS NULL
-                        OR v_job.submitted_by_oid = (SELECT r.oid FROM pg_catalog.pg_roles r
-                                                      WHERE r.rolname = v_caller));
+    -- The submitter: the very role, by oid (pgjobs._is_submitter), whatever
+    -- it is called now; not one created again under its old name.
+    v_submitter := pgjobs._is_submitter(v_caller, v_job.submitted_by, v_job.submitted_by_oid);
     -- Visible as policy jobs_client_read has it: the submitter's, or of a
     -- target the caller may read (SELECT on the table or on every one of
     -- its columns, pgjobs._reads_every_column, as the policy asks), and
@@ -8190,15 +8187,25 @@ CREATE FUNCTION pgjobs._has_jobs_on(p_role name, p_target regclass) RETURNS bool
     SET "IntervalStyle" TO 'postgres'
     SET enable_seqscan TO 'off'
     AS $$
--- Whether p_role submitted a job (any status) on p_target: one probe of
--- index jobs_submitter_idx (migration 0045), for pgjobs._allowed_scope_keys_as.
+-- Whether p_role submitted a job (any status) on p_target, by the rule of
+-- pgjobs._is_submitter: the very role by oid (a submitter renamed since
+-- still has its jobs; a role created under a dropped submitter's name has
+-- none of them), by name only for a job without an oid (before migration
+-- 0033). One probe of index jobs_submitter_target_idx (migration 0163) and
+-- one of jobs_submitter_idx (migration 0045), for
+-- pgjobs._allowed_scope_keys_as.
 -- enable_seqscan off: the cached generic plan of an EXISTS expects one of
 -- thousands of rows early in a sequential scan, and reads the whole jobs
 -- table when the role has none there (the answer this is mostly asked for).
 -- Locks nothing.
+DECLARE
+    v_oid oid := to_regrole(quote_ident(p_role));
 BEGIN
     RETURN EXISTS (SELECT 1 FROM pgjobs.jobs j
-                    WHERE j.submitted_by = p_role AND j.target = p_target);
+                    WHERE j.submitted_by_oid = v_oid AND j.target = p_target)
+        OR EXISTS (SELECT 1 FROM pgjobs.jobs j
+                    WHERE j.submitted_by = p_role AND j.target = p_target
+                      AND j.submitted_by_oid IS NULL);
 END
 $$;
 
@@ -9019,6 +9026,7 @@ DECLARE
     v_then jsonb := p_job.checkpoint -> 'mapping';
     v_now jsonb;
     v_problem record;
+    v_role name;  -- the submitter's name now (pgjobs._submitter_name)
     v_fixed text;
     v_moved text;
     v_shape jsonb;
@@ -9496,16 +9504,19 @@ BEGIN
     -- the submit stops the job here, before the batch goes in): 42501
     -- naming the column. Those per-column checks cover the job-wide ones
     -- (the scope column is always among the columns written).
-    v_problem := pgjobs._submitter_identity_problem(p_job.submitted_by, p_job.submitted_by_oid);
+    -- By the name it goes by now (pgjobs._submitter_name: renamed since the
+    -- submit, it is still the submitter).
+    v_role := pgjobs._submitter_name(p_job.submitted_by, p_job.submitted_by_oid);
+    v_problem := pgjobs._submitter_identity_problem(v_role, p_job.submitted_by_oid);
     IF v_problem.message IS NOT NULL THEN
         RAISE EXCEPTION '%', v_problem.message USING ERRCODE = '42501', HINT = v_problem.hint;
     END IF;
-    PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'INSERT', v_columns);
+    PERFORM pgjobs._require_role(v_role, p_reg.target, 'INSERT', v_columns);
     IF cardinality(v_updated) > 0 THEN
-        PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'UPDATE', v_updated);
+        PERFORM pgjobs._require_role(v_role, p_reg.target, 'UPDATE', v_updated);
         -- DO UPDATE reads the conflict columns, the scope its WHERE compares
         -- and a document it merges into: SELECT on them, as PostgreSQL asks.
-        PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'SELECT',
+        PERFORM pgjobs._require_role(v_role, p_reg.target, 'SELECT',
             v_conflict || p_reg.scope_column::text
             || CASE WHEN p_reg.document_column::text = ANY (v_updated) AND v_doc_base IS NULL
                     THEN ARRAY[p_reg.document_column::text] ELSE '{}'::text[] END);
@@ -10917,6 +10928,40 @@ ALTER FUNCTION pgjobs._interval_fixed(p_interval interval) OWNER TO SUPERUSER;
 COMMENT ON FUNCTION pgjobs._interval_fixed(p_interval interval) IS 'Whether an interval has no month or year part (a fixed length of time: its comparisons, its epoch and now() plus it agree); the rule of the lease, page_delay and max_xact_age options and of a claim''s lease.';
 
 --
+-- Name: _is_submitter(name, name, oid); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._is_submitter(p_role name, p_name name, p_oid oid) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether role p_role submitted the job whose pgjobs.jobs.submitted_by is
+-- p_name and submitted_by_oid p_oid: the one rule for "is this the
+-- caller's own job", asked by every function that grants the submitter a
+-- right on its job (pgjobs._controlled_job: cancel, pause, resume, retry,
+-- add_items; pgjobs._keep_client_bytes). By oid where the job has one, so
+-- a submitter renamed since (ALTER ROLE ... RENAME TO) keeps its jobs, and
+-- a role created under a dropped submitter's name gets none of them; by
+-- name only for a job made before migration 0033 (no oid), as before.
+-- Policy jobs_client_read (migration 0163) and pgjobs._has_jobs_on spell
+-- the same rule inline (a policy calls no pgjobs function). NULL role or
+-- a role that does not exist: false. One syscache lookup (to_regrole).
+-- Locks nothing.
+BEGIN
+    IF p_oid IS NULL THEN
+        RETURN coalesce(p_role = p_name, false);
+    END IF;
+    RETURN coalesce(to_regrole(quote_ident(p_role))::oid = p_oid, false);
+END
+$$;
+
+ALTER FUNCTION pgjobs._is_submitter(p_role name, p_name name, p_oid oid) OWNER TO SUPERUSER;
+
+--
 -- Name: _items_add(bigint, jsonb, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -12271,8 +12316,8 @@ CREATE FUNCTION pgjobs._keep_client_bytes(p_id bigint, p_add bigint, p_what text
 -- the ceiling. Given back by pgjobs._give_back_kept_bytes (the jobs delete
 -- trigger) and pgjobs._count_reject_bytes (rejects forgotten). A job of a
 -- role that no longer exists, or p_add 0, counts nothing. Only the job's
--- submitter (the very role, by oid, as pgjobs._controlled_job has it) or an
--- administrator may make it keep bytes (42501 otherwise, before anything is
+-- submitter (the very role, by oid, whatever it is called now:
+-- pgjobs._is_submitter) or an administrator may make it keep bytes (42501 otherwise, before anything is
 -- counted): another client that may control the job (add_items to it,
 -- every right on a shared target) would spend the submitter's room, keep
 -- bytes past its own ceiling (1 GiB more per client whose jobs it reaches,
@@ -12297,10 +12342,7 @@ BEGIN
     SELECT * INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     v_submitter := v_job.submitted_by_oid;
     IF NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER')
-            OR (v_caller = v_job.submitted_by
-                AND (v_submitter IS NULL
-                     OR v_submitter = (SELECT r.oid FROM pg_catalog.pg_roles r
-                                        WHERE r.rolname = v_caller)))) THEN
+            OR pgjobs._is_submitter(v_caller, v_job.submitted_by, v_submitter)) THEN
         -- Names no figure of anyone's room, nor the submitter (the caller
         -- sees it in pgjobs.jobs if anywhere).
         RAISE EXCEPTION 'job % was submitted by another role: only its submitter or an '
@@ -15942,6 +15984,7 @@ DECLARE
     v_reg pgjobs.target_registry;
     v_judge_trust boolean;
     v_problem record;
+    v_submitter name;
 BEGIN
     -- Trust is judged for current_user (pgjobs._trust_verdict): here the
     -- role pgjobs runs as, retry's and resume's owner, or at an attempt's
@@ -15988,16 +16031,19 @@ BEGIN
         RETURN;
     END IF;
     message := format('job %s cannot be %s: %s', p_job.id, p_verb, message);
+    -- The name the submitter goes by now (renamed since the submit, it is
+    -- the role whose rights the job acts with): pgjobs._submitter_name.
+    v_submitter := pgjobs._submitter_name(p_job.submitted_by, p_job.submitted_by_oid);
     hint := concat_ws(' ', nullif(hint, ''),
                       CASE WHEN p_verb = 'started'
                       THEN format('The job acts with the rights of %I, who submitted it, so it '
                                   'failed instead of starting an attempt; once they are '
                                   'granted back pgjobs.retry(%s) sets it going again, or '
                                   'submit it again as a role that holds them.',
-                                  p_job.submitted_by, p_job.id)
+                                  v_submitter, p_job.id)
                       ELSE format('The job acts with the rights of %I, who submitted it; it '
                                   'stays %s (pgjobs.cancel(%s) ends it), or submit it again '
-                                  'as a role that holds them.', p_job.submitted_by,
+                                  'as a role that holds them.', v_submitter,
                                   p_job.status, p_job.id) END);
 END
 $$;
@@ -21740,6 +21786,37 @@ $$;
 ALTER FUNCTION pgjobs._submitter_identity_problem(p_role name, p_oid oid, OUT message text, OUT hint text) OWNER TO SUPERUSER;
 
 --
+-- Name: _submitter_name(name, oid); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._submitter_name(p_name name, p_oid oid) RETURNS name
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The name a job's submitter goes by now, for the checks of its rights
+-- (pgjobs._submitter_problem, pgjobs._import_insert_sql): the current name
+-- of the role with oid p_oid (pgjobs.jobs.submitted_by_oid), so a
+-- submitter renamed since the submit (ALTER ROLE ... RENAME TO) keeps
+-- running its jobs with its own rights. p_name (submitted_by, the name at
+-- submit) when the job has no oid (made before migration 0033) or that
+-- role is gone: pgjobs._submitter_identity_problem then judges the name as
+-- before (a role created again under it is not the submitter; no role of
+-- that name does not exist). One syscache lookup. Locks nothing.
+BEGIN
+    IF p_oid IS NULL THEN
+        RETURN p_name;
+    END IF;
+    RETURN coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = p_oid), p_name);
+END
+$$;
+
+ALTER FUNCTION pgjobs._submitter_name(p_name name, p_oid oid) OWNER TO SUPERUSER;
+
+--
 -- Name: _submitter_problem(pgjobs.jobs, pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -21765,21 +21842,23 @@ CREATE FUNCTION pgjobs._submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.target
 -- CONFLICT DO UPDATE reads. Locks nothing.
 DECLARE
     v_problem record;
+    -- The name the submitter goes by now (renamed since the submit, its
+    -- job still acts with its rights): pgjobs._submitter_name, by oid.
+    v_role name := pgjobs._submitter_name(p_job.submitted_by, p_job.submitted_by_oid);
 BEGIN
     -- The very role that submitted (jobs older than migration 0033 have no
     -- oid and are judged by name): one dropped and created again under the
     -- name is someone else, and its rights are not the job's.
-    v_problem := pgjobs._submitter_identity_problem(p_job.submitted_by,
-                                                    p_job.submitted_by_oid);
+    v_problem := pgjobs._submitter_identity_problem(v_role, p_job.submitted_by_oid);
     IF v_problem.message IS NULL THEN
         IF p_job.kind = 'import' THEN
-            v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target, 'INSERT',
+            v_problem := pgjobs._grant_problem(v_role, p_job.target, 'INSERT',
                                                ARRAY[p_reg.scope_column::text]);
             IF v_problem.message IS NULL AND p_job.payload ->> 'on_duplicate' = 'update' THEN
-                v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target, 'UPDATE',
+                v_problem := pgjobs._grant_problem(v_role, p_job.target, 'UPDATE',
                                                    '{}'::text[]);
                 IF v_problem.message IS NULL THEN
-                    v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target,
+                    v_problem := pgjobs._grant_problem(v_role, p_job.target,
                         'SELECT', coalesce(pgjobs._import_conflict_columns(p_reg), '{}'::text[])
                                   || p_reg.scope_column::text);
                 END IF;
@@ -21787,7 +21866,7 @@ BEGIN
         ELSE
             -- One call for both privileges of a delete or backfill: this runs
             -- before pages.
-            v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target,
+            v_problem := pgjobs._grant_problem(v_role, p_job.target,
                 pgjobs._kind_privilege(p_job.kind)
                 || CASE WHEN p_job.kind = ANY (pgjobs._engine_kinds()) THEN ',SELECT' ELSE '' END,
                 NULL);
@@ -30219,6 +30298,12 @@ CREATE INDEX jobs_queued_run_at_idx ON pgjobs.jobs USING btree (run_at, id) WHER
 CREATE INDEX jobs_submitter_idx ON pgjobs.jobs USING btree (submitted_by, target);
 
 --
+-- Name: jobs_submitter_target_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE INDEX jobs_submitter_target_idx ON pgjobs.jobs USING btree (submitted_by_oid, target);
+
+--
 -- Name: jobs_submitter_xact_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -30385,15 +30470,15 @@ CREATE POLICY jobs_admin ON pgjobs.jobs TO pgjobs_admin USING (true) WITH CHECK 
 -- Name: jobs jobs_client_read; Type: POLICY; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE POLICY jobs_client_read ON pgjobs.jobs FOR SELECT TO pgjobs_client USING (((((submitted_by = ( SELECT CURRENT_USER AS "current_user")) AND ((submitted_by_oid IS NULL) OR (submitted_by_oid = ( SELECT r.oid
+CREATE POLICY jobs_client_read ON pgjobs.jobs FOR SELECT TO pgjobs_client USING (((((submitted_by_oid IS NULL) AND (submitted_by = ( SELECT CURRENT_USER AS "current_user"))) OR (submitted_by_oid = ( SELECT r.oid
    FROM pg_roles r
-  WHERE (r.rolname = CURRENT_USER))))) OR ((COALESCE(has_table_privilege((target)::oid, 'SELECT'::text), false) OR ((target)::oid = ANY ((( SELECT pgjobs._column_read_targets() AS _column_read_targets))::oid[]))) AND ((target)::oid <> ALL ((( SELECT pgjobs._confined_targets(CURRENT_USER) AS _confined_targets))::oid[])))) AND (( SELECT (COALESCE(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), ''::text) = ''::text)) OR (scope = ANY (( SELECT pgjobs._allowed_scope_entries() AS _allowed_scope_entries)::text[])) OR (((((target)::oid)::text || ':'::text) || scope) = ANY (( SELECT pgjobs._allowed_scope_keys() AS _allowed_scope_keys)::text[])))));
+  WHERE (r.rolname = CURRENT_USER))) OR ((COALESCE(has_table_privilege((target)::oid, 'SELECT'::text), false) OR ((target)::oid = ANY ((( SELECT pgjobs._column_read_targets() AS _column_read_targets))::oid[]))) AND ((target)::oid <> ALL ((( SELECT pgjobs._confined_targets(CURRENT_USER) AS _confined_targets))::oid[])))) AND (( SELECT (COALESCE(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), ''::text) = ''::text)) OR (scope = ANY (( SELECT pgjobs._allowed_scope_entries() AS _allowed_scope_entries)::text[])) OR (((((target)::oid)::text || ':'::text) || scope) = ANY (( SELECT pgjobs._allowed_scope_keys() AS _allowed_scope_keys)::text[])))));
 
 --
 -- Name: POLICY jobs_client_read ON jobs; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON POLICY jobs_client_read ON pgjobs.jobs IS 'A pgjobs_client sees the jobs it submitted and the jobs of targets it may SELECT from (on the table, or on every one of its columns; unconfined by their row-level security), and, when the pgjobs.allowed_scopes setting is set, only those of the listed scopes.';
+COMMENT ON POLICY jobs_client_read ON pgjobs.jobs IS 'A pgjobs_client sees the jobs it submitted (the very role, by oid, whatever it is called now; by name for a job submitted before migration 0033) and the jobs of targets it may SELECT from (on the table, or on every one of its columns; unconfined by their row-level security), and, when the pgjobs.allowed_scopes setting is set, only those of the listed scopes.';
 
 --
 -- Name: jobs jobs_owner; Type: POLICY; Schema: pgjobs; Owner: SUPERUSER
@@ -31408,6 +31493,13 @@ REVOKE ALL ON FUNCTION pgjobs._interval_fixed(p_interval interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._interval_fixed(p_interval interval) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _is_submitter(p_role name, p_name name, p_oid oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._is_submitter(p_role name, p_name name, p_oid oid) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._is_submitter(p_role name, p_name name, p_oid oid) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _items_add(p_id bigint, p_items jsonb, p_new boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -32415,6 +32507,13 @@ GRANT ALL ON FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_targ
 
 REVOKE ALL ON FUNCTION pgjobs._submitter_identity_problem(p_role name, p_oid oid, OUT message text, OUT hint text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._submitter_identity_problem(p_role name, p_oid oid, OUT message text, OUT hint text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _submitter_name(p_name name, p_oid oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._submitter_name(p_name name, p_oid oid) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._submitter_name(p_name name, p_oid oid) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.target_registry, OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -1,0 +1,382 @@
+"""A job's submitter is the role that submitted it, by oid, whatever it is
+called now (pgjobs._is_submitter, policy jobs_client_read of migration 0163).
+
+Renamed after it submitted (ALTER ROLE a RENAME TO b), a client kept
+nothing of its own: the policy asked for its old name AND its oid, so it no
+longer saw its jobs on a target it may not read, nor their items; its
+cancel, pause, resume, retry and add_items found no job (P0002); and its
+jobs, acting with the rights of a role of the old name, failed at their
+next start ("role ... does not exist (any more)"). A role created under a
+dropped submitter's name, on the other hand, must get none of the old
+role's jobs, items, room or tenancy keys. Every entry a client may call on
+its own job is asked both ways, as that client; an administrator is
+unchanged; a job made before migration 0033 (no oid) is judged by name, as
+before."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs.poller.export import Exporter
+from pgjobs.poller.importer import Importer
+from tests.support import (
+    allowed_folder,
+    drop_client,
+    job,
+    make_rows_target,
+    make_target,
+    people_client,
+    run_job,
+    scalar,
+    seed,
+    submit_delete,
+    submit_import,
+)
+from tests.support.roles import drop_role, make_role, row_as, scalar_as
+
+Conn = psycopg.Connection[Any]
+
+UPDATE_ITEMS = "GRANT UPDATE ON items TO {role}"
+CLIENT = "GRANT pgjobs_client TO {role}"
+ALL_ROWS = "GRANT SELECT, INSERT, UPDATE, DELETE ON user_table_rows TO {role}"
+
+# Every entry a client may call on a job of its own, and what it takes.
+CONTROLS = {
+    "add_items": "SELECT pgjobs.add_items(%s, '[3]'::jsonb)",
+    "pause": "SELECT pgjobs.pause(%s)",
+    "resume": "SELECT pgjobs.resume(%s)",
+    "cancel": "SELECT pgjobs.cancel(%s)",
+    "retry": "SELECT pgjobs.retry(%s)",
+}
+
+
+class Roles:
+    """The submitter (UPDATE on items: it may submit there, not read it, so
+    only the submitter rule shows it its jobs), its jobs, and the names."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self.name = make_role(conn, "rnsub", CLIENT, UPDATE_ITEMS)
+        self.oid = int(scalar(conn, "SELECT %s::regrole::oid", (self.name,)))
+        self.items_job = int(scalar_as(conn, self.name, "SELECT pgjobs.submit_items("
+                                       "'doc', 'items', '1', '[1, 2]'::jsonb)"))
+        self.custom_job = int(scalar_as(conn, self.name,
+                                        "SELECT pgjobs.submit('custom', 'items', '1')"))
+        self.made = [self.name]
+
+    def rename(self) -> str:
+        new = self.name + "_b"
+        self.conn.execute(f"ALTER ROLE {self.name} RENAME TO {new}")
+        self.made = [new]
+        return new
+
+    def replace(self, *grants: str) -> None:
+        """Drop the submitter; create a role under its name with ``grants``."""
+        drop_role(self.conn, self.name)
+        self.conn.execute(f"CREATE ROLE {self.name} NOLOGIN")
+        for grant in grants:
+            self.conn.execute(grant.format(role=self.name))
+        assert scalar(self.conn, "SELECT %s::regrole::oid", (self.name,)) != self.oid
+
+
+@pytest.fixture
+def roles(conn: Conn) -> Iterator[Roles]:
+    make_target(conn)
+    made = Roles(conn)
+    yield made
+    conn.execute("RESET ROLE")
+    for role in made.made:
+        drop_role(conn, role)
+
+
+def seen(conn: Conn, role: str, job_id: int) -> tuple[int, int]:
+    """(jobs, items) of ``job_id`` that ``role`` reads in pgjobs.jobs and pgjobs.job_items."""
+    row = row_as(conn, role, "SELECT (SELECT count(*) FROM pgjobs.jobs WHERE id = %(id)s), "
+                             "(SELECT count(*) FROM pgjobs.job_items WHERE job_id = %(id)s)",
+                 {"id": job_id})
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def status(conn: Conn, job_id: int) -> str:
+    return str(scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)))
+
+
+def test_a_renamed_submitter_still_sees_its_jobs_and_their_items(conn: Conn,
+                                                                  roles: Roles) -> None:
+    assert seen(conn, roles.name, roles.items_job) == (1, 2)
+    new = roles.rename()
+    assert seen(conn, new, roles.items_job) == (1, 2)
+    assert seen(conn, new, roles.custom_job) == (1, 0)
+    # The name stays the one it submitted under: for display only.
+    assert scalar(conn, "SELECT submitted_by FROM pgjobs.jobs WHERE id = %s",
+                  (roles.items_job,)) == roles.name
+
+
+@pytest.mark.parametrize("entry", list(CONTROLS))
+def test_a_renamed_submitter_keeps_every_right_on_its_job(conn: Conn, roles: Roles,
+                                                         entry: str) -> None:
+    new = roles.rename()
+    job_id = roles.items_job if entry == "add_items" else roles.custom_job
+    if entry == "resume":
+        row_as(conn, new, CONTROLS["pause"], (job_id,))
+        assert status(conn, job_id) == "paused"
+    if entry == "retry":
+        row_as(conn, new, CONTROLS["cancel"], (job_id,))
+        assert status(conn, job_id) == "canceled"
+    row_as(conn, new, CONTROLS[entry], (job_id,))
+    after = {"add_items": "queued", "pause": "paused", "resume": "queued",
+             "cancel": "canceled", "retry": "queued"}[entry]
+    assert status(conn, job_id) == after
+    if entry == "add_items":
+        assert seen(conn, new, job_id) == (1, 3)
+
+
+def test_a_renamed_submitter_keeps_its_room(conn: Conn, roles: Roles) -> None:
+    room = "SELECT kept_bytes, jobs_keeping_bytes FROM pgjobs.client_room()"
+    before = row_as(conn, roles.name, room)
+    assert before is not None and before[0] > 0
+    new = roles.rename()
+    assert row_as(conn, new, room) == before
+
+
+def test_a_renamed_submitters_job_runs_with_its_rights(conn: Conn) -> None:
+    """The job acts with the rights of the role that submitted it: renamed
+    since, that role still (pgjobs._submitter_problem asks by oid)."""
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    role = make_role(conn, "rnrun", CLIENT, ALL_ROWS)
+    new = role + "_b"
+    try:
+        conn.execute(f"SET ROLE {role}")
+        job_id = submit_delete(conn, target, "1", {"n": 1})
+        conn.execute("RESET ROLE")
+        conn.execute(f"ALTER ROLE {role} RENAME TO {new}")
+        run_job(conn, job_id)
+        assert status(conn, job_id) == "succeeded", scalar(
+            conn, "SELECT error FROM pgjobs.jobs WHERE id = %s", (job_id,))
+        assert scalar(conn, "SELECT count(*) FROM user_table_rows "
+                            "WHERE table_id = 1 AND n = 1") == 0
+    finally:
+        conn.execute("RESET ROLE")
+        drop_role(conn, new)
+
+
+KINDS = ["delete", "backfill", "export", "import", "import_update"]
+
+
+def submit_kind(conn: Conn, kind: str, src: Path) -> int:
+    """A job of ``kind`` on ``people`` scope 1, submitted on ``conn`` as it is."""
+    if kind == "delete":
+        return int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1')"))
+    if kind == "backfill":
+        return int(scalar(conn, "SELECT pgjobs.submit_backfill('people', '1', '{}', "
+                                "'{\"name\": \"changed\"}'::jsonb)"))
+    if kind == "export":
+        return int(scalar(conn, "SELECT pgjobs.submit_export('people', '1')"))
+    path = src / f"{kind}.csv"
+    path.write_bytes(b"id,name\n1,changed\n100,new\n" if kind == "import_update"
+                     else b"name,age\nnew,1\n")
+    return submit_import(conn, f"file://{path}", "1",
+                         {"on_duplicate": "update"} if kind == "import_update" else {})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_of_a_renamed_submitter_runs_with_its_rights(
+        conn: Conn, dsn: str, tmp_path: Path, kind: str) -> None:
+    """The claim (pgjobs._submitter_problem) and each import batch
+    (pgjobs._import_insert_sql) ask for the submitter by oid, under the name
+    it goes by now (pgjobs._submitter_name)."""
+    src = allowed_folder(conn, tmp_path)
+    role = people_client(conn, "rnkind")
+    new = role + "_b"
+    conn.execute("INSERT INTO people (tenant, name, age) "
+                 "SELECT 1, 'p' || i, i FROM generate_series(1, 5) i")
+    try:
+        conn.execute(f"SET ROLE {role}")
+        job_id = submit_kind(conn, kind, src)
+        conn.execute("RESET ROLE")
+        conn.execute(f"ALTER ROLE {role} RENAME TO {new}")
+        if kind in ("delete", "backfill"):
+            run_job(conn, job_id)
+        else:
+            claim = "claim_export" if kind == "export" else "claim_import"
+            claimed = conn.execute(f"SELECT worker FROM pgjobs.{claim}(%s, 'test')",
+                                   (job_id,)).fetchall()
+            assert len(claimed) == 1, job(conn, job_id)["error"]
+            runner = Exporter if kind == "export" else Importer
+            runner(dsn, job_id, claimed[0][0], f"file://{src}/store").run()
+        row = job(conn, job_id)
+        assert row["status"] == "succeeded", row["error"]
+        assert row["submitted_by"] == role  # the name at submit, for display
+    finally:
+        drop_client(conn, new)
+
+
+def test_a_renamed_submitters_lost_right_is_told_under_its_name_now(conn: Conn) -> None:
+    """Renamed, then a right revoked: the job fails at its start as any
+    submitter's would, and the message and hint name the role as it is
+    called now, the one to grant the right back to."""
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    role = make_role(conn, "rnlost", CLIENT, ALL_ROWS)
+    new = role + "_b"
+    try:
+        conn.execute(f"SET ROLE {role}")
+        job_id = submit_delete(conn, target, "1", {"n": 1})
+        conn.execute("RESET ROLE")
+        conn.execute(f"ALTER ROLE {role} RENAME TO {new}")
+        conn.execute(f"REVOKE DELETE ON user_table_rows FROM {new}")
+        run_job(conn, job_id)
+        row = job(conn, job_id)
+        assert row["status"] == "failed"
+        assert f"role {new} lacks DELETE" in row["error"], row["error"]
+        assert f"rights of {new}, who submitted it" in row["error"], row["error"]
+    finally:
+        conn.execute("RESET ROLE")
+        drop_role(conn, new)
+
+
+def test_a_role_under_a_dropped_submitters_name_runs_nothing_with_its_jobs(conn: Conn) -> None:
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    role = make_role(conn, "rnrun", CLIENT, ALL_ROWS)
+    try:
+        conn.execute(f"SET ROLE {role}")
+        job_id = submit_delete(conn, target, "1", {"n": 1})
+        conn.execute("RESET ROLE")
+        drop_role(conn, role)
+        make_role(conn, "rnrun", CLIENT, ALL_ROWS)
+        run_job(conn, job_id)
+        assert status(conn, job_id) == "failed"
+        error = str(scalar(conn, "SELECT error FROM pgjobs.jobs WHERE id = %s", (job_id,)))
+        assert "is not the role that submitted the job" in error
+        assert scalar(conn, "SELECT count(*) FROM user_table_rows "
+                            "WHERE table_id = 1 AND n = 1") > 0
+    finally:
+        conn.execute("RESET ROLE")
+        drop_role(conn, role)
+
+
+def test_a_role_under_a_dropped_submitters_name_sees_none_of_its_jobs(conn: Conn,
+                                                                      roles: Roles) -> None:
+    roles.replace(CLIENT, UPDATE_ITEMS)
+    assert seen(conn, roles.name, roles.items_job) == (0, 0)
+    assert seen(conn, roles.name, roles.custom_job) == (0, 0)
+    room = row_as(conn, roles.name,
+                  "SELECT kept_bytes, jobs_keeping_bytes FROM pgjobs.client_room()")
+    assert room is not None and (room[0] or 0, room[1] or 0) == (0, 0)
+
+
+@pytest.mark.parametrize("entry", list(CONTROLS))
+def test_a_role_under_a_dropped_submitters_name_controls_none_of_its_jobs(
+        conn: Conn, roles: Roles, entry: str) -> None:
+    job_id = roles.items_job if entry == "add_items" else roles.custom_job
+    if entry == "resume":
+        row_as(conn, roles.name, CONTROLS["pause"], (job_id,))
+    if entry == "retry":
+        row_as(conn, roles.name, CONTROLS["cancel"], (job_id,))
+    before = status(conn, job_id)
+    roles.replace(CLIENT, UPDATE_ITEMS)
+    with pytest.raises(psycopg.errors.NoDataFound) as raised:
+        row_as(conn, roles.name, CONTROLS[entry], (job_id,))
+    assert raised.value.diag.message_primary == f"job {job_id} does not exist"
+    assert raised.value.diag.message_hint == (
+        "List jobs with SELECT * FROM pgjobs.jobs; finished jobs are pruned after the "
+        "retention period.")
+    assert status(conn, job_id) == before
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.job_items WHERE job_id = %s",
+                  (roles.items_job,)) == 2
+
+
+def test_a_role_under_a_dropped_submitters_name_adds_no_bytes_to_its_job(
+        conn: Conn, roles: Roles) -> None:
+    """Reading the target (so it may see and control the job by its rights),
+    the newcomer still may not spend the gone submitter's room."""
+    roles.replace(CLIENT, "GRANT SELECT, UPDATE ON items TO {role}")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as raised:
+        row_as(conn, roles.name, CONTROLS["add_items"], (roles.items_job,))
+    assert raised.value.diag.message_primary == (
+        f"job {roles.items_job} was submitted by another role: only its submitter or an "
+        "administrator may add fan-out items to it (they count toward the submitter's "
+        "max_item_bytes_per_client)")
+    assert raised.value.diag.message_hint is not None
+    assert raised.value.diag.message_hint.startswith("Submit them as a job of your own")
+
+
+def test_tenancy_keys_follow_the_submitter_by_oid(conn: Conn) -> None:
+    """pgjobs._allowed_scope_keys covers a registered target a client may not
+    read only where it has jobs (pgjobs._has_jobs_on): its own, renamed; never
+    a dropped submitter's, to a role that took the name."""
+    make_rows_target(conn)
+    role = make_role(conn, "rnkeys", CLIENT, "GRANT UPDATE ON user_table_rows TO {role}")
+    new = role + "_b"
+    keys = "SELECT pgjobs._allowed_scope_keys()"
+    mine = "SELECT count(*) FROM pgjobs.jobs WHERE id = %s"
+    try:
+        job_id = int(scalar_as(conn, role, "SELECT pgjobs.submit('custom', "
+                                           "'user_table_rows', '1')"))
+        conn.execute("SET pgjobs.allowed_scopes = '01'")  # a key's canonical match only
+        target_oid = scalar(conn, "SELECT 'user_table_rows'::regclass::oid")
+        expected = [f"{target_oid}:1"]
+        assert scalar_as(conn, role, keys) == expected
+        conn.execute(f"ALTER ROLE {role} RENAME TO {new}")
+        assert scalar_as(conn, new, keys) == expected
+        assert scalar_as(conn, new, mine, (job_id,)) == 1
+        conn.execute(f"ALTER ROLE {new} RENAME TO {role}")
+        drop_role(conn, role)
+        make_role(conn, "rnkeys", CLIENT, "GRANT UPDATE ON user_table_rows TO {role}")
+        assert scalar_as(conn, role, keys) == []
+        assert scalar_as(conn, role, mine, (job_id,)) == 0
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute("RESET pgjobs.allowed_scopes")
+        drop_role(conn, role)
+
+
+def test_a_job_without_an_oid_is_judged_by_name(conn: Conn, roles: Roles) -> None:
+    """Jobs made before migration 0033 have no submitted_by_oid: the name
+    decides, as before (the role of that name sees and controls them)."""
+    conn.execute("UPDATE pgjobs.jobs SET submitted_by_oid = NULL WHERE id = %s",
+                 (roles.custom_job,))
+    assert seen(conn, roles.name, roles.custom_job) == (1, 0)
+    row_as(conn, roles.name, CONTROLS["pause"], (roles.custom_job,))
+    assert status(conn, roles.custom_job) == "paused"
+    new = roles.rename()
+    assert seen(conn, new, roles.custom_job) == (0, 0)
+    with pytest.raises(psycopg.errors.NoDataFound):
+        row_as(conn, new, CONTROLS["resume"], (roles.custom_job,))
+
+
+def test_an_administrator_is_unchanged(conn: Conn, roles: Roles) -> None:
+    admin = make_role(conn, "rnadmin", "GRANT pgjobs_admin TO {role}", UPDATE_ITEMS)
+    try:
+        roles.rename()
+        assert seen(conn, admin, roles.items_job) == (1, 2)
+        row_as(conn, admin, CONTROLS["add_items"], (roles.items_job,))
+        row_as(conn, admin, CONTROLS["cancel"], (roles.custom_job,))
+        assert status(conn, roles.custom_job) == "canceled"
+        assert seen(conn, admin, roles.items_job) == (1, 3)
+    finally:
+        drop_role(conn, admin)
+
+
+def test_the_one_submitter_rule(conn: Conn) -> None:
+    """pgjobs._is_submitter, the one rule: by oid when the job has one."""
+    role = make_role(conn, "rnrule", CLIENT)
+    oid = int(scalar(conn, "SELECT %s::regrole::oid", (role,)))
+    try:
+        rule = "SELECT pgjobs._is_submitter(%s, %s, %s)"
+        assert scalar(conn, rule, (role, role, oid)) is True
+        assert scalar(conn, rule, (role, "someone_else", oid)) is True  # renamed since
+        assert scalar(conn, rule, (role, role, oid + 1)) is False  # not that role
+        assert scalar(conn, rule, (role, role, None)) is True  # no oid: by name
+        assert scalar(conn, rule, (role, "someone_else", None)) is False
+        assert scalar(conn, rule, ("no_such_role_rn", "no_such_role_rn", oid)) is False
+    finally:
+        drop_role(conn, role)
