@@ -291,7 +291,7 @@ def test_a_second_demo_on_a_database_while_one_runs_is_refused(cluster_url: str,
             psycopg.connect(dsn, autocommit=True) as first:
         # The running demo's session: holds what run_demo takes first.
         first.execute("SET application_name = 'pgjobs demo'")
-        first.execute("SELECT pg_advisory_lock(hashtext('pgjobs.demo'))")
+        first.execute("SELECT pg_advisory_lock(1885825634, 1)")  # operations.md's table
         with pytest.raises(Conflict) as refused:
             run_demo(dsn, 1000, f"file://{tmp_path}",
                      console=Console(file=io.StringIO(), width=400))
@@ -306,10 +306,31 @@ def test_a_second_demo_on_a_database_while_one_runs_is_refused(cluster_url: str,
         assert first.execute("SELECT count(*) FROM pg_namespace WHERE nspname IN "
                              "('demo', 'pgjobs')").fetchone() == (0,)
         assert list(tmp_path.iterdir()) == []
-        first.execute("SELECT pg_advisory_unlock(hashtext('pgjobs.demo'))")
+        first.execute("SELECT pg_advisory_unlock(1885825634, 1)")
         outcomes = run_demo(dsn, 1000, f"file://{tmp_path}",
                             console=Console(file=io.StringIO(), width=400))
         assert [o.status for o in outcomes] == ["succeeded"] * 4
         # The demo's session has ended: its lock with it.
-        assert first.execute("SELECT pg_try_advisory_lock(hashtext('pgjobs.demo'))"
+        assert first.execute("SELECT pg_try_advisory_lock(1885825634, 1)"
                              ).fetchone() == (True,)
+
+
+def test_an_application_s_own_advisory_keys_do_not_hold_the_demo(cluster_url: str,
+                                                                  tmp_path: Path) -> None:
+    """The demo's lock was the one-key pg_try_advisory_lock(hashtext('pgjobs.demo')):
+    any bigint key an application takes for its own work could be that one, and
+    its lock refused the demo (55006, "another pgjobs demo is running"). The
+    demo takes the two-key form (1885825634, 1), which no one-key lock conflicts
+    with: not that old key, nor the bigint whose halves are the two keys."""
+    with empty_database(cluster_url, "demo_app_keys") as dsn, \
+            psycopg.connect(dsn, autocommit=True) as app:
+        app.execute("SET application_name = 'an application'")
+        app.execute("SELECT pg_advisory_lock(hashtext('pgjobs.demo'))")
+        app.execute("SELECT pg_advisory_lock((1885825634::bigint << 32) | 1)")
+        app.execute("SELECT pg_advisory_lock(1)")
+        outcomes = run_demo(dsn, 1000, f"file://{tmp_path}",
+                            console=Console(file=io.StringIO(), width=400))
+        assert [o.status for o in outcomes] == ["succeeded"] * 4
+        held = app.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                           "AND pid = pg_backend_pid() AND granted").fetchone()
+        assert held == (3,)  # the application kept its keys throughout
