@@ -170,6 +170,12 @@ def test_a_demo_leaves_what_earlier_demos_left_in_its_folder(cluster_url: str,
     found = RUN.search(new[0])
     assert found is not None and found.group(1) == row[0], new
     assert f"export written to file://{tmp_path}/{new[0]}" in out.getvalue()
+    # Said once, naming the folder, which stays (a user's files).
+    note = (f"note: {tmp_path}/demo.user_table_rows holds the exports of earlier pgjobs "
+            "demos, which wrote there; demos now write under demo/ and never read that "
+            "folder: remove it if you no longer want those files")
+    assert out.getvalue().count("demo.user_table_rows holds") == 1, out.getvalue()
+    assert note in out.getvalue().splitlines(), out.getvalue()
 
 
 @pytest.fixture
@@ -328,9 +334,11 @@ def test_an_application_s_own_advisory_keys_do_not_hold_the_demo(cluster_url: st
         app.execute("SELECT pg_advisory_lock(hashtext('pgjobs.demo'))")
         app.execute("SELECT pg_advisory_lock((1885825634::bigint << 32) | 1)")
         app.execute("SELECT pg_advisory_lock(1)")
+        out = io.StringIO()
         outcomes = run_demo(dsn, 1000, f"file://{tmp_path}",
-                            console=Console(file=io.StringIO(), width=400))
+                            console=Console(file=out, width=400))
         assert [o.status for o in outcomes] == ["succeeded"] * 4
+        assert "note:" not in out.getvalue()  # no earlier demo's folder here: no note
         held = app.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                            "AND pid = pg_backend_pid() AND granted").fetchone()
         assert held == (3,)  # the application kept its keys throughout
