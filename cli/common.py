@@ -257,7 +257,7 @@ def _answer() -> str:
     tests/test_cli_guards.py's Ctrl-C at the question hung about once a CI run.
 
     The answer is the first line, read up to its newline whatever the reads
-    hand over, as input() reads it (:func:`_terminal_line`)."""
+    hand over, as Python's input reads it (:func:`_terminal_line`)."""
     stream = sys.stdin
     try:
         fd = stream.fileno()
@@ -274,7 +274,7 @@ def _answer() -> str:
 
 _typed_ahead = bytearray()
 """What a terminal handed over after the line :func:`_terminal_line` returned:
-the next lines, for the next question (input() keeps them in sys.stdin's
+the next lines, for the next question (Python's input keeps them in sys.stdin's
 buffer)."""
 
 
