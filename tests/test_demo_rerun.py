@@ -40,6 +40,7 @@ from pgjobs import embedded
 from pgjobs.cli.demo import run_demo
 from pgjobs.cli.main import main
 from pgjobs.errors import InvalidInput
+from tests.support import wait_for
 from tests.support.databases import empty_database
 
 HINT = ("the demo writes under --storage, by default ./pgjobs-exports in the folder it runs "
@@ -316,9 +317,12 @@ def test_a_second_demo_on_a_database_while_one_runs_is_refused(cluster_url: str,
         outcomes = run_demo(dsn, 1000, f"file://{tmp_path}",
                             console=Console(file=io.StringIO(), width=400))
         assert [o.status for o in outcomes] == ["succeeded"] * 4
-        # The demo's session has ended: its lock with it.
-        assert first.execute("SELECT pg_try_advisory_lock(1885825634, 1)"
-                             ).fetchone() == (True,)
+        # The demo's session has ended: its lock with it. Its backend lets go as
+        # it exits, a moment after the demo closed the connection (at load 10
+        # the next statement here came first): polled, with a deadline.
+        wait_for(lambda: first.execute("SELECT pg_try_advisory_lock(1885825634, 1)"
+                                       ).fetchone() == (True,),
+                 30, "the demo's lock let go with its session")
 
 
 def test_an_application_s_own_advisory_keys_do_not_hold_the_demo(cluster_url: str,
