@@ -244,7 +244,7 @@ def confirm(question: str) -> bool:
 
 
 def _answer() -> str:
-    """One line from stdin; EOFError at its end (Ctrl-D).
+    """One line from stdin, without what follows it; EOFError at its end (Ctrl-D).
 
     On a terminal the wait is in rounds (:data:`ANSWER_ROUND`), each ending in
     Python code, never one blocking read: Python's SIGINT handler only sets a
@@ -254,9 +254,10 @@ def _answer() -> str:
     reads the answer in one C call) was noted and never acted on, the command
     deaf until a line came; as was one the kernel gave to another thread while
     the read waited.
-    tests/test_cli_guards.py's Ctrl-C at the question hung about once a CI run."""
-    import select
+    tests/test_cli_guards.py's Ctrl-C at the question hung about once a CI run.
 
+    The answer is the first line, read up to its newline whatever the reads
+    hand over, as Python's input reads it (:func:`_terminal_line`)."""
     stream = sys.stdin
     try:
         fd = stream.fileno()
@@ -268,13 +269,42 @@ def _answer() -> str:
             raise EOFError
         click.echo(line.rstrip("\r\n"), err=True)  # as a terminal echoes it
         return line
-    while not select.select([fd], [], [], ANSWER_ROUND)[0]:
-        pass  # a Ctrl-C that came meanwhile is raised here, between bytecodes
-    # A terminal hands over a whole line (canonical mode), or nothing at Ctrl-D.
-    data = os.read(fd, 4096)
-    if not data:
-        raise EOFError
-    return data.decode(stream.encoding or "utf-8", errors="replace")
+    return _terminal_line(fd).decode(stream.encoding or "utf-8", errors="replace")
+
+
+_typed_ahead = bytearray()
+"""What a terminal handed over after the line :func:`_terminal_line` returned:
+the next lines, for the next question (Python's input keeps them in sys.stdin's
+buffer)."""
+
+
+def _terminal_line(fd: int) -> bytes:
+    """The next line of the terminal ``fd``, its newline dropped; EOFError at the
+    end of input, also when it cuts a line short (an answer is a whole line: a
+    "y" then Ctrl-D is no answer, and no is the default).
+
+    A read hands over what the terminal has, not a line: one os.read(fd, 4096)
+    was taken for the answer, and a terminal out of canonical mode (`stty
+    -icanon`, left by a program before) handed over a pasted "n\ny" whole
+    (refused as "invalid input", the "y" lost), a "yes" typed slowly in pieces,
+    and a line of 5,000 bytes as 4,096 then the rest, whose tail ("y") then
+    answered yes; in canonical mode a Ctrl-D in mid-line handed over its first
+    part ("ye", then "s"). Reads now gather bytes up to the first newline; what
+    came after it waits in :data:`_typed_ahead`."""
+    import select
+
+    while b"\n" not in _typed_ahead:
+        while not select.select([fd], [], [], ANSWER_ROUND)[0]:
+            pass  # a Ctrl-C that came meanwhile is raised here, between bytecodes
+        data = os.read(fd, 4096)
+        if not data:
+            _typed_ahead.clear()  # a line cut short by the end of input answers nothing
+            raise EOFError
+        _typed_ahead.extend(data)
+    end = _typed_ahead.index(b"\n")
+    line = bytes(_typed_ahead[:end])
+    del _typed_ahead[:end + 1]
+    return line
 
 
 class LazyCommands(MutableMapping[str, click.Command]):

@@ -130,9 +130,15 @@ def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) 
     try:
         _one_demo_at_a_time(conn)
         migrate(dsn)
+        left = earlier_demos_folder(storage)
         storage = run_folder(conn, storage)
         console.print(f"the demo writes its export (the import's source) and any rejects "
                       f"under {storage}", markup=False, highlight=False)
+        if left is not None:
+            console.print(f"note: {printable(left)} holds the exports of earlier pgjobs "
+                          "demos, which wrote there; demos now write under "
+                          f"{DEMO_FOLDER}/ and never read that folder: remove it if you no "
+                          "longer want those files", markup=False, highlight=False)
         try:
             schedule = db.scalar(conn, queries.SCHEDULE, {"options": db.jsonb({})})
             console.print(f"pg_cron {schedule['pg_cron']}: engine scheduled "
@@ -215,6 +221,21 @@ def _one_demo_at_a_time(conn: Any) -> None:
             "demo.user_table_rows under its jobs",
             hint="wait for that demo to end, then run this one again; or run it on another "
                  "cluster (another PGJOBS_HOME) or database (--dsn)")
+
+
+def earlier_demos_folder(storage: str) -> str | None:
+    """The folder ``demo.user_table_rows`` under a local --storage, where demos
+    before stop 61 wrote their exports ({storage}/demo.user_table_rows/2/{job
+    id}.csv.gz), when it is there; else None. The demo names it and leaves it
+    (they are a user's files): a user who ran `make demo` before kept a
+    folder that nothing said was no longer used."""
+    from pgjobs.poller import storage as stores
+
+    location = stores.parse(storage)
+    if location.scheme != "file":
+        return None
+    folder = os.path.join(location.path, TARGET)
+    return folder if os.path.isdir(folder) else None
 
 
 def run_folder(conn: Any, storage: str) -> str:

@@ -470,7 +470,16 @@ SELECT array_agg(id::text) AS keys FROM (
 """
 DEMO_RAW_COUNT = "SELECT count(*) AS n FROM demo.user_table_rows WHERE table_id = %(scope)s"
 # One demo at a time on a database: held by the demo's session until it closes.
-DEMO_LOCK = ("SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pgjobs.demo')) "
+# The two-key form, (ADVISORY_CLASS, DEMO_LOCK_KEY): the one-key form's
+# hashtext('pgjobs.demo') is a bigint key like any application's own, which a
+# key of theirs could equal (a demo refused, or their lock taken); a two-key
+# lock never conflicts with a one-key one (pg_locks.objsubid 2, not 1), and
+# the class is pgjobs'. docs/operations.md "Advisory locks pgjobs takes"
+# lists every key.
+ADVISORY_CLASS = 1885825634
+"""The first key of pgjobs' two-key advisory locks: the bytes of "pgjb" (0x70676A62)."""
+DEMO_LOCK_KEY = 1
+DEMO_LOCK = (f"SELECT pg_catalog.pg_try_advisory_lock({ADVISORY_CLASS}, {DEMO_LOCK_KEY}) "
              "AS locked")
 DEMO_ALLOW_STORAGE = "SELECT pgjobs.allow_storage(%(prefix)s)"
 DEMO_VISIBLE_COUNT = "SELECT pgjobs.visible_count('demo.user_table_rows', %(scope)s) AS n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -190,9 +191,12 @@ def test_off_a_terminal_a_delete_submits_as_before(rows: Conn, dsn: str) -> None
 # --- the question, through a pseudo-terminal -----------------------------------------
 
 
-def spawn(dsn: str, *args: str, command: list[str] | None = None) -> pexpect.spawn:
+def spawn(dsn: str, *args: str, command: list[str] | None = None,
+          codec_errors: str = "strict") -> pexpect.spawn:
     """`pgjobs ARGS` on a pseudo-terminal (or ``command`` ARGS). PYTHONFAULTHANDLER:
-    a child that hangs prints every thread's stack on SIGABRT (:func:`ended`)."""
+    a child that hangs prints every thread's stack on SIGABRT (:func:`ended`).
+    ``codec_errors="replace"`` reads a terminal that echoes bytes that are not
+    UTF-8."""
     if command is None:
         exe = Path(sys.executable).parent / "pgjobs"
         command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
@@ -200,7 +204,7 @@ def spawn(dsn: str, *args: str, command: list[str] | None = None) -> pexpect.spa
            if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
     env.update(PGJOBS_DSN=dsn, COLUMNS="200", TERM="dumb", PYTHONFAULTHANDLER="1")
     return pexpect.spawn(command[0], [*command[1:], *args], env=env, encoding="utf-8",
-                         timeout=60, dimensions=(50, 200))
+                         codec_errors=codec_errors, timeout=60, dimensions=(50, 200))
 
 
 def ended(child: pexpect.spawn) -> str:
@@ -528,6 +532,58 @@ def test_the_question_takes_yes_or_no_and_asks_again_after_anything_else(
             child.expect("Error: invalid input")
     said = ended(child)
     assert f"answered {answer}" in said, said
+    assert child.exitstatus == 0, said
+
+
+LINES = """
+import sys, termios
+from pgjobs.cli.common import confirm
+
+if sys.argv[2] == "-icanon":  # as a program that left the terminal so (stty -icanon)
+    attrs = termios.tcgetattr(0)
+    attrs[3] &= ~termios.ICANON
+    attrs[6][termios.VMIN], attrs[6][termios.VTIME] = 1, 0
+    termios.tcsetattr(0, termios.TCSANOW, attrs)
+for _ in range(int(sys.argv[1])):
+    print("answered", "yes" if confirm("Go on?") else "no", file=sys.stderr)
+"""
+"""Asks `Go on?` argv[1] times on a terminal in canonical mode, or out of it
+(argv[2] == "-icanon": a read hands over whatever bytes have come)."""
+
+EOT = b"\x04"  # Ctrl-D: in canonical mode, the end of input (or of a line's first part)
+
+
+@pytest.mark.parametrize(("mode", "typed", "questions", "answers", "invalid"), [
+    ("canonical", b"ye" + EOT + b"s\n", 1, ["yes"], 0),
+    ("-icanon", b"n\ny\n", 2, ["no", "yes"], 0),
+    ("canonical", b"n\ny\n", 2, ["no", "yes"], 0),
+    ("-icanon", b"y\nsomething else\n", 1, ["yes"], 0),
+    ("-icanon", b"n" * 4096 + b"y\n" + b"n\n", 1, ["no"], 1),
+    ("canonical", b"y" + EOT + EOT, 1, ["no"], 0),
+    ("canonical", EOT, 1, ["no"], 0),
+    ("canonical", b"y\xff\n" + b"\xc3\n" + b"n\n", 1, ["no"], 2),
+    ("-icanon", b"\xc3\xa9\n" + b"y\n", 1, ["yes"], 1),
+], ids=["yes-in-two-reads", "pasted-n-then-y", "pasted-n-then-y-canonical",
+        "pasted-y-then-more", "line-over-4096-bytes", "y-then-end-of-input",
+        "end-of-input", "not-utf-8", "utf-8-then-y"])
+def test_the_answer_is_the_first_whole_line(mode: str, typed: bytes, questions: int,
+                                            answers: list[str], invalid: int) -> None:
+    """The answer is the first line, whatever the reads hand over, and the lines
+    after it are the next questions' (as input() reads them). The question took
+    one os.read(fd, 4096) for its answer: out of canonical mode a pasted "n\\ny"
+    came whole and was refused as invalid, the "y" lost, and the 4,097th byte
+    of a long line of "n" then "y" answered yes; a "yes" handed over in two
+    parts (Ctrl-D in mid-line) was two invalid answers; a "y" then Ctrl-D was a
+    yes though Ctrl-D answers no. Bytes that are not UTF-8 are an invalid
+    answer, asked again."""
+    child = spawn("", str(questions), mode, command=[sys.executable, "-c", LINES],
+                  codec_errors="replace")
+    child.expect(r"Go on\? \[y/N\]: ")
+    os.write(child.child_fd, typed)
+    said = ended(child)
+    assert "Traceback" not in said, said
+    assert re.findall(r"answered (yes|no)", said) == answers, said
+    assert said.count("Error: invalid input") == invalid, said
     assert child.exitstatus == 0, said
 
 

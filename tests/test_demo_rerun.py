@@ -40,6 +40,7 @@ from pgjobs import embedded
 from pgjobs.cli.demo import run_demo
 from pgjobs.cli.main import main
 from pgjobs.errors import InvalidInput
+from tests.support import wait_for
 from tests.support.databases import empty_database
 
 HINT = ("the demo writes under --storage, by default ./pgjobs-exports in the folder it runs "
@@ -170,6 +171,12 @@ def test_a_demo_leaves_what_earlier_demos_left_in_its_folder(cluster_url: str,
     found = RUN.search(new[0])
     assert found is not None and found.group(1) == row[0], new
     assert f"export written to file://{tmp_path}/{new[0]}" in out.getvalue()
+    # Said once, naming the folder, which stays (a user's files).
+    note = (f"note: {tmp_path}/demo.user_table_rows holds the exports of earlier pgjobs "
+            "demos, which wrote there; demos now write under demo/ and never read that "
+            "folder: remove it if you no longer want those files")
+    assert out.getvalue().count("demo.user_table_rows holds") == 1, out.getvalue()
+    assert note in out.getvalue().splitlines(), out.getvalue()
 
 
 @pytest.fixture
@@ -291,7 +298,7 @@ def test_a_second_demo_on_a_database_while_one_runs_is_refused(cluster_url: str,
             psycopg.connect(dsn, autocommit=True) as first:
         # The running demo's session: holds what run_demo takes first.
         first.execute("SET application_name = 'pgjobs demo'")
-        first.execute("SELECT pg_advisory_lock(hashtext('pgjobs.demo'))")
+        first.execute("SELECT pg_advisory_lock(1885825634, 1)")  # operations.md's table
         with pytest.raises(Conflict) as refused:
             run_demo(dsn, 1000, f"file://{tmp_path}",
                      console=Console(file=io.StringIO(), width=400))
@@ -306,10 +313,36 @@ def test_a_second_demo_on_a_database_while_one_runs_is_refused(cluster_url: str,
         assert first.execute("SELECT count(*) FROM pg_namespace WHERE nspname IN "
                              "('demo', 'pgjobs')").fetchone() == (0,)
         assert list(tmp_path.iterdir()) == []
-        first.execute("SELECT pg_advisory_unlock(hashtext('pgjobs.demo'))")
+        first.execute("SELECT pg_advisory_unlock(1885825634, 1)")
         outcomes = run_demo(dsn, 1000, f"file://{tmp_path}",
                             console=Console(file=io.StringIO(), width=400))
         assert [o.status for o in outcomes] == ["succeeded"] * 4
-        # The demo's session has ended: its lock with it.
-        assert first.execute("SELECT pg_try_advisory_lock(hashtext('pgjobs.demo'))"
-                             ).fetchone() == (True,)
+        # The demo's session has ended: its lock with it. Its backend lets go as
+        # it exits, a moment after the demo closed the connection (at load 10
+        # the next statement here came first): polled, with a deadline.
+        wait_for(lambda: first.execute("SELECT pg_try_advisory_lock(1885825634, 1)"
+                                       ).fetchone() == (True,),
+                 30, "the demo's lock let go with its session")
+
+
+def test_an_application_s_own_advisory_keys_do_not_hold_the_demo(cluster_url: str,
+                                                                  tmp_path: Path) -> None:
+    """The demo's lock was the one-key pg_try_advisory_lock(hashtext('pgjobs.demo')):
+    any bigint key an application takes for its own work could be that one, and
+    its lock refused the demo (55006, "another pgjobs demo is running"). The
+    demo takes the two-key form (1885825634, 1), which no one-key lock conflicts
+    with: not that old key, nor the bigint whose halves are the two keys."""
+    with empty_database(cluster_url, "demo_app_keys") as dsn, \
+            psycopg.connect(dsn, autocommit=True) as app:
+        app.execute("SET application_name = 'an application'")
+        app.execute("SELECT pg_advisory_lock(hashtext('pgjobs.demo'))")
+        app.execute("SELECT pg_advisory_lock((1885825634::bigint << 32) | 1)")
+        app.execute("SELECT pg_advisory_lock(1)")
+        out = io.StringIO()
+        outcomes = run_demo(dsn, 1000, f"file://{tmp_path}",
+                            console=Console(file=out, width=400))
+        assert [o.status for o in outcomes] == ["succeeded"] * 4
+        assert "note:" not in out.getvalue()  # no earlier demo's folder here: no note
+        held = app.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                           "AND pid = pg_backend_pid() AND granted").fetchone()
+        assert held == (3,)  # the application kept its keys throughout

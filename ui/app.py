@@ -23,6 +23,7 @@ import errno
 import hashlib
 import hmac
 import json
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -61,6 +62,7 @@ STATUS_BY_SQLSTATE = {"P0002": 404, "42501": 403, "55000": 409, "55006": 409,
 ACTION_SQL = {"cancel": queries.CANCEL, "pause": queries.PAUSE, "resume": queries.RESUME,
               "retry": queries.RETRY}
 PING_SECONDS = 15.0
+log = logging.getLogger("pgjobs.ui")
 # Sent with every response. The page's one script is allowed by its hash, so
 # markup that slipped through escaping could not run script; no other site may
 # frame the page (a framed dashboard would let a page elsewhere trick a click
@@ -130,7 +132,23 @@ class Guard:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        send = _with_security_headers(send)
+        answered: list[int] = []
+        send = _with_security_headers(_noting_status(send, answered))
+        try:
+            await self._answer(request, scope, receive, send)
+        finally:
+            if answered and answered[0] >= 400:
+                # What uvicorn's access log said of a refused or failed request,
+                # through pgjobs' formatter (serve): the path is the client's
+                # (ESC, CR/LF from %1b, %0d%0a), shown as text there. Never the
+                # query string, which may hold the token (/?token=T).
+                client = scope.get("client")
+                log.info("%s %s: %s (client %s)", scope.get("method", "?"),
+                         scope.get("path", "?"), answered[0],
+                         client[0] if client else "unknown")
+
+    async def _answer(self, request: Request, scope: Scope, receive: Receive,
+                      send: Send) -> None:
         refusal = self._refusal(request)
         if refusal is not None:
             await refusal(scope, receive, send)
@@ -160,7 +178,7 @@ class Guard:
                              hint="open /?token=T once, or send 'Authorization: Bearer T'")
         else:
             host = request.headers.get("host", "")
-            hostname = urlsplit("//" + host).hostname or ""
+            hostname = _hostname(host)
             if not is_loopback(hostname):
                 return error(f"host {host!r} refused", 403,
                              hint="without --token the dashboard answers only to "
@@ -172,11 +190,40 @@ class Guard:
             if request.headers.get("x-pgjobs-action") != "1":
                 return error("actions need the header X-Pgjobs-Action: 1", 403)
             origin = request.headers.get("origin")
-            if origin and urlsplit(origin).netloc != request.headers.get("host"):
+            if origin and _netloc(origin) != request.headers.get("host"):
                 return error("cross-origin action refused", 403)
         elif request.method not in ("GET", "HEAD"):
             return error("method not allowed", 405)
         return None
+
+
+def _hostname(host: str) -> str:
+    """The host name of a ``Host`` header, "" when it has none or cannot be
+    parsed: urlsplit's ValueError on a Host such as "[" (an unclosed IPv6
+    address) was an exception in the app, a 500 and a traceback in the log
+    for each such request, where it is refused (403)."""
+    try:
+        return urlsplit("//" + host).hostname or ""
+    except ValueError:
+        return ""
+
+
+def _netloc(origin: str) -> str | None:
+    """The host and port of an ``Origin`` header, None when it cannot be parsed
+    (then it matches no Host: a cross-origin action, refused)."""
+    try:
+        return urlsplit(origin).netloc
+    except ValueError:
+        return None
+
+
+def _noting_status(send: Send, answered: list[int]) -> Send:
+    """``send`` noting the response's status in ``answered``."""
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            answered.append(int(message["status"]))
+        await send(message)
+    return sending
 
 
 def _with_security_headers(send: Send) -> Send:
@@ -498,12 +545,26 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def serve(settings: Settings, listening: socket.socket) -> None:
     """Run the dashboard with uvicorn on the socket of :func:`listening_socket`
-    until interrupted."""
+    until interrupted.
+
+    uvicorn's log lines (its error log: a request it could not parse, an
+    exception in the app) and the dashboard's own (a refused or failed
+    request, the LISTEN connection lost) go through pgjobs' text formatter
+    (:func:`pgjobs.poller.observe.logs_to_stderr`), which shows what they
+    quote as text. uvicorn's logging config gave its loggers handlers and
+    formatters of their own that printed a record raw: a client's path (its
+    %1b, %0d%0a decoded) could steer the operator's terminal or forge a line
+    of the log. Its access log is off (it was: log level warning); the
+    dashboard logs refused and failed requests itself (:class:`Guard`)."""
     import uvicorn
 
+    from pgjobs.poller import observe
+
     server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning",
+                                           log_config=None, access_log=False,
                                            timeout_graceful_shutdown=2))
-    server.run(sockets=[listening])
+    with observe.logs_to_stderr("text"):
+        server.run(sockets=[listening])
     if not server.started:
         raise PgjobsError("the dashboard did not start (its log says why, above)",
                           sqlstate="58000", hint="run it again; `pgjobs doctor` checks the "
