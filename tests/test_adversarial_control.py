@@ -31,7 +31,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import scalar
-from tests.support.roles import CLIENT_SOURCE_PREFIX, drop_role, make_role
+from tests.support.roles import CLIENT_SOURCE_PREFIX, acting_as, drop_role, make_role
 
 Conn = psycopg.Connection[Any]
 
@@ -70,17 +70,6 @@ def attackers(conn: Conn, client_roles: dict[str, str]) -> Iterator[dict[str, st
         drop_role(conn, role)
 
 
-def _as(conn: Conn, role: str, scopes: str | None = None) -> None:
-    conn.execute(f"SET ROLE {role}")
-    if scopes is not None:
-        conn.execute("SELECT set_config('pgjobs.allowed_scopes', %s, false)", (scopes,))
-
-
-def _back(conn: Conn) -> None:
-    conn.execute("RESET ROLE")
-    conn.execute("RESET pgjobs.allowed_scopes")
-
-
 def _state(conn: Conn, job_id: int) -> Any:
     """Everything a verb could change, read as the session's own role."""
     return (conn.execute("SELECT to_jsonb(j) - 'target_columns' FROM pgjobs.jobs j"
@@ -92,22 +81,15 @@ def _state(conn: Conn, job_id: int) -> Any:
 
 
 def _owner(conn: Conn, role: str, sql: str, job_id: int) -> None:
-    _as(conn, role)
-    try:
+    with acting_as(conn, role):
         assert scalar(conn, sql, (job_id,)) is True
-    finally:
-        _back(conn)
 
 
 def _refusal(conn: Conn, role: str, scopes: str | None, sql: str,
              job_id: int) -> psycopg.Error:
-    _as(conn, role, scopes)
-    try:
-        with pytest.raises(psycopg.Error) as refused:
-            conn.execute(sql, (job_id,))
-        return refused.value
-    finally:
-        _back(conn)
+    with acting_as(conn, role, scopes), pytest.raises(psycopg.Error) as refused:
+        conn.execute(sql, (job_id,))
+    return refused.value
 
 
 # SELECT is an export's own privilege: the reader may control an export.
@@ -121,11 +103,8 @@ def test_a_client_cannot_control_or_read_a_job_that_is_not_its_own(
         conn: Conn, attackers: dict[str, str], kind: str, attacker: str) -> None:
     owner, role = attackers["owner"], attackers[attacker]
     scopes = "2" if attacker == "other_tenant" else None
-    _as(conn, owner, "1")
-    try:
+    with acting_as(conn, owner, "1"):
         job_id = scalar(conn, SUBMITS[kind])
-    finally:
-        _back(conn)
     hidden = attacker != "reader"
     failures: list[str] = []
 
@@ -160,15 +139,12 @@ def test_a_client_cannot_control_or_read_a_job_that_is_not_its_own(
         failures.append(str(failed))
 
     if hidden:
-        _as(conn, role, scopes)
-        try:
+        with acting_as(conn, role, scopes):
             seen = {name: scalar(conn, f"SELECT count(*) FROM pgjobs.{name} WHERE {column} = %s",
                                  (job_id,))
                     for name, column in [("jobs", "id"), ("job_items", "job_id"),
                                          ("job_exclusions", "job_id")]}
             stats = json.dumps(scalar(conn, "SELECT pgjobs.stats()"))
-        finally:
-            _back(conn)
         if any(seen.values()):
             failures.append(f"read {seen}")
         if "user_table_rows" in stats or kind in stats:

@@ -24,6 +24,7 @@ import psycopg
 import pytest
 
 from tests.support import allowed_folder, drop_client, people_client, run_import, submit_import
+from tests.support.roles import acting_as
 
 Conn = psycopg.Connection[Any]
 
@@ -73,13 +74,8 @@ def tenant(conn: Conn, tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def _import(conn: Conn, dsn: str, role: str, folder: Path, name: str, data: bytes,
             options: dict[str, Any]) -> None:
     (folder / name).write_bytes(data)
-    conn.execute(f"SET ROLE {role}")
-    conn.execute("SET pgjobs.allowed_scopes = '1'")
-    try:
+    with acting_as(conn, role, scopes="1"):
         job_id = submit_import(conn, f"file://{folder}/{name}", "1", options)
-    finally:
-        conn.execute("RESET ROLE")
-        conn.execute("RESET pgjobs.allowed_scopes")
     run_import(dsn, job_id, f"file://{folder}/store")
 
 

@@ -27,15 +27,14 @@ from psycopg.conninfo import make_conninfo
 
 from pgjobs.cli.main import main
 from tests.support import allowed_folder, make_people, scalar
+from tests.support.cli import unset_ambient_settings
 
 Conn = psycopg.Connection[Any]
 
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in list(os.environ):
-        if var.startswith("PGJOBS_") or var == "DATABASE_URL":
-            monkeypatch.delenv(var, raising=False)
+    unset_ambient_settings(monkeypatch)
 
 
 def _role(conn: Conn, prefix: str, *member_of: str) -> str:

@@ -38,6 +38,7 @@ from psycopg import errors
 
 from tests.support import build_target, run_job, scalar
 from tests.support.filter_reference import FilterError, matches
+from tests.support.roles import acting_as
 
 Conn = psycopg.Connection[Any]
 
@@ -181,16 +182,6 @@ def _reference(rows: dict[int, dict[str, Any]], filter_text: str) -> set[int] | 
         return None
 
 
-def _as_client(conn: Conn, role: str) -> None:
-    conn.execute(f"SET ROLE {role}")
-    conn.execute("SELECT set_config('pgjobs.allowed_scopes', %s, false)", (TENANT,))
-
-
-def _back(conn: Conn) -> None:
-    conn.execute("RESET ROLE")
-    conn.execute("RESET pgjobs.allowed_scopes")
-
-
 def _restore(conn: Conn, before: dict[int, dict[str, Any]]) -> None:
     """Put tenant rows back as they were, so the next filter of the group
     starts from the same table (finished jobs mask nothing, hold no gate)."""
@@ -209,27 +200,24 @@ def _one(conn: Conn, role: str, kind: str, filter_text: str) -> None:
     before = _rows(conn)
     jobs = scalar(conn, "SELECT count(*) FROM pgjobs.jobs")
     options = {"kind": kind} | ({"set": {"label": "touched"}} if kind == "backfill" else {})
-    _as_client(conn, role)
     try:
-        preview = scalar(conn, "SELECT pgjobs.preview('user_table_rows', %s, %s::jsonb,"
-                               " '{}', %s)", (TENANT, filter_text, json.dumps(options)))
-        counted = scalar(conn, "SELECT pgjobs.visible_count('user_table_rows', %s,"
-                               " %s::jsonb)", (TENANT, filter_text))
-        if kind == "delete":
-            job_id = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', %s,"
-                                  " %s::jsonb)", (TENANT, filter_text))
-        else:
-            job_id = scalar(conn, "SELECT pgjobs.submit_backfill('user_table_rows', %s,"
-                                  " %s::jsonb, '{\"label\": \"touched\"}')",
-                            (TENANT, filter_text))
+        with acting_as(conn, role, scopes=TENANT):
+            preview = scalar(conn, "SELECT pgjobs.preview('user_table_rows', %s, %s::jsonb,"
+                                   " '{}', %s)", (TENANT, filter_text, json.dumps(options)))
+            counted = scalar(conn, "SELECT pgjobs.visible_count('user_table_rows', %s,"
+                                   " %s::jsonb)", (TENANT, filter_text))
+            if kind == "delete":
+                job_id = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', %s,"
+                                      " %s::jsonb)", (TENANT, filter_text))
+            else:
+                job_id = scalar(conn, "SELECT pgjobs.submit_backfill('user_table_rows', %s,"
+                                      " %s::jsonb, '{\"label\": \"touched\"}')",
+                                (TENANT, filter_text))
     except (errors.InvalidParameterValue, errors.InsufficientPrivilege) as refused:
-        _back(conn)
         assert (refused.diag.message_hint or "").strip(), refused
         assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == jobs
         assert _rows(conn) == before
         return
-    finally:
-        _back(conn)
     run_job(conn, job_id)
     assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "succeeded"
     after = _rows(conn)

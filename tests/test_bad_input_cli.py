@@ -20,7 +20,6 @@ One database for the module; every case runs in a fraction of a second.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +29,7 @@ from click.testing import CliRunner, Result
 
 from pgjobs.cli.main import main
 from tests.support import admin_execute, allow, make_rows_target, seed, with_database
+from tests.support.cli import unset_ambient_settings
 from tests.support.databases import database_name
 
 Conn = psycopg.Connection[Any]
@@ -37,9 +37,7 @@ Conn = psycopg.Connection[Any]
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in list(os.environ):
-        if var.startswith("PGJOBS_") or var == "DATABASE_URL":
-            monkeypatch.delenv(var, raising=False)
+    unset_ambient_settings(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from click.testing import CliRunner, Result
 
 from pgjobs.cli.main import main
 from tests.support import claim, job, make_target, scalar, submit, wait_for, who
+from tests.support.cli import pgjobs_command
 
 Conn = psycopg.Connection[Any]
 
@@ -51,14 +51,6 @@ def cli(dsn: str) -> Callable[..., Result]:
 @pytest.fixture
 def items(conn: Conn) -> str:
     return make_target(conn)
-
-
-def pgjobs_command() -> list[str]:
-    """The installed entry point, else the module."""
-    # The entry point installed beside this interpreter (the venv's), never
-    # another installation's found on PATH.
-    exe = Path(sys.executable).parent / "pgjobs"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
 
 
 def run_process(dsn: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

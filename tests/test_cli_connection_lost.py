@@ -12,11 +12,9 @@ does. A connection that never opened keeps the DSN hint.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +23,14 @@ import pytest
 
 from pgjobs import errors, queries
 from tests.support import job, make_rows_target, scalar, seed, wait_for
+from tests.support.cli import cli_env, pgjobs_command
 
 Conn = psycopg.Connection[Any]
 
 
 def start(dsn: str, *args: str) -> subprocess.Popen[str]:
-    exe = Path(sys.executable).parent / "pgjobs"
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
-    env.update(PGJOBS_DSN=dsn)
+    command = pgjobs_command()
+    env = cli_env(PGJOBS_DSN=dsn)
     return subprocess.Popen([*command, *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

@@ -13,7 +13,6 @@ name.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from click.testing import CliRunner
 from pgjobs import db, queries
 from pgjobs.cli.main import main
 from tests.support import make_rows_target, seed, submit_delete
+from tests.support.cli import unset_ambient_settings
 from tests.support.roles import drop_role, make_role
 
 Conn = psycopg.Connection[Any]
@@ -31,9 +31,7 @@ Conn = psycopg.Connection[Any]
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in list(os.environ):
-        if var.startswith("PGJOBS_") or var == "DATABASE_URL":
-            monkeypatch.delenv(var, raising=False)
+    unset_ambient_settings(monkeypatch)
 
 
 def gate_of(dsn: str, job_id: int) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 
 from tests.support import make_people
+from tests.support.cli import cli_env
 
 Conn = psycopg.Connection[Any]
 
@@ -29,8 +30,7 @@ def test_an_import_behind_a_queued_writer_says_it_waits(conn: Conn, dsn: str,
     os.chmod(tmp_path, 0o755)
     blocker = conn.execute("SELECT pgjobs.submit_delete('people', '1', '{}')").fetchone()
     assert blocker is not None
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
+    env = cli_env()
     proc = subprocess.Popen([sys.executable, "-m", "pgjobs.cli.main", "--dsn", dsn, "import",
                              "people", "--scope", "1", str(source)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

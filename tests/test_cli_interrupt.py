@@ -13,9 +13,7 @@ pgjobs.run_job running on the server, orphaned, the job going on to its end.
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import psycopg
 import pytest
 
 from tests.support import job, make_rows_target, scalar, seed, wait_for
+from tests.support.cli import cli_env, pgjobs_command
 
 Conn = psycopg.Connection[Any]
 
@@ -35,11 +34,8 @@ def rows(conn: Conn) -> Conn:
 
 
 def spawn(dsn: str, *args: str) -> pexpect.spawn:
-    exe = Path(sys.executable).parent / "pgjobs"
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
-    env.update(PGJOBS_DSN=dsn, COLUMNS="200", TERM="dumb")
+    command = pgjobs_command()
+    env = cli_env(PGJOBS_DSN=dsn, COLUMNS="200", TERM="dumb")
     return pexpect.spawn(command[0], [*command[1:], *args], env=env, encoding="utf-8",
                          timeout=60, dimensions=(50, 200))
 

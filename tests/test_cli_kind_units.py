@@ -9,9 +9,7 @@ stays the row as stored (scripts read it)."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +30,15 @@ from tests.support import (
     submit_delete,
     submit_import,
 )
+from tests.support.cli import cli_env, pgjobs_command
 
 Conn = psycopg.Connection[Any]
 
 
 def _spawn(dsn: str, *args: str) -> pexpect.spawn:
     """The CLI on a terminal (a pty): stdout and stderr are ttys, so a bar is drawn."""
-    exe = Path(sys.executable).parent / "pgjobs"
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
-    env.update(PGJOBS_DSN=dsn, COLUMNS="200", TERM="dumb")
+    command = pgjobs_command()
+    env = cli_env(PGJOBS_DSN=dsn, COLUMNS="200", TERM="dumb")
     return pexpect.spawn(command[0], [*command[1:], *args], env=env, encoding="utf-8",
                          timeout=60, dimensions=(50, 200))
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from tests.support import (
     who,
     with_database,
 )
+from tests.support.cli import pgjobs_command, unset_ambient_settings
 from tests.support.net import free_port
 
 Conn = psycopg.Connection[Any]
@@ -54,9 +54,7 @@ UNPARSABLE = ["notadsn", "postgresql://u@localhost/db?bogus=1", "postgresql://a 
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in list(os.environ):
-        if var.startswith("PGJOBS_") or var == "DATABASE_URL":
-            monkeypatch.delenv(var, raising=False)
+    unset_ambient_settings(monkeypatch)
 
 
 def one_line_error(result: Result, code: int, *fragments: str) -> str:
@@ -110,8 +108,7 @@ def test_a_database_or_role_that_does_not_exist_says_what_to_check(dsn: str) -> 
 
 def test_ui_checks_the_database_before_it_serves() -> None:
     pytest.importorskip("uvicorn")
-    exe = Path(sys.executable).parent / "pgjobs"
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
+    command = pgjobs_command()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     for dsn, code in ((UNREACHABLE, 1), ("notadsn", 2)):
         env["PGJOBS_DSN"] = dsn

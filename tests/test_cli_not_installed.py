@@ -13,12 +13,11 @@ checks first now.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+
+from tests.support.cli import cli_env, pgjobs_command
 
 COMMANDS = [("list",), ("status", "1"), ("cancel", "1"), ("pause", "1"), ("retry", "1"),
             ("doctor",), ("run",), ("prune",), ("watch",), ("watch", "1"),
@@ -28,11 +27,8 @@ COMMANDS = [("list",), ("status", "1"), ("cancel", "1"), ("pause", "1"), ("retry
 @pytest.mark.parametrize("args", COMMANDS, ids=[" ".join(a[:2]) for a in COMMANDS])
 def test_a_database_without_pgjobs_is_one_error_exit_1(empty_dsn: str,
                                                        args: tuple[str, ...]) -> None:
-    exe = Path(sys.executable).parent / "pgjobs"
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
-    env.update(PGJOBS_DSN=empty_dsn)
+    command = pgjobs_command()
+    env = cli_env(PGJOBS_DSN=empty_dsn)
     done = subprocess.run([*command, *args], env=env, text=True, capture_output=True,
                           timeout=120, check=False)
     lines = [line for line in done.stderr.splitlines() if line.strip()]

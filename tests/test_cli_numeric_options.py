@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 from pgjobs.cli.common import PRIORITY
 from pgjobs.cli.main import main
 from tests.support import make_rows_target
+from tests.support.cli import unset_ambient_settings
 
 Conn = psycopg.Connection[Any]
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
@@ -27,11 +28,7 @@ UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("PGJOBS_") or name == "DATABASE_URL":
-            monkeypatch.delenv(name, raising=False)
+    unset_ambient_settings(monkeypatch)
 
 
 def _numeric_options(command: click.Command = main, path: tuple[str, ...] = ()) -> Iterator[

@@ -6,14 +6,13 @@ Walks every command and each of its operand options (pgjobs.cli.common.OPERANDS)
 
 from __future__ import annotations
 
-import os
-
 import click
 import pytest
 from click.testing import CliRunner
 
 from pgjobs.cli.common import OPERANDS
 from pgjobs.cli.main import main
+from tests.support.cli import unset_ambient_settings
 from tests.test_cli_usage import COMMANDS
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
@@ -21,9 +20,7 @@ UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in list(os.environ):
-        if var.startswith("PGJOBS_") or var == "DATABASE_URL":
-            monkeypatch.delenv(var, raising=False)
+    unset_ambient_settings(monkeypatch)
 
 
 def _command(path: tuple[str, ...]) -> click.Command:

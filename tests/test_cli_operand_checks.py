@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,14 @@ from click.testing import CliRunner, Result
 
 from pgjobs.cli.common import a_job
 from pgjobs.cli.main import main
+from tests.support.cli import unset_ambient_settings
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
 
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in list(os.environ):
-        if var.startswith("PGJOBS_") or var == "DATABASE_URL":
-            monkeypatch.delenv(var, raising=False)
+    unset_ambient_settings(monkeypatch)
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:

@@ -17,7 +17,6 @@ where nothing listens, so a command that got past its checks fails to connect
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from click.testing import CliRunner, Result
 
 from pgjobs.cli.common import NO_DATABASE_COMMANDS, STORAGE_COMMANDS
 from pgjobs.cli.main import main
+from tests.support.cli import unset_ambient_settings
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
 SOURCE = "@SOURCE@"  # replaced by a readable file of the test's tmp_path
@@ -91,9 +91,7 @@ REFUSED: dict[tuple[str, str], set[str]] = {
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in list(os.environ):
-        if var.startswith("PGJOBS_") or var in ("DATABASE_URL", "DEMO_ROWS"):
-            monkeypatch.delenv(var, raising=False)
+    unset_ambient_settings(monkeypatch, "DEMO_ROWS")
     # Where a run here writes, from the environment (which never counts as given).
     monkeypatch.setenv("PGJOBS_STORAGE", (tmp_path / "store").as_uri())
 

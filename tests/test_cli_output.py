@@ -14,9 +14,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -31,6 +29,7 @@ from pgjobs.cli.main import main
 from pgjobs.cli.output import human_age, human_bytes, iso, rows_per_second, to_json
 from pgjobs.cli.progress import _as_event, _line
 from tests.support import claim, make_rows_target, make_target, scalar, seed, submit, who
+from tests.support.cli import cli_env, pgjobs_command, unset_ambient_settings
 
 Conn = psycopg.Connection[Any]
 
@@ -41,9 +40,7 @@ TIMESTAMP_KEYS = ("created_at", "started_at", "finished_at", "run_at", "lease_ex
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in list(os.environ):
-        if var.startswith("PGJOBS_") or var == "DATABASE_URL":
-            monkeypatch.delenv(var, raising=False)
+    unset_ambient_settings(monkeypatch)
 
 
 @pytest.fixture
@@ -313,11 +310,8 @@ def test_rate_counts_from_started_at_not_created_at() -> None:
 
 
 def spawn(dsn: str, *args: str) -> pexpect.spawn:
-    exe = Path(sys.executable).parent / "pgjobs"
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
-    env.update(PGJOBS_DSN=dsn, COLUMNS="200", TERM="dumb")
+    command = pgjobs_command()
+    env = cli_env(PGJOBS_DSN=dsn, COLUMNS="200", TERM="dumb")
     return pexpect.spawn(command[0], [*command[1:], *args], env=env, encoding="utf-8",
                          timeout=60, dimensions=(50, 200))
 

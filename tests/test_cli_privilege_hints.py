@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from pgjobs import db, errors
+from tests.support.roles import acting_as
 
 Conn = psycopg.Connection[Any]
 
@@ -111,12 +112,8 @@ def stranger(conn: Conn) -> Any:
 
     def refused(sql: str, as_role: str = role) -> errors.PgjobsError:
         """What the command line reports (pgjobs.db, on the refused session)."""
-        session.execute(f"SET ROLE {as_role}")
-        try:
-            with pytest.raises(errors.PgjobsError) as caught:
-                db.one(session, sql)
-        finally:
-            session.execute("RESET ROLE")
+        with acting_as(session, as_role), pytest.raises(errors.PgjobsError) as caught:
+            db.one(session, sql)
         return caught.value
 
     try:

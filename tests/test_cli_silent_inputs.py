@@ -16,7 +16,6 @@ its checks fails to connect (08001).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pgjobs.cli.main import main
+from tests.support.cli import unset_ambient_settings
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,9 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in list(os.environ):
-        if var.startswith("PGJOBS_") or var in ("DATABASE_URL", "DEMO_ROWS"):
-            monkeypatch.delenv(var, raising=False)
+    unset_ambient_settings(monkeypatch, "DEMO_ROWS")
 
 
 def walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[

@@ -13,7 +13,6 @@ untouched.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -24,6 +23,7 @@ from click.testing import CliRunner, Result
 from pgjobs import errors
 from pgjobs.cli.main import main
 from tests.support import claim, job, make_rows_target, make_target, scalar, seed, submit, who
+from tests.support.cli import unset_ambient_settings
 from tests.test_cli_usage import COMMANDS
 
 Conn = psycopg.Connection[Any]
@@ -34,9 +34,7 @@ CODED = re.compile(r"^error: .+ \[[0-9A-Z]{5}\] \(hint: .+\)$")
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in list(os.environ):
-        if var.startswith("PGJOBS_") or var == "DATABASE_URL":
-            monkeypatch.delenv(var, raising=False)
+    unset_ambient_settings(monkeypatch)
 
 
 def coded_line(result: Result, code: int, sqlstate: str, *fragments: str) -> str:

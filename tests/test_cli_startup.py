@@ -15,7 +15,6 @@ is caught even before a command imports it. Nothing here measures time.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import psycopg
 import pytest
 
 from tests.support import job, make_rows_target, seed
+from tests.support.cli import cli_env
 
 Conn = psycopg.Connection[Any]
 
@@ -200,8 +200,7 @@ def test_a_file_export_in_the_worker_imports_no_other_client(
     row = conn.execute("SELECT pgjobs.submit_export('user_table_rows'::regclass, '1', "
                        "'{}'::jsonb, %s::jsonb)", (json.dumps({"format": fmt}),)).fetchone()
     assert row is not None
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
+    env = cli_env()
     code, imported = run("--dsn", dsn, "--storage", f"file://{tmp_path}/out", "worker",
                          "--once", env=env)
     assert code in (0, None)

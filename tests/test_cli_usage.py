@@ -15,11 +15,8 @@ same in every command, before any connection is made.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import click
@@ -29,6 +26,7 @@ from click.testing import CliRunner, Result
 
 from pgjobs.cli.common import duration_seconds, parse_duration
 from pgjobs.cli.main import main
+from tests.support.cli import cli_env, pgjobs_command, unset_ambient_settings
 
 Conn = psycopg.Connection[Any]
 
@@ -39,9 +37,7 @@ UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in list(os.environ):
-        if var.startswith("PGJOBS_") or var == "DATABASE_URL":
-            monkeypatch.delenv(var, raising=False)
+    unset_ambient_settings(monkeypatch)
 
 
 def invoke(*args: str) -> Result:
@@ -120,14 +116,8 @@ def test_bare_groups_still_print_their_help() -> None:
         assert not result.output.startswith("error:")
 
 
-def pgjobs_command() -> list[str]:
-    exe = Path(sys.executable).parent / "pgjobs"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
-
-
 def test_a_real_process_prints_the_same_line() -> None:
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
+    env = cli_env()
     proc = subprocess.run([*pgjobs_command(), "--dsn", UNREACHABLE, "delete", "t", "--bogus"],
                           env=env, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2

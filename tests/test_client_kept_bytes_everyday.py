@@ -31,7 +31,7 @@ from psycopg.conninfo import make_conninfo
 
 from pgjobs.cli.main import main
 from tests.support import make_rows_target, run_job, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support.roles import drop_role, kept_total, make_role, scalar_as
 
 Conn = psycopg.Connection[Any]
 SETTING = 'pgjobs.set_defaults(\'{"max_item_bytes_per_client": N}\')'
@@ -45,22 +45,6 @@ def client(conn: Conn) -> Iterator[str]:
     yield role
     conn.execute("SELECT pgjobs.set_defaults('{\"max_item_bytes_per_client\": null}')")
     drop_role(conn, role)
-
-
-def _as(conn: Conn, role: str, sql: str, params: Any = None) -> Any:
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {role}")
-        return scalar(conn, sql, params)
-
-
-def _total(conn: Conn, role: str) -> int:
-    """The client's running total, checked equal to what its jobs count."""
-    total = int(scalar(conn, "SELECT coalesce(max(l.kept_bytes), 0) FROM pgjobs.client_room_locks l"
-                             " JOIN pg_roles r ON r.oid = l.submitter_oid WHERE r.rolname = %s",
-                       (role,)))
-    assert total == int(scalar(conn, "SELECT coalesce(sum(kept_bytes), 0) FROM pgjobs.jobs "
-                                     "WHERE submitted_by = %s", (role,)))
-    return total
 
 
 def _keys(conn: Conn, scope: int, count: int) -> list[str]:
@@ -89,36 +73,36 @@ def test_everyday_work_at_the_default_ceiling_is_never_refused_and_counted_exact
          (ITEMS,)),
     ]
     ids: dict[str, int] = {}
-    before = _total(conn, client)
+    before = kept_total(conn, client)
     for name, sql, params in steps:
-        ids[name] = int(_as(conn, client, sql, params))
-        after = _total(conn, client)
+        ids[name] = int(scalar_as(conn, client, sql, params))
+        after = kept_total(conn, client)
         assert after > before, name  # each of these keeps more than 4 KiB
         before = after
-    assert _as(conn, client, "SELECT pgjobs.add_items(%s, %s::jsonb)", (ids["items"], ITEMS))
-    assert _total(conn, client) > before
-    before = _total(conn, client)
+    assert scalar_as(conn, client, "SELECT pgjobs.add_items(%s, %s::jsonb)", (ids["items"], ITEMS))
+    assert kept_total(conn, client) > before
+    before = kept_total(conn, client)
     # Cancel, retry, pause, resume and running add nothing; a resubmit
     # counts its own job.
-    assert _as(conn, client, "SELECT pgjobs.cancel(%s)", (ids["backfill"],))
-    assert _as(conn, client, "SELECT pgjobs.retry(%s)", (ids["backfill"],))
-    assert _as(conn, client, "SELECT pgjobs.pause(%s)", (ids["delete"],))
-    assert _as(conn, client, "SELECT pgjobs.resume(%s)", (ids["delete"],))
-    assert _total(conn, client) == before
+    assert scalar_as(conn, client, "SELECT pgjobs.cancel(%s)", (ids["backfill"],))
+    assert scalar_as(conn, client, "SELECT pgjobs.retry(%s)", (ids["backfill"],))
+    assert scalar_as(conn, client, "SELECT pgjobs.pause(%s)", (ids["delete"],))
+    assert scalar_as(conn, client, "SELECT pgjobs.resume(%s)", (ids["delete"],))
+    assert kept_total(conn, client) == before
     run_job(conn, ids["delete"])
     assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (ids["delete"],)) \
         == "succeeded"
-    assert _total(conn, client) == before
-    assert _as(conn, client, "SELECT pgjobs.cancel(%s)", (ids["backfill"],))
-    again = int(_as(conn, client, steps[1][1], steps[1][2]))
-    assert _total(conn, client) == before + int(scalar(
+    assert kept_total(conn, client) == before
+    assert scalar_as(conn, client, "SELECT pgjobs.cancel(%s)", (ids["backfill"],))
+    again = int(scalar_as(conn, client, steps[1][1], steps[1][2]))
+    assert kept_total(conn, client) == before + int(scalar(
         conn, "SELECT kept_bytes FROM pgjobs.jobs WHERE id = %s", (again,)))
     # Pruned, every byte comes back.
     conn.execute("UPDATE pgjobs.jobs SET status = CASE WHEN status IN ('queued', 'running', "
                  "'paused') THEN 'canceled' ELSE status END, "
                  "finished_at = now() - interval '2 days' WHERE submitted_by = %s", (client,))
     conn.execute("SELECT pgjobs.prune('1 day')")
-    assert _total(conn, client) == 0
+    assert kept_total(conn, client) == 0
 
 
 PATHS: dict[str, tuple[str, str]] = {
@@ -143,15 +127,15 @@ PATHS: dict[str, tuple[str, str]] = {
 @pytest.mark.parametrize("path", sorted(PATHS))
 def test_every_refusal_says_what_was_counted_the_room_left_and_what_to_do(
         conn: Conn, client: str, path: str) -> None:
-    parent = int(_as(conn, client, "SELECT pgjobs.submit_items('resize', 'user_table_rows', "
-                                   "'1', %s::jsonb)", (json.dumps(["x" * 500]),)))
-    kept = _total(conn, client)
+    parent = int(scalar_as(conn, client, "SELECT pgjobs.submit_items('resize', 'user_table_rows', "
+                                         "'1', %s::jsonb)", (json.dumps(["x" * 500]),)))
+    kept = kept_total(conn, client)
     ceiling = kept + 2  # room for 2 bytes: every path's call adds more
     conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)",
                  (json.dumps({"max_item_bytes_per_client": ceiling}),))
     call, what = PATHS[path]
     with pytest.raises(errors.ObjectInUse) as caught:
-        _as(conn, client, call.replace("{job}", str(parent)))
+        scalar_as(conn, client, call.replace("{job}", str(parent)))
     diag = caught.value.diag
     message, hint = diag.message_primary or "", diag.message_hint or ""
     added = re.search(r"\((\d+) bytes of (.+?) added to (job \d+|the job being submitted);",
@@ -166,34 +150,34 @@ def test_every_refusal_says_what_was_counted_the_room_left_and_what_to_do(
     assert f"would keep {kept + int(added.group(1))} bytes" in message, message
     assert f"at most {ceiling} bytes" in message and "max_item_bytes_per_client" in message
     assert "pgjobs.prune" in hint and SETTING in hint and f"(now {ceiling})" in hint, hint
-    assert _total(conn, client) == kept  # nothing written
+    assert kept_total(conn, client) == kept  # nothing written
 
 
 def test_a_ceiling_lowered_below_a_clients_total_refuses_additions_only(
         conn: Conn, client: str) -> None:
-    delete = int(_as(conn, client, "SELECT pgjobs.submit_delete('user_table_rows', '1', "
-                                   "%s::jsonb)", (LONG_FILTER,)))
-    items = int(_as(conn, client, "SELECT pgjobs.submit_items('resize', 'user_table_rows', "
-                                  "'2', %s::jsonb)", (ITEMS,)))
-    kept = _total(conn, client)
+    delete = int(scalar_as(conn, client, "SELECT pgjobs.submit_delete('user_table_rows', '1', "
+                                         "%s::jsonb)", (LONG_FILTER,)))
+    items = int(scalar_as(conn, client, "SELECT pgjobs.submit_items('resize', 'user_table_rows', "
+                                        "'2', %s::jsonb)", (ITEMS,)))
+    kept = kept_total(conn, client)
     conn.execute("SELECT pgjobs.set_defaults('{\"max_item_bytes_per_client\": 100}')")
     # What adds nothing goes on: small submits, pause, resume, retry, a run.
-    assert _as(conn, client, "SELECT pgjobs.submit('kb_kind', 'user_table_rows', '3', "
-                             "'{\"small\": true}')")
-    assert _as(conn, client, "SELECT pgjobs.pause(%s)", (delete,))
-    assert _as(conn, client, "SELECT pgjobs.resume(%s)", (delete,))
-    assert _as(conn, client, "SELECT pgjobs.cancel(%s)", (items,))
-    assert _as(conn, client, "SELECT pgjobs.retry(%s)", (items,))
+    assert scalar_as(conn, client, "SELECT pgjobs.submit('kb_kind', 'user_table_rows', '3', "
+                                   "'{\"small\": true}')")
+    assert scalar_as(conn, client, "SELECT pgjobs.pause(%s)", (delete,))
+    assert scalar_as(conn, client, "SELECT pgjobs.resume(%s)", (delete,))
+    assert scalar_as(conn, client, "SELECT pgjobs.cancel(%s)", (items,))
+    assert scalar_as(conn, client, "SELECT pgjobs.retry(%s)", (items,))
     run_job(conn, delete)
     assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (delete,)) == "succeeded"
-    assert _total(conn, client) == kept
+    assert kept_total(conn, client) == kept
     # An addition is refused, saying no room is left.
     with pytest.raises(errors.ObjectInUse, match=f"it keeps {kept} bytes now, 0 left"):
-        _as(conn, client, "SELECT pgjobs.add_items(%s, '[1]')", (items,))
+        scalar_as(conn, client, "SELECT pgjobs.add_items(%s, '[1]')", (items,))
     # null goes back to the default: the same addition fits.
     conn.execute("SELECT pgjobs.set_defaults('{\"max_item_bytes_per_client\": null}')")
-    assert _as(conn, client, "SELECT pgjobs.add_items(%s, '[1]')", (items,)) == 1
-    assert _total(conn, client) == kept + 3
+    assert scalar_as(conn, client, "SELECT pgjobs.add_items(%s, '[1]')", (items,)) == 1
+    assert kept_total(conn, client) == kept + 3
 
 
 @pytest.mark.parametrize("command", ["backfill", "delete"])
@@ -212,7 +196,7 @@ def test_the_command_line_prints_the_refusal_on_one_line_with_its_hint(
     assert lines[0].startswith("error: role "), lines[0]
     assert "0 bytes now, 10 left" in lines[0] and "[55006] (hint: " in lines[0], lines[0]
     assert SETTING in lines[0], lines[0]
-    assert _total(conn, client) == 0
+    assert kept_total(conn, client) == 0
 
 
 @pytest.mark.parametrize("setting", ["max_items_per_job", "max_item_bytes_per_job"])
@@ -221,19 +205,19 @@ def test_a_refused_submit_never_names_the_id_of_the_job_it_rolled_back(
     """submit_items refused by a per-job ceiling named "job J", a job rolled
     back with the refusal that no one can ever look up; add_items, which
     adds to a job kept already, names it (h146)."""
-    parent = int(_as(conn, client, "SELECT pgjobs.submit_items('resize', 'user_table_rows', "
-                                   "'1', '[1, 2]')"))
+    parent = int(scalar_as(conn, client, "SELECT pgjobs.submit_items('resize', 'user_table_rows', "
+                                         "'1', '[1, 2]')"))
     conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)", (json.dumps({setting: 2}),))
     try:
         with pytest.raises(errors.ObjectInUse) as submit:
-            _as(conn, client, "SELECT pgjobs.submit_items('resize', 'user_table_rows', '2', "
-                              "'[1, 2, 3]')")
+            scalar_as(conn, client, "SELECT pgjobs.submit_items('resize', 'user_table_rows', '2', "
+                                    "'[1, 2, 3]')")
         message = submit.value.diag.message_primary or ""
         assert message.startswith("the job being submitted has 0 "), message
         assert not re.search(r"job \d+", message), message
         assert submit.value.diag.message_hint
         with pytest.raises(errors.ObjectInUse) as add:
-            _as(conn, client, "SELECT pgjobs.add_items(%s, '[3]')", (parent,))
+            scalar_as(conn, client, "SELECT pgjobs.add_items(%s, '[3]')", (parent,))
         message = add.value.diag.message_primary or ""
         assert message.startswith(f"job {parent} has "), message
     finally:

@@ -28,6 +28,7 @@ from tests.support import (
     submit_import,
     who,
 )
+from tests.support.roles import acting_as
 from tests.support.verdicts import install_dated_page
 
 Conn = psycopg.Connection[Any]
@@ -176,14 +177,13 @@ def roles(conn: Conn) -> Iterator[None]:
 
 
 def _submit(conn: Conn, kind: str) -> int:
-    conn.execute(f"SET ROLE {ROLE}")
-    if kind == "delete":
-        job_id = scalar(conn, "SELECT pgjobs.submit_delete('rows', '1', '{}', '{}', "
-                              "'{\"page_size\": 5}')")
-    else:
-        job_id = scalar(conn, "SELECT pgjobs.submit_backfill('rows', '1', '{}', "
-                              "'{\"x\": 1}', '{\"page_size\": 5}')")
-    conn.execute("RESET ROLE")
+    with acting_as(conn, ROLE):
+        if kind == "delete":
+            job_id = scalar(conn, "SELECT pgjobs.submit_delete('rows', '1', '{}', '{}', "
+                                  "'{\"page_size\": 5}')")
+        else:
+            job_id = scalar(conn, "SELECT pgjobs.submit_backfill('rows', '1', '{}', "
+                                  "'{\"x\": 1}', '{\"page_size\": 5}')")
     return int(job_id)
 
 

@@ -16,9 +16,7 @@ replaced by one of the exporter's own, and the command still ends exactly.
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from pgjobs import db, queries
 from pgjobs.cli.main import main
 from pgjobs.poller.export import Exporter
 from tests.support import job, make_rows_target, scalar, seed, wait_for
+from tests.support.cli import cli_env, pgjobs_command
 
 Conn = psycopg.Connection[Any]
 
@@ -153,11 +152,8 @@ def test_a_session_lost_mid_export_is_replaced(rows: Conn, dsn: str, tmp_path: P
     pg_terminate_backend) between two parts: the exporter goes on on a session
     of its own, the command follows the job on a new one, and the object is
     exactly the rows."""
-    exe = Path(sys.executable).parent / "pgjobs"
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
-    env.update(PGJOBS_DSN=dsn, PGJOBS_EXPORT_DELAYS="part=0.3")
+    command = pgjobs_command()
+    env = cli_env(PGJOBS_DSN=dsn, PGJOBS_EXPORT_DELAYS="part=0.3")
     child = subprocess.Popen([*command, "--storage", f"file://{tmp_path}/out", "export",
                               "user_table_rows", "--scope", "1", "--no-progress", "--options",
                               '{"chunk_rows": 100, "part_size": 1024}'],

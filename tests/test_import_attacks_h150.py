@@ -38,6 +38,7 @@ from tests.support import (
     run_import,
     submit_import,
 )
+from tests.support.roles import acting_as
 
 Conn = psycopg.Connection[Any]
 
@@ -56,13 +57,8 @@ def tenant(conn: Conn, tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 def _as_client(conn: Conn, role: str, source: str, scope: str = "1",
                options: dict[str, Any] | None = None, target: str = "people") -> int:
-    conn.execute(f"SET ROLE {role}")
-    conn.execute("SET pgjobs.allowed_scopes = '1'")
-    try:
+    with acting_as(conn, role, scopes="1"):
         return submit_import(conn, source, scope, options, target)
-    finally:
-        conn.execute("RESET ROLE")
-        conn.execute("RESET pgjobs.allowed_scopes")
 
 
 def _others(conn: Conn) -> list[tuple[Any, ...]]:

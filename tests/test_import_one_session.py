@@ -15,9 +15,7 @@ lost mid-import is replaced, and the command still ends exactly.
 from __future__ import annotations
 
 import gzip
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from pgjobs import db, queries
 from pgjobs.cli.main import main
 from pgjobs.poller.importer import Importer
 from tests.support import allowed_folder, job, make_people, scalar, wait_for
+from tests.support.cli import cli_env, pgjobs_command
 
 Conn = psycopg.Connection[Any]
 
@@ -163,11 +162,8 @@ def test_a_session_lost_mid_import_is_replaced(conn: Conn, dsn: str, folder: Pat
     session of its own, the command follows the job on a new one, and every
     record is imported exactly once."""
     (folder / "a.csv").write_bytes(csv_source())
-    exe = Path(sys.executable).parent / "pgjobs"
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
-    env.update(PGJOBS_DSN=dsn, PGJOBS_IMPORT_DELAYS="batch=0.3,bytes=8192")
+    command = pgjobs_command()
+    env = cli_env(PGJOBS_DSN=dsn, PGJOBS_IMPORT_DELAYS="batch=0.3,bytes=8192")
     child = subprocess.Popen([*command, "--storage", f"file://{folder}/store", "import",
                               "people", str(folder / "a.csv"), "--scope", "1",
                               "--no-progress"],

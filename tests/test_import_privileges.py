@@ -33,6 +33,7 @@ from tests.support import (
     scalar,
     submit_import,
 )
+from tests.support.roles import acting_as
 
 Conn = psycopg.Connection[Any]
 
@@ -53,11 +54,8 @@ def src(conn: Conn, tmp_path: Path) -> Path:
 
 
 def as_role(conn: Conn, role: str, fn: Callable[[], int]) -> int:
-    conn.execute(f"SET ROLE {role}")
-    try:
+    with acting_as(conn, role):
         return fn()
-    finally:
-        conn.execute("RESET ROLE")
 
 
 def snapshot(conn: Conn) -> list[tuple[Any, ...]]:

@@ -39,6 +39,7 @@ from tests.support import (
     submit_import,
 )
 from tests.support.imports import drop_client, people_client
+from tests.support.roles import acting_as
 
 Conn = psycopg.Connection[Any]
 
@@ -101,12 +102,8 @@ def _set(conn: Conn, **settings: int | None) -> None:
 
 
 def submit_as(conn: Conn, role: str | None, uri: str, options: dict[str, Any]) -> int:
-    if role is not None:
-        conn.execute(f"SET ROLE {role}")
-    try:
+    with acting_as(conn, role):
         return submit_import(conn, uri, "1", options)
-    finally:
-        conn.execute("RESET ROLE")
 
 
 def run(dsn: str, job_id: int, store: str) -> str:

@@ -35,6 +35,7 @@ from tests.support import (
     submit_delete,
     wait_for,
 )
+from tests.support.cli import cli_env
 
 Conn = psycopg.Connection[Any]
 
@@ -324,7 +325,6 @@ def test_the_run_loop_cli_waits_out_a_migration_and_finishes_the_job(
     ALTER TABLE the delete is handed back again and again without an attempt,
     a job of another table runs meanwhile, and once the migration commits the
     delete finishes with every row, on its first attempt."""
-    import os
     import signal
     import subprocess
     import sys
@@ -336,7 +336,7 @@ def test_the_run_loop_cli_waits_out_a_migration_and_finishes_the_job(
     job_id = submit(conn, "delete", target)
     want = expected_rows(conn, job_id)
     holder, pid = hold(make_conn, HOLDS["alter_table"])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PGJOBS_")}
+    env = cli_env()
     proc = subprocess.Popen([sys.executable, "-m", "pgjobs.cli.main", "--dsn", dsn, "run",
                              "--loop", "--budget", "5s", "--idle", "0.2"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -19,7 +19,6 @@ check (55000 here, or a schedule where pg_cron serves the database).
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import psycopg
@@ -27,15 +26,14 @@ import pytest
 from click.testing import CliRunner
 
 from pgjobs.cli.main import main
+from tests.support.cli import unset_ambient_settings
 
 Conn = psycopg.Connection[Any]
 
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in list(os.environ):
-        if var.startswith("PGJOBS_") or var == "DATABASE_URL":
-            monkeypatch.delenv(var, raising=False)
+    unset_ambient_settings(monkeypatch)
 
 
 # --- pgjobs.schedule ----------------------------------------------------------------

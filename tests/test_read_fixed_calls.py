@@ -35,6 +35,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import scalar
+from tests.support.roles import session_as
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()
@@ -78,10 +79,8 @@ def admin(conn: Conn) -> Iterator[Conn]:
 
 
 def _reader(make_conn: Callable[[], Conn]) -> Conn:
-    session = make_conn()
-    session.execute("SET track_functions = 'all'")  # a superuser's setting, kept under SET ROLE
-    session.execute(f"SET ROLE {READER}")
-    return session
+    # track_functions is a superuser's setting, kept under SET ROLE.
+    return session_as(make_conn, READER, before=("SET track_functions = 'all'",))
 
 
 def _calls(session: Conn, path: str, *helpers: str) -> tuple[object, list[int]]:

@@ -28,6 +28,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import scalar
+from tests.support.roles import acting_as
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()
@@ -307,12 +308,9 @@ def test_policy_sees_confinement_and_grants_in_the_next_statement(
     reader = world[0]
 
     def seen(table: str) -> int:
-        conn.execute(f"SET ROLE {reader}")
-        try:
+        with acting_as(conn, reader):
             return int(scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE target = %s::regclass",
                               (table,)))
-        finally:
-            conn.execute("RESET ROLE")
 
     assert seen("v_read") == 7
     conn.execute("ALTER TABLE v_read ENABLE ROW LEVEL SECURITY")

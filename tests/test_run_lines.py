@@ -15,15 +15,12 @@ take longer than the budget (page_delay), a hold by an old open transaction
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -42,6 +39,7 @@ from tests.support import (
     submit_delete,
     wait_for,
 )
+from tests.support.cli import cli_env, pgjobs_command
 
 Conn = psycopg.Connection[Any]
 
@@ -51,10 +49,8 @@ class Loop:
     line as it comes (a thread reads it), stopped with SIGINT (Ctrl-C)."""
 
     def __init__(self, dsn: str, *args: str) -> None:
-        exe = Path(sys.executable).parent / "pgjobs"
-        command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
-        env = {k: v for k, v in os.environ.items()
-               if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
+        command = pgjobs_command()
+        env = cli_env()
         self.proc = subprocess.Popen([*command, "--dsn", dsn, "run", "--loop", "--idle", "0.2",
                                       *args], env=env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -13,7 +13,6 @@ each job exactly: the scope emptied, the other scope untouched.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import psycopg
 import pytest
 
 from tests.support import scalar, wait_for
+from tests.support.cli import cli_env
 
 Conn = psycopg.Connection[Any]
 ROWS = 3000
@@ -42,7 +42,7 @@ def _table(conn: Conn) -> None:
 
 
 def _cli(dsn: str, *args: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PGJOBS_")}
+    env = cli_env()
     return subprocess.Popen([sys.executable, "-m", "pgjobs.cli.main", "--dsn", dsn, *args],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

@@ -11,7 +11,6 @@ by timings."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import psycopg
 import pytest
 
 from tests.support import scalar, wait_for
+from tests.support.cli import cli_env
 from tests.test_cron import CRON_RUN_SECONDS, cron_jobs, runs_ended_since, wait_for_launcher
 
 Conn = psycopg.Connection[Any]
@@ -150,7 +150,7 @@ def test_pg_cron_runners_work_two_scopes_in_parallel_and_one_scope_in_order(
 
 
 def _cli(dsn: str, *args: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PGJOBS_")}
+    env = cli_env()
     return subprocess.Popen([sys.executable, "-m", "pgjobs.cli.main", "--dsn", dsn, *args],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

@@ -8,11 +8,8 @@ standby paused behind the job's submit."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -27,6 +24,7 @@ from pgjobs.cli.main import main
 from pgjobs.poller import standby as poller_standby
 from pgjobs.poller.standby import ReadConfig
 from tests.support import content, job, make_items, plain_copy, scalar, wait_for, with_database
+from tests.support.cli import cli_env, pgjobs_command
 from tests.support.standby import caught_up
 
 Conn = psycopg.Connection[Any]
@@ -175,20 +173,14 @@ def test_export_falls_back_to_the_primary_past_read_max_wait(
     assert "reading from the primary" in caplog.text and "replay is paused" in caplog.text
 
 
-def _pgjobs_command() -> list[str]:
-    exe = Path(sys.executable).parent / "pgjobs"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
-
-
 def test_export_with_fallback_wait_waits_for_the_standby_however_long(
         conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,
         replica: Conn) -> None:
     caught_up(conn, replica)
     replica.execute("SELECT pg_wal_replay_pause()")
     before = int(scalar(conn, "SELECT coalesce(max(id), 0) FROM pgjobs.jobs"))
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
-    command = [*_pgjobs_command(), "--dsn", dsn, "--storage", local_dir, "export", "items",
+    env = cli_env()
+    command = [*pgjobs_command(), "--dsn", dsn, "--storage", local_dir, "export", "items",
                "--scope", "1", "--options", SMALL, "--no-progress", "--read-dsn", read_dsn,
                "--read-max-wait", "0.3s", "--read-fallback", "wait"]
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

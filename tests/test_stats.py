@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from tests.support import claim, make_target, scalar, submit
+from tests.support.roles import acting_as
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()
@@ -126,17 +127,11 @@ def roles(conn: Conn) -> Iterator[dict[str, str]]:
 
 
 def _stats_as(conn: Conn, role: str, scopes: str | None = None) -> dict[str, Any]:
-    conn.execute(f"SET ROLE {role}")
-    try:
-        if scopes is not None:
-            conn.execute("SELECT set_config('pgjobs.allowed_scopes', %s, false)", (scopes,))
+    with acting_as(conn, role, scopes):
         s = stats(conn)
         ids = {r[0] for r in conn.execute("SELECT id FROM pgjobs.jobs").fetchall()}
         s["_visible_ids"] = ids
         return s
-    finally:
-        conn.execute("RESET pgjobs.allowed_scopes")
-        conn.execute("RESET ROLE")
 
 
 def _ids_in(s: dict[str, Any]) -> set[int]:

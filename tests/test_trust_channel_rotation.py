@@ -22,6 +22,7 @@ from psycopg import errors
 
 from pgjobs.cli.main import main
 from tests.support import drain_notifies, make_rows_target, run_job, scalar, seed
+from tests.support.roles import session_as
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()
@@ -53,8 +54,7 @@ def roles(conn: Conn) -> Iterator[dict[str, str]]:
 
 def _ask(make_conn: Callable[..., Conn], role: str, allowed: str = "1, 2") -> Conn:
     """A session as `role` whose pgjobs.allowed_scopes lists `allowed`."""
-    session = make_conn()
-    session.execute(f"SET ROLE {role}")
+    session = session_as(make_conn, role)
     session.execute("SELECT set_config('pgjobs.allowed_scopes', %s, false)", (allowed,))
     return session
 
@@ -64,8 +64,7 @@ def _channel(session: Conn) -> str:
 
 
 def _listen(make_conn: Callable[..., Conn], role: str, channel: str) -> Conn:
-    listener = make_conn()
-    listener.execute(f"SET ROLE {role}")
+    listener = session_as(make_conn, role)
     listener.execute(f"LISTEN {channel}")
     return listener
 

@@ -30,7 +30,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support.roles import drop_role, make_role, session_as
 from tests.support.waiting import waits_on_lock_or_ends as waits_or_ends
 
 Conn = psycopg.Connection[Any]
@@ -72,14 +72,6 @@ def _submit(conn: Conn, way: str, kind: str, scope: str) -> None:
         conn.execute(WAYS[way], {"kind": kind, "scope": scope})
 
 
-def _session(make_conn: Callable[..., Conn], role: str, autocommit: bool) -> Conn:
-    session = make_conn(autocommit=autocommit)
-    session.execute(f"SET ROLE {role}")
-    if not autocommit:
-        session.commit()
-    return session
-
-
 def _kept(conn: Conn, role: str) -> int:
     return int(scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE submitted_by = %s", (role,)))
 
@@ -91,8 +83,8 @@ def test_transactions_that_submit_many_jobs_cannot_pass_a_ceiling_together(
         conn: Conn, make_conn: Callable[..., Conn], client: str, ceiling: str,
         second: str, way: str) -> None:
     conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)", (json.dumps({ceiling: CEILING}),))
-    first = _session(make_conn, client, autocommit=False)
-    other = _session(make_conn, client, autocommit=second == "each-on-its-own")
+    first = session_as(make_conn, client, autocommit=False)
+    other = session_as(make_conn, client, autocommit=second == "each-on-its-own")
     pid = int(scalar(other, "SELECT pg_backend_pid()"))
     for i in range(EACH):
         _submit(first, way, _kind(ceiling, "a", i), str(i))  # its transaction stays open
@@ -134,8 +126,8 @@ def test_a_savepoint_rolled_back_takes_its_jobs_out_of_the_count(
     submit is its first again, takes the lock shared, and does not wait for
     another session's open single submit (lock_timeout: it would fail)."""
     conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)", (json.dumps({ceiling: CEILING}),))
-    first = _session(make_conn, client, autocommit=False)
-    other = _session(make_conn, client, autocommit=False)
+    first = session_as(make_conn, client, autocommit=False)
+    other = session_as(make_conn, client, autocommit=False)
     other.execute("SET lock_timeout = '5s'")
     _submit(other, "plain", _kind(ceiling, "b", 0), "100")  # open: holds its share
     first.execute("SAVEPOINT s")
@@ -153,10 +145,10 @@ def test_far_from_a_ceiling_open_single_submits_hold_none_back(
     """The guard: two transactions of a client that each submitted one job,
     far from the ceiling, and a third session's submit: none waits."""
     conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)", (json.dumps({ceiling: CEILING}),))
-    sessions = [_session(make_conn, client, autocommit=False) for _ in range(2)]
+    sessions = [session_as(make_conn, client, autocommit=False) for _ in range(2)]
     for n, session in enumerate(sessions):
         _submit(session, "plain", _kind(ceiling, "a", n), str(n))  # left open
-    third = _session(make_conn, client, autocommit=True)
+    third = session_as(make_conn, client, autocommit=True)
     pid = int(scalar(third, "SELECT pg_backend_pid()"))
     done = threading.Event()
 
@@ -186,12 +178,12 @@ def test_two_bulk_transactions_that_wait_for_each_other_get_a_clear_error(
     goes on. (The client's row exists: a transaction that submitted two
     jobs made it. With none, a first submit locks nothing and there is no
     share to wait for.)"""
-    setup = _session(make_conn, client, autocommit=False)
+    setup = session_as(make_conn, client, autocommit=False)
     _submit(setup, "plain", "k1", "5")
     _submit(setup, "plain", "k1", "6")
     setup.commit()
-    first = _session(make_conn, client, autocommit=False)
-    other = _session(make_conn, client, autocommit=False)
+    first = session_as(make_conn, client, autocommit=False)
+    other = session_as(make_conn, client, autocommit=False)
     _submit(first, "plain", "k1", "1")
     _submit(other, "plain", "k1", "2")
     pid = int(scalar(first, "SELECT pg_backend_pid()"))
@@ -241,7 +233,7 @@ def test_prune_deletes_the_lock_rows_of_clients_that_keep_no_job(
     gone = make_role(conn, "bgone", "GRANT pgjobs_client TO {role}",
                      "GRANT SELECT, UPDATE ON user_table_rows TO {role}")
     for role in (client, gone):
-        session = _session(make_conn, role, autocommit=False)
+        session = session_as(make_conn, role, autocommit=False)
         jobs = [int(scalar(session, WAYS["plain"], {"kind": "k1", "scope": str(n)}))
                 for n in range(2)]
         session.commit()
@@ -260,7 +252,7 @@ def test_prune_deletes_the_lock_rows_of_clients_that_keep_no_job(
     summary = scalar(conn, "SELECT pgjobs.prune('0 seconds')")
     assert summary["client_room_locks_deleted"] == 1
     assert _lock_rows(conn) == 0
-    session = _session(make_conn, client, autocommit=False)
+    session = session_as(make_conn, client, autocommit=False)
     for n in range(2):
         _submit(session, "plain", "k1", str(n))  # the second makes the row again
     session.commit()
@@ -272,15 +264,15 @@ def test_transactions_that_retry_many_jobs_cannot_pass_the_pending_ceiling_toget
     """A retry makes a job pending again and counts as a submit does: two
     sessions each retrying 15 of the client's canceled jobs in one
     transaction, under max_pending_per_client 20, kept 30 pending before."""
-    setup = _session(make_conn, client, autocommit=True)
+    setup = session_as(make_conn, client, autocommit=True)
     jobs = [int(scalar(setup, WAYS["plain"], {"kind": "k1", "scope": str(n)}))
             for n in range(2 * EACH)]
     for job in jobs:
         setup.execute("SELECT pgjobs.cancel(%s)", (job,))
     conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)",
                  (json.dumps({"max_pending_per_client": CEILING}),))
-    first = _session(make_conn, client, autocommit=False)
-    other = _session(make_conn, client, autocommit=False)
+    first = session_as(make_conn, client, autocommit=False)
+    other = session_as(make_conn, client, autocommit=False)
     pid = int(scalar(other, "SELECT pg_backend_pid()"))
     for job in jobs[:EACH]:
         first.execute("SELECT pgjobs.retry(%s)", (job,))  # its transaction stays open
@@ -325,7 +317,7 @@ def test_a_first_submit_ended_by_a_deadlock_on_the_clients_lock_gets_a_clear_err
     deadlock_timeout, set before SET ROLE), so it is the one ended."""
     conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)",
                  (json.dumps({"max_jobs_kept_per_client": CEILING}),))
-    setup = _session(make_conn, client, autocommit=False)
+    setup = session_as(make_conn, client, autocommit=False)
     # Near: the client keeps 18 of 20 (pgjobs._near_ceiling), so each first
     # submit locks the row 'near'; else 2, far from it.
     for i in range(CEILING - 2 if strength == "near" else 2):

@@ -28,7 +28,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support.roles import drop_role, make_role, scalar_as
 
 Conn = psycopg.Connection[Any]
 
@@ -56,9 +56,7 @@ _scopes = iter(range(1000, 10**6))
 
 def _as(conn: Conn, role: str, call: str, **params: Any) -> Any:
     params.setdefault("scope", str(next(_scopes)))
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {role}")
-        return scalar(conn, call, params)
+    return scalar_as(conn, role, call, params)
 
 
 def _set(conn: Conn, **settings: int | None) -> None:

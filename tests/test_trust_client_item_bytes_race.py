@@ -25,8 +25,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support import make_rows_target, seed
+from tests.support.roles import drop_role, item_bytes, make_role, scalar_as
 from tests.support.waiting import waits_on_lock_or_ends
 
 Conn = psycopg.Connection[Any]
@@ -56,15 +56,8 @@ def _jobs(conn: Conn, role: str, sizes: list[int]) -> list[int]:
     """Jobs of the client, committed, each with items of `size` bytes."""
     ids = []
     for scope, size in enumerate(sizes, start=1):
-        with conn.transaction():
-            conn.execute(f"SET LOCAL ROLE {role}")
-            ids.append(int(scalar(conn, SUBMIT_ITEMS, (str(scope), _sized(1, size)))))
+        ids.append(int(scalar_as(conn, role, SUBMIT_ITEMS, (str(scope), _sized(1, size)))))
     return ids
-
-
-def _kept(conn: Conn, role: str) -> int:
-    return int(scalar(conn, "SELECT sum(item_bytes) FROM pgjobs.jobs WHERE submitted_by = %s",
-                      (role,)))
 
 
 def _add_at_once(conn: Conn, make_conn: Callable[..., Conn], role: str,
@@ -121,7 +114,7 @@ def test_two_sessions_just_under_the_ceiling_count_one_after_the_other(
     outcomes = _add_at_once(conn, make_conn, client,
                             [(first, _sized(1, 100)), (second, _sized(1, 150))])
     assert outcomes == ["added", "55006"]
-    assert _kept(conn, client) == 900
+    assert item_bytes(conn, client) == 900
 
 
 @pytest.mark.parametrize("sessions", [3, 5])
@@ -130,9 +123,9 @@ def test_sessions_far_from_the_ceiling_do_not_pass_it_together(
     """Each call alone leaves the client under the old margin (800 kept, 90
     more is 890 of 1000); together they would keep 800 + 90 * sessions."""
     jobs = _jobs(conn, client, [800 // sessions] * sessions)
-    base = _kept(conn, client)
+    base = item_bytes(conn, client)
     outcomes = _add_at_once(conn, make_conn, client, [(job, _sized(1, 90)) for job in jobs])
-    assert _kept(conn, client) <= 1000
+    assert item_bytes(conn, client) <= 1000
     added = outcomes.count("added")
     assert added == (1000 - base) // 90
     assert outcomes.count("55006") == sessions - added

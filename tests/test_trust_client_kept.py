@@ -24,6 +24,7 @@ from psycopg import errors
 
 from tests.support import scalar
 from tests.support.roles import CLIENT_SUBMITS as SUBMITS
+from tests.support.roles import scalar_as
 
 Conn = psycopg.Connection[Any]
 
@@ -34,9 +35,7 @@ _scopes = iter(range(1000, 10**6))
 
 
 def _as(conn: Conn, role: str, call: str) -> int:
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {role}")
-        return int(scalar(conn, call, {"scope": str(next(_scopes))}))
+    return int(scalar_as(conn, role, call, {"scope": str(next(_scopes))}))
 
 
 def _set(conn: Conn, **ceilings: int | None) -> None:

@@ -35,7 +35,14 @@ from psycopg import errors
 from pgjobs.poller.importer import Importer
 from tests.support import claim_import, job, make_rows_target, scalar, seed, submit_import
 from tests.support.imports import allow, drop_client, people_client
-from tests.support.roles import drop_role, make_role
+from tests.support.roles import (
+    acting_as,
+    drop_role,
+    item_bytes,
+    kept_total,
+    make_role,
+    scalar_as,
+)
 from tests.support.waiting import waits_on_lock_or_ends
 
 Conn = psycopg.Connection[Any]
@@ -65,16 +72,6 @@ def _set(conn: Conn, **settings: int | None) -> None:
 _scopes = iter(range(1000, 10**6))
 
 
-def _total(conn: Conn, role: str) -> int:
-    """The client's running total, checked against what its jobs count."""
-    total = int(scalar(conn, "SELECT coalesce(max(l.kept_bytes), 0) FROM pgjobs.client_room_locks l"
-                             " JOIN pg_roles r ON r.oid = l.submitter_oid WHERE r.rolname = %s",
-                       (role,)))
-    assert total == int(scalar(conn, "SELECT coalesce(sum(kept_bytes), 0) FROM pgjobs.jobs "
-                                     "WHERE submitted_by = %s", (role,)))
-    return total
-
-
 def _submit(conn: Conn, role: str, path: str, size: int) -> int:
     """A job of kind `path` whose payload and options keep `size` bytes past
     the allowance (size 0: exactly at it), submitted by role in its own
@@ -95,9 +92,7 @@ def _submit(conn: Conn, role: str, path: str, size: int) -> int:
     # The padding that makes the job keep FREE + size bytes: measured once
     # with an administrator's submit (not counted toward anyone's ceiling).
     pad = _pad_for(conn, path, call, params, FREE + size)
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {role}")
-        return int(scalar(conn, call, params(pad)))
+    return int(scalar_as(conn, role, call, params(pad)))
 
 
 _pads: dict[tuple[str, int], str] = {}
@@ -155,11 +150,11 @@ def test_payloads_past_the_allowance_count_toward_the_clients_ceiling(
     client = roles["client"]
     _set(conn, max_item_bytes_per_client=3000)
     _submit(conn, client, path, 0)                   # at the allowance: nothing
-    assert _total(conn, client) == 0
+    assert kept_total(conn, client) == 0
     _submit(conn, client, path, 2000)                # under
-    assert _total(conn, client) == 2000
+    assert kept_total(conn, client) == 2000
     _submit(conn, client, path, 1000)                # at the ceiling exactly
-    assert _total(conn, client) == 3000
+    assert kept_total(conn, client) == 3000
     _submit(conn, client, path, 0)                   # still nothing to count
     jobs = int(scalar(conn, "SELECT count(*) FROM pgjobs.jobs"))
     with pytest.raises(errors.ObjectInUse) as info:  # over, by one byte
@@ -169,17 +164,17 @@ def test_payloads_past_the_allowance_count_toward_the_clients_ceiling(
     assert "payload" in (info.value.diag.message_primary or "")
     assert HINT in (info.value.diag.message_hint or "")
     assert int(scalar(conn, "SELECT count(*) FROM pgjobs.jobs")) == jobs  # nothing written
-    assert _total(conn, client) == 3000
+    assert kept_total(conn, client) == 3000
     # Another client has its own room; an administrator is not held, and
     # what it keeps counts for nobody's ceiling.
     _submit(conn, roles["other"], path, 3000)
     _submit(conn, roles["admin"], path, 9000)
-    assert _total(conn, client) == 3000
+    assert kept_total(conn, client) == 3000
     # Room comes back when the client's finished jobs are pruned.
     conn.execute("UPDATE pgjobs.jobs SET status = 'canceled', finished_at = now() - "
                  "interval '2 days' WHERE submitted_by = %s", (client,))
     conn.execute("SELECT pgjobs.prune('1 day')")
-    assert _total(conn, client) == 0
+    assert kept_total(conn, client) == 0
     _submit(conn, client, path, 3000)
 
 
@@ -196,14 +191,14 @@ def test_all_paths_share_the_one_ceiling(conn: Conn, roles: dict[str, str]) -> N
     with conn.transaction():
         conn.execute(f"SET LOCAL ROLE {client}")
         conn.execute(ADD_ITEMS, (item_job, "[" + items[1:-1] + "]"))
-    total = _total(conn, client)
+    total = kept_total(conn, client)
     assert total == 2500 + 2500 + 3  # the job's first '[1]' too
     with pytest.raises(errors.ObjectInUse), conn.transaction():
         conn.execute(f"SET LOCAL ROLE {client}")
         conn.execute("SELECT pgjobs.submit_delete('user_table_rows', '7', '{}'::jsonb, %s, "
                      "'{\"allow_unknown_keys\": true}'::jsonb)",
                      ([str(i) for i in range(100000, 100150)],))
-    assert _total(conn, client) == total
+    assert kept_total(conn, client) == total
 
 
 # Races: real sessions, interleavings forced with locks.
@@ -236,11 +231,6 @@ def _fanout_jobs(conn: Conn, role: str, count: int) -> list[int]:
     return ids
 
 
-def _items_kept(conn: Conn, role: str) -> int:
-    return int(scalar(conn, "SELECT sum(item_bytes) FROM pgjobs.jobs WHERE submitted_by = %s",
-                      (role,)))
-
-
 @pytest.mark.parametrize("sessions", [12, 20])
 def test_many_sessions_far_from_the_ceiling_do_not_pass_it_together(
         conn: Conn, make_conn: Callable[..., Conn], client: str, sessions: int) -> None:
@@ -251,7 +241,7 @@ def test_many_sessions_far_from_the_ceiling_do_not_pass_it_together(
     # without the lock.
     conn.execute("SELECT pgjobs.set_defaults('{\"max_item_bytes_per_client\": 1050}')")
     jobs = _fanout_jobs(conn, client, sessions)
-    base = _items_kept(conn, client)
+    base = item_bytes(conn, client)
     conns = []
     for _ in range(sessions):
         session = make_conn(autocommit=False)
@@ -289,7 +279,7 @@ def test_many_sessions_far_from_the_ceiling_do_not_pass_it_together(
     for thread in threads:
         thread.join(timeout=60)
         assert not thread.is_alive()
-    assert _items_kept(conn, client) <= 1050
+    assert item_bytes(conn, client) <= 1050
     assert outcomes.count("added") == (1050 - base) // 90
     assert outcomes.count("55006") == sessions - outcomes.count("added")
 
@@ -331,7 +321,7 @@ def test_an_old_snapshot_does_not_pass_the_ceiling(
     assert info.value.sqlstate in ("40001", "55006")
     if info.value.sqlstate == "40001":
         assert "Run the transaction again" in (info.value.diag.message_hint or "")
-    assert _total(conn, client) <= 1000
+    assert kept_total(conn, client) <= 1000
     # Run again, it sees the other's bytes and is refused.
     with pytest.raises(errors.ObjectInUse):
         _add_300(old, call, second)
@@ -374,7 +364,7 @@ def test_another_role_adding_to_the_clients_job_at_once_does_not_pass_it(
         thread.join(timeout=60)
         assert not thread.is_alive()
         assert outcome in (["55006"], ["42501"])  # refused either way, never kept
-        assert _items_kept(conn, client) <= 1000
+        assert item_bytes(conn, client) <= 1000
     finally:
         drop_role(conn, other)
 
@@ -402,12 +392,8 @@ def _rejects(conn: Conn, job_id: int) -> list[tuple[int, int]]:
 
 
 def _import(conn: Conn, dsn: str, role: str | None, uri: str, store: str) -> tuple[int, str]:
-    if role is not None:
-        conn.execute(f"SET ROLE {role}")
-    try:
+    with acting_as(conn, role):
         job_id = submit_import(conn, uri, "1", {"max_rejects": 1000})
-    finally:
-        conn.execute("RESET ROLE")
     status = Importer(dsn, job_id, claim_import(dsn, job_id), store,
                       batch_bytes=5000).run().status
     return job_id, status
@@ -443,7 +429,7 @@ def test_an_imports_rejects_past_the_clients_ceiling_fail_it(
         assert ceiling - sum(b for _, b in found[:KEPT]) <= int(left.group(1)) <= ceiling
         # Exactly the rejects that fit are kept, and counted.
         assert _rejects(conn, job_id) == found[:KEPT]
-        assert _total(conn, role) == sum(b for _, b in found[:KEPT]) <= ceiling
+        assert kept_total(conn, role) == sum(b for _, b in found[:KEPT]) <= ceiling
         # A second import of the client has what is left: the rejects that
         # fit in it, then it fails.
         room = ceiling - sum(b for _, b in found[:KEPT])
@@ -454,7 +440,7 @@ def test_an_imports_rejects_past_the_clients_ceiling_fail_it(
         assert status == "failed"
         assert "max_item_bytes_per_client" in job(conn, second)["error"]
         assert _rejects(conn, second) == found[:fit]
-        assert _total(conn, role) <= ceiling
+        assert kept_total(conn, role) <= ceiling
         # The ceiling raised, a retry redoes the failed batch: its rejects are
         # forgotten and written again, counted once (the total stays what the
         # client's jobs keep: _total checks it against them).
@@ -468,12 +454,12 @@ def test_an_imports_rejects_past_the_clients_ceiling_fail_it(
                           batch_bytes=5000).run().status
         assert status == "succeeded", job(conn, job_id)["error"]
         assert _rejects(conn, job_id) == found
-        assert _total(conn, role) == sum(b for _, b in found) + sum(b for _, b in found[:fit])
+        assert kept_total(conn, role) == sum(b for _, b in found) + sum(b for _, b in found[:fit])
         # Pruned, the room comes back.
         conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '2 days' "
                      "WHERE submitted_by = %s", (role,))
         conn.execute("SELECT pgjobs.prune('1 day')")
-        assert _total(conn, role) == 0
+        assert kept_total(conn, role) == 0
     finally:
         conn.execute("SELECT pgjobs.set_defaults('{\"max_item_bytes_per_client\": null}')")
         drop_client(conn, role)

@@ -29,7 +29,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support.roles import drop_role, make_role, scalar_as
 
 Conn = psycopg.Connection[Any]
 
@@ -68,17 +68,12 @@ def roles(conn: Conn) -> Iterator[dict[str, str]]:
 _scopes = iter(range(5000, 10**6))
 
 
-def _as(conn: Conn, role: str, sql: str, params: Any = None) -> Any:
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {role}")
-        return scalar(conn, sql, params)
-
-
 def _big(conn: Conn, role: str, size: int) -> int:
     """A custom job whose payload keeps about `size` bytes past the
     allowance, multibyte text included (counted in octets)."""
-    return int(_as(conn, role, "SELECT pgjobs.submit('kt_kind', 'user_table_rows', %s, %s::jsonb)",
-                   (str(next(_scopes)), json.dumps({"pad": "é" * (2048 + size // 2)}))))
+    return int(scalar_as(conn, role,
+                         "SELECT pgjobs.submit('kt_kind', 'user_table_rows', %s, %s::jsonb)",
+                         (str(next(_scopes)), json.dumps({"pad": "é" * (2048 + size // 2)}))))
 
 
 def _finish_long_ago(conn: Conn, job: int) -> None:
@@ -113,8 +108,8 @@ def test_prune_waits_for_no_client_holding_its_total(
     instead of waiting for the total while holding the job (a deadlock)."""
     a, b = roles["a"], roles["b"]
     old = _big(conn, a, 2000)
-    small = int(_as(conn, a, "SELECT pgjobs.submit('kt_kind', 'user_table_rows', %s, '{}')",
-                    (str(next(_scopes)),)))
+    small = int(scalar_as(conn, a, "SELECT pgjobs.submit('kt_kind', 'user_table_rows', %s, '{}')",
+                          (str(next(_scopes)),)))
     other = _big(conn, b, 2000)
     for job in (old, small, other):
         _finish_long_ago(conn, job)
@@ -152,12 +147,14 @@ def test_the_total_is_what_the_jobs_keep_after_any_sequence(
     def items() -> None:
         role = rng.choice(clients)
         try:
-            job = int(_as(conn, role, "SELECT pgjobs.submit_items('resize', 'user_table_rows', "
-                                      "%s, %s::jsonb)",
-                          (str(next(_scopes)), json.dumps(["ü" * rng.randint(1, 3000)]))))
+            job = int(scalar_as(conn, role,
+                                "SELECT pgjobs.submit_items('resize', 'user_table_rows', "
+                                "%s, %s::jsonb)",
+                                (str(next(_scopes)), json.dumps(["ü" * rng.randint(1, 3000)]))))
             jobs.append(job)
-            _as(conn, rng.choice([role, roles["admin"]]), "SELECT pgjobs.add_items(%s, %s::jsonb)",
-                (job, json.dumps(["x" * rng.randint(1, 4000)] * rng.randint(1, 3))))
+            scalar_as(conn, rng.choice([role, roles["admin"]]),
+                      "SELECT pgjobs.add_items(%s, %s::jsonb)",
+                      (job, json.dumps(["x" * rng.randint(1, 4000)] * rng.randint(1, 3))))
         except errors.ObjectInUse:
             pass
 
@@ -165,10 +162,11 @@ def test_the_total_is_what_the_jobs_keep_after_any_sequence(
         role = rng.choice(clients)
         keys = [str(100000 + i) for i in range(rng.randint(150, 400))]
         with contextlib.suppress(errors.ObjectInUse):
-            jobs.append(int(_as(conn, role, "SELECT pgjobs.submit_delete('user_table_rows', %s, "
-                                            "'{}'::jsonb, %s, "
-                                            "'{\"allow_unknown_keys\": true}'::jsonb)",
-                                (str(next(_scopes)), keys))))
+            jobs.append(int(scalar_as(conn, role,
+                                      "SELECT pgjobs.submit_delete('user_table_rows', %s, "
+                                      "'{}'::jsonb, %s, "
+                                      "'{\"allow_unknown_keys\": true}'::jsonb)",
+                                      (str(next(_scopes)), keys))))
 
     def rolled_back() -> None:
         with conn.transaction():
@@ -260,8 +258,9 @@ def test_every_byte_a_job_row_keeps_of_its_inputs_counts(
     pin = make_conn(autocommit=False)  # a delete's cutoff, the same for both reads
     pin.execute("SELECT 1")
     conn.execute("SELECT pgjobs.set_defaults('{\"max_item_bytes_per_client\": 1000000}')")
-    job = int(_as(conn, a, call, (str(next(_scopes)),)
-                  + tuple(json.dumps(p) if isinstance(p, dict) else p for p in params("ü" * 4000))))
+    job = int(scalar_as(conn, a, call, (str(next(_scopes)),)
+                        + tuple(json.dumps(p) if isinstance(p, dict) else p
+                                for p in params("ü" * 4000))))
     stored = int(scalar(conn, STORED, (job,)))
     payload = int(scalar(conn, "SELECT octet_length(payload::text) + octet_length(options::text)"
                                " FROM pgjobs.jobs WHERE id = %s", (job,)))
@@ -273,6 +272,6 @@ def test_every_byte_a_job_row_keeps_of_its_inputs_counts(
     conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)",
                  (json.dumps({"max_item_bytes_per_client": 2 * (stored - 4096) - 1}),))
     with pytest.raises(errors.ObjectInUse, match="payload"):
-        _as(conn, a, call, (str(next(_scopes)),)
-            + tuple(json.dumps(p) if isinstance(p, dict) else p for p in params("ü" * 4000)))
+        scalar_as(conn, a, call, (str(next(_scopes)),)
+                  + tuple(json.dumps(p) if isinstance(p, dict) else p for p in params("ü" * 4000)))
     _exact(conn)

@@ -31,7 +31,7 @@ import psycopg
 import pytest
 
 from tests.support import allowed_folder, drain_notifies, job, people_client, scalar
-from tests.support.roles import make_role
+from tests.support.roles import acting_as, make_role
 
 Conn = psycopg.Connection[Any]
 
@@ -53,11 +53,8 @@ def _submit(conn: Conn, kind: str, source: str) -> int:
 
 
 def _as(conn: Conn, role: str, sql: str, *args: Any) -> Any:
-    conn.execute(f"SET ROLE {role}")
-    try:
+    with acting_as(conn, role):
         return scalar(conn, sql, args)
-    finally:
-        conn.execute("RESET ROLE")
 
 
 def _held_by(conn: Conn, job_id: int) -> int | None:

@@ -28,7 +28,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support.roles import drop_role, make_role, session_as
 
 Conn = psycopg.Connection[Any]
 
@@ -57,14 +57,6 @@ def _submit(conn: Conn, kind: str, scope: str) -> int:
     return int(scalar(conn, SUBMIT, {"kind": kind, "scope": scope}))
 
 
-def _session(make_conn: Callable[..., Conn], role: str, **kwargs: Any) -> Conn:
-    session = make_conn(**kwargs)
-    session.execute(f"SET ROLE {role}")
-    if not kwargs.get("autocommit", True):
-        session.commit()
-    return session
-
-
 def _waits_or_ends(conn: Conn, pid: int, done: threading.Event) -> bool:
     """Whether the backend pid waits on a lock; False once its thread ended
     (it did not wait). Polls: the order of events is what is asserted."""
@@ -83,12 +75,12 @@ def test_two_sessions_cannot_both_take_the_last_place(
         conn: Conn, make_conn: Callable[..., Conn], client: str, ceiling: str) -> None:
     (first_kind, second_kind), finished = CEILINGS[ceiling]
     conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)", (json.dumps({ceiling: 2}),))
-    setup = _session(make_conn, client)
+    setup = session_as(make_conn, client)
     below = _submit(setup, "k1", "0")
     if finished:
         setup.execute(f"SELECT pgjobs.cancel({below})")
-    first = _session(make_conn, client, autocommit=False)
-    second = _session(make_conn, client)
+    first = session_as(make_conn, client, autocommit=False)
+    second = session_as(make_conn, client)
     pid = int(scalar(second, "SELECT pg_backend_pid()"))
     _submit(first, first_kind, "1")  # its transaction stays open
     outcome: dict[str, Any] = {}
@@ -122,8 +114,8 @@ def test_far_from_a_ceiling_an_open_transaction_holds_no_submit_back(
     transaction left open after a submit does not make another session's
     submit wait (it would fail on its lock_timeout), and takes no lock row."""
     conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)", (json.dumps({ceiling: 20}),))
-    first = _session(make_conn, client, autocommit=False)
-    second = _session(make_conn, client)
+    first = session_as(make_conn, client, autocommit=False)
+    second = session_as(make_conn, client)
     second.execute("SET lock_timeout = '5s'")
     _submit(first, "k1", "1")  # left open
     _submit(second, "k2", "2")
@@ -146,13 +138,13 @@ def test_another_role_s_retry_near_a_ceiling_never_holds_the_client_back(
                       "GRANT SELECT, DELETE ON user_table_rows TO {role}")
     conn.execute(f"GRANT DELETE ON user_table_rows TO {client}")
     try:
-        setup = _session(make_conn, client)
+        setup = session_as(make_conn, client)
         jobs = [int(scalar(setup, "SELECT pgjobs.submit_delete('user_table_rows', %s, "
                                   "'{\"id\": 1}')", (str(scope),))) for scope in (1, 2, 3)]
         setup.execute("SELECT pgjobs.cancel(%s)", (jobs[0],))  # 2 pending: near 3
         if refused:
             conn.execute("SELECT pgjobs.set_defaults('{\"max_pending_per_client\": 2}')")
-        retrier = _session(make_conn, other, autocommit=False)
+        retrier = session_as(make_conn, other, autocommit=False)
         try:
             retrier.execute("SELECT pgjobs.retry(%s)", (jobs[0],))
             assert not refused
@@ -163,7 +155,7 @@ def test_another_role_s_retry_near_a_ceiling_never_holds_the_client_back(
         probe.rollback()
         if refused:
             conn.execute("SELECT pgjobs.set_defaults('{\"max_pending_per_client\": 4}')")
-        submitter = _session(make_conn, client)
+        submitter = session_as(make_conn, client)
         submitter.execute("SET lock_timeout = '5s'")
         assert _submit(submitter, "k1", "9")  # does not wait for the retrier
         retrier.rollback()

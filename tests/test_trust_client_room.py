@@ -29,6 +29,7 @@ from psycopg import errors
 
 from tests.support import scalar
 from tests.support.roles import CLIENT_SUBMITS as SUBMITS
+from tests.support.roles import scalar_as
 
 Conn = psycopg.Connection[Any]
 
@@ -37,9 +38,7 @@ _scopes = iter(range(1000, 10**6))
 
 def _as(conn: Conn, role: str, call: str, scope: str | None = None) -> int:
     """Run a call as `role` (SET ROLE inside a transaction, as a tier does)."""
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {role}")
-        return int(scalar(conn, call, {"scope": scope or str(next(_scopes))}))
+    return int(scalar_as(conn, role, call, {"scope": scope or str(next(_scopes))}))
 
 
 def _set(conn: Conn, **ceilings: int | None) -> None:
@@ -129,9 +128,7 @@ CUSTOM = {
 
 
 def _kind(conn: Conn, role: str, via: str, kind: str) -> int:
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {role}")
-        return int(scalar(conn, CUSTOM[via], {"kind": kind, "scope": str(next(_scopes))}))
+    return int(scalar_as(conn, role, CUSTOM[via], {"kind": kind, "scope": str(next(_scopes))}))
 
 
 @pytest.mark.parametrize("via", sorted(CUSTOM))

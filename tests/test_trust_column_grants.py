@@ -28,7 +28,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support.roles import drop_role, make_role, scalar_as
 
 Conn = psycopg.Connection[Any]
 
@@ -75,15 +75,9 @@ def roles(conn: Conn) -> Iterator[dict[str, str]]:
         drop_role(conn, role)
 
 
-def _as(conn: Conn, role: str, sql: str) -> Any:
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {role}")
-        return scalar(conn, sql)
-
-
 def _refused(conn: Conn, role: str, sql: str) -> errors.InsufficientPrivilege:
     with pytest.raises(errors.InsufficientPrivilege) as caught:
-        _as(conn, role, sql)
+        scalar_as(conn, role, sql)
     return caught.value
 
 
@@ -106,9 +100,9 @@ def _drive(conn: Conn, job_id: int) -> str:
 def test_select_on_every_column_is_answered_as_select_on_the_table(
         conn: Conn, roles: dict[str, str], call: str) -> None:
     sql, what = CALLS[call]
-    by_table = _as(conn, roles["table"], sql)
+    by_table = scalar_as(conn, roles["table"], sql)
     conn.execute("DELETE FROM pgjobs.jobs")  # the second submit is not held by the first
-    by_columns = _as(conn, roles["columns"], sql)
+    by_columns = scalar_as(conn, roles["columns"], sql)
     if what == "job":
         assert isinstance(by_table, int) and isinstance(by_columns, int)
         assert scalar(conn, "SELECT submitted_by FROM pgjobs.jobs WHERE id = %s",
@@ -132,7 +126,7 @@ def test_a_column_granted_roles_job_runs_as_a_table_granted_roles_does(
     matched = scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = %s AND n = %s"
                            " AND created_at <= now()", (scope, n))
     assert matched > 0
-    job_id = int(_as(conn, roles["columns"], sql))
+    job_id = int(scalar_as(conn, roles["columns"], sql))
     assert _drive(conn, job_id) == "succeeded"
     left = scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = %s AND n = %s"
                         " AND created_at <= now()", (scope, n))
@@ -161,19 +155,19 @@ def test_one_column_missing_is_refused_as_before(
 def test_a_column_added_later_without_a_grant_refuses_the_next_call(
         conn: Conn, roles: dict[str, str]) -> None:
     role = roles["columns"]
-    assert _as(conn, role, CALLS["visible_count"][0]) > 0
+    assert scalar_as(conn, role, CALLS["visible_count"][0]) > 0
     conn.execute("ALTER TABLE user_table_rows ADD COLUMN secret text DEFAULT 'hidden'")
     for call in ("visible_count", "visible", "submit_delete", "preview_delete"):
         _assert_same_refusal(conn, _refused(conn, role, CALLS[call][0]), role)
     conn.execute(f"GRANT SELECT (secret) ON user_table_rows TO {role}")
-    assert _as(conn, role, CALLS["visible_count"][0]) > 0
+    assert scalar_as(conn, role, CALLS["visible_count"][0]) > 0
 
 
 def test_a_revoke_of_one_column_between_two_calls_refuses_the_second(
         conn: Conn, roles: dict[str, str]) -> None:
     role = roles["columns"]
-    job_id = int(_as(conn, role, CALLS["submit_delete"][0]))
-    assert _as(conn, role, CALLS["visible"][0])
+    job_id = int(scalar_as(conn, role, CALLS["submit_delete"][0]))
+    assert scalar_as(conn, role, CALLS["visible"][0])
     conn.execute(f"REVOKE SELECT (label) ON user_table_rows FROM {role}")
     _assert_same_refusal(conn, _refused(conn, role, CALLS["visible"][0]), role)
     _assert_same_refusal(conn, _refused(conn, role, CALLS["submit_delete"][0]), role)

@@ -26,7 +26,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support.roles import drop_role, in_role, make_role
 
 Conn = psycopg.Connection[Any]
 
@@ -65,8 +65,7 @@ def _role(conn: Conn, made: list[str], label: str, *grants: str) -> str:
 def _outcome(conn: Conn, role: str, sql: str) -> tuple[bool, str]:
     """(answered, the refusal's message and hint) of sql run as role."""
     try:
-        with conn.transaction():
-            conn.execute(f"SET LOCAL ROLE {role}")
+        with in_role(conn, role):
             conn.execute(sql)
         return True, ""
     except errors.InsufficientPrivilege as refusal:

@@ -29,7 +29,7 @@ import psycopg
 import pytest
 
 from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support.roles import drop_role, make_role, scalar_as
 
 Conn = psycopg.Connection[Any]
 
@@ -89,15 +89,9 @@ def world(conn: Conn) -> Iterator[dict[str, Any]]:
         drop_role(conn, name)
 
 
-def _as(conn: Conn, role: str, sql: str, params: Any = None) -> Any:
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {role}")
-        return scalar(conn, sql, params)
-
-
 def _sees(conn: Conn, role: str) -> tuple[Any, ...]:
     """What role sees: job ids, targets, the items of those jobs."""
-    return _as(conn, role, JOBS), _as(conn, role, TARGETS), _as(conn, role, ITEMS)
+    return scalar_as(conn, role, JOBS), scalar_as(conn, role, TARGETS), scalar_as(conn, role, ITEMS)
 
 
 def test_a_column_granted_role_sees_what_a_table_granted_role_sees(
@@ -134,15 +128,15 @@ def test_the_role_may_control_another_roles_job_as_a_table_granted_role_may(
     job = world["jobs"][0]
     status = "SELECT status FROM pgjobs.jobs WHERE id = %s"
     for who in ("table", "columns"):
-        assert _as(conn, world[who], "SELECT pgjobs.pause(%s)", (job,)) is True
+        assert scalar_as(conn, world[who], "SELECT pgjobs.pause(%s)", (job,)) is True
         assert scalar(conn, status, (job,)) == "paused"
-        assert _as(conn, world[who], "SELECT pgjobs.resume(%s)", (job,)) is True
+        assert scalar_as(conn, world[who], "SELECT pgjobs.resume(%s)", (job,)) is True
         assert scalar(conn, status, (job,)) == "queued"
     unknown = 1 + int(scalar(conn, "SELECT max(id) FROM pgjobs.jobs"))
     answers = []
     for job_id in (job, unknown):
         with pytest.raises(psycopg.errors.NoDataFound) as caught:
-            _as(conn, world["short"], "SELECT pgjobs.pause(%s)", (job_id,))
+            scalar_as(conn, world["short"], "SELECT pgjobs.pause(%s)", (job_id,))
         diag = caught.value.diag
         answers.append((re.sub(r"\d+", "J", diag.message_primary or ""), diag.message_hint))
     assert answers[0] == answers[1], answers
@@ -189,16 +183,16 @@ def test_grants_on_the_partitions_only_show_nothing_of_the_parent(
     conn.execute("CREATE INDEX ON pt (scope, id)")
     conn.execute("SELECT pgjobs.register_target('pt', 'id', 'scope', 'created_at', NULL, '{}')")
     conn.execute(f"GRANT SELECT, UPDATE ON pt TO {world['owner']}")
-    pt_job = int(_as(conn, world["owner"], "SELECT pgjobs.submit_items('resize', 'pt', '1', "
-                                           "'[{\"a\": 1}]', %s)", (LATER,)))
+    pt_job = int(scalar_as(conn, world["owner"], "SELECT pgjobs.submit_items('resize', 'pt', '1', "
+                                                 "'[{\"a\": 1}]', %s)", (LATER,)))
     on_parent, on_parts = world["columns"], world["short"]
     conn.execute(f"GRANT SELECT (id, scope, n, created_at) ON pt TO {on_parent}")
     conn.execute(f"GRANT SELECT (id, scope, n, created_at) ON pt_1 TO {on_parts}")
     conn.execute(f"GRANT SELECT ON pt TO {world['table']}")
-    assert _as(conn, on_parent, JOBS) == _as(conn, world["table"], JOBS) == [*world["jobs"],
-                                                                            pt_job]
-    assert _as(conn, on_parent, TARGETS) == ["user_table_rows", "pt"]
-    assert _as(conn, on_parts, JOBS) == [] and _as(conn, on_parts, TARGETS) == []
+    assert scalar_as(conn, on_parent, JOBS) == scalar_as(conn, world["table"], JOBS) == [
+        *world["jobs"], pt_job]
+    assert scalar_as(conn, on_parent, TARGETS) == ["user_table_rows", "pt"]
+    assert scalar_as(conn, on_parts, JOBS) == [] and scalar_as(conn, on_parts, TARGETS) == []
 
 
 def _calls(conn: Conn, role: str, sql: str) -> dict[str, int]:
@@ -232,7 +226,7 @@ def test_the_column_test_costs_once_per_statement_and_nothing_for_a_table_grant(
                       FROM pgjobs.jobs, generate_series(1, 100)""")
     assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 202
     for role in (world["table"], world["columns"]):
-        assert _as(conn, role, "SELECT count(*) FROM pgjobs.jobs") == 202
+        assert scalar_as(conn, role, "SELECT count(*) FROM pgjobs.jobs") == 202
     reads = "SELECT * FROM pgjobs.jobs"
     by_table = _calls(conn, world["table"], reads)
     assert "_column_read_targets" not in by_table, by_table
@@ -278,14 +272,14 @@ def test_each_way_to_hold_columns_is_judged_as_postgresql_does(
         for statement in VARIANTS[variant]:
             conn.execute(statement.format(role=role))
         try:
-            _as(conn, role, "SELECT count(t) FROM user_table_rows t")
+            scalar_as(conn, role, "SELECT count(t) FROM user_table_rows t")
             reads = True
         except psycopg.errors.InsufficientPrivilege:
             reads = False
         expected = _sees(conn, world["table"]) if reads else ([], [], 0)
         assert expected != ([], [], 0) or not reads
         assert _sees(conn, role) == expected, (variant, reads)
-        listed = _as(conn, role, "SELECT pgjobs._column_read_targets()::text[]")
+        listed = scalar_as(conn, role, "SELECT pgjobs._column_read_targets()::text[]")
         assert listed == (["user_table_rows"] if reads else []), (variant, listed)
     finally:
         conn.execute("REVOKE ALL ON user_table_rows FROM PUBLIC")

@@ -34,7 +34,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support.roles import drop_role, in_role, make_role
 
 Conn = psycopg.Connection[Any]
 SOURCE = "file:///srv/pgjobs-confined"
@@ -63,9 +63,7 @@ def world(conn: Conn) -> Iterator[dict[str, Any]]:
 
 
 def _confined(conn: Conn, client: str, sql: str, *args: Any) -> Any:
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {client}")
-        conn.execute("SET LOCAL pgjobs.allowed_scopes = '1'")
+    with in_role(conn, client, scopes="1"):
         return conn.execute(sql, args).fetchall()
 
 

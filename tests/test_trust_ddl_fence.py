@@ -42,6 +42,7 @@ import psycopg
 import pytest
 
 from tests.support import reach, scalar
+from tests.support.roles import acting_as
 from tests.support.waiting import wait_for
 from tests.test_trust_reached_tables import CLIENT, GRABBED
 
@@ -98,9 +99,8 @@ def _change(conn: Conn, name: str) -> None:
     by_trusted, by_client = CHANGES[name]
     conn.execute(by_trusted.format(client=CLIENT))
     if by_client:
-        conn.execute(f"SET ROLE {CLIENT}")
-        conn.execute(by_client)
-        conn.execute("RESET ROLE")
+        with acting_as(conn, CLIENT):
+            conn.execute(by_client)
 
 
 def _nothing_of_the_clients_ran(conn: Conn) -> None:

@@ -31,7 +31,8 @@ from tests.support import (
     wait_for,
     who,
 )
-from tests.test_cli import pgjobs_command, wait_for_backend
+from tests.support.cli import pgjobs_command
+from tests.test_cli import wait_for_backend
 from tests.test_trust_scope import make_table
 
 Conn = psycopg.Connection[Any]

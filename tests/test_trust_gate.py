@@ -15,6 +15,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import claim, job, make_rows_target, run_job, scalar, seed, who
+from tests.support.roles import acting_as
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()
@@ -39,10 +40,9 @@ def inserter(conn: Conn) -> Iterator[str]:
 
 
 def _far_import(conn: Conn, role: str) -> int:
-    conn.execute(f"SET ROLE {role}")
-    job_id = scalar(conn, f"SELECT pgjobs.submit_import('user_table_rows', '1', '{SOURCE}',"
-                          """ '{"run_at": "2100-01-01T00:00:00Z"}')""")
-    conn.execute("RESET ROLE")
+    with acting_as(conn, role):
+        job_id = scalar(conn, f"SELECT pgjobs.submit_import('user_table_rows', '1', '{SOURCE}',"
+                              """ '{"run_at": "2100-01-01T00:00:00Z"}')""")
     return int(job_id)
 
 

@@ -31,7 +31,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import build_target, job, scalar
-from tests.support.roles import drop_role, make_role
+from tests.support.roles import acting_as, drop_role, make_role
 
 Conn = psycopg.Connection[Any]
 
@@ -71,19 +71,16 @@ def client(conn: Conn) -> Iterator[str]:
 
 
 def _submit(conn: Conn, role: str, kind: str, options: dict[str, Any]) -> int:
-    conn.execute(f"SET ROLE {role}")
-    try:
-        if kind == "delete":
-            sql = "SELECT pgjobs.submit_delete('t', '1', '{}', '{}', %s::jsonb)"
-        elif kind == "backfill":
-            sql = "SELECT pgjobs.submit_backfill('t', '1', '{}', '{\"n\": 1}', %s::jsonb)"
-        elif kind == "export":
-            sql = "SELECT pgjobs.submit_export('t', '1', '{}', %s::jsonb)"
-        else:
-            sql = "SELECT pgjobs.submit('custom', 't', '1', '{}', %s::jsonb)"
+    if kind == "delete":
+        sql = "SELECT pgjobs.submit_delete('t', '1', '{}', '{}', %s::jsonb)"
+    elif kind == "backfill":
+        sql = "SELECT pgjobs.submit_backfill('t', '1', '{}', '{\"n\": 1}', %s::jsonb)"
+    elif kind == "export":
+        sql = "SELECT pgjobs.submit_export('t', '1', '{}', %s::jsonb)"
+    else:
+        sql = "SELECT pgjobs.submit('custom', 't', '1', '{}', %s::jsonb)"
+    with acting_as(conn, role):
         return int(scalar(conn, sql, (json.dumps(options),)))
-    finally:
-        conn.execute("RESET ROLE")
 
 
 # Every kind takes a lease; the throttling options are a writing job's.

@@ -16,6 +16,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import drain_notifies, make_rows_target, run_job, scalar, seed
+from tests.support.roles import session_as
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()
@@ -46,8 +47,7 @@ def roles(conn: Conn) -> Iterator[dict[str, str]]:
 
 
 def _listen(make_conn: Callable[..., Conn], role: str, channel: str = "pgjobs") -> Conn:
-    listener = make_conn()
-    listener.execute(f"SET ROLE {role}")
+    listener = session_as(make_conn, role)
     listener.execute(f"LISTEN {channel}")
     return listener
 

@@ -24,6 +24,7 @@ import pytest
 
 from pgjobs import db
 from pgjobs.cli.runners import _submitted
+from tests.support.roles import in_role
 
 Conn = psycopg.Connection[Any]
 
@@ -45,8 +46,7 @@ def stranger(conn: Conn) -> Iterator[str]:
 def _burst(conn: Conn, role: str, payload: str) -> None:
     """BURST distinct notifications on `pgjobs` (payload with N in place of
     each one's number), sent by `role` in one statement."""
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {role}")
+    with in_role(conn, role):
         conn.execute("SELECT pg_notify('pgjobs', replace(%s, 'N', g::text)) "
                      "FROM generate_series(1, %s) g", (payload, BURST))
 

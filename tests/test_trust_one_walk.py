@@ -30,6 +30,7 @@ import psycopg
 import pytest
 
 from tests.support import scalar, who
+from tests.support.roles import session_as
 from tests.support.verdicts import install_dated_page
 
 Conn = psycopg.Connection[Any]
@@ -118,11 +119,9 @@ def world(conn: Conn) -> Iterator[None]:
 
 
 def _runner(make_conn: Callable[..., Conn]) -> Conn:
-    runner = make_conn(autocommit=False)
-    runner.execute("SET track_functions = 'pl'")  # a superuser's setting: before the role
-    runner.execute(f"SET ROLE {R['runner']}")
-    runner.commit()
-    return runner
+    # track_functions is a superuser's setting: before the role.
+    return session_as(make_conn, R["runner"], before=("SET track_functions = 'pl'",),
+                      autocommit=False)
 
 
 WALKS = """

@@ -44,19 +44,18 @@ from psycopg.rows import dict_row
 
 from pgjobs.cli.main import main
 from tests.support import make_target, scalar
+from tests.support.hostile import FORGED_LINE, FORGED_LINE_SHOWN, UNSHOWN
 from tests.support.ui import request, serving
 
 Conn = psycopg.Connection[Any]
 ROOT = Path(__file__).resolve().parent.parent
 
-# An OSC title, a CSI that clears the screen, a carriage return, a forged
-# line, a C1 CSI, a bidi override, a line separator, a NUL (storable in a
-# Python string, a log message, a click argument; not in PostgreSQL text).
-HOSTILE = "t\x1b]0;owned\x07\x1b[2J\r\nOK  forged\tx\x9b2J\u202egnp.exe\u2028z"
+# A forged log line (tests/support/hostile.py), as stored and as shown; and
+# with a NUL (storable in a Python string, a log message, a click argument;
+# not in PostgreSQL text).
+HOSTILE, SHOWN = FORGED_LINE, FORGED_LINE_SHOWN
 HOSTILE_DB = HOSTILE  # no NUL: PostgreSQL text cannot hold one
 WITH_NUL = HOSTILE + "\x00end"
-SHOWN = "t\\x1b]0;owned\\x07\\x1b[2J\\r\\nOK  forged\\tx\\x9b2J\\u202egnp.exe\\u2028z"
-UNSHOWN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 @pytest.fixture(autouse=True)

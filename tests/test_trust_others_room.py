@@ -34,7 +34,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support.roles import drop_role, make_role, scalar_as
 
 Conn = psycopg.Connection[Any]
 
@@ -69,12 +69,6 @@ def roles(conn: Conn) -> Iterator[dict[str, str]]:
         drop_role(conn, role)
 
 
-def _as(conn: Conn, role: str, sql: str, params: Any = None) -> Any:
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {role}")
-        return scalar(conn, sql, params)
-
-
 def _items(n: int, width: int = 100) -> str:
     """n items whose JSON text is n * width bytes."""
     text = "[" + ", ".join(json.dumps("x" * (width - 4)) for _ in range(n)) + "]"
@@ -93,13 +87,13 @@ def _state(conn: Conn) -> tuple[Any, ...]:
 
 
 def _room(conn: Conn, role: str) -> int:
-    return int(_as(conn, role, "SELECT room_bytes FROM pgjobs.client_room()"))
+    return int(scalar_as(conn, role, "SELECT room_bytes FROM pgjobs.client_room()"))
 
 
 def _refused(conn: Conn, role: str, job: int, items: str) -> None:
     before = _state(conn)
     with pytest.raises(errors.InsufficientPrivilege) as info:
-        _as(conn, role, ADD_ITEMS, (job, items))
+        scalar_as(conn, role, ADD_ITEMS, (job, items))
     assert info.value.diag.message_primary == MESSAGE.format(job=job)
     assert info.value.diag.message_hint == HINT
     assert _state(conn) == before
@@ -113,7 +107,7 @@ def test_a_client_adds_nothing_to_a_job_it_did_not_submit(
     quote the victim's room). An INHERIT member of the victim is another
     role too (it reads its own room, pgjobs.client_room)."""
     victim = roles["victim"]
-    job = int(_as(conn, victim, SUBMIT_ITEMS + ", %s::jsonb", ("1", _items(10), LATER)))
+    job = int(scalar_as(conn, victim, SUBMIT_ITEMS + ", %s::jsonb", ("1", _items(10), LATER)))
     room = _room(conn, victim)
     assert room == CEILING - 1000
     _refused(conn, roles[who], job, _items(1))
@@ -122,14 +116,15 @@ def test_a_client_adds_nothing_to_a_job_it_did_not_submit(
     assert _room(conn, victim) == room
     assert _room(conn, roles[who]) == CEILING
     # It still sees the job, and may control it: those keep no bytes.
-    assert _as(conn, roles[who], "SELECT count(*) FROM pgjobs.jobs WHERE id = %s", (job,)) == 1
-    _as(conn, roles[who], "SELECT pgjobs.pause(%s)", (job,))
-    _as(conn, roles[who], "SELECT pgjobs.resume(%s)", (job,))
+    assert scalar_as(conn, roles[who], "SELECT count(*) FROM pgjobs.jobs WHERE id = %s",
+                     (job,)) == 1
+    scalar_as(conn, roles[who], "SELECT pgjobs.pause(%s)", (job,))
+    scalar_as(conn, roles[who], "SELECT pgjobs.resume(%s)", (job,))
     # Acting as the victim (SET ROLE) is the victim, and counts for it.
-    assert _as(conn, victim, ADD_ITEMS, (job, _items(1))) == 1
+    assert scalar_as(conn, victim, ADD_ITEMS, (job, _items(1))) == 1
     assert _room(conn, victim) == room - 100
     # An administrator still adds to it, for the victim.
-    assert _as(conn, roles["admin"], ADD_ITEMS, (job, _items(2))) == 2
+    assert scalar_as(conn, roles["admin"], ADD_ITEMS, (job, _items(2))) == 2
     assert _room(conn, victim) == room - 300
 
 
@@ -138,9 +133,9 @@ def test_a_client_cannot_escape_its_own_ceiling_through_others_jobs(
     """With its own room spent, the attacker keeps nothing more through the
     victim's job (it would count for the victim, whose room is free)."""
     attacker, victim = roles["attacker"], roles["victim"]
-    int(_as(conn, attacker, SUBMIT_ITEMS, ("2", _items(CEILING // 100))))
+    int(scalar_as(conn, attacker, SUBMIT_ITEMS, ("2", _items(CEILING // 100))))
     assert _room(conn, attacker) == 0
-    job = int(_as(conn, victim, SUBMIT_ITEMS + ", %s::jsonb", ("1", _items(1), LATER)))
+    job = int(scalar_as(conn, victim, SUBMIT_ITEMS + ", %s::jsonb", ("1", _items(1), LATER)))
     _refused(conn, attacker, job, _items(10))
     assert _room(conn, victim) == CEILING - 100
 
@@ -149,9 +144,9 @@ def test_a_job_whose_submitter_is_gone_takes_no_bytes_that_count_for_no_one(
         conn: Conn, roles: dict[str, str]) -> None:
     """The submitter dropped: bytes added to its job would count for no role."""
     gone = make_role(conn, "ormgone", "GRANT pgjobs_client TO {role}", GRANT)
-    job = int(_as(conn, gone, SUBMIT_ITEMS + ", %s::jsonb", ("1", _items(1), LATER)))
+    job = int(scalar_as(conn, gone, SUBMIT_ITEMS + ", %s::jsonb", ("1", _items(1), LATER)))
     drop_role(conn, gone)
     _refused(conn, roles["attacker"], job, _items(10))
     # An administrator may: the job is an administrator's to finish or drop.
-    assert _as(conn, roles["admin"], ADD_ITEMS, (job, _items(1))) == 1
+    assert scalar_as(conn, roles["admin"], ADD_ITEMS, (job, _items(1))) == 1
 

@@ -30,6 +30,7 @@ import psycopg
 import pytest
 
 from tests.support import make_rows_target, scalar, seed, submit_delete
+from tests.support.roles import acting_as
 from tests.test_trust_definer_surface import CLIENT, HIDDEN, TARGET_CALLS, _answer, world
 
 __all__ = ["world"]  # the fixture, shared with test_trust_definer_surface
@@ -184,11 +185,8 @@ def test_the_engine_schedule_is_told_only_beside_a_due_job_the_client_sees(
                          " WHERE jobname = 'pgjobs.run'")
 
         def told(role: str) -> object:
-            conn.execute(f"SET ROLE {role}")
-            try:
+            with acting_as(conn, role):
                 return scalar(conn, "SELECT pgjobs._engine_wait()")
-            finally:
-                conn.execute("RESET ROLE")
 
         assert told(watcher) is None and told(stranger) is None  # no job at all
         job_id = submit_delete(conn, target, "2")

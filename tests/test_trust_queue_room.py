@@ -25,7 +25,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import make_rows_target, scalar, seed, wait_for
-from tests.support.roles import drop_role, make_role
+from tests.support.roles import drop_role, make_role, scalar_as
 
 Conn = psycopg.Connection[Any]
 
@@ -55,9 +55,7 @@ def roles(conn: Conn) -> Iterator[dict[str, str]]:
 
 def _as(conn: Conn, role: str, call: str, scope: str = "1") -> int:
     """Run a call as `role` (SET ROLE inside a transaction, as a tier does)."""
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {role}")
-        return int(scalar(conn, call, {"scope": scope}))
+    return int(scalar_as(conn, role, call, {"scope": scope}))
 
 
 def _ceiling(conn: Conn, value: int | None) -> None:

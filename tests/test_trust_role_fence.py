@@ -28,6 +28,7 @@ import psycopg
 import pytest
 
 from tests.support import scalar, who
+from tests.support.roles import session_as
 from tests.support.verdicts import dated_page, install_dated_page
 
 Conn = psycopg.Connection[Any]
@@ -132,10 +133,7 @@ def world(conn: Conn) -> Iterator[None]:
 
 
 def _runner(make_conn: Callable[..., Conn]) -> Conn:
-    runner = make_conn(autocommit=False)
-    runner.execute(f"SET ROLE {R['runner']}")
-    runner.commit()
-    return runner
+    return session_as(make_conn, R["runner"], autocommit=False)
 
 
 def _start(conn: Conn, runner: Conn, kind: str) -> tuple[int, str]:

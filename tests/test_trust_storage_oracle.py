@@ -32,6 +32,7 @@ from tests.support import (
     submit_export,
     submit_import,
 )
+from tests.support.roles import acting_as
 
 Conn = psycopg.Connection[Any]
 # Where, outside tenant 1's folder, the client points: each asked once with
@@ -74,16 +75,6 @@ def _place(root: Path, place: str, there: bool) -> str:
     return f"file://{path}"
 
 
-def _as_tenant_1(conn: Conn, role: str) -> None:
-    conn.execute("SET pgjobs.allowed_scopes = '1'")
-    conn.execute(f"SET ROLE {role}")
-
-
-def _as_admin(conn: Conn) -> None:
-    conn.execute("RESET ROLE")
-    conn.execute("RESET pgjobs.allowed_scopes")
-
-
 @pytest.mark.parametrize("place", sorted(PLACES))
 @pytest.mark.parametrize("verb", ["import", "export"])
 def test_a_submit_answers_alike_whether_something_is_there_or_not(
@@ -92,13 +83,11 @@ def test_a_submit_answers_alike_whether_something_is_there_or_not(
     answers = []
     for there in (True, False):
         uri = _place(root, PLACES[place], there)
-        _as_tenant_1(conn, role)
-        with pytest.raises(psycopg.Error) as refused:
+        with acting_as(conn, role, scopes="1"), pytest.raises(psycopg.Error) as refused:
             if verb == "import":
                 submit_import(conn, uri, "1")
             else:
                 submit_export(conn, "1", {}, {"destination": uri}, target="people")
-        _as_admin(conn)
         diag = refused.value.diag
         answers.append((refused.value.sqlstate, diag.message_primary, diag.message_detail,
                         diag.message_hint))
@@ -119,13 +108,12 @@ def test_the_worker_answers_alike_whether_something_is_there_or_not(
     errors = []
     for there in (True, False):
         uri = _place(root, PLACES[place], there)
-        _as_tenant_1(conn, role)
-        if verb == "import":
-            job_id = submit_import(conn, f"file://{root}/1/in.jsonl", "1")
-        else:
-            job_id = submit_export(conn, "1", {}, {"destination": f"file://{root}/1"},
-                                   target="people")
-        _as_admin(conn)
+        with acting_as(conn, role, scopes="1"):
+            if verb == "import":
+                job_id = submit_import(conn, f"file://{root}/1/in.jsonl", "1")
+            else:
+                job_id = submit_export(conn, "1", {}, {"destination": f"file://{root}/1"},
+                                       target="people")
         key = "source" if verb == "import" else "destination"
         conn.execute("UPDATE pgjobs.jobs SET payload = jsonb_set(payload, %s, %s) "
                      "WHERE id = %s", (f"{{{key}}}", json.dumps(uri), job_id))

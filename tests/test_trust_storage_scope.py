@@ -32,6 +32,7 @@ from tests.support import (
     submit_export,
     submit_import,
 )
+from tests.support.roles import acting_as
 
 Conn = psycopg.Connection[Any]
 
@@ -58,16 +59,6 @@ def client(conn: Conn, tenants: Path) -> Iterator[str]:
     drop_client(conn, role)
 
 
-def _as_tenant_1(conn: Conn, role: str) -> None:
-    conn.execute("SET pgjobs.allowed_scopes = '1'")
-    conn.execute(f"SET ROLE {role}")
-
-
-def _as_admin(conn: Conn) -> None:
-    conn.execute("RESET ROLE")
-    conn.execute("RESET pgjobs.allowed_scopes")
-
-
 def _files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
@@ -77,11 +68,10 @@ def test_a_confined_client_exports_to_and_imports_from_its_own_folder(
         conn: Conn, dsn: str, client: str, tenants: Path, tmp_path: Path,
         spelling: str) -> None:
     """The folder is named by the scope's canonical text, however it was spelled."""
-    _as_tenant_1(conn, client)
-    export_id = submit_export(conn, spelling, {}, {"destination": f"file://{tenants}/1/out"},
-                              target="people")
-    import_id = submit_import(conn, f"file://{tenants}/1/in.jsonl", spelling)
-    _as_admin(conn)
+    with acting_as(conn, client, scopes="1"):
+        export_id = submit_export(conn, spelling, {}, {"destination": f"file://{tenants}/1/out"},
+                                  target="people")
+        import_id = submit_import(conn, f"file://{tenants}/1/in.jsonl", spelling)
     exported = run_export(dsn, export_id, f"file://{tmp_path}/own")
     assert exported.status == "succeeded", exported
     assert exported.result is not None
@@ -108,16 +98,15 @@ def test_a_confined_client_exports_to_and_imports_from_its_own_folder(
 def test_another_tenants_folder_is_refused_at_submit(
         conn: Conn, client: str, tenants: Path, uri: str) -> None:
     uri = uri.format(t=tenants)
-    _as_tenant_1(conn, client)
-    with pytest.raises(errors.InsufficientPrivilege) as exported:
-        submit_export(conn, "1", {}, {"destination": uri}, target="people")
-    with pytest.raises(errors.InsufficientPrivilege) as imported:
-        submit_import(conn, uri, "1")
-    for exc in (exported, imported):
-        assert exc.value.diag.message_hint, uri
-        if "not under an allowed" in str(exc.value):
-            assert "its own folder, named '1'" in exc.value.diag.message_hint
-    _as_admin(conn)
+    with acting_as(conn, client, scopes="1"):
+        with pytest.raises(errors.InsufficientPrivilege) as exported:
+            submit_export(conn, "1", {}, {"destination": uri}, target="people")
+        with pytest.raises(errors.InsufficientPrivilege) as imported:
+            submit_import(conn, uri, "1")
+        for exc in (exported, imported):
+            assert exc.value.diag.message_hint, uri
+            if "not under an allowed" in str(exc.value):
+                assert "its own folder, named '1'" in exc.value.diag.message_hint
     assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 0
 
 
@@ -136,12 +125,11 @@ def test_a_literal_placeholder_in_a_clients_uri_is_no_wildcard(
 def test_the_worker_refuses_an_export_edited_to_another_tenant(
         conn: Conn, dsn: str, client: str, tenants: Path, tmp_path: Path,
         change: str) -> None:
-    _as_tenant_1(conn, client)
-    options: dict[str, Any] = {"destination": f"file://{tenants}/1"}
-    if change == "parallel":
-        options["parallel"] = 2
-    job_id = submit_export(conn, "1", {}, options, target="people")
-    _as_admin(conn)
+    with acting_as(conn, client, scopes="1"):
+        options: dict[str, Any] = {"destination": f"file://{tenants}/1"}
+        if change == "parallel":
+            options["parallel"] = 2
+        job_id = submit_export(conn, "1", {}, options, target="people")
     other = f"file://{tenants}/2"
     if change == "checkpoint":
         conn.execute("""UPDATE pgjobs.jobs SET checkpoint = jsonb_build_object(
@@ -160,9 +148,8 @@ def test_the_worker_refuses_an_export_edited_to_another_tenant(
 
 def test_the_worker_refuses_an_import_edited_to_another_tenant(
         conn: Conn, dsn: str, client: str, tenants: Path, tmp_path: Path) -> None:
-    _as_tenant_1(conn, client)
-    job_id = submit_import(conn, f"file://{tenants}/1/in.jsonl", "1")
-    _as_admin(conn)
+    with acting_as(conn, client, scopes="1"):
+        job_id = submit_import(conn, f"file://{tenants}/1/in.jsonl", "1")
     conn.execute("UPDATE pgjobs.jobs SET payload = jsonb_set(payload, '{source}', %s) "
                  "WHERE id = %s", (json.dumps(f"file://{tenants}/2/in.jsonl"), job_id))
     outcome = run_import(dsn, job_id, f"file://{tmp_path}/own")

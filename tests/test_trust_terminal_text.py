@@ -19,7 +19,6 @@ quoting a scope), the first keys a delete's question names and the
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,18 +28,18 @@ from click.testing import CliRunner, Result
 
 from pgjobs.cli.main import main
 from tests.support import make_rows_target, make_target, scalar
+from tests.support.hostile import (
+    FORGED_STATUS,
+    FORGED_STATUS_FLAT,
+    FORGED_STATUS_SHOWN,
+    UNSHOWN,
+)
 
 Conn = psycopg.Connection[Any]
 
-# An OSC title, a CSI that clears the screen, a cursor move up, a forged line,
-# a C1 CSI, a bidi override, a line separator.
-HOSTILE = "t\x1b]0;owned\x07\x1b[2J\x1b[1A\nstatus: succeeded\tx\x9b2J\u202egnp.exe\u2028z"
-SHOWN = ("t\\x1b]0;owned\\x07\\x1b[2J\\x1b[1A\\nstatus: succeeded\\tx\\x9b2J"
-         "\\u202egnp.exe\\u2028z")
-# items' error column runs blanks together (a newline, a tab, a line
-# separator are blanks to it), then shows the rest as SHOWN does.
-FLAT = "t\\x1b]0;owned\\x07\\x1b[2J\\x1b[1A status: succeeded x\\x9b2J\\u202egnp.exe z"
-UNSHOWN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# A forged status line (tests/support/hostile.py), as stored and as shown;
+# items' error column runs blanks together (FLAT).
+HOSTILE, SHOWN, FLAT = FORGED_STATUS, FORGED_STATUS_SHOWN, FORGED_STATUS_FLAT
 
 
 @pytest.fixture(autouse=True)

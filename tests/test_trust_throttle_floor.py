@@ -22,7 +22,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support.roles import drop_role, make_role, scalar_as
 
 Conn = psycopg.Connection[Any]
 
@@ -69,9 +69,7 @@ def roles(conn: Conn) -> Iterator[dict[str, str]]:
 
 
 def _submit(conn: Conn, role: str, kind: str, options: dict[str, Any]) -> int:
-    with conn.transaction():
-        conn.execute(f"SET LOCAL ROLE {role}")
-        return int(scalar(conn, WRITERS[kind], {"options": json.dumps(options)}))
+    return int(scalar_as(conn, role, WRITERS[kind], {"options": json.dumps(options)}))
 
 
 @pytest.mark.parametrize("kind", sorted(WRITERS))

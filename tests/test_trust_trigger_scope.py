@@ -25,6 +25,7 @@ import psycopg
 import pytest
 
 from tests.support import allowed_folder, build_target, job, run_import, run_job, scalar
+from tests.support.roles import acting_as
 
 Conn = psycopg.Connection[Any]
 MOVED = "a row written for scope 'acme' of public.g came out in scope 'globex'"
@@ -61,13 +62,8 @@ def _rows(conn: Conn) -> list[tuple[int, str, str]]:
 
 
 def _as_acme(conn: Conn, role: str, sql: str, params: tuple[Any, ...]) -> int:
-    conn.execute(f"SET ROLE {role}")
-    conn.execute("SELECT set_config('pgjobs.allowed_scopes', 'acme', false)")
-    try:
+    with acting_as(conn, role, scopes="acme"):
         return int(scalar(conn, sql, params))
-    finally:
-        conn.execute("RESET ROLE")
-        conn.execute("RESET pgjobs.allowed_scopes")
 
 
 def test_a_confined_backfill_cannot_move_rows_through_a_trigger(conn: Conn, role: str) -> None:

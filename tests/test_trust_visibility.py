@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from tests.support import scalar
+from tests.support.roles import acting_as
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()
@@ -51,11 +52,8 @@ def roles(conn: Conn) -> Iterator[dict[str, str]]:
 
 
 def _as(conn: Conn, role: str, sql: str, params: Any = None) -> Any:
-    conn.execute(f"SET ROLE {role}")
-    try:
+    with acting_as(conn, role):
         return conn.execute(sql, params).fetchall()
-    finally:
-        conn.execute("RESET ROLE")
 
 
 def _secret_jobs(conn: Conn, role: str) -> dict[str, int]:

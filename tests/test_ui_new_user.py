@@ -17,17 +17,15 @@ job and of a failed one, what its cards add up, and a database without pgjobs.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from tests.support import make_target, scalar
+from tests.support.cli import cli_env, pgjobs_command
 from tests.support.ui import get_json, request, serving
 
 Conn = psycopg.Connection[Any]
@@ -96,11 +94,8 @@ def test_a_fanout_job_and_a_failed_one_show_items_and_the_first_error(conn: Conn
 
 
 def pgjobs_ui(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "pgjobs"
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
-    env.update(PGJOBS_DSN=dsn)
+    command = pgjobs_command()
+    env = cli_env(PGJOBS_DSN=dsn)
     return subprocess.run([*command, "ui", *args], env=env, text=True, capture_output=True,
                           timeout=120, check=False)
 

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from pgjobs.cli.common import UNKNOWN_JOB_HINT
 from pgjobs.cli.main import main
+from tests.support.cli import unset_ambient_settings
 from tests.support.ui import request, serving
 
 MISSING = 987654
@@ -27,9 +28,7 @@ MISSING = 987654
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in list(os.environ):
-        if var.startswith("PGJOBS_") or var == "DATABASE_URL":
-            monkeypatch.delenv(var, raising=False)
+    unset_ambient_settings(monkeypatch)
 
 
 @pytest.fixture(scope="module")

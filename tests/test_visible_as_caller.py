@@ -28,6 +28,7 @@ import psycopg
 import pytest
 
 from tests.support import scalar
+from tests.support.roles import session_as
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()
@@ -77,10 +78,8 @@ def admin(conn: Conn) -> Iterator[Conn]:
 
 
 def _reader(make_conn: Callable[[], Conn], role: str = READER) -> Conn:
-    session = make_conn()
-    session.execute("SET track_functions = 'all'")  # a superuser's setting, kept under SET ROLE
-    session.execute(f"SET ROLE {role}")
-    return session
+    # track_functions is a superuser's setting, kept under SET ROLE.
+    return session_as(make_conn, role, before=("SET track_functions = 'all'",))
 
 
 def _answer(session: Conn, sql: str, args: tuple[object, ...]) -> tuple[object, ...]:

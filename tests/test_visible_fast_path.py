@@ -21,6 +21,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import scalar
+from tests.support.roles import session_as
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()
@@ -62,9 +63,7 @@ def admin(conn: Conn) -> Iterator[Conn]:
 
 
 def _reader(make_conn: Callable[[], Conn]) -> Conn:
-    session = make_conn()
-    session.execute(f"SET ROLE {READER}")
-    return session
+    return session_as(make_conn, READER)
 
 
 def _read(session: Conn, path: str, scope: str = "1") -> int:

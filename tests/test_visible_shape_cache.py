@@ -42,6 +42,7 @@ import psycopg
 import pytest
 
 from tests.support import scalar
+from tests.support.roles import session_as
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()
@@ -302,9 +303,7 @@ def test_nothing_is_kept_for_a_type_in_a_temporary_schema(conn: Conn, world: Non
 
 def _fresh_page(make_conn: Any, table: str = "sc_rows") -> list[dict[str, Any]]:
     """The page a new session of the client reads (nothing kept)."""
-    fresh = make_conn()
-    fresh.execute(f"SET ROLE {CLIENT}")
-    return _page(fresh, table)
+    return _page(session_as(make_conn, CLIENT), table)
 
 
 @pytest.mark.parametrize("undo", ["rollback", "rollback_to_savepoint"])

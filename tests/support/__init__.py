@@ -27,7 +27,12 @@ Modules (import a name from the package; the modules only say where it lives):
   teardown watch that ends a session a test left in a transaction),
   pgcluster and standby (servers),
   net (free_port), s3_faults (a fault-injecting S3 proxy), filter_reference
-  (the Python filter evaluator), ui (skips when the dashboard extra is missing)
+  (the Python filter evaluator), ui (skips when the dashboard extra is missing),
+  roles (throwaway roles; a statement run as a role: in_role / scalar_as in a
+  transaction of its own, acting_as on the session; a client's kept bytes),
+  cli (the `pgjobs` entry point and an environment with no PGJOBS_* or
+  DATABASE_URL left to steer it), hostile (a client's text that a terminal or
+  a log would act on, and how an operator's channel shows it)
 """
 
 from __future__ import annotations

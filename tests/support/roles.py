@@ -1,8 +1,10 @@
 """Throwaway roles for the privilege and trust tests: one way to make and drop
-them (five test files wrote the same two helpers out), and the client
-ceiling's helpers: a statement run as a role, what the engine counts for it,
-clients made under a max_item_bytes_per_client (three test files wrote those
-out)."""
+them (five test files wrote the same two helpers out); one way to run
+statements as a role, in a transaction of its own (:func:`in_role`,
+:func:`scalar_as`) or on the session (:func:`acting_as`), where some thirty
+test files each wrote their own SET ROLE runner; and the client ceiling's
+helpers: what the engine counts for a role, clients made under a
+max_item_bytes_per_client (three test files wrote those out)."""
 
 from __future__ import annotations
 
@@ -44,11 +46,58 @@ CLIENT_ROOM = ("SELECT role, kept_bytes, max_item_bytes_per_client, room_bytes, 
 """The caller's own room, every column in order."""
 
 
-def row_as(conn: Conn, role: str, sql: str, params: Any = None) -> Any:
-    """The first row of ``sql`` run as ``role`` (SET LOCAL ROLE, in a transaction
-    of its own), as a tuple; None where it returns no row."""
+@contextlib.contextmanager
+def in_role(conn: Conn, role: str, scopes: str | None = None) -> Iterator[Conn]:
+    """The block run as ``role`` in a transaction of its own (SET LOCAL ROLE,
+    as a tier does per request), with pgjobs.allowed_scopes = ``scopes``
+    where given: committed when the block ends, rolled back when it raises
+    (the error goes on as psycopg raised it); the role and the scopes end
+    with the transaction."""
     with conn.transaction():
         conn.execute(f"SET LOCAL ROLE {role}")
+        if scopes is not None:
+            conn.execute("SELECT set_config('pgjobs.allowed_scopes', %s, true)", (scopes,))
+        yield conn
+
+
+@contextlib.contextmanager
+def acting_as(conn: Conn, role: str | None, scopes: str | None = None) -> Iterator[Conn]:
+    """The block run as ``role`` on the session (SET ROLE; None: the
+    session's own role), with pgjobs.allowed_scopes = ``scopes`` where given;
+    each statement commits on its own. Afterwards, even when the block
+    raises, RESET ROLE (and RESET pgjobs.allowed_scopes)."""
+    if role is not None:
+        conn.execute(f"SET ROLE {role}")
+    if scopes is not None:
+        conn.execute("SELECT set_config('pgjobs.allowed_scopes', %s, false)", (scopes,))
+    try:
+        yield conn
+    finally:
+        conn.execute("RESET ROLE")
+        if scopes is not None:
+            conn.execute("RESET pgjobs.allowed_scopes")
+
+
+def session_as(make_conn: Any, role: str, *, before: tuple[str, ...] = (),
+               **kwargs: Any) -> Conn:
+    """A new session (``make_conn(**kwargs)``) acting as ``role`` for the
+    rest of its life: each statement of ``before`` first (a superuser's
+    setting, such as track_functions, kept under the role), then SET ROLE;
+    committed at once on a session that is not autocommit, so the role
+    outlives its first transaction."""
+    session = make_conn(**kwargs)
+    for statement in before:
+        session.execute(statement)
+    session.execute(f"SET ROLE {role}")
+    if not session.autocommit:
+        session.commit()
+    return session
+
+
+def row_as(conn: Conn, role: str, sql: str, params: Any = None) -> Any:
+    """The first row of ``sql`` run as ``role`` (:func:`in_role`), as a tuple;
+    None where it returns no row."""
+    with in_role(conn, role):
         row = conn.execute(sql, params).fetchone()
         return None if row is None else tuple(row)
 
@@ -67,6 +116,28 @@ def kept_bytes(conn: Conn, role: str) -> int:
 
     return int(scalar(conn, "SELECT coalesce(sum(kept_bytes), 0) FROM pgjobs.jobs "
                             "WHERE submitted_by = %s", (role,)))
+
+
+def kept_total(conn: Conn, role: str) -> int:
+    """The client's running total of kept bytes (its row of
+    pgjobs.client_room_locks, 0 without one), checked equal to what its jobs
+    count (:func:`kept_bytes`)."""
+    from tests.support import scalar
+
+    total = int(scalar(conn, "SELECT coalesce(max(l.kept_bytes), 0) FROM pgjobs.client_room_locks l"
+                             " JOIN pg_roles r ON r.oid = l.submitter_oid WHERE r.rolname = %s",
+                       (role,)))
+    assert total == kept_bytes(conn, role)
+    return total
+
+
+def item_bytes(conn: Conn, role: str) -> int:
+    """The item bytes the role's jobs hold (pgjobs.jobs.item_bytes), read as
+    an administrator."""
+    from tests.support import scalar
+
+    return int(scalar(conn, "SELECT sum(item_bytes) FROM pgjobs.jobs WHERE submitted_by = %s",
+                      (role,)))
 
 
 def submit_padded(conn: Conn, role: str, kind: str, scope: str, size: int) -> int:
