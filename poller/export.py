@@ -10,7 +10,10 @@ module only moves bytes:
   (:mod:`pgjobs.poller.standby`), and its bytes appended to the current part;
   the next chunk's keyset bound is walked meanwhile on the control connection
   (:class:`_Ahead`), so the chunk's transaction does not walk its keys before
-  its COPY starts;
+  its COPY starts; from the primary, the next chunk's transaction begins, and
+  its statement runs, in the same query as this chunk's COPY (one round trip
+  a chunk: :meth:`Exporter._copy`), rolled back when the chunk's rows change
+  the next chunk's limit or the reader waits for the part writer;
 * once a part holds ``part_size`` bytes it is handed to an uploader thread,
   which compresses it (one gzip member per part: concatenated members are a
   valid gzip file and need no compressor state across a crash), writes it
@@ -503,6 +506,10 @@ class _Ahead:
                 box.append(self._walk(after, limit))
             done.set()
 
+    def walking(self, after: str, limit: int) -> bool:
+        """Whether the walk last started is of ``limit`` keys after ``after``."""
+        return self._key == (after, limit)
+
     def take(self, after: str | None, limit: int) -> str | None:
         """The ``limit``-th key after ``after`` when a walk from there is ahead (or
         None: the chunk walks its bound itself). A walk of fewer keys is
@@ -727,6 +734,13 @@ class Exporter:
         self.reads: standby.Reads | None = None
         self.until: str | None = None  # the last key of a part (parallel exports)
         self.ahead: _Ahead | None = None  # bounds walked ahead (reads from the primary)
+        # The next chunk's transaction, begun with the previous chunk's COPY
+        # (db.copy_then_begin): its cursor, limit, statement's row and connection.
+        self.pending: tuple[str, int, dict[str, Any], db.Connection] | None = None
+        # The bound walked ahead for a chunk whose pending transaction was rolled
+        # back (_end_pending): (its cursor, its limit, the bound), used when the
+        # chunk begins anew.
+        self.walked: tuple[str, int, str | None] | None = None
 
     # --- the job ----------------------------------------------------------------
 
@@ -1057,6 +1071,7 @@ class Exporter:
         uploader = _Uploader(self)
         uploader.start()
         part = _Part(self.gzip)
+        self.pending, self.walked = None, None
         if self.read_config is None:
             # A standby's chunks wait for its replay; their bounds are walked
             # there, in the chunk (poller/standby.py).
@@ -1079,6 +1094,10 @@ class Exporter:
                 # Part boundaries depend only on the data, chunk_rows and part_size:
                 # a resumed export cuts the same parts (the same gzip members).
                 if part.size >= self.part_size or (finished and (part.raw or sent_parts == 0)):
+                    if uploader.parts.full():
+                        # The reader waits for the part writer: the next chunk's
+                        # snapshot is not held meanwhile (it begins again).
+                        self._end_pending()
                     uploader.put(part.close(), {"cursor": cursor, "rows": rows,
                                                 "eof": finished, "limit": self.limit})
                     sent_parts += 1
@@ -1095,9 +1114,18 @@ class Exporter:
             # reader or the uploader), the uploader has ended before the attempt
             # records its outcome or removes the upload.
             uploader.abandon()
+            self._end_pending()
             if self.ahead is not None:
                 self.ahead.wait()
                 self.ahead = None
+
+    def _end_pending(self) -> None:
+        """Roll back the next chunk's transaction begun with the last COPY, if
+        any (the stream ended, or the reader waits): the chunk begins anew."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            self.walked = (pending[0], pending[1], pending[2]["next_after"])
+            db.end_chunk(pending[3])
 
     def _walk_bound(self, after: str, limit: int) -> str | None:
         """The ``limit``-th key of the scope after ``after`` (None: fewer are left),
@@ -1119,7 +1147,20 @@ class Exporter:
         still hold)."""
         delay = 0.2
         start = part.mark()
-        ahead = self.ahead.take(cursor, self.limit) if self.ahead is not None else None
+        # Begun with the previous chunk's COPY (db.copy_then_begin) for this
+        # cursor and limit: its statement has run, its row is here. For another
+        # limit (the previous chunk's rows changed it): rolled back, begun anew.
+        row = None
+        if self.pending is not None and self.pending[:2] == (cursor, self.limit) \
+                and self.pending[3] is self._reader().connection():
+            row, self.pending = self.pending[2], None
+        self._end_pending()
+        walked, self.walked = self.walked, None
+        ahead = None
+        if row is None and walked is not None and walked[:2] == (cursor, self.limit):
+            ahead = walked[2]  # the bound the rolled-back statement was given
+        elif row is None and self.ahead is not None:
+            ahead = self.ahead.take(cursor, self.limit)
         while True:
             taken = 0
             # Past this many raw bytes in the part, the chunk is too large (never
@@ -1145,19 +1186,21 @@ class Exporter:
             try:
                 conn = self._reader().connection()
                 try:
-                    # Two round trips a chunk: the BEGIN travels with the chunk's
-                    # statement, the COMMIT with its COPY (pgjobs/queries.py,
-                    # COPY_THEN_COMMIT).
-                    row = db.begin_chunk(conn, queries.EXPORT_CHUNK_SQL, {
-                        "id": self.job_id, "after": cursor, "limit": self.limit,
-                        "until": self.until, "next": ahead,
-                    })
+                    if row is None:
+                        # Two round trips: the BEGIN travels with the chunk's
+                        # statement, the COMMIT with its COPY (pgjobs/queries.py,
+                        # COPY_THEN_COMMIT).
+                        row = db.begin_chunk(conn, queries.EXPORT_CHUNK_SQL, {
+                            "id": self.job_id, "after": cursor, "limit": self.limit,
+                            "until": self.until, "next": ahead,
+                        })
+                        if self.ahead is not None and row["next_after"] is not None \
+                                and not self.ahead.walking(row["next_after"], self.limit):
+                            self.ahead.start(row["next_after"], self.limit)
                     self._reader().note(conn, row["lsn"])
-                    if self.ahead is not None and row["next_after"] is not None:
-                        self.ahead.start(row["next_after"], self.limit)
-                    count = copy_out(conn, queries.COPY_THEN_COMMIT.format(copy=row["copy_sql"]),
-                                     plain_sink if part.plain else sink)
+                    count = self._copy(conn, row, plain_sink if part.plain else sink)
                 except BaseException:
+                    row = None
                     db.end_chunk(conn)
                     raise
                 part.flush()
@@ -1169,6 +1212,7 @@ class Exporter:
                 # that many keys from the same cursor (rows of like size then fit
                 # with room to spare, instead of overflowing again at the edge).
                 part.rollback(start)
+                self._end_pending()
                 ahead = None  # walked for the old limit: this chunk walks its own
                 self.limit = max(1, min(self.limit - 1, (big.messages - 1) * 9 // 10))
                 continue
@@ -1202,6 +1246,35 @@ class Exporter:
                             else "database connection lost")
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _copy(self, conn: db.Connection, row: dict[str, Any],
+              sink: Callable[[memoryview], None]) -> int:
+        """The chunk's COPY, which commits its transaction; from the primary,
+        when a chunk follows (``next_after``), with the next chunk's BEGIN and
+        statement in the same query (db.copy_then_begin): the server runs the
+        statement as soon as the COPY ends, and the next chunk sends its COPY
+        at once, one round trip a chunk instead of two. The statement is sent
+        for this chunk's limit with the bound walked ahead for it, and the walk
+        of the bound after that starts now, beside this COPY. Its transaction
+        is rolled back when the next chunk asks for another limit
+        (:func:`_next_limit` after this chunk's rows) or waits
+        (:meth:`_end_pending`)."""
+        after = row["next_after"]
+        if self.ahead is None or after is None:
+            return copy_out(conn, queries.COPY_THEN_COMMIT.format(copy=row["copy_sql"]), sink)
+        bound = self.ahead.take(after, self.limit)
+        if bound is not None:
+            self.ahead.start(bound, self.limit)
+        count, following = db.copy_then_begin(conn, row["copy_sql"], sink,
+                                              queries.EXPORT_CHUNK_SQL, {
+                                                  "id": self.job_id, "after": after,
+                                                  "limit": self.limit, "until": self.until,
+                                                  "next": bound})
+        if following is None:
+            db.end_chunk(conn)  # its statement failed: the next chunk runs it again itself
+        else:
+            self.pending = (after, self.limit, following, conn)
+        return count
 
     def _reader(self) -> standby.Reads:
         """The data connection: the primary, or a standby that has replayed past
