@@ -741,6 +741,11 @@ class Exporter:
         # back (_end_pending): (its cursor, its limit, the bound), used when the
         # chunk begins anew.
         self.walked: tuple[str, int, str | None] | None = None
+        # Whether the last chunk left the limit as it was (_next_limit): only
+        # then is the next chunk begun with its COPY, since a chunk begun for a
+        # limit its predecessor's rows then change is rolled back and its
+        # statement run twice (chunks still growing toward chunk_bytes).
+        self.settled = False
 
     # --- the job ----------------------------------------------------------------
 
@@ -1071,7 +1076,7 @@ class Exporter:
         uploader = _Uploader(self)
         uploader.start()
         part = _Part(self.gzip)
-        self.pending, self.walked = None, None
+        self.pending, self.walked, self.settled = None, None, False
         if self.read_config is None:
             # A standby's chunks wait for its replay; their bounds are walked
             # there, in the chunk (poller/standby.py).
@@ -1204,8 +1209,9 @@ class Exporter:
                     db.end_chunk(conn)
                     raise
                 part.flush()
-                self.limit = _next_limit(self.limit, self.chunk_rows, self.chunk_bytes,
-                                         count, part.raw - start[1])
+                following = _next_limit(self.limit, self.chunk_rows, self.chunk_bytes,
+                                        count, part.raw - start[1])
+                self.settled, self.limit = following == self.limit, following
                 return count, row["next_after"]
             except _ChunkTooLarge as big:
                 # The rows before the one that overflowed fit: read nine tenths of
@@ -1213,6 +1219,7 @@ class Exporter:
                 # with room to spare, instead of overflowing again at the edge).
                 part.rollback(start)
                 self._end_pending()
+                self.settled = False
                 ahead = None  # walked for the old limit: this chunk walks its own
                 self.limit = max(1, min(self.limit - 1, (big.messages - 1) * 9 // 10))
                 continue
@@ -1255,12 +1262,16 @@ class Exporter:
         statement as soon as the COPY ends, and the next chunk sends its COPY
         at once, one round trip a chunk instead of two. The statement is sent
         for this chunk's limit with the bound walked ahead for it, and the walk
-        of the bound after that starts now, beside this COPY. Its transaction
+        of the bound after that starts now, beside this COPY; only once the
+        limit has settled (the chunk before this one left it unchanged, or it
+        is chunk_rows, which it never passes): while chunks grow toward
+        chunk_bytes each would be begun twice. Its transaction
         is rolled back when the next chunk asks for another limit
         (:func:`_next_limit` after this chunk's rows) or waits
         (:meth:`_end_pending`)."""
         after = row["next_after"]
-        if self.ahead is None or after is None:
+        if self.ahead is None or after is None or not (
+                self.settled or self.limit >= self.chunk_rows):
             return copy_out(conn, queries.COPY_THEN_COMMIT.format(copy=row["copy_sql"]), sink)
         bound = self.ahead.take(after, self.limit)
         if bound is not None:

@@ -25,6 +25,7 @@ from tests.support import (
 )
 
 Conn = psycopg.Connection[Any]
+MIB = 1024 * 1024
 
 
 @pytest.mark.parametrize("options", [
@@ -296,34 +297,45 @@ def test_a_chunk_from_the_primary_is_one_round_trip(
 
 def test_a_chunk_begun_for_another_limit_is_begun_anew(
         conn: Conn, dsn: str, local_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The next chunk's statement travels with the COPY for this chunk's limit;
-    when the chunk's rows change the limit (_next_limit: small first chunks
-    double), that transaction is rolled back and the chunk begins anew with
-    the new limit: the same chunks, and bytes, as if nothing had been sent
-    ahead."""
+    """The next chunk's statement travels with the COPY for this chunk's limit
+    once the limit has settled; when the chunk's rows then change it (narrower
+    rows after wide ones: _next_limit grows it again), that transaction is
+    rolled back and the chunk begins anew with the new limit: the same chunks,
+    and bytes, as if nothing had been sent ahead. While the limit still grows
+    (small first chunks double) nothing is sent ahead, so no chunk's
+    statement runs twice then."""
     from pgjobs.poller import export
 
-    # The first chunk asks for 5 keys (of 1 MiB at this width), then 10, 20, 40, 50.
+    # The first chunk asks for 5 keys (of chunk_bytes 1 MiB, the part size); rows 1-100 are
+    # about 30 kB (31 fill nine tenths of 1 MiB), the rest about 100 bytes.
     monkeypatch.setattr(export, "FIRST_ROW_BYTES", export.MIN_CHUNK_BYTES * 9 // 50)
-    make_items(conn, rows=600)
+    make_items(conn, rows=0)
+    conn.execute("INSERT INTO items (id, tenant, doc, note, noise) "
+                 "SELECT g, 1, '{}', repeat(md5(g::text), CASE WHEN g <= 100 THEN 940 ELSE 3 END), "
+                 "'n' FROM generate_series(1, 400) g")
     sent = reader_statements(monkeypatch)
-    job_id = submit_export(conn, "1", {}, {"chunk_rows": 50, "part_size": 1024})
+    job_id = submit_export(conn, "1", {}, {"chunk_rows": 50, "part_size": MIB})
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome.error
     assert object_bytes(job(conn, job_id)["result"]) == plain_copy(
         conn, "SELECT * FROM items WHERE tenant = 1 ORDER BY id")
-    calls = [dict(p) for q, p in sent if q == queries.EXPORT_CHUNK_SQL]
-    # Each chunk read with the limit the previous chunk's rows gave; those sent
-    # ahead with a smaller one were rolled back, and sent again.
-    read = [c["limit"] for c in calls]
-    assert read[:2] == [5, 5] and 10 in read and 20 in read and 50 in read, read
-    limits = []
-    for c in calls:
-        if limits and limits[-1][0] == c["after"]:
-            limits[-1] = (c["after"], c["limit"])  # begun anew with the new limit
+    calls = [(p["after"], p["limit"]) for q, p in sent if q == queries.EXPORT_CHUNK_SQL]
+    limits: list[tuple[Any, int]] = []
+    again = []
+    for after, limit in calls:
+        if limits and limits[-1][0] == after:
+            again.append((limits[-1][1], limit))
+            limits[-1] = (after, limit)  # begun anew with the new limit
         else:
-            limits.append((c["after"], c["limit"]))
-    assert [lim for _, lim in limits][:5] == [5, 10, 20, 40, 50], limits
+            limits.append((after, limit))
+    read = [lim for _, lim in limits]
+    # Grown 5, 10, 20, 31 (each chunk read once), settled at 31 over wide rows,
+    # then grown to 50 after the narrow rows began: the chunk sent ahead for 31
+    # was begun anew for 50, the only one begun for another limit (a chunk
+    # begun ahead is also begun anew, for its own limit, when the reader
+    # waits for the part writer).
+    assert read[:4] == [5, 10, 20, 31] and read[-1] <= 50 and 50 in read, calls
+    assert [(old, new) for old, new in again if old != new] == [(31, 50)], calls
 
 
 def test_copy_then_begin_returns_the_next_statement_or_none(dsn: str) -> None:
