@@ -746,6 +746,9 @@ class Exporter:
         # limit its predecessor's rows then change is rolled back and its
         # statement run twice (chunks still growing toward chunk_bytes).
         self.settled = False
+        # The stream's part writer (_stream): a chunk is not begun with the COPY
+        # before the reader may wait for it (_may_wait_for_writer).
+        self.uploader: _Uploader | None = None
 
     # --- the job ----------------------------------------------------------------
 
@@ -1073,7 +1076,7 @@ class Exporter:
         rows = int(self.state["rows"])
         sent_parts = int(self.state["parts"])  # counted here: the uploader lags behind
         raw_bytes = 0
-        uploader = _Uploader(self)
+        uploader = self.uploader = _Uploader(self)
         uploader.start()
         part = _Part(self.gzip)
         self.pending, self.walked, self.settled = None, None, False
@@ -1119,6 +1122,7 @@ class Exporter:
             # reader or the uploader), the uploader has ended before the attempt
             # records its outcome or removes the upload.
             uploader.abandon()
+            self.uploader = None
             self._end_pending()
             if self.ahead is not None:
                 self.ahead.wait()
@@ -1192,6 +1196,12 @@ class Exporter:
                 conn = self._reader().connection()
                 try:
                     if row is None:
+                        if self.ahead is not None and ahead is not None \
+                                and not self.ahead.walking(ahead, self.limit):
+                            # The bound after this chunk's, which its COPY may
+                            # send with the next chunk's statement: walked
+                            # beside this round trip, not after it.
+                            self.ahead.start(ahead, self.limit)
                         # Two round trips: the BEGIN travels with the chunk's
                         # statement, the COMMIT with its COPY (pgjobs/queries.py,
                         # COPY_THEN_COMMIT).
@@ -1203,7 +1213,8 @@ class Exporter:
                                 and not self.ahead.walking(row["next_after"], self.limit):
                             self.ahead.start(row["next_after"], self.limit)
                     self._reader().note(conn, row["lsn"])
-                    count = self._copy(conn, row, plain_sink if part.plain else sink)
+                    count = self._copy(conn, row, plain_sink if part.plain else sink,
+                                       begin_next=not self._may_wait_for_writer(part))
                 except BaseException:
                     row = None
                     db.end_chunk(conn)
@@ -1254,8 +1265,24 @@ class Exporter:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
+    def _may_wait_for_writer(self, part: _Part) -> bool:
+        """Whether the reader may wait for the part writer once this chunk is
+        read: the part writer's queue is full now (only the reader fills it, so
+        a queue not full now is not full then), and this chunk may complete the
+        part. A chunk read to its end adds at most chunk_bytes raw bytes (past
+        them it is read again with fewer keys; one key has no such ceiling), and
+        gzip's output for n raw bytes is under n + n/1024 + 64 (zlib's
+        deflateBound), the bytes its compressor holds back counted in part.raw.
+        A chunk begun with this COPY would be rolled back before that wait (no
+        snapshot is held while the reader waits) and its statement run again:
+        the statement travels on its own then (_copy's ``begin_next``)."""
+        if self.uploader is None or not self.uploader.parts.full():
+            return False
+        most = part.raw + self.chunk_bytes
+        return self.limit <= 1 or most + most // 1024 + 64 >= self.part_size
+
     def _copy(self, conn: db.Connection, row: dict[str, Any],
-              sink: Callable[[memoryview], None]) -> int:
+              sink: Callable[[memoryview], None], *, begin_next: bool = True) -> int:
         """The chunk's COPY, which commits its transaction; from the primary,
         when a chunk follows (``next_after``), with the next chunk's BEGIN and
         statement in the same query (db.copy_then_begin): the server runs the
@@ -1265,12 +1292,15 @@ class Exporter:
         of the bound after that starts now, beside this COPY; only once the
         limit has settled (the chunk before this one left it unchanged, or it
         is chunk_rows, which it never passes): while chunks grow toward
-        chunk_bytes each would be begun twice. Its transaction
-        is rolled back when the next chunk asks for another limit
-        (:func:`_next_limit` after this chunk's rows) or waits
-        (:meth:`_end_pending`)."""
+        chunk_bytes each would be begun twice. Nor when the reader may then
+        wait for the part writer (``begin_next`` false): the chunk's
+        transaction would be rolled back before the wait and its statement run
+        again; the next chunk begins on its own, with the bound walked ahead
+        for it. Its transaction is rolled back when the next chunk asks for
+        another limit (:func:`_next_limit` after this chunk's rows) or the
+        stream ends (:meth:`_end_pending`)."""
         after = row["next_after"]
-        if self.ahead is None or after is None or not (
+        if self.ahead is None or after is None or not begin_next or not (
                 self.settled or self.limit >= self.chunk_rows):
             return copy_out(conn, queries.COPY_THEN_COMMIT.format(copy=row["copy_sql"]), sink)
         bound = self.ahead.take(after, self.limit)
