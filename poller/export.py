@@ -559,6 +559,18 @@ class _Uploader(threading.Thread):
         self.parts: queue.Queue[tuple[bytearray, dict[str, Any]] | None] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
         self.abandoned = threading.Event()
+        # Parts handed over (by the reader) and written and checkpointed (by
+        # this thread), for busy(): each counter has one writer.
+        self.handed = 0
+        self.finished = 0
+
+    def busy(self) -> bool:
+        """Whether a part waits behind one being written (or checkpointed): a
+        put now waits for storage. Not when the one part handed over is queued
+        and this thread has not taken it yet (it has nothing else to do, it
+        takes it as soon as it runs). The reader alone hands parts over, so
+        once not busy the writer stays so until the reader's next put."""
+        return self.handed - self.finished >= 2
 
     def run(self) -> None:
         ex = self.exporter
@@ -596,6 +608,7 @@ class _Uploader(threading.Thread):
                     raise LeaseLost("heartbeat refused")
                 if ex.delays.get("part"):
                     time.sleep(ex.delays["part"])
+                self.finished += 1
         except BaseException as exc:  # noqa: BLE001 - handed to the reader
             self.error = exc
             # Unblock a reader waiting on a full queue.
@@ -610,6 +623,7 @@ class _Uploader(threading.Thread):
             self.check()
             try:
                 self.parts.put((raw, mark), timeout=0.2)
+                self.handed += 1
                 return
             except queue.Full:
                 self.exporter.control.keepalive()
@@ -1102,9 +1116,10 @@ class Exporter:
                 # Part boundaries depend only on the data, chunk_rows and part_size:
                 # a resumed export cuts the same parts (the same gzip members).
                 if part.size >= self.part_size or (finished and (part.raw or sent_parts == 0)):
-                    if uploader.parts.full():
+                    if uploader.busy():
                         # The reader waits for the part writer: the next chunk's
-                        # snapshot is not held meanwhile (it begins again).
+                        # snapshot is not held meanwhile (it begins again; no
+                        # chunk is begun with the COPY then: _may_wait_for_writer).
                         self._end_pending()
                     uploader.put(part.close(), {"cursor": cursor, "rows": rows,
                                                 "eof": finished, "limit": self.limit})
@@ -1267,16 +1282,17 @@ class Exporter:
 
     def _may_wait_for_writer(self, part: _Part) -> bool:
         """Whether the reader may wait for the part writer once this chunk is
-        read: the part writer's queue is full now (only the reader fills it, so
-        a queue not full now is not full then), and this chunk may complete the
-        part. A chunk read to its end adds at most chunk_bytes raw bytes (past
-        them it is read again with fewer keys; one key has no such ceiling), and
-        gzip's output for n raw bytes is under n + n/1024 + 64 (zlib's
-        deflateBound), the bytes its compressor holds back counted in part.raw.
+        read: the writer is busy now (_Uploader.busy: a part waits behind the
+        one it writes; only the reader hands parts over, so a writer not busy
+        now is not busy then), and this chunk may complete the part. A chunk
+        read to its end adds at most chunk_bytes raw bytes (past them it is
+        read again with fewer keys; one key has no such ceiling), and gzip's
+        output for n raw bytes is under n + n/1024 + 64 (zlib's deflateBound),
+        the bytes its compressor holds back counted in part.raw.
         A chunk begun with this COPY would be rolled back before that wait (no
         snapshot is held while the reader waits) and its statement run again:
         the statement travels on its own then (_copy's ``begin_next``)."""
-        if self.uploader is None or not self.uploader.parts.full():
+        if self.uploader is None or not self.uploader.busy():
             return False
         most = part.raw + self.chunk_bytes
         return self.limit <= 1 or most + most // 1024 + 64 >= self.part_size

@@ -378,10 +378,11 @@ def test_no_chunk_is_begun_ahead_of_a_wait_for_the_part_writer(
     the part writer (no snapshot is held while it waits), and that chunk's
     statement then ran twice; run again after the wait it also went without
     its bound when it was the last chunk (test_export_bound_ahead's flake). A
-    chunk is not begun ahead when the writer's queue is full and the chunk may
-    complete a part: here the writer is held on its first part until the
-    reader meets its queue full, and still every chunk's statement runs once,
-    each but the first and the last with its bound walked ahead."""
+    chunk is not begun ahead when a part waits behind the one the writer
+    writes and the chunk may complete a part: here the writer is held on its
+    first part until the reader meets its queue full, and still every chunk's
+    statement runs once, each but the first and the last with its bound
+    walked ahead."""
     from pgjobs.poller import export
 
     met_full = threading.Event()
