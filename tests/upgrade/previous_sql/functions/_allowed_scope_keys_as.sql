@@ -24,8 +24,8 @@ AS $$
 -- verbatim test), as in pgjobs._scope_allowed, the per-scope form of the
 -- same rule. Empty when the setting is unset or empty. The trust verdict
 -- is taken from this session when under 1 s old (pgjobs._verdict_fresh),
--- the read path's window. The submitted-jobs test is one probe of index
--- jobs_submitter_idx (pgjobs._has_jobs_on) per registered target the
+-- the read path's window. The submitted-jobs test (by the submitter's
+-- oid, pgjobs._has_jobs_on) is two index probes per registered target the
 -- caller may not SELECT, only in a session with allowed_scopes set.
 -- Locks nothing.
 DECLARE

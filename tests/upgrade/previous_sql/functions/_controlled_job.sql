@@ -30,12 +30,9 @@ BEGIN
     PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL
     SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
     v_found := FOUND;
-    -- The submitter: the very role (by oid since migration 0033), not one
-    -- created again under its name.
-    v_submitter := v_caller = v_job.submitted_by
-                   AND (v_job.submitted_by_oid IS NULL
-                        OR v_job.submitted_by_oid = (SELECT r.oid FROM pg_catalog.pg_roles r
-                                                      WHERE r.rolname = v_caller));
+    -- The submitter: the very role, by oid (pgjobs._is_submitter), whatever
+    -- it is called now; not one created again under its old name.
+    v_submitter := pgjobs._is_submitter(v_caller, v_job.submitted_by, v_job.submitted_by_oid);
     -- Visible as policy jobs_client_read has it: the submitter's, or of a
     -- target the caller may read (SELECT on the table or on every one of
     -- its columns, pgjobs._reads_every_column, as the policy asks), and

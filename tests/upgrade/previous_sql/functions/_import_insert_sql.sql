@@ -78,6 +78,7 @@ DECLARE
     v_then jsonb := p_job.checkpoint -> 'mapping';
     v_now jsonb;
     v_problem record;
+    v_role name;  -- the submitter's name now (pgjobs._submitter_name)
     v_fixed text;
     v_moved text;
     v_shape jsonb;
@@ -555,16 +556,19 @@ BEGIN
     -- the submit stops the job here, before the batch goes in): 42501
     -- naming the column. Those per-column checks cover the job-wide ones
     -- (the scope column is always among the columns written).
-    v_problem := pgjobs._submitter_identity_problem(p_job.submitted_by, p_job.submitted_by_oid);
+    -- By the name it goes by now (pgjobs._submitter_name: renamed since the
+    -- submit, it is still the submitter).
+    v_role := pgjobs._submitter_name(p_job.submitted_by, p_job.submitted_by_oid);
+    v_problem := pgjobs._submitter_identity_problem(v_role, p_job.submitted_by_oid);
     IF v_problem.message IS NOT NULL THEN
         RAISE EXCEPTION '%', v_problem.message USING ERRCODE = '42501', HINT = v_problem.hint;
     END IF;
-    PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'INSERT', v_columns);
+    PERFORM pgjobs._require_role(v_role, p_reg.target, 'INSERT', v_columns);
     IF cardinality(v_updated) > 0 THEN
-        PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'UPDATE', v_updated);
+        PERFORM pgjobs._require_role(v_role, p_reg.target, 'UPDATE', v_updated);
         -- DO UPDATE reads the conflict columns, the scope its WHERE compares
         -- and a document it merges into: SELECT on them, as PostgreSQL asks.
-        PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'SELECT',
+        PERFORM pgjobs._require_role(v_role, p_reg.target, 'SELECT',
             v_conflict || p_reg.scope_column::text
             || CASE WHEN p_reg.document_column::text = ANY (v_updated) AND v_doc_base IS NULL
                     THEN ARRAY[p_reg.document_column::text] ELSE '{}'::text[] END);

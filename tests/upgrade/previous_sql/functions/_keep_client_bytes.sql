@@ -33,8 +33,8 @@ AS $$
 -- the ceiling. Given back by pgjobs._give_back_kept_bytes (the jobs delete
 -- trigger) and pgjobs._count_reject_bytes (rejects forgotten). A job of a
 -- role that no longer exists, or p_add 0, counts nothing. Only the job's
--- submitter (the very role, by oid, as pgjobs._controlled_job has it) or an
--- administrator may make it keep bytes (42501 otherwise, before anything is
+-- submitter (the very role, by oid, whatever it is called now:
+-- pgjobs._is_submitter) or an administrator may make it keep bytes (42501 otherwise, before anything is
 -- counted): another client that may control the job (add_items to it,
 -- every right on a shared target) would spend the submitter's room, keep
 -- bytes past its own ceiling (1 GiB more per client whose jobs it reaches,
@@ -59,10 +59,7 @@ BEGIN
     SELECT * INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     v_submitter := v_job.submitted_by_oid;
     IF NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER')
-            OR (v_caller = v_job.submitted_by
-                AND (v_submitter IS NULL
-                     OR v_submitter = (SELECT r.oid FROM pg_catalog.pg_roles r
-                                        WHERE r.rolname = v_caller)))) THEN
+            OR pgjobs._is_submitter(v_caller, v_job.submitted_by, v_submitter)) THEN
         -- Names no figure of anyone's room, nor the submitter (the caller
         -- sees it in pgjobs.jobs if anywhere).
         RAISE EXCEPTION 'job % was submitted by another role: only its submitter or an '

@@ -33,6 +33,7 @@ DECLARE
     v_reg pgjobs.target_registry;
     v_judge_trust boolean;
     v_problem record;
+    v_submitter name;
 BEGIN
     -- Trust is judged for current_user (pgjobs._trust_verdict): here the
     -- role pgjobs runs as, retry's and resume's owner, or at an attempt's
@@ -79,16 +80,19 @@ BEGIN
         RETURN;
     END IF;
     message := format('job %s cannot be %s: %s', p_job.id, p_verb, message);
+    -- The name the submitter goes by now (renamed since the submit, it is
+    -- the role whose rights the job acts with): pgjobs._submitter_name.
+    v_submitter := pgjobs._submitter_name(p_job.submitted_by, p_job.submitted_by_oid);
     hint := concat_ws(' ', nullif(hint, ''),
                       CASE WHEN p_verb = 'started'
                       THEN format('The job acts with the rights of %I, who submitted it, so it '
                                   'failed instead of starting an attempt; once they are '
                                   'granted back pgjobs.retry(%s) sets it going again, or '
                                   'submit it again as a role that holds them.',
-                                  p_job.submitted_by, p_job.id)
+                                  v_submitter, p_job.id)
                       ELSE format('The job acts with the rights of %I, who submitted it; it '
                                   'stays %s (pgjobs.cancel(%s) ends it), or submit it again '
-                                  'as a role that holds them.', p_job.submitted_by,
+                                  'as a role that holds them.', v_submitter,
                                   p_job.status, p_job.id) END);
 END
 $$;

@@ -25,21 +25,23 @@ AS $$
 -- CONFLICT DO UPDATE reads. Locks nothing.
 DECLARE
     v_problem record;
+    -- The name the submitter goes by now (renamed since the submit, its
+    -- job still acts with its rights): pgjobs._submitter_name, by oid.
+    v_role name := pgjobs._submitter_name(p_job.submitted_by, p_job.submitted_by_oid);
 BEGIN
     -- The very role that submitted (jobs older than migration 0033 have no
     -- oid and are judged by name): one dropped and created again under the
     -- name is someone else, and its rights are not the job's.
-    v_problem := pgjobs._submitter_identity_problem(p_job.submitted_by,
-                                                    p_job.submitted_by_oid);
+    v_problem := pgjobs._submitter_identity_problem(v_role, p_job.submitted_by_oid);
     IF v_problem.message IS NULL THEN
         IF p_job.kind = 'import' THEN
-            v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target, 'INSERT',
+            v_problem := pgjobs._grant_problem(v_role, p_job.target, 'INSERT',
                                                ARRAY[p_reg.scope_column::text]);
             IF v_problem.message IS NULL AND p_job.payload ->> 'on_duplicate' = 'update' THEN
-                v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target, 'UPDATE',
+                v_problem := pgjobs._grant_problem(v_role, p_job.target, 'UPDATE',
                                                    '{}'::text[]);
                 IF v_problem.message IS NULL THEN
-                    v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target,
+                    v_problem := pgjobs._grant_problem(v_role, p_job.target,
                         'SELECT', coalesce(pgjobs._import_conflict_columns(p_reg), '{}'::text[])
                                   || p_reg.scope_column::text);
                 END IF;
@@ -47,7 +49,7 @@ BEGIN
         ELSE
             -- One call for both privileges of a delete or backfill: this runs
             -- before pages.
-            v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target,
+            v_problem := pgjobs._grant_problem(v_role, p_job.target,
                 pgjobs._kind_privilege(p_job.kind)
                 || CASE WHEN p_job.kind = ANY (pgjobs._engine_kinds()) THEN ',SELECT' ELSE '' END,
                 NULL);
