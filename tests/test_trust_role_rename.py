@@ -16,6 +16,7 @@ before."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from tests.support import (
     submit_delete,
     submit_import,
 )
-from tests.support.roles import drop_role, make_role, row_as, scalar_as
+from tests.support.roles import acting_as, drop_role, make_role, row_as, scalar_as
 
 Conn = psycopg.Connection[Any]
 
@@ -145,26 +146,33 @@ def test_a_renamed_submitter_keeps_its_room(conn: Conn, roles: Roles) -> None:
     assert row_as(conn, new, room) == before
 
 
+@contextmanager
+def delete_then_rename(conn: Conn, label: str) -> Iterator[tuple[str, int]]:
+    """A client (``label``) submits a delete of ``n = 1`` on a seeded
+    user_table_rows scope 1 and is renamed afterwards: the block gets its
+    new name and the job; the role is dropped when the block ends."""
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    role = make_role(conn, label, CLIENT, ALL_ROWS)
+    new = role + "_b"
+    try:
+        with acting_as(conn, role):
+            job_id = submit_delete(conn, target, "1", {"n": 1})
+        conn.execute(f"ALTER ROLE {role} RENAME TO {new}")
+        yield new, job_id
+    finally:
+        drop_role(conn, new)
+
+
 def test_a_renamed_submitters_job_runs_with_its_rights(conn: Conn) -> None:
     """The job acts with the rights of the role that submitted it: renamed
     since, that role still (pgjobs._submitter_problem asks by oid)."""
-    target = make_rows_target(conn)
-    seed(conn, target, 30)
-    role = make_role(conn, "rnrun", CLIENT, ALL_ROWS)
-    new = role + "_b"
-    try:
-        conn.execute(f"SET ROLE {role}")
-        job_id = submit_delete(conn, target, "1", {"n": 1})
-        conn.execute("RESET ROLE")
-        conn.execute(f"ALTER ROLE {role} RENAME TO {new}")
+    with delete_then_rename(conn, "rnrun") as (_, job_id):
         run_job(conn, job_id)
         assert status(conn, job_id) == "succeeded", scalar(
             conn, "SELECT error FROM pgjobs.jobs WHERE id = %s", (job_id,))
         assert scalar(conn, "SELECT count(*) FROM user_table_rows "
                             "WHERE table_id = 1 AND n = 1") == 0
-    finally:
-        conn.execute("RESET ROLE")
-        drop_role(conn, new)
 
 
 KINDS = ["delete", "backfill", "export", "import", "import_update"]
@@ -222,24 +230,13 @@ def test_a_renamed_submitters_lost_right_is_told_under_its_name_now(conn: Conn) 
     """Renamed, then a right revoked: the job fails at its start as any
     submitter's would, and the message and hint name the role as it is
     called now, the one to grant the right back to."""
-    target = make_rows_target(conn)
-    seed(conn, target, 30)
-    role = make_role(conn, "rnlost", CLIENT, ALL_ROWS)
-    new = role + "_b"
-    try:
-        conn.execute(f"SET ROLE {role}")
-        job_id = submit_delete(conn, target, "1", {"n": 1})
-        conn.execute("RESET ROLE")
-        conn.execute(f"ALTER ROLE {role} RENAME TO {new}")
+    with delete_then_rename(conn, "rnlost") as (new, job_id):
         conn.execute(f"REVOKE DELETE ON user_table_rows FROM {new}")
         run_job(conn, job_id)
         row = job(conn, job_id)
         assert row["status"] == "failed"
         assert f"role {new} lacks DELETE" in row["error"], row["error"]
         assert f"rights of {new}, who submitted it" in row["error"], row["error"]
-    finally:
-        conn.execute("RESET ROLE")
-        drop_role(conn, new)
 
 
 def test_a_role_under_a_dropped_submitters_name_runs_nothing_with_its_jobs(conn: Conn) -> None:
