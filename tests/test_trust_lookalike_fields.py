@@ -34,8 +34,15 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.support import allowed_folder, drop_client, job, people_client, run_import, scalar
-from tests.support import submit_import
+from tests.support import (
+    allowed_folder,
+    drop_client,
+    job,
+    people_client,
+    run_import,
+    scalar,
+    submit_import,
+)
 from tests.support.roles import acting_as
 
 Conn = psycopg.Connection[Any]
@@ -97,10 +104,10 @@ def test_a_clients_backfill_set_of_a_lookalike_is_refused(
         conn: Conn, client: str, field: str) -> None:
     column, path = LOOKALIKES[field]
     jobs = scalar(conn, "SELECT count(*) FROM pgjobs.jobs")
-    with acting_as(conn, client, scopes="1"):
-        with pytest.raises(errors.InvalidParameterValue) as caught:
-            conn.execute("SELECT pgjobs.submit_backfill('people', '1', '{}', %s::jsonb)",
-                         (json.dumps({field: 7}),))
+    with acting_as(conn, client, scopes="1"), \
+            pytest.raises(errors.InvalidParameterValue) as caught:
+        conn.execute("SELECT pgjobs.submit_backfill('people', '1', '{}', %s::jsonb)",
+                     (json.dumps({field: 7}),))
     diag = caught.value.diag
     assert diag.sqlstate == "22023"
     assert (diag.message_primary or "").startswith(
