@@ -7762,6 +7762,61 @@ $_$;
 ALTER FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) OWNER TO SUPERUSER;
 
 --
+-- Name: _field_twin(pgjobs.target_registry, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The document path of the scope's rows that p_path (a path that is no
+-- column) only looks like: a key at p_path's place in the scope's first
+-- 1,000 rows in key order (the (scope, key) index, as pgjobs._field_guess
+-- reads them) that differs from p_path's last part and folds like it
+-- (pgjobs._field_fold: case, NFKC, invisible characters, white space
+-- around), when no such row has p_path's last part itself. "Status" where
+-- the rows say "status", "nest.A" for nest.a. NULL otherwise. Locks
+-- nothing beyond the read (ACCESS SHARE on the target).
+DECLARE
+    v_parts text[] := string_to_array(p_path, '.');
+    v_ref text;
+    v_seg text;
+    v_last text;
+    v_keys text[];
+BEGIN
+    IF p_reg.document_column IS NULL OR p_path IS NULL OR cardinality(v_parts) = 0 THEN
+        RETURN NULL;
+    END IF;
+    v_ref := format('(t.%I)::pg_catalog.jsonb', p_reg.document_column);
+    FOREACH v_seg IN ARRAY v_parts[1:cardinality(v_parts) - 1] LOOP
+        v_ref := v_ref || format(' -> %L', v_seg);
+    END LOOP;
+    v_last := v_parts[cardinality(v_parts)];
+    EXECUTE format(
+        'SELECT array_agg(DISTINCT k.k ORDER BY k.k) FROM (SELECT %s AS d FROM %s t '
+        'WHERE t.%I = %s ORDER BY t.%I LIMIT 1000) s, '
+        'LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(s.d) = ''object'' THEN s.d '
+        'ELSE ''{}''::jsonb END) AS k(k)',
+        v_ref, p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
+        p_reg.key_column)
+       INTO v_keys;
+    IF v_last = ANY (coalesce(v_keys, '{}')) THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT array_to_string(v_parts[1:cardinality(v_parts) - 1] || k, '.')
+              FROM unnest(coalesce(v_keys, '{}')) k
+             WHERE pgjobs._field_fold(k) = pgjobs._field_fold(v_last)
+             ORDER BY k LIMIT 1);
+END
+$$;
+
+ALTER FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text) OWNER TO SUPERUSER;
+
+--
 -- Name: _fields_unchecked(pgjobs.target_registry, text, text[], jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -9363,6 +9418,29 @@ BEGIN
                     USING ERRCODE = '22023',
                     HINT = 'Rename the field in the source; to import it as a document field '
                            'as written, submit with the option {"allow_unknown_fields": true}.';
+            END IF;
+            -- A document field of the scope's rows in another case or in
+            -- look-alike characters ("Status" where the rows say "status"):
+            -- pgjobs._field_twin, which reads those rows, so only for a
+            -- submitter that may read them itself (SELECT on the table, no
+            -- row-level security confining it: pgjobs._grant_problem), as
+            -- the typo guard tells what rows hold only to such a caller. An
+            -- import needs no SELECT; the field is then imported as written.
+            IF v_relative IS NULL
+               AND (pgjobs._grant_problem(pgjobs._submitter_name(p_job.submitted_by,
+                                                                 p_job.submitted_by_oid),
+                                          p_reg.target, 'SELECT', NULL)).message IS NULL THEN
+                v_relative := pgjobs._field_twin(p_reg, p_job.scope, v_field);
+                IF v_relative IS NOT NULL THEN
+                    RAISE EXCEPTION 'field "%" of the source is not a document field of the '
+                                    'scope''s rows: did you mean document field "%"? (names '
+                                    'are compared exactly: case and look-alike characters '
+                                    'count)', v_field, v_relative
+                        USING ERRCODE = '22023',
+                        HINT = 'Rename the field in the source; to import it as a document '
+                               'field as written, submit with the option '
+                               '{"allow_unknown_fields": true}.';
+                END IF;
             END IF;
             v_col := NULL;
             -- A CSV saved with another separator (";" is a spreadsheet's
@@ -21016,10 +21094,19 @@ BEGIN
         -- document column ("data.status") is a slip far more often than a
         -- new field, and would write the wrong place in every row of the
         -- scope: such a key must be a path some row has already (or the
-        -- job says allow_unknown_fields). The slip test: pgjobs._field_slip.
+        -- job says allow_unknown_fields). The slip test: pgjobs._field_slip;
+        -- and a document field of the scope's rows in another case or in
+        -- look-alike characters ("Status" where the rows say "status"),
+        -- pgjobs._field_twin, which reads them.
         v_slips := ARRAY(SELECT k.key FROM jsonb_object_keys(p_set) AS k(key),
                                 pgjobs._field_slip(v_reg, k.key) s
                           WHERE s.column_name IS NOT NULL OR s.relative_path IS NOT NULL
+                             OR (NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                              WHERE a.attrelid = v_reg.target AND a.attnum > 0
+                                                AND NOT a.attisdropped AND a.attname = k.key)
+                                 AND pgjobs._field_twin(v_reg,
+                                         pgjobs._canonical_scope(v_reg, p_scope), k.key)
+                                     IS NOT NULL)
                           ORDER BY k.key);
         -- NULL stays NULL (judged): an empty list would defer the job.
         v_set_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
@@ -31275,6 +31362,13 @@ GRANT ALL ON FUNCTION pgjobs._field_seen(p_name text) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _fields_unchecked(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -21,6 +21,12 @@ Unicode NFKC, no invisible format characters, case, white space around), for
 columns; for document paths it takes out invisible format characters, not
 NFKC, so that a new field legitimately named ``m²`` or ``µs`` stays no slip.
 One function decides for the set, an import's fields and the guard's hint.
+
+The same for a document field the scope's rows have, spelt in another case
+or in look-alike characters (``"Status"`` where the rows say ``"status"``):
+the set wrote a twin beside it in every row. pgjobs._field_twin reads the
+rows for both consumers (an import's only for a submitter that may SELECT
+the table: what rows hold is told only to a role that may read them).
 """
 
 from __future__ import annotations
@@ -185,3 +191,85 @@ def test_an_import_field_that_looks_like_a_column_fails_the_job(
     assert job(conn, job_id)["status"] == "succeeded"
     assert conn.execute("SELECT name, age, data ->> %s FROM people WHERE tenant = 1 AND age = 5",
                         (name,)).fetchall() == [(None, 5, "cy")]
+
+
+# A document field the scope's rows have, spelt in another case or in
+# look-alike characters: the set wrote a twin beside it in every row, the
+# field meant unchanged (pgjobs._field_twin). (written, the field meant)
+DOCUMENT_TWINS: dict[str, str] = {
+    "Status": "status",
+    "STATUS": "status",
+    "\uff53\uff54\uff41\uff54\uff55\uff53": "status",   # full-width "status"
+    "nest.A": "nest.a",
+    "K": "k",
+}
+
+
+@pytest.fixture
+def statuses(conn: Conn, client: str) -> str:
+    conn.execute("UPDATE people SET data = data || '{\"status\": \"keep\"}' WHERE tenant = 1")
+    return client
+
+
+@pytest.mark.parametrize("field", sorted(DOCUMENT_TWINS),
+                         ids=lambda f: f.encode("unicode_escape").decode())
+def test_a_clients_backfill_set_of_a_document_fields_twin_is_refused(
+        conn: Conn, statuses: str, field: str) -> None:
+    jobs = scalar(conn, "SELECT count(*) FROM pgjobs.jobs")
+    with acting_as(conn, statuses, scopes="1"), \
+            pytest.raises(errors.InvalidParameterValue) as caught:
+        conn.execute("SELECT pgjobs.submit_backfill('people', '1', '{}', %s::jsonb)",
+                     (json.dumps({field: "gone"}),))
+    diag = caught.value.diag
+    assert diag.sqlstate == "22023"
+    assert (diag.message_primary or "").startswith(
+        f'the set names document field "{field}", which no row of scope \'1\' has')
+    hint = diag.message_hint or ""
+    assert f'Did you mean document field "{DOCUMENT_TWINS[field]}", not "' in hint, hint
+    assert "allow_unknown_fields" in hint
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == jobs
+    with acting_as(conn, statuses, scopes="1"):
+        assert scalar(conn, "SELECT pgjobs.submit_backfill('people', '1', '{}', %s::jsonb, "
+                            "'{\"allow_unknown_fields\": true}')",
+                      (json.dumps({field: "gone"}),)) > 0
+
+
+def test_a_twin_some_row_has_already_is_set(conn: Conn, statuses: str) -> None:
+    """Both spellings in the scope's rows: the one written is a field of its own."""
+    conn.execute("INSERT INTO people (tenant, name, data) VALUES (1, 'cy', '{\"Status\": 1}')")
+    with acting_as(conn, statuses, scopes="1"):
+        assert scalar(conn, "SELECT pgjobs.submit_backfill('people', '1', '{}', "
+                            "'{\"Status\": 2, \"nest.b\": 3, \"fresh\": 4}')") > 0
+
+
+def test_an_import_field_twin_of_a_document_field_fails_the_job(
+        conn: Conn, dsn: str, tmp_path: Path, statuses: str) -> None:
+    folder = allowed_folder(conn, tmp_path)
+    (folder / "t.csv").write_bytes(b"name,Status\ncy,gone\n")
+    before = conn.execute("SELECT id, tenant, name, data FROM people ORDER BY id").fetchall()
+    with acting_as(conn, statuses, scopes="1"):
+        job_id = submit_import(conn, f"file://{folder}/t.csv", "1", {"format": "csv"})
+    run_import(dsn, job_id, f"file://{folder}/store")
+    row = job(conn, job_id)
+    assert row["status"] == "failed", row
+    assert 'field "Status" of the source is not a document field of the scope\'s rows: did ' \
+           'you mean document field "status"?' in row["error"], row["error"]
+    assert "[22023]" in row["error"] and "allow_unknown_fields" in row["error"], row["error"]
+    assert conn.execute("SELECT id, tenant, name, data FROM people "
+                        "ORDER BY id").fetchall() == before
+
+
+def test_an_import_by_a_client_without_select_is_told_nothing_of_the_rows(
+        conn: Conn, dsn: str, tmp_path: Path, statuses: str) -> None:
+    """An import needs INSERT, not SELECT: the twin would say what keys the
+    scope's rows hold, so it is not asked, and the field lands as written."""
+    conn.execute(f"REVOKE SELECT ON people FROM {statuses}")
+    folder = allowed_folder(conn, tmp_path)
+    (folder / "t.csv").write_bytes(b"name,Status\ncy,gone\n")
+    with acting_as(conn, statuses, scopes="1"):
+        job_id = submit_import(conn, f"file://{folder}/t.csv", "1", {"format": "csv"})
+    run_import(dsn, job_id, f"file://{folder}/store")
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert conn.execute("SELECT data FROM people WHERE name = 'cy'").fetchall() == [
+        ({"Status": "gone"},)]
