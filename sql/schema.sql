@@ -7779,7 +7779,10 @@ CREATE FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p
 -- reads them) that differs from p_path's last part and folds like it
 -- (pgjobs._field_fold: case, NFKC, invisible characters, white space
 -- around), when no such row has p_path's last part itself. "Status" where
--- the rows say "status", "nest.A" for nest.a. NULL otherwise. Locks
+-- the rows say "status", "nest.A" for nest.a. NULL otherwise. For
+-- backfill's set keys (pgjobs._submit_backfill_as), whose caller has SELECT
+-- on the target; not for an import's fields, whose own earlier batches
+-- write the rows a later field would be judged by. Locks
 -- nothing beyond the read (ACCESS SHARE on the target).
 DECLARE
     v_parts text[] := string_to_array(p_path, '.');
@@ -9418,29 +9421,6 @@ BEGIN
                     USING ERRCODE = '22023',
                     HINT = 'Rename the field in the source; to import it as a document field '
                            'as written, submit with the option {"allow_unknown_fields": true}.';
-            END IF;
-            -- A document field of the scope's rows in another case or in
-            -- look-alike characters ("Status" where the rows say "status"):
-            -- pgjobs._field_twin, which reads those rows, so only for a
-            -- submitter that may read them itself (SELECT on the table, no
-            -- row-level security confining it: pgjobs._grant_problem), as
-            -- the typo guard tells what rows hold only to such a caller. An
-            -- import needs no SELECT; the field is then imported as written.
-            IF v_relative IS NULL
-               AND (pgjobs._grant_problem(pgjobs._submitter_name(p_job.submitted_by,
-                                                                 p_job.submitted_by_oid),
-                                          p_reg.target, 'SELECT', NULL)).message IS NULL THEN
-                v_relative := pgjobs._field_twin(p_reg, p_job.scope, v_field);
-                IF v_relative IS NOT NULL THEN
-                    RAISE EXCEPTION 'field "%" of the source is not a document field of the '
-                                    'scope''s rows: did you mean document field "%"? (names '
-                                    'are compared exactly: case and look-alike characters '
-                                    'count)', v_field, v_relative
-                        USING ERRCODE = '22023',
-                        HINT = 'Rename the field in the source; to import it as a document '
-                               'field as written, submit with the option '
-                               '{"allow_unknown_fields": true}.';
-                END IF;
             END IF;
             v_col := NULL;
             -- A CSV saved with another separator (";" is a spreadsheet's

@@ -25,8 +25,8 @@ One function decides for the set, an import's fields and the guard's hint.
 The same for a document field the scope's rows have, spelt in another case
 or in look-alike characters (``"Status"`` where the rows say ``"status"``):
 the set wrote a twin beside it in every row. pgjobs._field_twin reads the
-rows for both consumers (an import's only for a submitter that may SELECT
-the table: what rows hold is told only to a role that may read them).
+rows, for the set (which needs SELECT on the table). Not for an import: its
+own earlier batches write the rows a later field would be judged by.
 """
 
 from __future__ import annotations
@@ -241,35 +241,3 @@ def test_a_twin_some_row_has_already_is_set(conn: Conn, statuses: str) -> None:
         assert scalar(conn, "SELECT pgjobs.submit_backfill('people', '1', '{}', "
                             "'{\"Status\": 2, \"nest.b\": 3, \"fresh\": 4}')") > 0
 
-
-def test_an_import_field_twin_of_a_document_field_fails_the_job(
-        conn: Conn, dsn: str, tmp_path: Path, statuses: str) -> None:
-    folder = allowed_folder(conn, tmp_path)
-    (folder / "t.csv").write_bytes(b"name,Status\ncy,gone\n")
-    before = conn.execute("SELECT id, tenant, name, data FROM people ORDER BY id").fetchall()
-    with acting_as(conn, statuses, scopes="1"):
-        job_id = submit_import(conn, f"file://{folder}/t.csv", "1", {"format": "csv"})
-    run_import(dsn, job_id, f"file://{folder}/store")
-    row = job(conn, job_id)
-    assert row["status"] == "failed", row
-    assert 'field "Status" of the source is not a document field of the scope\'s rows: did ' \
-           'you mean document field "status"?' in row["error"], row["error"]
-    assert "[22023]" in row["error"] and "allow_unknown_fields" in row["error"], row["error"]
-    assert conn.execute("SELECT id, tenant, name, data FROM people "
-                        "ORDER BY id").fetchall() == before
-
-
-def test_an_import_by_a_client_without_select_is_told_nothing_of_the_rows(
-        conn: Conn, dsn: str, tmp_path: Path, statuses: str) -> None:
-    """An import needs INSERT, not SELECT: the twin would say what keys the
-    scope's rows hold, so it is not asked, and the field lands as written."""
-    conn.execute(f"REVOKE SELECT ON people FROM {statuses}")
-    folder = allowed_folder(conn, tmp_path)
-    (folder / "t.csv").write_bytes(b"name,Status\ncy,gone\n")
-    with acting_as(conn, statuses, scopes="1"):
-        job_id = submit_import(conn, f"file://{folder}/t.csv", "1", {"format": "csv"})
-    run_import(dsn, job_id, f"file://{folder}/store")
-    row = job(conn, job_id)
-    assert row["status"] == "succeeded", row["error"]
-    assert conn.execute("SELECT data FROM people WHERE name = 'cy'").fetchall() == [
-        ({"Status": "gone"},)]

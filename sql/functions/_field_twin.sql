@@ -17,7 +17,10 @@ AS $$
 -- reads them) that differs from p_path's last part and folds like it
 -- (pgjobs._field_fold: case, NFKC, invisible characters, white space
 -- around), when no such row has p_path's last part itself. "Status" where
--- the rows say "status", "nest.A" for nest.a. NULL otherwise. Locks
+-- the rows say "status", "nest.A" for nest.a. NULL otherwise. For
+-- backfill's set keys (pgjobs._submit_backfill_as), whose caller has SELECT
+-- on the target; not for an import's fields, whose own earlier batches
+-- write the rows a later field would be judged by. Locks
 -- nothing beyond the read (ACCESS SHARE on the target).
 DECLARE
     v_parts text[] := string_to_array(p_path, '.');
