@@ -7501,8 +7501,10 @@ CREATE FUNCTION pgjobs._field_fold(p_name text) RETURNS text
 -- A field name as a reader sees it, for pgjobs._field_guess: lower case,
 -- without white space around it, and (in a UTF-8 database) in Unicode NFKC
 -- (full-width letters as ASCII, a decomposed accent composed) without
--- zero-width and other invisible format characters (U+00AD, U+200B-U+200F,
--- U+2060-U+2064, U+FEFF). Two names that fold alike look alike. Locks nothing.
+-- zero-width and other invisible format characters (pgjobs._field_seen:
+-- U+00AD, U+200B-U+200F, U+2060-U+2064, U+FEFF). Two names that fold alike
+-- look alike: the typo guard's hint (pgjobs._field_guess) and the slip test
+-- of a column's name (pgjobs._field_slip) compare them so. Locks nothing.
 DECLARE
     v_name text := p_name;
 BEGIN
@@ -7510,9 +7512,7 @@ BEGIN
         RETURN NULL;
     END IF;
     IF getdatabaseencoding() = 'UTF8' THEN
-        v_name := regexp_replace(normalize(v_name, NFKC),
-                                 '[' || chr(173) || chr(8203) || '-' || chr(8207) || chr(8288)
-                                 || '-' || chr(8292) || chr(65279) || ']', '', 'g');
+        v_name := pgjobs._field_seen(normalize(v_name, NFKC));
     END IF;
     RETURN lower(btrim(v_name, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)
                                || CASE WHEN getdatabaseencoding() = 'UTF8'
@@ -7644,6 +7644,38 @@ $$;
 ALTER FUNCTION pgjobs._field_guess(p_reg pgjobs.target_registry, p_scope text, p_path text) OWNER TO SUPERUSER;
 
 --
+-- Name: _field_seen(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._field_seen(p_name text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A field name as it prints: without the invisible format characters a
+-- copy from a web page or a document leaves in it, anywhere (in a UTF-8
+-- database): the soft hyphen (U+00AD), the zero-width space, non-joiner
+-- and joiner and the left-to-right and right-to-left marks (U+200B-U+200F),
+-- the word joiner and invisible operators (U+2060-U+2064) and the
+-- byte-order mark (U+FEFF). "na<U+200B>me" prints as "name". The one list
+-- of them: pgjobs._field_fold (the typo guard's look-alikes) and
+-- pgjobs._field_slip (the slip test of set keys and import fields) both
+-- take them out here. Locks nothing.
+BEGIN
+    IF p_name IS NULL OR getdatabaseencoding() <> 'UTF8' THEN
+        RETURN p_name;
+    END IF;
+    RETURN regexp_replace(p_name, '[' || chr(173) || chr(8203) || '-' || chr(8207) || chr(8288)
+                                  || '-' || chr(8292) || chr(65279) || ']', '', 'g');
+END
+$$;
+
+ALTER FUNCTION pgjobs._field_seen(p_name text) OWNER TO SUPERUSER;
+
+--
 -- Name: _field_slip(pgjobs.target_registry, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -7654,7 +7686,7 @@ CREATE FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, O
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
-    AS $$
+    AS $_$
 -- Does field p_field (a name that is not a column of the target as written)
 -- look like a slip rather than a document field? The spellings a new user
 -- gets wrong first: a column in another case ("Label" for label:
@@ -7664,11 +7696,21 @@ CREATE FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, O
 -- name, so the value would land in a document field of that name and the
 -- column keep its default), and the document column's name, in any case,
 -- as a path prefix ("data.status": paths are relative to the document).
--- column_name: the column p_field names once its case and surrounding
--- white space are set aside (the first by position); relative_path: the
--- path p_field means in the document (without the document column's
--- prefix, and without the white space around its parts) when that is not
--- p_field itself. Both NULL: no slip (and for a column named exactly so).
+-- And what a reader cannot see or tell apart (adversarial pass h171): an
+-- invisible format character anywhere in a name ("na<U+200B>me", a soft
+-- hyphen, a word joiner, a left-to-right mark: pgjobs._field_seen), and,
+-- for a column's name and the document column's, the folding of the typo
+-- guard's hint (pgjobs._field_fold: full-width letters, "ｎａｍｅ" for name,
+-- an input method left on; a decomposed accent): such a key wrote a new
+-- document field into every row and left the column it meant unchanged.
+-- Document paths are not NFKC-folded: a new field named "m²" or "µs" is
+-- the user's, and stays no slip.
+-- column_name: the column p_field names once its case, surrounding white
+-- space and look-alike characters are set aside (one that differs in case
+-- only first, then the first by position); relative_path: the path p_field
+-- means in the document (without the document column's prefix, the white
+-- space around its parts and the invisible characters in them) when that
+-- is not p_field itself. Both NULL: no slip (and for a column named exactly so).
 -- The one test for backfill's set keys (pgjobs._submit_backfill_as), an
 -- import's fields (pgjobs._import_insert_sql) and the typo guard's hint
 -- (pgjobs._require_known_fields); each words its own message. Locks nothing.
@@ -7680,6 +7722,7 @@ DECLARE
                     || CASE WHEN getdatabaseencoding() = 'UTF8'
                             THEN chr(160) || chr(8203) || chr(65279) ELSE '' END;
     v_name text;
+    v_fold text;
 BEGIN
     IF p_field IS NULL OR EXISTS (
             SELECT 1 FROM pg_catalog.pg_attribute a
@@ -7687,26 +7730,94 @@ BEGIN
                AND a.attname = p_field) THEN
         RETURN;
     END IF;
-    v_name := array_to_string(ARRAY(SELECT btrim(part.p, v_space)
+    v_name := array_to_string(ARRAY(SELECT btrim(pgjobs._field_seen(part.p), v_space)
                                       FROM unnest(string_to_array(p_field, '.'))
                                            WITH ORDINALITY AS part(p, n)
                                      ORDER BY part.n), '.');
+    -- Two names of ASCII characters only fold alike when they are equal but
+    -- for case, which lower() sees: the folding (normalize, a regular
+    -- expression) runs for the names that hold other characters only.
+    v_fold := pgjobs._field_fold(v_name);
     SELECT a.attname INTO column_name
       FROM pg_catalog.pg_attribute a
      WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
-       AND lower(a.attname) = lower(v_name)
-     ORDER BY a.attnum
+       AND (lower(a.attname) = lower(v_name)
+            OR ((v_name !~ '^[\x01-\x7f]*$' OR a.attname !~ '^[\x01-\x7f]*$')
+                AND pgjobs._field_fold(a.attname) = v_fold))
+     ORDER BY lower(a.attname) = lower(v_name) DESC, a.attnum
      LIMIT 1;
     IF lower(left(v_name, length(p_reg.document_column) + 1))
            = lower(p_reg.document_column || '.') THEN
         relative_path := substr(v_name, length(p_reg.document_column) + 2);
+    ELSIF strpos(v_name, '.') > 0
+          AND pgjobs._field_fold(split_part(v_name, '.', 1))
+              = pgjobs._field_fold(p_reg.document_column) THEN
+        relative_path := substr(v_name, strpos(v_name, '.') + 1);
     ELSIF column_name IS NULL AND v_name <> p_field AND p_reg.document_column IS NOT NULL THEN
         relative_path := v_name;
     END IF;
 END
-$$;
+$_$;
 
 ALTER FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) OWNER TO SUPERUSER;
+
+--
+-- Name: _field_twin(pgjobs.target_registry, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The document path of the scope's rows that p_path (a path that is no
+-- column) only looks like: a key at p_path's place in the scope's first
+-- 1,000 rows in key order (the (scope, key) index, as pgjobs._field_guess
+-- reads them) that differs from p_path's last part and folds like it
+-- (pgjobs._field_fold: case, NFKC, invisible characters, white space
+-- around), when no such row has p_path's last part itself. "Status" where
+-- the rows say "status", "nest.A" for nest.a. NULL otherwise. For
+-- backfill's set keys (pgjobs._submit_backfill_as), whose caller has SELECT
+-- on the target; not for an import's fields, whose own earlier batches
+-- write the rows a later field would be judged by. Locks
+-- nothing beyond the read (ACCESS SHARE on the target).
+DECLARE
+    v_parts text[] := string_to_array(p_path, '.');
+    v_ref text;
+    v_seg text;
+    v_last text;
+    v_keys text[];
+BEGIN
+    IF p_reg.document_column IS NULL OR p_path IS NULL OR cardinality(v_parts) = 0 THEN
+        RETURN NULL;
+    END IF;
+    v_ref := format('(t.%I)::pg_catalog.jsonb', p_reg.document_column);
+    FOREACH v_seg IN ARRAY v_parts[1:cardinality(v_parts) - 1] LOOP
+        v_ref := v_ref || format(' -> %L', v_seg);
+    END LOOP;
+    v_last := v_parts[cardinality(v_parts)];
+    EXECUTE format(
+        'SELECT array_agg(DISTINCT k.k ORDER BY k.k) FROM (SELECT %s AS d FROM %s t '
+        'WHERE t.%I = %s ORDER BY t.%I LIMIT 1000) s, '
+        'LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(s.d) = ''object'' THEN s.d '
+        'ELSE ''{}''::jsonb END) AS k(k)',
+        v_ref, p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
+        p_reg.key_column)
+       INTO v_keys;
+    IF v_last = ANY (coalesce(v_keys, '{}')) THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT array_to_string(v_parts[1:cardinality(v_parts) - 1] || k, '.')
+              FROM unnest(coalesce(v_keys, '{}')) k
+             WHERE pgjobs._field_fold(k) = pgjobs._field_fold(v_last)
+             ORDER BY k LIMIT 1);
+END
+$$;
+
+ALTER FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text) OWNER TO SUPERUSER;
 
 --
 -- Name: _fields_unchecked(pgjobs.target_registry, text, text[], jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -9299,10 +9410,12 @@ BEGIN
                                 p_reg.target,
                                 CASE WHEN v_col IS NOT NULL
                                      THEN format('did you mean column "%s"? (names are '
-                                                 'compared exactly: case and white space '
-                                                 'around a name count)', v_col)
+                                                 'compared exactly: case, white space '
+                                                 'around a name and look-alike characters '
+                                                 'count)', v_col)
                                      ELSE format('fields are relative to column %I, and white '
-                                                 'space around a name is part of it: write '
+                                                 'space around a name (or an invisible '
+                                                 'character in it) is part of it: write '
                                                  '"%s"', p_reg.document_column, v_relative)
                                 END
                     USING ERRCODE = '22023',
@@ -12145,6 +12258,7 @@ CREATE FUNCTION pgjobs._judge_fields(p_reg pgjobs.target_registry, p_scope text,
 DECLARE
     v_check record;
     v_guess text;
+    v_unseen text;
     v_allow jsonb := CASE WHEN jsonb_typeof(p_options) = 'object'
                           THEN p_options -> 'allow_unknown_fields' END;
 BEGIN
@@ -12167,22 +12281,30 @@ BEGIN
     -- path that starts with the document column's name in any case
     -- ("data.status", "Data.status": paths are relative to the document),
     -- a column in another case ("Label" for label: identifiers are
-    -- compared exactly), and a name with white space around it (" label").
-    -- (pgjobs._field_slip, the one test of both.)
-    SELECT CASE WHEN s.relative_path IS NOT NULL
-                THEN format('Paths are relative to column %I, and white space around a name '
-                            'is part of it: write "%s", not "%s". ',
-                            p_reg.document_column, pgjobs._clipped(s.relative_path),
-                            pgjobs._clipped(x.u))
-                ELSE format('Did you mean column "%s"? Names are compared exactly (case and '
-                            'white space around a name count). ', pgjobs._clipped(s.column_name))
-           END
-      INTO v_guess
-      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
-           pgjobs._field_slip(p_reg, x.u) s
-     WHERE s.relative_path IS NOT NULL OR s.column_name IS NOT NULL
-     ORDER BY x.n
-     LIMIT 1;
+    -- compared exactly) or in look-alike characters (full-width
+    -- "ｌａｂｅｌ"), and a name with white space around it (" label").
+    -- (pgjobs._field_slip, the one test of both.) A path that is a slip
+    -- only for an invisible character in it ("sta<U+200B>tus") is named
+    -- by the guess below first, which shows such characters as code
+    -- points; by the slip's sentence when the guess finds nothing.
+    SELECT (array_agg(h.hint ORDER BY h.n) FILTER (WHERE h.first))[1],
+           (array_agg(h.hint ORDER BY h.n) FILTER (WHERE NOT h.first))[1]
+      INTO v_guess, v_unseen
+      FROM (SELECT x.n,
+                   s.column_name IS NOT NULL OR pgjobs._field_seen(x.u) = x.u AS first,
+                   CASE WHEN s.relative_path IS NOT NULL
+                        THEN format('Paths are relative to column %I, and white space around '
+                                    'a name (or an invisible character in it) is part of it: '
+                                    'write "%s", not "%s". ',
+                                    p_reg.document_column, pgjobs._clipped(s.relative_path),
+                                    pgjobs._clipped(x.u))
+                        ELSE format('Did you mean column "%s"? Names are compared exactly '
+                                    '(case, white space around a name and look-alike '
+                                    'characters count). ', pgjobs._clipped(s.column_name))
+                   END AS hint
+              FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+                   pgjobs._field_slip(p_reg, x.u) s
+             WHERE s.relative_path IS NOT NULL OR s.column_name IS NOT NULL) h;
     -- Else a document field of the scope's rows that the path is one slip
     -- from: another case, a full-width or decomposed letter, an invisible
     -- character, a swap or a wrong letter ("stauts" for "status"):
@@ -12197,6 +12319,7 @@ BEGIN
          ORDER BY x.n
          LIMIT 1;
     END IF;
+    v_guess := coalesce(v_guess, v_unseen);
     IF v_check.p_complete THEN
         RAISE EXCEPTION 'the % names document field %, which no row of scope % has',
             p_what, pgjobs._quoted_fields(v_check.p_unknown),
@@ -20951,10 +21074,19 @@ BEGIN
         -- document column ("data.status") is a slip far more often than a
         -- new field, and would write the wrong place in every row of the
         -- scope: such a key must be a path some row has already (or the
-        -- job says allow_unknown_fields). The slip test: pgjobs._field_slip.
+        -- job says allow_unknown_fields). The slip test: pgjobs._field_slip;
+        -- and a document field of the scope's rows in another case or in
+        -- look-alike characters ("Status" where the rows say "status"),
+        -- pgjobs._field_twin, which reads them.
         v_slips := ARRAY(SELECT k.key FROM jsonb_object_keys(p_set) AS k(key),
                                 pgjobs._field_slip(v_reg, k.key) s
                           WHERE s.column_name IS NOT NULL OR s.relative_path IS NOT NULL
+                             OR (NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                              WHERE a.attrelid = v_reg.target AND a.attnum > 0
+                                                AND NOT a.attisdropped AND a.attname = k.key)
+                                 AND pgjobs._field_twin(v_reg,
+                                         pgjobs._canonical_scope(v_reg, p_scope), k.key)
+                                     IS NOT NULL)
                           ORDER BY k.key);
         -- NULL stays NULL (judged): an empty list would defer the job.
         v_set_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
@@ -31198,11 +31330,25 @@ REVOKE ALL ON FUNCTION pgjobs._field_guess(p_reg pgjobs.target_registry, p_scope
 GRANT ALL ON FUNCTION pgjobs._field_guess(p_reg pgjobs.target_registry, p_scope text, p_path text) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _field_seen(p_name text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._field_seen(p_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._field_seen(p_name text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
 REVOKE ALL ON FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _fields_unchecked(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
