@@ -360,6 +360,25 @@ so no earlier backend of the same pid counts). Unfinished jobs and jobs finished
 then (a bitmap of two partial indexes), never the whole history: with 200,000 finished
 and 2,000 queued jobs, 95 buffers and under a millisecond. One row with `at` and no job
 when there is none."""
+RUN_MINE = "SELECT pgjobs._runner_name('run') OPERATOR(pg_catalog.||) '#' AS mine"
+"""The prefix of every claim identity (pgjobs.jobs.worker) a CALL pgjobs.run of this
+session takes: what RUN_PROGRESS is given, read once per runner session."""
+RUN_PROGRESS = """
+SELECT j.id, j.kind, j.done, j.total, j.started_at,
+       coalesce(%(since)s::pg_catalog.timestamptz,
+                (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a
+                  WHERE a.pid OPERATOR(pg_catalog.=) %(pid)s)) AS since
+  FROM pgjobs.jobs j
+ WHERE j.status OPERATOR(pg_catalog.=) 'running'
+   AND pg_catalog.starts_with(j.worker, %(mine)s)
+ ORDER BY j.id
+"""
+"""The jobs a runner's CALL pgjobs.run holds right now (claim identity %(mine)s, of
+backend %(pid)s), read on a session of its own while that CALL runs: each page commits
+its done count, so `pgjobs run` shows progress during a long budget instead of only
+when the CALL ends (cli/runners.py, Progress). `since` is what RUN_SEEN would judge a
+job resumed by (started before it). Running jobs only: the partial index of unfinished
+jobs."""
 RUN_JOB = "CALL pgjobs.run_job(%(id)s)"
 PRUNE = "SELECT pgjobs.prune(%(retention)s::interval)"
 # What a short retention would take now (`pgjobs prune` asks on a terminal).
