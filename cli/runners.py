@@ -223,6 +223,8 @@ class RunReport:
 PROGRESS_SECONDS = 1.0
 """While a CALL runs, how often its runner's :class:`Progress` looks (at most one
 progress line a job per look)."""
+PROGRESS_LOCK_TIMEOUT = "500ms"
+"""How long one look of :class:`Progress` waits for a lock before it is skipped."""
 
 
 class Progress:
@@ -260,11 +262,20 @@ class Progress:
             try:
                 if self._conn is None:
                     self._conn = self._connect(app="pgjobs run progress")
-                    db.execute(self._conn, queries.RUN_SEARCH_PATH)
+                    try:
+                        db.execute(self._conn, queries.RUN_SEARCH_PATH)
+                        # A look never waits on a lock (a migrate's on pgjobs.jobs):
+                        # it is skipped, and the CALL's end is never held up by it.
+                        db.execute(self._conn, queries.SET_LOCK_TIMEOUT,
+                                   {"timeout": PROGRESS_LOCK_TIMEOUT})
+                    except PgjobsError:
+                        self.close()
+                        raise
                 rows = db.rows(self._conn, queries.RUN_PROGRESS,
                                {"mine": self._mine, "pid": self._pid, "since": since})
-            except PgjobsError:
-                self.close()
+            except PgjobsError as exc:
+                if self._conn is None or db.connection_lost(exc):
+                    self.close()  # the next look connects again
                 continue
             self._report.progress(self._index, rows, ended)
 
