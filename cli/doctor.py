@@ -97,7 +97,9 @@ def doctor(obj: Context, target: str | None, fail_on: str, as_json: bool) -> Non
     scale factor and dead tuples; running jobs with an expired lease, or with
     no heartbeat for over half their lease (and a minute); pg_cron's run history
     of pgjobs; objects of pruned exports not deleted from storage after a day;
-    without TARGET, clients keeping more than 80% of max_item_bytes_per_client.
+    without TARGET, clients keeping more than 80% of max_item_bytes_per_client, and
+    objects of schema pgjobs owned by a role whose rights the schema's owner lacks
+    (`pgjobs migrate` refuses them: engine.ownership).
 
     Exit status: 0 nothing to fix, 1 something needs fixing (any warn or fail;
     with --fail-on fail, only a fail), 2 TARGET is unknown or not registered.

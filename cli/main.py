@@ -320,15 +320,17 @@ def watch(obj: Context, job_id: int | None, timeout: str | None, as_json: bool, 
               help="Runners side by side, each with its own connection (jobs of different "
                    "scopes proceed in parallel).")
 @click.option("--quiet", "-q", is_flag=True, envvar="PGJOBS_QUIET", show_envvar=True,
-              help="No line per job on stderr (started, held, handed back, finished, "
-                   "waited): errors only, as before these lines.")
+              help="No line per job on stderr (started, progress, held, handed back, "
+                   "finished, waited): errors only, as before these lines.")
 @click.pass_obj
 def run(obj: Context, budget: str, loop: bool, idle: str, runners: int, quiet: bool) -> None:
     """CALL pgjobs.run(budget): work delete/backfill pages, one COMMIT per page.
 
     Says on stderr what each runner did with each job, read once after each
     CALL: started, held (once a spell, with the reason), handed back at its
-    budget's end, retried, paused, finished, and what it waited on.
+    budget's end, retried, paused, finished, and what it waited on; while a
+    CALL runs, its jobs' progress (done/total), read at most once a second on
+    one more connection per runner.
     """
     from pgjobs.cli.runners import run_runners
 

@@ -8,13 +8,17 @@ than at the next poll. A notification is a wake-up only: any role may NOTIFY
 any channel, so its payload decides nothing but "call again now"; the claim
 reads the table. Runners never take the same job (claim's SKIP LOCKED) nor
 two writers of one scope (the gate); jobs of different scopes run side by
-side.
+side. While a CALL runs, a thread of each runner reads the progress of the
+jobs it holds on a connection of its own (:class:`Progress`), since the CALL
+says nothing until it returns.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -80,6 +84,7 @@ class _Seen:
         self.spell: str | None = None  # the `since` of the held spell last seen
         self.held_at = 0.0  # the server's clock at the last look (epoch seconds)
         self.waits = Waits()
+        self.shown: int | None = None  # the done count of the last progress line
 
 
 class RunReport:
@@ -108,20 +113,48 @@ class RunReport:
                 for line in self._lines(row):
                     click.echo(printable(prefix + line), err=True)
 
+    def progress(self, runner: int, rows: list[dict[str, Any]], ended: threading.Event) -> None:
+        """What runner ``runner``'s CALL has done so far (queries.RUN_PROGRESS's
+        rows, read by :class:`Progress` while it runs): a job's started line the
+        first time, then ``job N delete progress: done/total rows (pct)`` each
+        time its done count moved (above 0, below its total). Nothing once
+        ``ended`` is set: the CALL returned, and its look (:meth:`saw`) says the
+        rest, after these lines."""
+        with self._lock:
+            if ended.is_set():
+                return
+            prefix = f"runner {runner}: " if self.runners > 1 else ""
+            for job in rows:
+                seen, out = self._first_sight(job)
+                # Work done and some left: none at 0, and none at 100% (the
+                # succeeded line follows), so a job of one page gets none.
+                total = job["total"]
+                moving = job["done"] > 0 and (total is None or job["done"] < total)
+                if moving and job["done"] != seen.shown:
+                    seen.shown = job["done"]
+                    out.append(f"job {job['id']} {job['kind']} progress: {_amount(job)}")
+                for line in out:
+                    click.echo(printable(prefix + line), err=True)
+
+    def _first_sight(self, job: dict[str, Any]) -> tuple[_Seen, list[str]]:
+        """The record of a job, and its started (or resumed) line when this
+        process sees it for the first time."""
+        job_id, kind = job["id"], str(job["kind"])
+        seen = self._jobs.get(job_id)
+        if seen is not None:
+            return seen, []
+        if len(self._jobs) >= self.LIMIT:
+            self._jobs.clear()
+        seen = self._jobs[job_id] = _Seen()
+        if job["started_at"] is not None and job["started_at"] < job["since"]:
+            return seen, [f"job {job_id} resumed: {a_job(kind)} started at "
+                          f"{text(job['started_at'])}, taken up from its checkpoint"]
+        return seen, [f"job {job_id} started: {a_job(kind)}"]
+
     def _lines(self, job: dict[str, Any]) -> list[str]:
         job_id, kind, status = job["id"], str(job["kind"]), str(job["status"])
         name = f"job {job_id} {kind}"
-        out = []
-        seen = self._jobs.get(job_id)
-        if seen is None:
-            if len(self._jobs) >= self.LIMIT:
-                self._jobs.clear()
-            seen = self._jobs[job_id] = _Seen()
-            if job["started_at"] is not None and job["started_at"] < job["since"]:
-                out.append(f"job {job_id} resumed: {a_job(kind)} started at "
-                           f"{text(job['started_at'])}, taken up from its checkpoint")
-            else:
-                out.append(f"job {job_id} started: {a_job(kind)}")
+        seen, out = self._first_sight(job)
         retried = (status == "queued" and job["error"] is not None
                    and job["run_at"] > job["updated_at"] and not self._held_back(job))
         throttled = job.get("throttled")
@@ -187,6 +220,71 @@ class RunReport:
         return isinstance(throttled, dict) and throttled.get("until") is not None
 
 
+PROGRESS_SECONDS = 1.0
+"""While a CALL runs, how often its runner's :class:`Progress` looks (at most one
+progress line a job per look)."""
+PROGRESS_LOCK_TIMEOUT = "500ms"
+"""How long one look of :class:`Progress` waits for a lock before it is skipped."""
+
+
+class Progress:
+    """The progress of one runner's CALLs while they run. A CALL pgjobs.run says
+    nothing until it returns, so an operator watching a long budget saw no line
+    for its whole length. Each page commits its done count: a thread with a
+    connection of its own (application_name ``pgjobs run progress``: not a
+    session that drives the engine, for the doctor) reads, once each
+    :data:`PROGRESS_SECONDS` while a CALL runs, the jobs that CALL holds
+    (queries.RUN_PROGRESS) and hands them to the report. Best effort: a look
+    that fails closes its connection and the next opens another; the lines
+    after the CALL come as before."""
+
+    def __init__(self, connect: Any, report: RunReport, index: int, mine: str,
+                 pid: int) -> None:
+        self._connect, self._report, self._index = connect, report, index
+        self._mine, self._pid = mine, pid
+        self._conn: Any = None
+
+    @contextmanager
+    def during_call(self, since: Any) -> Iterator[None]:
+        """Look while the block (one CALL) runs; when it ends, no line more."""
+        ended = threading.Event()
+        thread = threading.Thread(target=self._watch, args=(since, ended),
+                                  name=f"pgjobs-progress-{self._index}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            ended.set()  # before the look after the CALL: its lines come last
+            thread.join(timeout=STOP_SECONDS)
+
+    def _watch(self, since: Any, ended: threading.Event) -> None:
+        while not ended.wait(PROGRESS_SECONDS):
+            try:
+                if self._conn is None:
+                    self._conn = self._connect(app="pgjobs run progress")
+                    try:
+                        db.execute(self._conn, queries.RUN_SEARCH_PATH)
+                        # A look never waits on a lock (a migrate's on pgjobs.jobs):
+                        # it is skipped, and the CALL's end is never held up by it.
+                        db.execute(self._conn, queries.SET_LOCK_TIMEOUT,
+                                   {"timeout": PROGRESS_LOCK_TIMEOUT})
+                    except PgjobsError:
+                        self.close()
+                        raise
+                rows = db.rows(self._conn, queries.RUN_PROGRESS,
+                               {"mine": self._mine, "pid": self._pid, "since": since})
+            except PgjobsError as exc:
+                if self._conn is None or db.connection_lost(exc):
+                    self.close()  # the next look connects again
+                continue
+            self._report.progress(self._index, rows, ended)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
 RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 """With --loop, the waits before each new connection after a lost session (then
 the last one, again and again)."""
@@ -202,7 +300,8 @@ def run_loop(connect: Any, budget: str, loop: bool, idle: float,
     page once the lease lapses. A first connection that fails still fails (a
     wrong DSN must not loop quietly). Its connection is in `live` while open,
     for run_runners to cancel its CALL on a stop. With a report, it says what
-    it did with each job after every CALL, as runner ``index``."""
+    it did with each job after every CALL, and their progress while one runs,
+    as runner ``index``."""
     connected = False
     attempt = 0
     while True:
@@ -213,7 +312,7 @@ def run_loop(connect: Any, budget: str, loop: bool, idle: float,
                 if live is not None:
                     live.add(conn)
                 try:
-                    _run_on(conn, budget, loop, idle, stop, report, index)
+                    _run_on(connect, conn, budget, loop, idle, stop, report, index)
                 finally:
                     if live is not None:
                         live.discard(conn)
@@ -232,17 +331,36 @@ def run_loop(connect: Any, budget: str, loop: bool, idle: float,
                 time.sleep(delay)
 
 
-def _run_on(conn: Any, budget: str, loop: bool, idle: float,
+def _run_on(connect: Any, conn: Any, budget: str, loop: bool, idle: float,
             stop: threading.Event | None, report: RunReport | None, index: int) -> None:
     """CALL pgjobs.run(budget) on one connection, once or (loop) until stop;
-    after each, one look at what it did (queries.RUN_SEEN) for the report."""
+    while each runs, its progress (:class:`Progress`, on a connection of its
+    own), and after each one look at what it did (queries.RUN_SEEN), for the
+    report."""
     db.execute(conn, queries.RUN_SEARCH_PATH)  # nothing on the user's path may matter
     if loop:
         db.execute(conn, queries.LISTEN)
+    progress = None
+    if report is not None:
+        progress = Progress(connect, report, index, db.scalar(conn, queries.RUN_MINE),
+                            conn.info.backend_pid)
+    try:
+        _calls(conn, budget, loop, idle, stop, report, progress, index)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def _calls(conn: Any, budget: str, loop: bool, idle: float, stop: threading.Event | None,
+           report: RunReport | None, progress: Progress | None, index: int) -> None:
     since = None  # the server's clock at the previous look (None: the session's start)
     while stop is None or not stop.is_set():
         started = time.monotonic()
-        db.execute(conn, queries.RUN, {"budget": budget})
+        if progress is None:
+            db.execute(conn, queries.RUN, {"budget": budget})
+        else:
+            with progress.during_call(since):
+                db.execute(conn, queries.RUN, {"budget": budget})
         if report is not None:
             seen = db.rows(conn, queries.RUN_SEEN, {"since": since})
             since = seen[0]["at"]

@@ -37,9 +37,17 @@ def resolve_token(token: str | None, token_file: str | None) -> str | None:
               help="Require this token (open /?token=T once, or send a Bearer header).")
 @click.option("--token-file", envvar="PGJOBS_UI_TOKEN_FILE", show_envvar=True, default=None,
               type=click.Path(dir_okay=False), help="Read the token from this file.")
+@click.option("--access-log", is_flag=True, envvar="PGJOBS_UI_ACCESS_LOG", show_envvar=True,
+              help="Log one line per request on stderr: method, path (as text, never the "
+                   "query string), status and duration. Off: only refused and failed "
+                   "requests are logged.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, envvar="PGJOBS_LOG_FORMAT", show_envvar=True,
+              help="Log lines on stderr: text, or one JSON object a line; both carry an "
+                   "ISO 8601 UTC time and the level.")
 @click.pass_obj
 def ui(obj: Context, host: str, port: int, read_only: bool, token: str | None,
-       token_file: str | None) -> None:
+       token_file: str | None, access_log: bool, log_format: str) -> None:
     """Serve the web dashboard: jobs with live progress and actions, /events (SSE),
     /metrics (Prometheus), /api/jobs (JSON). It acts as the DSN's role."""
     from pgjobs.ui import require_extra
@@ -71,4 +79,5 @@ def ui(obj: Context, host: str, port: int, read_only: bool, token: str | None,
     shown = "localhost" if is_loopback(host) else host
     click.echo(f"pgjobs ui: http://{shown}:{port}/" + ("?token=..." if secret else "")
                + (" (read-only)" if read_only else ""), err=True)
-    serve(Settings(dsn=dsn, read_only=read_only, token=secret, storage=obj.storage), listening)
+    serve(Settings(dsn=dsn, read_only=read_only, token=secret, storage=obj.storage,
+                   access_log=access_log, log_format=log_format), listening)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from pgjobs import db, queries
-from pgjobs.errors import PgjobsError, has_generic_privilege_hint
+from pgjobs.errors import PermissionDenied, PgjobsError, has_generic_privilege_hint
 
 if TYPE_CHECKING:
     from pgjobs.db import Connection
@@ -103,6 +103,7 @@ def _migrate(dsn: str, root: Path | None) -> dict[str, object]:
         db.execute(conn, queries.RUN_SEARCH_PATH)
         db.execute(conn, queries.MIGRATE_LOCK)
         try:
+            check_ownership(conn)  # before anything changes: nothing half done
             db.execute(conn, queries.CREATE_SCHEMA)
             with db.translated():  # yoyo's own connection: one line with the SQLSTATE too
                 applied = apply_migrations(dsn, root)
@@ -117,6 +118,32 @@ def _migrate(dsn: str, root: Path | None) -> dict[str, object]:
         conn.close()
     return {"migrations_applied": applied, "functions_applied": len(files),
             "functions_replaced": replaced}
+
+
+def check_ownership(conn: Connection) -> None:
+    """Refuse (42501, nothing applied) when an object of schema pgjobs is owned
+    by a role whose rights the migrating role lacks (queries.FOREIGN_OWNED):
+    migrate replaces every routine and grants on every table, which only an
+    owner may, so such an object (an `ALTER FUNCTION ... OWNER TO` by hand, a
+    restore as another role) failed it halfway with PostgreSQL's bare "must be
+    owner of function ...", after the pending migrations had committed. The
+    error names every such object and its owner; the hint gives the statements
+    that hand them back."""
+    found = db.rows(conn, queries.FOREIGN_OWNED, {"role": None})
+    if not found:
+        return
+    role = found[0]["role"]
+    owners = sorted({row["owner"] for row in found})
+    objects = ", ".join(f"{row['kind'].lower()} {row['name']} (owner {row['owner']})"
+                        for row in found)
+    fixes = "; ".join(row["fix"] for row in found)
+    raise PermissionDenied(
+        f"pgjobs migrate cannot change {len(found)} object(s) of schema pgjobs owned by a "
+        f"role whose rights {role} does not have: {objects}; nothing was applied",
+        hint=f"as a superuser (or the owner), give them back to the role that migrates: "
+             f"{fixes}; or run pgjobs migrate as {', '.join(owners)} (or a role with its "
+             "rights, or a superuser); `pgjobs doctor` reports this as engine.ownership "
+             "(docs/operations.md, \"Privileges migrate needs\")")
 
 
 REPLACED_HINT = (

@@ -57,6 +57,56 @@ END
 $lock$"""
 MIGRATE_UNLOCK = "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('pgjobs.migrate'))"
 CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS pgjobs"
+# The objects of schema pgjobs (the schema itself, its tables, views,
+# sequences, routines and types, not an extension's members) owned by a role
+# whose rights %(role)s (NULL: the session's role) lacks (pg_has_role USAGE:
+# an inheriting member, or a superuser, has them): `pgjobs migrate` replaces
+# every routine and grants on
+# every table, which only an owner may, so one such object failed it with a
+# raw 42501 halfway (pgjobs.migrate.check_ownership asks first, as the
+# migrating role); `pgjobs doctor`'s engine.ownership asks it of the schema's
+# owner (pgjobs._doctor_ownership, the same catalog reads). With each, the
+# statement that gives it to that role. Catalog reads only.
+FOREIGN_OWNED = """
+SELECT b.role, o.kind, o.name, o.owner::pg_catalog.regrole::text AS owner,
+       pg_catalog.format('ALTER %%s %%s OWNER TO %%I', o.kind, o.name, b.role) AS fix
+  FROM (SELECT coalesce(%(role)s::text, CURRENT_USER::text) AS role) b,
+       (SELECT 0 AS rank, 'SCHEMA' AS kind, pg_catalog.quote_ident(n.nspname) AS name,
+               n.nspowner AS owner, 'pg_catalog.pg_namespace'::pg_catalog.regclass AS class,
+               n.oid
+          FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) 'pgjobs'
+        UNION ALL
+        SELECT 1, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                 WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
+                                 WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END,
+               c.oid::pg_catalog.regclass::text, c.relowner,
+               'pg_catalog.pg_class'::pg_catalog.regclass, c.oid
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname OPERATOR(pg_catalog.=) 'pgjobs'
+           AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,S,f,c}'::pg_catalog."char"[])
+        UNION ALL
+        SELECT 2, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE'
+                                 ELSE 'FUNCTION' END,
+               p.oid::pg_catalog.regprocedure::text, p.proowner,
+               'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid
+          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname OPERATOR(pg_catalog.=) 'pgjobs'
+        UNION ALL
+        SELECT 3, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
+               t.oid::pg_catalog.regtype::text, t.typowner,
+               'pg_catalog.pg_type'::pg_catalog.regclass, t.oid
+          FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+         WHERE n.nspname OPERATOR(pg_catalog.=) 'pgjobs'
+           AND t.typtype OPERATOR(pg_catalog.=) ANY ('{b,d,e,r}'::pg_catalog."char"[])
+           AND NOT EXISTS (SELECT FROM pg_catalog.pg_type a
+                            WHERE a.typarray OPERATOR(pg_catalog.=) t.oid)) o
+ WHERE NOT pg_catalog.pg_has_role(b.role::pg_catalog.name, o.owner, 'USAGE')
+   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                    WHERE d.classid OPERATOR(pg_catalog.=) o.class
+                      AND d.objid OPERATOR(pg_catalog.=) o.oid
+                      AND d.deptype OPERATOR(pg_catalog.=) 'e')
+ ORDER BY o.rank, o.name
+"""
 # The installed routines a function file's statement could not apply to
 # (pgjobs.migrate.REFUSALS) and, for each, what to drop it with and what to
 # give back once the file created it again: its owner and comment (CREATE OR
@@ -310,6 +360,25 @@ so no earlier backend of the same pid counts). Unfinished jobs and jobs finished
 then (a bitmap of two partial indexes), never the whole history: with 200,000 finished
 and 2,000 queued jobs, 95 buffers and under a millisecond. One row with `at` and no job
 when there is none."""
+RUN_MINE = "SELECT pgjobs._runner_name('run') OPERATOR(pg_catalog.||) '#' AS mine"
+"""The prefix of every claim identity (pgjobs.jobs.worker) a CALL pgjobs.run of this
+session takes: what RUN_PROGRESS is given, read once per runner session."""
+RUN_PROGRESS = """
+SELECT j.id, j.kind, j.done, j.total, j.started_at,
+       coalesce(%(since)s::pg_catalog.timestamptz,
+                (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a
+                  WHERE a.pid OPERATOR(pg_catalog.=) %(pid)s)) AS since
+  FROM pgjobs.jobs j
+ WHERE j.status OPERATOR(pg_catalog.=) 'running'
+   AND pg_catalog.starts_with(j.worker, %(mine)s)
+ ORDER BY j.id
+"""
+"""The jobs a runner's CALL pgjobs.run holds right now (claim identity %(mine)s, of
+backend %(pid)s), read on a session of its own while that CALL runs: each page commits
+its done count, so `pgjobs run` shows progress during a long budget instead of only
+when the CALL ends (cli/runners.py, Progress). `since` is what RUN_SEEN would judge a
+job resumed by (started before it). Running jobs only: the partial index of unfinished
+jobs."""
 RUN_JOB = "CALL pgjobs.run_job(%(id)s)"
 PRUNE = "SELECT pgjobs.prune(%(retention)s::interval)"
 # What a short retention would take now (`pgjobs prune` asks on a terminal).

@@ -4959,6 +4959,83 @@ $_$;
 ALTER FUNCTION pgjobs._doctor_jobs(p_target regclass, p_prune_sql text) OWNER TO SUPERUSER;
 
 --
+-- Name: _doctor_ownership(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._doctor_ownership() RETURNS TABLE(check_name text, status text, target text, detail text, fix text)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- pgjobs.doctor's engine.ownership check: the objects of schema pgjobs (its
+-- tables, views, sequences, routines, types; not an extension's members)
+-- owned by a role whose rights the schema's owner lacks. `pgjobs migrate`
+-- replaces every routine and grants on every table, which only an owner
+-- may: run as the schema's owner, it refuses up front naming them
+-- (pgjobs.migrate.check_ownership, whose catalog reads, queries.FOREIGN_OWNED,
+-- these are, judged for the schema's owner). Read-only.
+DECLARE
+    v_owner regrole;
+    v_found text;
+    v_fix text;
+BEGIN
+    check_name := 'engine.ownership';
+    target := NULL;
+    SELECT n.nspowner::regrole INTO v_owner FROM pg_namespace n WHERE n.nspname = 'pgjobs';
+    SELECT string_agg(format('%s %s (owner %s)', lower(o.kind), o.name,
+                             o.owner::regrole), ', ' ORDER BY o.rank, o.name),
+           string_agg(format('ALTER %s %s OWNER TO %s;', o.kind, o.name, v_owner), ' '
+                      ORDER BY o.rank, o.name)
+      INTO v_found, v_fix
+      FROM (SELECT 1 AS rank, CASE c.relkind WHEN 'v' THEN 'VIEW'
+                                  WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                                  WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'c' THEN 'TYPE'
+                                  ELSE 'TABLE' END AS kind,
+                   c.oid::regclass::text AS name, c.relowner AS owner,
+                   'pg_class'::regclass AS class, c.oid
+              FROM pg_class c
+             WHERE c.relnamespace = 'pgjobs'::regnamespace
+               AND c.relkind = ANY ('{r,p,v,m,S,f,c}'::"char"[])
+            UNION ALL
+            SELECT 2, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE'
+                                     ELSE 'FUNCTION' END,
+                   p.oid::regprocedure::text, p.proowner, 'pg_proc'::regclass, p.oid
+              FROM pg_proc p
+             WHERE p.pronamespace = 'pgjobs'::regnamespace
+            UNION ALL
+            SELECT 3, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
+                   t.oid::regtype::text, t.typowner, 'pg_type'::regclass, t.oid
+              FROM pg_type t
+             WHERE t.typnamespace = 'pgjobs'::regnamespace
+               AND t.typtype = ANY ('{b,d,e,r}'::"char"[])
+               AND NOT EXISTS (SELECT FROM pg_type a WHERE a.typarray = t.oid)) o
+     WHERE NOT pg_has_role(v_owner, o.owner, 'USAGE')
+       AND NOT EXISTS (SELECT FROM pg_depend d
+                        WHERE d.classid = o.class AND d.objid = o.oid AND d.deptype = 'e');
+    IF v_found IS NULL THEN
+        status := 'ok';
+        detail := format('every object of schema pgjobs is owned by its owner %s or a role '
+                         'whose rights it has: pgjobs migrate as %s can replace them all',
+                         v_owner, v_owner);
+        fix := NULL;
+    ELSE
+        status := 'warn';
+        detail := format('objects of schema pgjobs are owned by a role whose rights its owner '
+                         '%s does not have: %s; pgjobs migrate as %s refuses (42501) until '
+                         'they are given back', v_owner, v_found, v_owner);
+        fix := 'as a superuser (or each object''s owner): ' || v_fix
+               || '  -- (docs/operations.md, Privileges migrate needs)';
+    END IF;
+    RETURN NEXT;
+END
+$$;
+
+ALTER FUNCTION pgjobs._doctor_ownership() OWNER TO SUPERUSER;
+
+--
 -- Name: _doctor_pg_cron(jsonb, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -25633,6 +25710,9 @@ CREATE FUNCTION pgjobs.doctor(p_target regclass DEFAULT NULL::regclass) RETURNS 
 --   storage.deletions  objects of pruned exports not deleted after a day.
 --   clients.kept_bytes a client (not an administrator) keeping more than 80%
 --                      of max_item_bytes_per_client (without p_target only).
+--   engine.ownership   objects of schema pgjobs owned by a role whose rights
+--                      the schema's owner lacks: `pgjobs migrate` refuses
+--                      them (without p_target only).
 -- Read-only; locks nothing beyond catalog and table reads. Raises 22023 when
 -- p_target is given but not registered.
 -- Each group of checks is a function of its own (pgjobs._doctor_*); this
@@ -25699,6 +25779,9 @@ BEGIN
     RETURN QUERY SELECT * FROM pgjobs._doctor_storage();
     IF p_target IS NULL THEN  -- of clients, not of a target
         RETURN QUERY SELECT * FROM pgjobs._doctor_clients();
+        -- Of the installation, not of a target; after the checks of the
+        -- release before it, which reported it nowhere.
+        RETURN QUERY SELECT * FROM pgjobs._doctor_ownership();
     END IF;
 END
 $_$;
@@ -25709,7 +25792,7 @@ ALTER FUNCTION pgjobs.doctor(p_target regclass) OWNER TO SUPERUSER;
 -- Name: FUNCTION doctor(p_target regclass); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.doctor(p_target regclass) IS 'Health checks, one row per finding (check_name, status ok | warn | fail, target, detail, fix): pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size; ok when pg_cron runs pgjobs here from its own database with cron.schedule_in_database; a scheduled prune retention under the hour pgjobs.schedule takes), each registered target (or only p_target): table and columns exist, the (scope, key) btree index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum scale factor, dead tuples; running jobs with expired leases or no heartbeat for over half their lease (and a minute); jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals (pg_monitor); storage deletions pending over a day; clients keeping more than 80% of max_item_bytes_per_client (without a target). Every finding that is not ok carries in fix the exact SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';
+COMMENT ON FUNCTION pgjobs.doctor(p_target regclass) IS 'Health checks, one row per finding (check_name, status ok | warn | fail, target, detail, fix): pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size; ok when pg_cron runs pgjobs here from its own database with cron.schedule_in_database; a scheduled prune retention under the hour pgjobs.schedule takes), each registered target (or only p_target): table and columns exist, the (scope, key) btree index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum scale factor, dead tuples; running jobs with expired leases or no heartbeat for over half their lease (and a minute); jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals (pg_monitor); storage deletions pending over a day; clients keeping more than 80% of max_item_bytes_per_client and objects of schema pgjobs owned by a role whose rights its owner lacks, which pgjobs migrate refuses (both without a target). Every finding that is not ok carries in fix the exact SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';
 
 --
 -- Name: export_chunk_bound(bigint, text, integer, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -31115,6 +31198,13 @@ GRANT ALL ON FUNCTION pgjobs._doctor_engine_owner() TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._doctor_jobs(p_target regclass, p_prune_sql text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._doctor_jobs(p_target regclass, p_prune_sql text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _doctor_ownership(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._doctor_ownership() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._doctor_ownership() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _doctor_pg_cron(p_jobs jsonb, p_loop_fix text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -35,8 +35,8 @@ FORGED = "2026-12-07T00:00:00.000Z ERROR forged by the client"
 
 
 @contextmanager
-def pgjobs_ui(dsn: str) -> Iterator[tuple[int, list[str]]]:
-    """`pgjobs ui` in a process of its own on a free loopback port, listening;
+def pgjobs_ui(dsn: str, *options: str) -> Iterator[tuple[int, list[str]]]:
+    """`pgjobs ui` (with ``options``) in a process of its own on a free loopback port, listening;
     stopped (SIGINT, as Ctrl-C) when the block ends, after which the yielded
     list holds what it wrote on stderr."""
     exe = Path(sys.executable).parent / "pgjobs"
@@ -48,7 +48,8 @@ def pgjobs_ui(dsn: str) -> Iterator[tuple[int, list[str]]]:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        child = subprocess.Popen([*command, "ui", "--port", str(port)], env=env, text=True,
+        child = subprocess.Popen([*command, "ui", "--port", str(port), *options], env=env,
+                                 text=True,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
         wait_for(functools.partial(listening, port, child), 60, "pgjobs ui listening")
@@ -135,3 +136,53 @@ def test_a_clients_path_reaches_the_log_as_text_never_raw(dsn: str) -> None:
         ("WARNING", "Invalid HTTP request received."),
     ], said
     assert not any(line.startswith(FORGED) for line in lines), said
+
+
+ACCESS = re.compile(r"(GET|POST) (.*): (\d{3}|no response) in (\d+\.\d) ms \(client 127\.0\.0\.1\)",
+                    re.DOTALL)
+
+
+def test_with_access_log_every_request_is_one_line_with_its_status_and_duration(
+        dsn: str) -> None:
+    """`pgjobs ui --access-log`: served requests too, each one INFO line of
+    pgjobs' formatter with method, path (as text), status and duration; the
+    query string (a token may be there) never."""
+    with pgjobs_ui(dsn, "--access-log") as (port, stderr):
+        assert get(port, "/api/stats?token=secret-in-the-query")[0] == 200
+        assert get(port, "/api/jobs")[0] == 200
+        assert get(port, "/%1b[2J%0d%0a" + FORGED.replace(" ", "%20"))[0] == 404
+        assert get(port, "/", host="evil.example")[0] == 403
+    [said] = stderr
+    assert "\x1b" not in said and "\r" not in said and "secret-in-the-query" not in said, said
+    lines = said.splitlines()
+    assert lines[0] == f"pgjobs ui: http://localhost:{port}/", said
+    logged = [LINE.fullmatch(line) for line in lines[1:] if line != "interrupted"]
+    assert all(logged), said
+    access = [ACCESS.fullmatch(m.group(2)) for m in logged if m]
+    assert all(access), said
+    assert [(a.group(1), a.group(2), a.group(3)) for a in access if a] == [
+        ("GET", "/api/stats", "200"),
+        ("GET", "/api/jobs", "200"),
+        ("GET", rf"/\x1b[2J\r\n{FORGED}", "404"),
+        ("GET", "/", "403"),
+    ], said
+    assert {m.group(1) for m in logged if m} == {"INFO"}
+    assert not any(line.startswith(FORGED) for line in lines), said
+
+
+def test_access_log_lines_in_json(dsn: str) -> None:
+    """--log-format json: the same lines, one JSON object each."""
+    import json
+
+    with pgjobs_ui(dsn, "--access-log", "--log-format", "json") as (port, stderr):
+        assert get(port, "/api/stats")[0] == 200
+        assert get(port, "/missing%0a")[0] == 404
+    [said] = stderr
+    lines = said.splitlines()
+    assert lines[0] == f"pgjobs ui: http://localhost:{port}/", said
+    entries = [json.loads(line) for line in lines[1:] if line != "interrupted"]
+    assert [(e["level"], e["logger"]) for e in entries] == [("INFO", "pgjobs.ui")] * 2, said
+    found = [ACCESS.fullmatch(e["message"]) for e in entries]
+    assert [(f.group(2), f.group(3)) for f in found if f] == [
+        ("/api/stats", "200"), ("/missing\n", "404")], said
+    assert all("time" in e for e in entries)

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -86,6 +87,8 @@ class Settings:
     read_only: bool = False
     token: str | None = None
     storage: str | None = None   # the worker storage (file:// downloads are served from it)
+    access_log: bool = False     # log every request (Guard), not only refused and failed ones
+    log_format: str = "text"     # pgjobs' log lines on stderr: text or json (serve)
 
 
 def is_loopback(host: str) -> bool:
@@ -134,18 +137,24 @@ class Guard:
         request = Request(scope)
         answered: list[int] = []
         send = _with_security_headers(_noting_status(send, answered))
+        started = time.monotonic()
         try:
             await self._answer(request, scope, receive, send)
         finally:
-            if answered and answered[0] >= 400:
-                # What uvicorn's access log said of a refused or failed request,
-                # through pgjobs' formatter (serve): the path is the client's
-                # (ESC, CR/LF from %1b, %0d%0a), shown as text there. Never the
-                # query string, which may hold the token (/?token=T).
-                client = scope.get("client")
-                log.info("%s %s: %s (client %s)", scope.get("method", "?"),
-                         scope.get("path", "?"), answered[0],
-                         client[0] if client else "unknown")
+            # What uvicorn's access log said of a refused or failed request (of
+            # every request with --access-log, with how long it took: a stream
+            # of /events when it ends), through pgjobs' formatter (serve): the
+            # path is the client's (ESC, CR/LF from %1b, %0d%0a), shown as text
+            # there. Never the query string, which may hold the token (/?token=T).
+            client = scope.get("client")
+            method, path = scope.get("method", "?"), scope.get("path", "?")
+            who = client[0] if client else "unknown"
+            if self.settings.access_log:
+                log.info("%s %s: %s in %.1f ms (client %s)", method, path,
+                         answered[0] if answered else "no response",
+                         (time.monotonic() - started) * 1000, who)
+            elif answered and answered[0] >= 400:
+                log.info("%s %s: %s (client %s)", method, path, answered[0], who)
 
     async def _answer(self, request: Request, scope: Scope, receive: Receive,
                       send: Send) -> None:
@@ -555,7 +564,9 @@ def serve(settings: Settings, listening: socket.socket) -> None:
     formatters of their own that printed a record raw: a client's path (its
     %1b, %0d%0a decoded) could steer the operator's terminal or forge a line
     of the log. Its access log is off (it was: log level warning); the
-    dashboard logs refused and failed requests itself (:class:`Guard`)."""
+    dashboard logs refused and failed requests itself (:class:`Guard`), and
+    with ``settings.access_log`` every request, with its duration; the lines
+    are text or JSON (``settings.log_format``)."""
     import uvicorn
 
     from pgjobs.poller import observe
@@ -563,7 +574,7 @@ def serve(settings: Settings, listening: socket.socket) -> None:
     server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning",
                                            log_config=None, access_log=False,
                                            timeout_graceful_shutdown=2))
-    with observe.logs_to_stderr("text"):
+    with observe.logs_to_stderr(settings.log_format):
         server.run(sockets=[listening])
     if not server.started:
         raise PgjobsError("the dashboard did not start (its log says why, above)",
