@@ -12,8 +12,9 @@ module only moves bytes:
   (:class:`_Ahead`), so the chunk's transaction does not walk its keys before
   its COPY starts; from the primary, the next chunk's transaction begins, and
   its statement runs, in the same query as this chunk's COPY (one round trip
-  a chunk: :meth:`Exporter._copy`), rolled back when the chunk's rows change
-  the next chunk's limit or the reader waits for the part writer;
+  a chunk: :meth:`Exporter._copy`), rolled back only when the chunk's rows
+  change the next chunk's limit (before a wait for the part writer, that
+  chunk is read first, the finished part held aside);
 * once a part holds ``part_size`` bytes it is handed to an uploader thread,
   which compresses it (one gzip member per part: concatenated members are a
   valid gzip file and need no compressor state across a crash), writes it
@@ -760,9 +761,6 @@ class Exporter:
         # limit its predecessor's rows then change is rolled back and its
         # statement run twice (chunks still growing toward chunk_bytes).
         self.settled = False
-        # The stream's part writer (_stream): a chunk is not begun with the COPY
-        # before the reader may wait for it (_may_wait_for_writer).
-        self.uploader: _Uploader | None = None
 
     # --- the job ----------------------------------------------------------------
 
@@ -1090,10 +1088,14 @@ class Exporter:
         rows = int(self.state["rows"])
         sent_parts = int(self.state["parts"])  # counted here: the uploader lags behind
         raw_bytes = 0
-        uploader = self.uploader = _Uploader(self)
+        uploader = _Uploader(self)
         uploader.start()
         part = _Part(self.gzip)
         self.pending, self.walked, self.settled = None, None, False
+        # A part cut while the writer was busy and a chunk begun with the COPY
+        # (self.pending): put once that chunk has been read (one part, at most
+        # part_size + chunk_bytes, beside the next part's first chunk).
+        held: tuple[bytearray, dict[str, Any]] | None = None
         if self.read_config is None:
             # A standby's chunks wait for its replay; their bounds are walked
             # there, in the chunk (poller/standby.py).
@@ -1107,29 +1109,41 @@ class Exporter:
                     self.recording.check()
                 self.control.keepalive()
                 before = part.raw
-                count, cursor = self._read_chunk(cursor, part)
+                # With a part held aside, the chunk read is the one begun with
+                # the last COPY, and it begins none: the reader waits next.
+                count, cursor = self._read_chunk(cursor, part, begin_next=held is None)
                 raw_bytes += part.raw - before
                 rows += count
                 finished = cursor is None
                 if self.on_progress is not None:
                     self.on_progress(rows, raw_bytes)
+                if held is not None:
+                    # The wait for the part writer: no chunk's transaction is open.
+                    held, cut = None, held
+                    uploader.put(*cut)
                 # Part boundaries depend only on the data, chunk_rows and part_size:
                 # a resumed export cuts the same parts (the same gzip members).
                 if part.size >= self.part_size or (finished and (part.raw or sent_parts == 0)):
-                    if uploader.busy():
-                        # The reader waits for the part writer: the next chunk's
-                        # snapshot is not held meanwhile (it begins again; no
-                        # chunk is begun with the COPY then: _may_wait_for_writer).
-                        self._end_pending()
-                    uploader.put(part.close(), {"cursor": cursor, "rows": rows,
-                                                "eof": finished, "limit": self.limit})
+                    cut = (part.close(), {"cursor": cursor, "rows": rows,
+                                          "eof": finished, "limit": self.limit})
                     sent_parts += 1
                     part = _Part(self.gzip)
+                    if self.pending is not None and uploader.busy():
+                        # The put would wait for storage while the next chunk,
+                        # begun with this COPY, holds its snapshot: that chunk is
+                        # read first (into the next part) and this part is put
+                        # after it, so no begun chunk is rolled back, nor its
+                        # statement run twice, for a writer wait.
+                        held = cut
+                    else:
+                        uploader.put(*cut)
                 if finished:
                     break
             uploader.close()
         except Stopped:
-            # Whole parts already handed over are written and checkpointed first.
+            # Whole parts already cut are written and checkpointed first.
+            if held is not None:
+                uploader.put(*held)
             uploader.close()
             raise
         finally:
@@ -1137,7 +1151,6 @@ class Exporter:
             # reader or the uploader), the uploader has ended before the attempt
             # records its outcome or removes the upload.
             uploader.abandon()
-            self.uploader = None
             self._end_pending()
             if self.ahead is not None:
                 self.ahead.wait()
@@ -1145,7 +1158,8 @@ class Exporter:
 
     def _end_pending(self) -> None:
         """Roll back the next chunk's transaction begun with the last COPY, if
-        any (the stream ended, or the reader waits): the chunk begins anew."""
+        any (the stream ended, or the chunk asks for another limit): the chunk
+        begins anew."""
         pending, self.pending = self.pending, None
         if pending is not None:
             self.walked = (pending[0], pending[1], pending[2]["next_after"])
@@ -1159,7 +1173,8 @@ class Exporter:
         return None if bound is None else str(bound)
 
     @observe.traced("pgjobs.chunk", kind="export")
-    def _read_chunk(self, cursor: str | None, part: _Part) -> tuple[int, str | None]:
+    def _read_chunk(self, cursor: str | None, part: _Part, *,
+                    begin_next: bool = True) -> tuple[int, str | None]:
         """Stream one keyset chunk of up to ``self.limit`` keys, read in its own
         REPEATABLE READ transaction, into part; return (rows, where the next chunk
         starts or None at the end). A chunk whose output passes chunk_bytes is
@@ -1168,7 +1183,8 @@ class Exporter:
         (:func:`_next_limit`): memory holds at most about chunk_bytes of a chunk,
         whatever the rows weigh.
         After a lost connection the chunk is read again (while the lease may
-        still hold)."""
+        still hold). ``begin_next`` false: the next chunk is not begun with
+        this COPY (the reader waits for the part writer next: :meth:`_copy`)."""
         delay = 0.2
         start = part.mark()
         # Begun with the previous chunk's COPY (db.copy_then_begin) for this
@@ -1229,7 +1245,7 @@ class Exporter:
                             self.ahead.start(row["next_after"], self.limit)
                     self._reader().note(conn, row["lsn"])
                     count = self._copy(conn, row, plain_sink if part.plain else sink,
-                                       begin_next=not self._may_wait_for_writer(part))
+                                       begin_next=begin_next)
                 except BaseException:
                     row = None
                     db.end_chunk(conn)
@@ -1280,23 +1296,6 @@ class Exporter:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _may_wait_for_writer(self, part: _Part) -> bool:
-        """Whether the reader may wait for the part writer once this chunk is
-        read: the writer is busy now (_Uploader.busy: a part waits behind the
-        one it writes; only the reader hands parts over, so a writer not busy
-        now is not busy then), and this chunk may complete the part. A chunk
-        read to its end adds at most chunk_bytes raw bytes (past them it is
-        read again with fewer keys; one key has no such ceiling), and gzip's
-        output for n raw bytes is under n + n/1024 + 64 (zlib's deflateBound),
-        the bytes its compressor holds back counted in part.raw.
-        A chunk begun with this COPY would be rolled back before that wait (no
-        snapshot is held while the reader waits) and its statement run again:
-        the statement travels on its own then (_copy's ``begin_next``)."""
-        if self.uploader is None or not self.uploader.busy():
-            return False
-        most = part.raw + self.chunk_bytes
-        return self.limit <= 1 or most + most // 1024 + 64 >= self.part_size
-
     def _copy(self, conn: db.Connection, row: dict[str, Any],
               sink: Callable[[memoryview], None], *, begin_next: bool = True) -> int:
         """The chunk's COPY, which commits its transaction; from the primary,
@@ -1308,13 +1307,13 @@ class Exporter:
         of the bound after that starts now, beside this COPY; only once the
         limit has settled (the chunk before this one left it unchanged, or it
         is chunk_rows, which it never passes): while chunks grow toward
-        chunk_bytes each would be begun twice. Nor when the reader may then
-        wait for the part writer (``begin_next`` false): the chunk's
-        transaction would be rolled back before the wait and its statement run
-        again; the next chunk begins on its own, with the bound walked ahead
-        for it. Its transaction is rolled back when the next chunk asks for
-        another limit (:func:`_next_limit` after this chunk's rows) or the
-        stream ends (:meth:`_end_pending`)."""
+        chunk_bytes each would be begun twice. Nor when the reader waits for
+        the part writer next (``begin_next`` false: this chunk was begun with
+        the COPY before a part was held aside, :meth:`_stream`): no snapshot is
+        held while it waits; the next chunk begins on its own, with the bound
+        walked ahead for it. Its transaction is rolled back only when the next
+        chunk asks for another limit (:func:`_next_limit` after this chunk's
+        rows) or the stream ends (:meth:`_end_pending`), never for a wait."""
         after = row["next_after"]
         if self.ahead is None or after is None or not begin_next or not (
                 self.settled or self.limit >= self.chunk_rows):

@@ -138,8 +138,8 @@ def test_a_chunk_commits_with_its_copy(
     COMMIT sent in the same query), never in a round trip of its own. From the
     primary, the next chunk's BEGIN and statement travel with the COPY too
     (db.copy_then_begin), so its statement has no round trip either; only when
-    the reader then waits for the part writer, or the next chunk asks for
-    another limit, is that transaction rolled back and the chunk begun anew.
+    the next chunk asks for another limit is that transaction rolled back and
+    the chunk begun anew (before a wait for the part writer it is read first).
     Every COPY commits; nothing else does, and nothing is left open."""
     if options.get("format") == "parquet":
         pytest.importorskip("pyarrow")
@@ -331,8 +331,8 @@ def test_a_chunk_begun_for_another_limit_is_begun_anew(
     read = [lim for _, lim in limits]
     # Grown 5, 10, 20, 31 (each chunk read once), settled at 31 over wide rows,
     # then grown to 50 after the narrow rows began: the chunk sent ahead for 31
-    # was begun anew for 50, the only one begun for another limit (no chunk is
-    # begun ahead of a wait for the part writer: see the test below).
+    # was begun anew for 50, the only one begun for another limit (none is
+    # rolled back for a wait for the part writer: see the test below).
     assert read[:4] == [5, 10, 20, 31] and read[-1] <= 50 and 50 in read, calls
     assert [(old, new) for old, new in again if old != new] == [(31, 50)], calls
 
@@ -372,43 +372,71 @@ def test_copy_then_begin_returns_the_next_statement_or_none(dsn: str) -> None:
         db.end_chunk(c)
 
 
-def test_no_chunk_is_begun_ahead_of_a_wait_for_the_part_writer(
+def test_a_chunk_begun_ahead_is_read_before_a_wait_for_the_part_writer(
         conn: Conn, dsn: str, local_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The reader rolls back a chunk begun with the COPY before it waits for
-    the part writer (no snapshot is held while it waits), and that chunk's
-    statement then ran twice; run again after the wait it also went without
-    its bound when it was the last chunk (test_export_bound_ahead's flake). A
-    chunk is not begun ahead when a part waits behind the one the writer
-    writes and the chunk may complete a part: here the writer is held on its
-    first part until the reader meets its queue full, and still every chunk's
-    statement runs once, each but the first and the last with its bound
-    walked ahead."""
+    """A chunk begun with the previous COPY is never rolled back because the
+    reader must wait for the part writer: when the COPY that begun it also
+    completed a part and a part already waits behind the one being written,
+    that chunk is read first (into the next part, the finished one held
+    aside), then the reader waits, with no chunk's transaction open. Here the
+    writer is held on its first part until the reader meets that wait with a
+    chunk begun while the writer was busy; every chunk's statement still runs
+    once (until this round the begun chunk was rolled back before the wait and
+    its statement run again, the last one without its bound: the flake of
+    test_export_bound_ahead; then no chunk was begun ahead while the writer
+    was busy, which left a wait-free timing to the limit test above), each
+    but the first and the last with its bound walked ahead, and nothing is
+    rolled back."""
+    from pgjobs import db
     from pgjobs.poller import export
 
-    met_full = threading.Event()
+    waited = threading.Event()
+    events: list[tuple[str, bool]] = []  # (what, whether the writer was busy)
+    writers: list[Any] = []
     put, retry = export._Uploader.put, export.Exporter.storage_retry
+    make_items(conn, rows=600)
+    sent = reader_statements(monkeypatch)  # wraps db.copy_then_begin: ahead_seen wraps that
+    copy_then_begin, end_chunk = db.copy_then_begin, db.end_chunk
+
+    def busy() -> bool:
+        return bool(writers) and writers[0].busy()
 
     def put_seen(self: Any, raw: bytearray, mark: dict[str, Any]) -> None:
-        if self.parts.full():
-            met_full.set()
+        writers[:] = [self]
+        since = events[max((i for i, e in enumerate(events) if e[0] == "put"), default=-1) + 1:]
+        if self.busy() and ("ahead", True) in since:
+            # This put waits for the held writer, and a chunk was begun with a
+            # COPY while the writer was busy since the last put.
+            assert self.exporter.pending is None, "a begun chunk is open during the wait"
+            waited.set()
+        events.append(("put", self.busy()))
         put(self, raw, mark)
+
+    def ahead_seen(*args: Any, **kwargs: Any) -> Any:
+        events.append(("ahead", busy()))
+        return copy_then_begin(*args, **kwargs)
+
+    def end_seen(c: Any) -> None:
+        events.append(("rollback", busy()))
+        end_chunk(c)
 
     def held(self: Any, call: Any, what: str, **kwargs: Any) -> Any:
         if what == "part 1":
-            met_full.wait(60)  # a deadline: a reader that never waits fails below
+            waited.wait(60)  # a deadline: a reader that never meets the wait fails below
         return retry(self, call, what, **kwargs)
 
     monkeypatch.setattr(export._Uploader, "put", put_seen)
     monkeypatch.setattr(export.Exporter, "storage_retry", held)
-    make_items(conn, rows=600)
-    sent = reader_statements(monkeypatch)
+    monkeypatch.setattr(db, "copy_then_begin", ahead_seen)
+    monkeypatch.setattr(db, "end_chunk", end_seen)
     job_id = submit_export(conn, "1", {}, {"chunk_rows": 7, "part_size": 1024})
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome.error
     assert object_bytes(job(conn, job_id)["result"]) == plain_copy(
         conn, "SELECT * FROM items WHERE tenant = 1 ORDER BY id")
-    assert met_full.is_set()
+    assert waited.is_set(), events
     assert job(conn, job_id)["checkpoint"]["parts"] >= 4
+    assert ("ahead", True) in events and not [e for e in events if e[0] == "rollback"], events
     calls = [dict(p) for q, p in sent if q == queries.EXPORT_CHUNK_SQL]
     cursors = [c["after"] for c in calls]
     assert len(cursors) >= 200 // 7 and len(set(cursors)) == len(cursors), cursors
