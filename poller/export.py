@@ -1119,7 +1119,7 @@ class Exporter:
                     self.on_progress(rows, raw_bytes)
                 if held is not None:
                     # The wait for the part writer: no chunk's transaction is open.
-                    held, cut = None, held
+                    cut, held = held, None
                     uploader.put(*cut)
                 # Part boundaries depend only on the data, chunk_rows and part_size:
                 # a resumed export cuts the same parts (the same gzip members).
