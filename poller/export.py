@@ -761,6 +761,10 @@ class Exporter:
         # limit its predecessor's rows then change is rolled back and its
         # statement run twice (chunks still growing toward chunk_bytes).
         self.settled = False
+        # A part cut while the writer was busy and a chunk begun with the COPY
+        # (self.pending): put once that chunk has been read (_stream; one part,
+        # at most part_size + chunk_bytes, beside the next part's first chunk).
+        self.held: tuple[bytearray, dict[str, Any]] | None = None
 
     # --- the job ----------------------------------------------------------------
 
@@ -1091,11 +1095,7 @@ class Exporter:
         uploader = _Uploader(self)
         uploader.start()
         part = _Part(self.gzip)
-        self.pending, self.walked, self.settled = None, None, False
-        # A part cut while the writer was busy and a chunk begun with the COPY
-        # (self.pending): put once that chunk has been read (one part, at most
-        # part_size + chunk_bytes, beside the next part's first chunk).
-        held: tuple[bytearray, dict[str, Any]] | None = None
+        self.pending, self.walked, self.settled, self.held = None, None, False, None
         if self.read_config is None:
             # A standby's chunks wait for its replay; their bounds are walked
             # there, in the chunk (poller/standby.py).
@@ -1111,15 +1111,15 @@ class Exporter:
                 before = part.raw
                 # With a part held aside, the chunk read is the one begun with
                 # the last COPY, and it begins none: the reader waits next.
-                count, cursor = self._read_chunk(cursor, part, begin_next=held is None)
+                count, cursor = self._read_chunk(cursor, part)
                 raw_bytes += part.raw - before
                 rows += count
                 finished = cursor is None
                 if self.on_progress is not None:
                     self.on_progress(rows, raw_bytes)
-                if held is not None:
+                if self.held is not None:
                     # The wait for the part writer: no chunk's transaction is open.
-                    cut, held = held, None
+                    cut, self.held = self.held, None
                     uploader.put(*cut)
                 # Part boundaries depend only on the data, chunk_rows and part_size:
                 # a resumed export cuts the same parts (the same gzip members).
@@ -1134,7 +1134,7 @@ class Exporter:
                         # read first (into the next part) and this part is put
                         # after it, so no begun chunk is rolled back, nor its
                         # statement run twice, for a writer wait.
-                        held = cut
+                        self.held = cut
                     else:
                         uploader.put(*cut)
                 if finished:
@@ -1142,8 +1142,8 @@ class Exporter:
             uploader.close()
         except Stopped:
             # Whole parts already cut are written and checkpointed first.
-            if held is not None:
-                uploader.put(*held)
+            if self.held is not None:
+                uploader.put(*self.held)
             uploader.close()
             raise
         finally:
@@ -1151,6 +1151,7 @@ class Exporter:
             # reader or the uploader), the uploader has ended before the attempt
             # records its outcome or removes the upload.
             uploader.abandon()
+            self.held = None  # not handed over: the checkpoint before it stands
             self._end_pending()
             if self.ahead is not None:
                 self.ahead.wait()
@@ -1173,8 +1174,7 @@ class Exporter:
         return None if bound is None else str(bound)
 
     @observe.traced("pgjobs.chunk", kind="export")
-    def _read_chunk(self, cursor: str | None, part: _Part, *,
-                    begin_next: bool = True) -> tuple[int, str | None]:
+    def _read_chunk(self, cursor: str | None, part: _Part) -> tuple[int, str | None]:
         """Stream one keyset chunk of up to ``self.limit`` keys, read in its own
         REPEATABLE READ transaction, into part; return (rows, where the next chunk
         starts or None at the end). A chunk whose output passes chunk_bytes is
@@ -1183,8 +1183,9 @@ class Exporter:
         (:func:`_next_limit`): memory holds at most about chunk_bytes of a chunk,
         whatever the rows weigh.
         After a lost connection the chunk is read again (while the lease may
-        still hold). ``begin_next`` false: the next chunk is not begun with
-        this COPY (the reader waits for the part writer next: :meth:`_copy`)."""
+        still hold). With a part held aside (``self.held``) the next chunk is
+        not begun with this COPY: the reader waits for the part writer next
+        (:meth:`_copy`)."""
         delay = 0.2
         start = part.mark()
         # Begun with the previous chunk's COPY (db.copy_then_begin) for this
@@ -1245,7 +1246,7 @@ class Exporter:
                             self.ahead.start(row["next_after"], self.limit)
                     self._reader().note(conn, row["lsn"])
                     count = self._copy(conn, row, plain_sink if part.plain else sink,
-                                       begin_next=begin_next)
+                                       begin_next=self.held is None)
                 except BaseException:
                     row = None
                     db.end_chunk(conn)
