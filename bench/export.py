@@ -444,7 +444,8 @@ def profile_export(dsn: str, scope: int, destination: str, out: str) -> float:
 @contextmanager
 def phases() -> Iterator[dict[str, list[tuple[float, float]]]]:
     """Within the block, the (start, end) perf_counter of each chunk's COPY
-    (``copy``), each chunk's BEGIN and statement (``begin``), the wait for the
+    (``copy``; with the next chunk's BEGIN and statement when they travel with
+    it), each chunk's BEGIN and statement sent on their own (``begin``), the wait for the
     last parts to be written (``last part``), the finalize (``finalize``) and
     its read-back (``read-back``) of the exports run in this process, by
     wrapping the exporter's own functions."""
@@ -452,7 +453,10 @@ def phases() -> Iterator[dict[str, list[tuple[float, float]]]]:
     from pgjobs.poller import export, upload_file
 
     spans: dict[str, list[tuple[float, float]]] = {}
-    wrapped = [(export, "copy_out", "copy"), (db, "begin_chunk", "begin"),
+    # A chunk's COPY: copy_out, or (from the primary, a chunk following) with
+    # the next chunk's BEGIN and statement in the same query (copy_then_begin).
+    wrapped = [(export, "copy_out", "copy"), (db, "copy_then_begin", "copy"),
+               (db, "begin_chunk", "begin"),
                (export._Uploader, "close", "last part"),
                (export.Exporter, "_finalize", "finalize"),
                (export.Exporter, "_verify_stored", "read-back"),

@@ -400,41 +400,79 @@ def copy_out(conn: psycopg.Connection[Row], sql: str,
     row count. Drives libpq directly: psycopg's per-row generator costs about as
     much as the server's work, this loop a tenth of it. The connection must be
     idle or inside a transaction; it is left in the same state."""
-    pg = conn.pgconn
     encoding = conn.info.encoding
     with conn.lock:
-        pg.send_query(sql.encode(encoding))  # psycopg's pq raises on failure
-        result = _next_result(pg)
-        if result is None or result.status != pq.ExecStatus.COPY_OUT:
-            _drain(pg)
-            raise _error(result, pg, encoding)
-        get = pg.get_copy_data
-        while True:
-            nbytes, data = get(1)
-            if nbytes > 0:
-                try:
-                    sink(data)
-                except BaseException:
-                    _abandon(pg)
-                    raise
-            elif nbytes == 0:
-                _wait_readable(pg)
-            elif nbytes == -1:
-                break
-            else:
-                raise psycopg.OperationalError(pg.get_error_message(encoding))
-        result = _next_result(pg)
-        if result is None or result.status != pq.ExecStatus.COMMAND_OK:
-            _drain(pg)
-            raise _error(result, pg, encoding)
-        status = (result.command_status or b"").split()
-        # Statements sent after the COPY in the same query (the chunk's COMMIT,
-        # queries.COPY_THEN_COMMIT): each must succeed too.
-        while (after := _next_result(pg)) is not None:
-            if after.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
-                _drain(pg)
-                raise _error(after, pg, encoding)
-        return int(status[-1]) if status and status[-1].isdigit() else 0
+        count, after = _copy(conn.pgconn, sql.encode(encoding), sink, encoding)
+    # Statements sent after the COPY in the same query (the chunk's COMMIT,
+    # queries.COPY_THEN_COMMIT): each must succeed too.
+    for result in after:
+        if result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+            raise _error(result, conn.pgconn, encoding)
+    return count
+
+
+def copy_then_begin(conn: psycopg.Connection[Row], copy_sql: str,
+                    sink: Callable[[memoryview], Any], sql: str,
+                    params: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+    """A chunk's COPY and COMMIT (as :func:`copy_out` runs
+    queries.COPY_THEN_COMMIT), followed in the same query by the next chunk's
+    BEGIN and first statement ``sql`` (as :func:`begin_chunk` sends them): the
+    server runs the next chunk's statement as soon as this chunk's COPY ends,
+    and its row is read with the COPY's end, no round trip of its own. Returns
+    (rows copied, the statement's first row as begin_chunk returns it, or None
+    when the BEGIN or the statement failed: the connection is then in a failed
+    transaction, which the caller rolls back with :func:`end_chunk` before the
+    next chunk begins with its own statement, which raises what there is to
+    raise). A COPY or COMMIT that fails raises, as copy_out does."""
+    encoding = conn.info.encoding
+    text = (f"{queries.COPY_THEN_COMMIT.format(copy=copy_sql)}; "
+            f"{queries.CHUNK_BEGIN}; {psycopg.ClientCursor(conn).mogrify(sql, params)}")
+    with conn.lock:
+        count, after = _copy(conn.pgconn, text.encode(encoding), sink, encoding)
+    if not after or after[0].status != pq.ExecStatus.COMMAND_OK:
+        raise _error(after[0] if after else None, conn.pgconn, encoding)
+    begun = after[1:]
+    if (len(begun) != 2 or begun[0].status != pq.ExecStatus.COMMAND_OK
+            or begun[1].status != pq.ExecStatus.TUPLES_OK or begun[1].ntuples < 1):
+        return count, None
+    return count, _first_row(begun[1], encoding)
+
+
+def _copy(pg: Any, text: bytes, sink: Callable[[memoryview], Any],
+          encoding: str) -> tuple[int, list[Any]]:
+    """Send ``text`` (a COPY TO STDOUT, then any statements), pass each row to
+    ``sink``; (the COPY's row count, the results of the statements after it, an
+    error's included: the server skips the rest of the query after one). The
+    caller holds the connection's lock."""
+    pg.send_query(text)  # psycopg's pq raises on failure
+    result = _next_result(pg)
+    if result is None or result.status != pq.ExecStatus.COPY_OUT:
+        _drain(pg)
+        raise _error(result, pg, encoding)
+    get = pg.get_copy_data
+    while True:
+        nbytes, data = get(1)
+        if nbytes > 0:
+            try:
+                sink(data)
+            except BaseException:
+                _abandon(pg)
+                raise
+        elif nbytes == 0:
+            _wait_readable(pg)
+        elif nbytes == -1:
+            break
+        else:
+            raise psycopg.OperationalError(pg.get_error_message(encoding))
+    result = _next_result(pg)
+    if result is None or result.status != pq.ExecStatus.COMMAND_OK:
+        _drain(pg)
+        raise _error(result, pg, encoding)
+    status = (result.command_status or b"").split()
+    after = []
+    while (more := _next_result(pg)) is not None:
+        after.append(more)
+    return int(status[-1]) if status and status[-1].isdigit() else 0, after
 
 
 def begin_chunk(conn: psycopg.Connection[Row], sql: str,
@@ -445,7 +483,8 @@ def begin_chunk(conn: psycopg.Connection[Row], sql: str,
     literals (``ClientCursor.mogrify``, under the data connection's
     standard_conforming_strings). Returns the statement's first row (text
     values, None for NULL). The transaction ends with the chunk's COPY, which
-    commits in the same round trip (queries.COPY_THEN_COMMIT), or, on any
+    commits in the same round trip (queries.COPY_THEN_COMMIT, or
+    :func:`copy_then_begin`, which begins the next chunk there too), or, on any
     error, with :func:`end_chunk`. psycopg errors are not translated."""
     text = f"{queries.CHUNK_BEGIN}; {psycopg.ClientCursor(conn).mogrify(sql, params)}"
     pg = conn.pgconn
@@ -462,6 +501,11 @@ def begin_chunk(conn: psycopg.Connection[Row], sql: str,
         raise _error(result, pg, encoding)
     if result.ntuples < 1:
         raise psycopg.ProgrammingError(f"the chunk's statement returned no row: {sql.strip()}")
+    return _first_row(result, encoding)
+
+
+def _first_row(result: Any, encoding: str) -> dict[str, Any]:
+    """A result's first row by column name (text values, None for NULL)."""
     return {result.fname(i).decode(encoding): (None if (value := result.get_value(0, i)) is None
                                                 else value.decode(encoding))
             for i in range(result.nfields)}

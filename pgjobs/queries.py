@@ -634,12 +634,13 @@ SELECT (SELECT r.root
 # no earlier than everything that snapshot sees: the next chunk (in this attempt or
 # a resumed one, on any server) waits until its server has reached it, so reads
 # never go back in time (poller/standby.py); no extra round trip per chunk.
-# A chunk is two round trips: its transaction begins in the round trip of its
-# first statement (db.begin_chunk sends the BEGIN and this statement as one
-# query) and commits in the round trip of its COPY (the COMMIT sent after the
-# COPY in one query; db.copy_out checks its result), instead of one round trip
-# each of their own. Under load a round trip waits for the backend and then the
-# reader to be scheduled.
+# A chunk is two round trips at most: its transaction begins in the round trip
+# of its first statement (db.begin_chunk sends the BEGIN and this statement as
+# one query) and commits in the round trip of its COPY (the COMMIT sent after
+# the COPY in one query; db.copy_out checks its result), instead of one round
+# trip each of their own. From the primary, the next chunk's BEGIN and statement
+# travel with the COPY too (db.copy_then_begin): one round trip a chunk. Under
+# load a round trip waits for the backend and then the reader to be scheduled.
 CHUNK_BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 COPY_THEN_COMMIT = "{copy}; COMMIT"
 EXPORT_CHUNK_SQL = """

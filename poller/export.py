@@ -10,7 +10,11 @@ module only moves bytes:
   (:mod:`pgjobs.poller.standby`), and its bytes appended to the current part;
   the next chunk's keyset bound is walked meanwhile on the control connection
   (:class:`_Ahead`), so the chunk's transaction does not walk its keys before
-  its COPY starts;
+  its COPY starts; from the primary, the next chunk's transaction begins, and
+  its statement runs, in the same query as this chunk's COPY (one round trip
+  a chunk: :meth:`Exporter._copy`), rolled back only when the chunk's rows
+  change the next chunk's limit (before a wait for the part writer, that
+  chunk is read first, the finished part held aside);
 * once a part holds ``part_size`` bytes it is handed to an uploader thread,
   which compresses it (one gzip member per part: concatenated members are a
   valid gzip file and need no compressor state across a crash), writes it
@@ -503,6 +507,10 @@ class _Ahead:
                 box.append(self._walk(after, limit))
             done.set()
 
+    def walking(self, after: str, limit: int) -> bool:
+        """Whether the walk last started is of ``limit`` keys after ``after``."""
+        return self._key == (after, limit)
+
     def take(self, after: str | None, limit: int) -> str | None:
         """The ``limit``-th key after ``after`` when a walk from there is ahead (or
         None: the chunk walks its bound itself). A walk of fewer keys is
@@ -552,6 +560,18 @@ class _Uploader(threading.Thread):
         self.parts: queue.Queue[tuple[bytearray, dict[str, Any]] | None] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
         self.abandoned = threading.Event()
+        # Parts handed over (by the reader) and written and checkpointed (by
+        # this thread), for busy(): each counter has one writer.
+        self.handed = 0
+        self.finished = 0
+
+    def busy(self) -> bool:
+        """Whether a part waits behind one being written (or checkpointed): a
+        put now waits for storage. Not when the one part handed over is queued
+        and this thread has not taken it yet (it has nothing else to do, it
+        takes it as soon as it runs). The reader alone hands parts over, so
+        once not busy the writer stays so until the reader's next put."""
+        return self.handed - self.finished >= 2
 
     def run(self) -> None:
         ex = self.exporter
@@ -589,6 +609,7 @@ class _Uploader(threading.Thread):
                     raise LeaseLost("heartbeat refused")
                 if ex.delays.get("part"):
                     time.sleep(ex.delays["part"])
+                self.finished += 1
         except BaseException as exc:  # noqa: BLE001 - handed to the reader
             self.error = exc
             # Unblock a reader waiting on a full queue.
@@ -603,6 +624,7 @@ class _Uploader(threading.Thread):
             self.check()
             try:
                 self.parts.put((raw, mark), timeout=0.2)
+                self.handed += 1
                 return
             except queue.Full:
                 self.exporter.control.keepalive()
@@ -727,6 +749,22 @@ class Exporter:
         self.reads: standby.Reads | None = None
         self.until: str | None = None  # the last key of a part (parallel exports)
         self.ahead: _Ahead | None = None  # bounds walked ahead (reads from the primary)
+        # The next chunk's transaction, begun with the previous chunk's COPY
+        # (db.copy_then_begin): its cursor, limit, statement's row and connection.
+        self.pending: tuple[str, int, dict[str, Any], db.Connection] | None = None
+        # The bound walked ahead for a chunk whose pending transaction was rolled
+        # back (_end_pending): (its cursor, its limit, the bound), used when the
+        # chunk begins anew.
+        self.walked: tuple[str, int, str | None] | None = None
+        # Whether the last chunk left the limit as it was (_next_limit): only
+        # then is the next chunk begun with its COPY, since a chunk begun for a
+        # limit its predecessor's rows then change is rolled back and its
+        # statement run twice (chunks still growing toward chunk_bytes).
+        self.settled = False
+        # A part cut while the writer was busy and a chunk begun with the COPY
+        # (self.pending): put once that chunk has been read (_stream; one part,
+        # at most part_size + chunk_bytes, beside the next part's first chunk).
+        self.held: tuple[bytearray, dict[str, Any]] | None = None
 
     # --- the job ----------------------------------------------------------------
 
@@ -1057,6 +1095,7 @@ class Exporter:
         uploader = _Uploader(self)
         uploader.start()
         part = _Part(self.gzip)
+        self.pending, self.walked, self.settled, self.held = None, None, False, None
         if self.read_config is None:
             # A standby's chunks wait for its replay; their bounds are walked
             # there, in the chunk (poller/standby.py).
@@ -1070,24 +1109,41 @@ class Exporter:
                     self.recording.check()
                 self.control.keepalive()
                 before = part.raw
+                # With a part held aside, the chunk read is the one begun with
+                # the last COPY, and it begins none: the reader waits next.
                 count, cursor = self._read_chunk(cursor, part)
                 raw_bytes += part.raw - before
                 rows += count
                 finished = cursor is None
                 if self.on_progress is not None:
                     self.on_progress(rows, raw_bytes)
+                if self.held is not None:
+                    # The wait for the part writer: no chunk's transaction is open.
+                    cut, self.held = self.held, None
+                    uploader.put(*cut)
                 # Part boundaries depend only on the data, chunk_rows and part_size:
                 # a resumed export cuts the same parts (the same gzip members).
                 if part.size >= self.part_size or (finished and (part.raw or sent_parts == 0)):
-                    uploader.put(part.close(), {"cursor": cursor, "rows": rows,
-                                                "eof": finished, "limit": self.limit})
+                    cut = (part.close(), {"cursor": cursor, "rows": rows,
+                                          "eof": finished, "limit": self.limit})
                     sent_parts += 1
                     part = _Part(self.gzip)
+                    if self.pending is not None and uploader.busy():
+                        # The put would wait for storage while the next chunk,
+                        # begun with this COPY, holds its snapshot: that chunk is
+                        # read first (into the next part) and this part is put
+                        # after it, so no begun chunk is rolled back, nor its
+                        # statement run twice, for a writer wait.
+                        self.held = cut
+                    else:
+                        uploader.put(*cut)
                 if finished:
                     break
             uploader.close()
         except Stopped:
-            # Whole parts already handed over are written and checkpointed first.
+            # Whole parts already cut are written and checkpointed first.
+            if self.held is not None:
+                uploader.put(*self.held)
             uploader.close()
             raise
         finally:
@@ -1095,9 +1151,20 @@ class Exporter:
             # reader or the uploader), the uploader has ended before the attempt
             # records its outcome or removes the upload.
             uploader.abandon()
+            self.held = None  # not handed over: the checkpoint before it stands
+            self._end_pending()
             if self.ahead is not None:
                 self.ahead.wait()
                 self.ahead = None
+
+    def _end_pending(self) -> None:
+        """Roll back the next chunk's transaction begun with the last COPY, if
+        any (the stream ended, or the chunk asks for another limit): the chunk
+        begins anew."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            self.walked = (pending[0], pending[1], pending[2]["next_after"])
+            db.end_chunk(pending[3])
 
     def _walk_bound(self, after: str, limit: int) -> str | None:
         """The ``limit``-th key of the scope after ``after`` (None: fewer are left),
@@ -1116,10 +1183,25 @@ class Exporter:
         (:func:`_next_limit`): memory holds at most about chunk_bytes of a chunk,
         whatever the rows weigh.
         After a lost connection the chunk is read again (while the lease may
-        still hold)."""
+        still hold). With a part held aside (``self.held``) the next chunk is
+        not begun with this COPY: the reader waits for the part writer next
+        (:meth:`_copy`)."""
         delay = 0.2
         start = part.mark()
-        ahead = self.ahead.take(cursor, self.limit) if self.ahead is not None else None
+        # Begun with the previous chunk's COPY (db.copy_then_begin) for this
+        # cursor and limit: its statement has run, its row is here. For another
+        # limit (the previous chunk's rows changed it): rolled back, begun anew.
+        row = None
+        if self.pending is not None and self.pending[:2] == (cursor, self.limit) \
+                and self.pending[3] is self._reader().connection():
+            row, self.pending = self.pending[2], None
+        self._end_pending()
+        walked, self.walked = self.walked, None
+        ahead = None
+        if row is None and walked is not None and walked[:2] == (cursor, self.limit):
+            ahead = walked[2]  # the bound the rolled-back statement was given
+        elif row is None and self.ahead is not None:
+            ahead = self.ahead.take(cursor, self.limit)
         while True:
             taken = 0
             # Past this many raw bytes in the part, the chunk is too large (never
@@ -1145,30 +1227,42 @@ class Exporter:
             try:
                 conn = self._reader().connection()
                 try:
-                    # Two round trips a chunk: the BEGIN travels with the chunk's
-                    # statement, the COMMIT with its COPY (pgjobs/queries.py,
-                    # COPY_THEN_COMMIT).
-                    row = db.begin_chunk(conn, queries.EXPORT_CHUNK_SQL, {
-                        "id": self.job_id, "after": cursor, "limit": self.limit,
-                        "until": self.until, "next": ahead,
-                    })
+                    if row is None:
+                        if self.ahead is not None and ahead is not None \
+                                and not self.ahead.walking(ahead, self.limit):
+                            # The bound after this chunk's, which its COPY may
+                            # send with the next chunk's statement: walked
+                            # beside this round trip, not after it.
+                            self.ahead.start(ahead, self.limit)
+                        # Two round trips: the BEGIN travels with the chunk's
+                        # statement, the COMMIT with its COPY (pgjobs/queries.py,
+                        # COPY_THEN_COMMIT).
+                        row = db.begin_chunk(conn, queries.EXPORT_CHUNK_SQL, {
+                            "id": self.job_id, "after": cursor, "limit": self.limit,
+                            "until": self.until, "next": ahead,
+                        })
+                        if self.ahead is not None and row["next_after"] is not None \
+                                and not self.ahead.walking(row["next_after"], self.limit):
+                            self.ahead.start(row["next_after"], self.limit)
                     self._reader().note(conn, row["lsn"])
-                    if self.ahead is not None and row["next_after"] is not None:
-                        self.ahead.start(row["next_after"], self.limit)
-                    count = copy_out(conn, queries.COPY_THEN_COMMIT.format(copy=row["copy_sql"]),
-                                     plain_sink if part.plain else sink)
+                    count = self._copy(conn, row, plain_sink if part.plain else sink,
+                                       begin_next=self.held is None)
                 except BaseException:
+                    row = None
                     db.end_chunk(conn)
                     raise
                 part.flush()
-                self.limit = _next_limit(self.limit, self.chunk_rows, self.chunk_bytes,
-                                         count, part.raw - start[1])
+                following = _next_limit(self.limit, self.chunk_rows, self.chunk_bytes,
+                                        count, part.raw - start[1])
+                self.settled, self.limit = following == self.limit, following
                 return count, row["next_after"]
             except _ChunkTooLarge as big:
                 # The rows before the one that overflowed fit: read nine tenths of
                 # that many keys from the same cursor (rows of like size then fit
                 # with room to spare, instead of overflowing again at the edge).
                 part.rollback(start)
+                self._end_pending()
+                self.settled = False
                 ahead = None  # walked for the old limit: this chunk walks its own
                 self.limit = max(1, min(self.limit - 1, (big.messages - 1) * 9 // 10))
                 continue
@@ -1202,6 +1296,42 @@ class Exporter:
                             else "database connection lost")
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _copy(self, conn: db.Connection, row: dict[str, Any],
+              sink: Callable[[memoryview], None], *, begin_next: bool = True) -> int:
+        """The chunk's COPY, which commits its transaction; from the primary,
+        when a chunk follows (``next_after``), with the next chunk's BEGIN and
+        statement in the same query (db.copy_then_begin): the server runs the
+        statement as soon as the COPY ends, and the next chunk sends its COPY
+        at once, one round trip a chunk instead of two. The statement is sent
+        for this chunk's limit with the bound walked ahead for it, and the walk
+        of the bound after that starts now, beside this COPY; only once the
+        limit has settled (the chunk before this one left it unchanged, or it
+        is chunk_rows, which it never passes): while chunks grow toward
+        chunk_bytes each would be begun twice. Nor when the reader waits for
+        the part writer next (``begin_next`` false: this chunk was begun with
+        the COPY before a part was held aside, :meth:`_stream`): no snapshot is
+        held while it waits; the next chunk begins on its own, with the bound
+        walked ahead for it. Its transaction is rolled back only when the next
+        chunk asks for another limit (:func:`_next_limit` after this chunk's
+        rows) or the stream ends (:meth:`_end_pending`), never for a wait."""
+        after = row["next_after"]
+        if self.ahead is None or after is None or not begin_next or not (
+                self.settled or self.limit >= self.chunk_rows):
+            return copy_out(conn, queries.COPY_THEN_COMMIT.format(copy=row["copy_sql"]), sink)
+        bound = self.ahead.take(after, self.limit)
+        if bound is not None:
+            self.ahead.start(bound, self.limit)
+        count, following = db.copy_then_begin(conn, row["copy_sql"], sink,
+                                              queries.EXPORT_CHUNK_SQL, {
+                                                  "id": self.job_id, "after": after,
+                                                  "limit": self.limit, "until": self.until,
+                                                  "next": bound})
+        if following is None:
+            db.end_chunk(conn)  # its statement failed: the next chunk runs it again itself
+        else:
+            self.pending = (after, self.limit, following, conn)
+        return count
 
     def _reader(self) -> standby.Reads:
         """The data connection: the primary, or a standby that has replayed past

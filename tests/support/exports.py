@@ -245,8 +245,8 @@ def leftovers(prefix_uri: str, keep: set[str]) -> list[str]:
 def reader_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     """Every statement (text, params) sent through a cursor of the connections
     the exporter reads with (db.connect_reader), and each chunk's first
-    statement (sent with its BEGIN by db.begin_chunk), in order, for the rest of
-    the test."""
+    statement (sent with its BEGIN by db.begin_chunk, or with the previous
+    chunk's COPY by db.copy_then_begin), in order, for the rest of the test."""
     sent: list[tuple[str, Any]] = []
 
     class Recording(psycopg.Cursor[Any]):
@@ -256,6 +256,7 @@ def reader_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
 
     connect = db.connect_reader
     begin = db.begin_chunk
+    copy_then_begin = db.copy_then_begin
 
     def recorded(*args: Any, **kwargs: Any) -> Any:
         c = connect(*args, **kwargs)
@@ -266,6 +267,14 @@ def reader_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
         sent.append((sql, params))
         return begin(conn, sql, params)
 
+    def copy_then_begin_recorded(conn: Any, copy_sql: str, sink: Any, sql: str,
+                                 params: Any) -> Any:
+        # The next chunk's statement, sent with this chunk's COPY: recorded
+        # before the COPY, as it is sent.
+        sent.append((sql, params))
+        return copy_then_begin(conn, copy_sql, sink, sql, params)
+
     monkeypatch.setattr(db, "connect_reader", recorded)
     monkeypatch.setattr(db, "begin_chunk", begin_recorded)
+    monkeypatch.setattr(db, "copy_then_begin", copy_then_begin_recorded)
     return sent
