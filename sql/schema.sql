@@ -7626,8 +7626,6 @@ CREATE FUNCTION pgjobs._field_guess(p_reg pgjobs.target_registry, p_scope text, 
 -- the read (ACCESS SHARE on the target).
 DECLARE
     v_parts text[] := string_to_array(p_path, '.');
-    v_ref text;
-    v_seg text;
     v_keys text[];
     v_key text;
     v_want text;
@@ -7643,18 +7641,7 @@ BEGIN
     IF p_reg.document_column IS NULL OR p_path IS NULL OR cardinality(v_parts) = 0 THEN
         RETURN NULL;
     END IF;
-    v_ref := format('(t.%I)::pg_catalog.jsonb', p_reg.document_column);
-    FOREACH v_seg IN ARRAY v_parts[1:cardinality(v_parts) - 1] LOOP
-        v_ref := v_ref || format(' -> %L', v_seg);
-    END LOOP;
-    EXECUTE format(
-        'SELECT array_agg(DISTINCT k.k ORDER BY k.k) FROM (SELECT %s AS d FROM %s t '
-        'WHERE t.%I = %s ORDER BY t.%I LIMIT 1000) s, '
-        'LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(s.d) = ''object'' THEN s.d '
-        'ELSE ''{}''::jsonb END) AS k(k)',
-        v_ref, p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
-        p_reg.key_column)
-       INTO v_keys;
+    v_keys := pgjobs._scope_keys_at(p_reg, p_scope, v_parts[1:cardinality(v_parts) - 1]);
     v_want := pgjobs._field_fold(v_parts[cardinality(v_parts)]);
     v_limit := CASE WHEN length(v_want) >= 8 THEN 2 WHEN length(v_want) >= 3 THEN 1 ELSE 0 END;
     FOREACH v_key IN ARRAY coalesce(v_keys[1:500], '{}') LOOP
@@ -7852,8 +7839,8 @@ CREATE FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p
     AS $$
 -- The document path of the scope's rows that p_path (a path that is no
 -- column) only looks like: a key at p_path's place in the scope's first
--- 1,000 rows in key order (the (scope, key) index, as pgjobs._field_guess
--- reads them) that differs from p_path's last part and folds like it
+-- 1,000 rows in key order (pgjobs._scope_keys_at, the read
+-- pgjobs._field_guess makes) that differs from p_path's last part and folds like it
 -- (pgjobs._field_fold: case, NFKC, invisible characters, white space
 -- around), when no such row has p_path's last part itself. "Status" where
 -- the rows say "status", "nest.A" for nest.a. NULL otherwise. For
@@ -7863,27 +7850,14 @@ CREATE FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p
 -- nothing beyond the read (ACCESS SHARE on the target).
 DECLARE
     v_parts text[] := string_to_array(p_path, '.');
-    v_ref text;
-    v_seg text;
     v_last text;
     v_keys text[];
 BEGIN
     IF p_reg.document_column IS NULL OR p_path IS NULL OR cardinality(v_parts) = 0 THEN
         RETURN NULL;
     END IF;
-    v_ref := format('(t.%I)::pg_catalog.jsonb', p_reg.document_column);
-    FOREACH v_seg IN ARRAY v_parts[1:cardinality(v_parts) - 1] LOOP
-        v_ref := v_ref || format(' -> %L', v_seg);
-    END LOOP;
     v_last := v_parts[cardinality(v_parts)];
-    EXECUTE format(
-        'SELECT array_agg(DISTINCT k.k ORDER BY k.k) FROM (SELECT %s AS d FROM %s t '
-        'WHERE t.%I = %s ORDER BY t.%I LIMIT 1000) s, '
-        'LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(s.d) = ''object'' THEN s.d '
-        'ELSE ''{}''::jsonb END) AS k(k)',
-        v_ref, p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
-        p_reg.key_column)
-       INTO v_keys;
+    v_keys := pgjobs._scope_keys_at(p_reg, p_scope, v_parts[1:cardinality(v_parts) - 1]);
     IF v_last = ANY (coalesce(v_keys, '{}')) THEN
         RETURN NULL;
     END IF;
@@ -20072,6 +20046,47 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p_entry text) OWNER TO SUPERUSER;
+
+--
+-- Name: _scope_keys_at(pgjobs.target_registry, text, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._scope_keys_at(p_reg pgjobs.target_registry, p_scope text, p_parent text[]) RETURNS text[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The keys of the objects at document path p_parent ('{}': the document
+-- itself) in the first 1,000 rows of scope p_scope (canonical text) in key
+-- order (the (scope, key) index), distinct and sorted; NULL when none of
+-- those rows holds an object there. The one read behind the typo guard's
+-- hint (pgjobs._field_guess) and backfill's look-alike test
+-- (pgjobs._field_twin). Locks nothing beyond the read (ACCESS SHARE on the
+-- target).
+DECLARE
+    v_ref text := format('(t.%I)::pg_catalog.jsonb', p_reg.document_column);
+    v_seg text;
+    v_keys text[];
+BEGIN
+    FOREACH v_seg IN ARRAY coalesce(p_parent, '{}') LOOP
+        v_ref := v_ref || format(' -> %L', v_seg);
+    END LOOP;
+    EXECUTE format(
+        'SELECT array_agg(DISTINCT k.k ORDER BY k.k) FROM (SELECT %s AS d FROM %s t '
+        'WHERE t.%I = %s ORDER BY t.%I LIMIT 1000) s, '
+        'LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(s.d) = ''object'' THEN s.d '
+        'ELSE ''{}''::jsonb END) AS k(k)',
+        v_ref, p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
+        p_reg.key_column)
+       INTO v_keys;
+    RETURN v_keys;
+END
+$$;
+
+ALTER FUNCTION pgjobs._scope_keys_at(p_reg pgjobs.target_registry, p_scope text, p_parent text[]) OWNER TO SUPERUSER;
 
 --
 -- Name: _scope_literal(pgjobs.target_registry, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -32561,6 +32576,13 @@ GRANT ALL ON FUNCTION pgjobs._scope_entry(p_reg pgjobs.target_registry, p_entry 
 
 REVOKE ALL ON FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p_entry text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p_entry text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _scope_keys_at(p_reg pgjobs.target_registry, p_scope text, p_parent text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._scope_keys_at(p_reg pgjobs.target_registry, p_scope text, p_parent text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._scope_keys_at(p_reg pgjobs.target_registry, p_scope text, p_parent text[]) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _scope_literal(p_reg pgjobs.target_registry, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

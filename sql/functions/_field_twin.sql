@@ -13,8 +13,8 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- The document path of the scope's rows that p_path (a path that is no
 -- column) only looks like: a key at p_path's place in the scope's first
--- 1,000 rows in key order (the (scope, key) index, as pgjobs._field_guess
--- reads them) that differs from p_path's last part and folds like it
+-- 1,000 rows in key order (pgjobs._scope_keys_at, the read
+-- pgjobs._field_guess makes) that differs from p_path's last part and folds like it
 -- (pgjobs._field_fold: case, NFKC, invisible characters, white space
 -- around), when no such row has p_path's last part itself. "Status" where
 -- the rows say "status", "nest.A" for nest.a. NULL otherwise. For
@@ -24,27 +24,14 @@ AS $$
 -- nothing beyond the read (ACCESS SHARE on the target).
 DECLARE
     v_parts text[] := string_to_array(p_path, '.');
-    v_ref text;
-    v_seg text;
     v_last text;
     v_keys text[];
 BEGIN
     IF p_reg.document_column IS NULL OR p_path IS NULL OR cardinality(v_parts) = 0 THEN
         RETURN NULL;
     END IF;
-    v_ref := format('(t.%I)::pg_catalog.jsonb', p_reg.document_column);
-    FOREACH v_seg IN ARRAY v_parts[1:cardinality(v_parts) - 1] LOOP
-        v_ref := v_ref || format(' -> %L', v_seg);
-    END LOOP;
     v_last := v_parts[cardinality(v_parts)];
-    EXECUTE format(
-        'SELECT array_agg(DISTINCT k.k ORDER BY k.k) FROM (SELECT %s AS d FROM %s t '
-        'WHERE t.%I = %s ORDER BY t.%I LIMIT 1000) s, '
-        'LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(s.d) = ''object'' THEN s.d '
-        'ELSE ''{}''::jsonb END) AS k(k)',
-        v_ref, p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
-        p_reg.key_column)
-       INTO v_keys;
+    v_keys := pgjobs._scope_keys_at(p_reg, p_scope, v_parts[1:cardinality(v_parts) - 1]);
     IF v_last = ANY (coalesce(v_keys, '{}')) THEN
         RETURN NULL;
     END IF;
