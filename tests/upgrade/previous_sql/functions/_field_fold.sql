@@ -11,8 +11,10 @@ AS $$
 -- A field name as a reader sees it, for pgjobs._field_guess: lower case,
 -- without white space around it, and (in a UTF-8 database) in Unicode NFKC
 -- (full-width letters as ASCII, a decomposed accent composed) without
--- zero-width and other invisible format characters (U+00AD, U+200B-U+200F,
--- U+2060-U+2064, U+FEFF). Two names that fold alike look alike. Locks nothing.
+-- zero-width and other invisible format characters (pgjobs._field_seen:
+-- U+00AD, U+200B-U+200F, U+2060-U+2064, U+FEFF). Two names that fold alike
+-- look alike: the typo guard's hint (pgjobs._field_guess) and the slip test
+-- of a column's name (pgjobs._field_slip) compare them so. Locks nothing.
 DECLARE
     v_name text := p_name;
 BEGIN
@@ -20,9 +22,7 @@ BEGIN
         RETURN NULL;
     END IF;
     IF getdatabaseencoding() = 'UTF8' THEN
-        v_name := regexp_replace(normalize(v_name, NFKC),
-                                 '[' || chr(173) || chr(8203) || '-' || chr(8207) || chr(8288)
-                                 || '-' || chr(8292) || chr(65279) || ']', '', 'g');
+        v_name := pgjobs._field_seen(normalize(v_name, NFKC));
     END IF;
     RETURN lower(btrim(v_name, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)
                                || CASE WHEN getdatabaseencoding() = 'UTF8'

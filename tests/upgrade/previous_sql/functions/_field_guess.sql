@@ -26,8 +26,6 @@ AS $$
 -- the read (ACCESS SHARE on the target).
 DECLARE
     v_parts text[] := string_to_array(p_path, '.');
-    v_ref text;
-    v_seg text;
     v_keys text[];
     v_key text;
     v_want text;
@@ -43,18 +41,7 @@ BEGIN
     IF p_reg.document_column IS NULL OR p_path IS NULL OR cardinality(v_parts) = 0 THEN
         RETURN NULL;
     END IF;
-    v_ref := format('(t.%I)::pg_catalog.jsonb', p_reg.document_column);
-    FOREACH v_seg IN ARRAY v_parts[1:cardinality(v_parts) - 1] LOOP
-        v_ref := v_ref || format(' -> %L', v_seg);
-    END LOOP;
-    EXECUTE format(
-        'SELECT array_agg(DISTINCT k.k ORDER BY k.k) FROM (SELECT %s AS d FROM %s t '
-        'WHERE t.%I = %s ORDER BY t.%I LIMIT 1000) s, '
-        'LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(s.d) = ''object'' THEN s.d '
-        'ELSE ''{}''::jsonb END) AS k(k)',
-        v_ref, p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
-        p_reg.key_column)
-       INTO v_keys;
+    v_keys := pgjobs._scope_keys_at(p_reg, p_scope, v_parts[1:cardinality(v_parts) - 1]);
     v_want := pgjobs._field_fold(v_parts[cardinality(v_parts)]);
     v_limit := CASE WHEN length(v_want) >= 8 THEN 2 WHEN length(v_want) >= 3 THEN 1 ELSE 0 END;
     FOREACH v_key IN ARRAY coalesce(v_keys[1:500], '{}') LOOP

@@ -351,10 +351,12 @@ BEGIN
                                 p_reg.target,
                                 CASE WHEN v_col IS NOT NULL
                                      THEN format('did you mean column "%s"? (names are '
-                                                 'compared exactly: case and white space '
-                                                 'around a name count)', v_col)
+                                                 'compared exactly: case, white space '
+                                                 'around a name and look-alike characters '
+                                                 'count)', v_col)
                                      ELSE format('fields are relative to column %I, and white '
-                                                 'space around a name is part of it: write '
+                                                 'space around a name (or an invisible '
+                                                 'character in it) is part of it: write '
                                                  '"%s"', p_reg.document_column, v_relative)
                                 END
                     USING ERRCODE = '22023',

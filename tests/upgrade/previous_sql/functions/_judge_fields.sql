@@ -41,6 +41,7 @@ AS $$
 DECLARE
     v_check record;
     v_guess text;
+    v_unseen text;
     v_allow jsonb := CASE WHEN jsonb_typeof(p_options) = 'object'
                           THEN p_options -> 'allow_unknown_fields' END;
 BEGIN
@@ -63,22 +64,30 @@ BEGIN
     -- path that starts with the document column's name in any case
     -- ("data.status", "Data.status": paths are relative to the document),
     -- a column in another case ("Label" for label: identifiers are
-    -- compared exactly), and a name with white space around it (" label").
-    -- (pgjobs._field_slip, the one test of both.)
-    SELECT CASE WHEN s.relative_path IS NOT NULL
-                THEN format('Paths are relative to column %I, and white space around a name '
-                            'is part of it: write "%s", not "%s". ',
-                            p_reg.document_column, pgjobs._clipped(s.relative_path),
-                            pgjobs._clipped(x.u))
-                ELSE format('Did you mean column "%s"? Names are compared exactly (case and '
-                            'white space around a name count). ', pgjobs._clipped(s.column_name))
-           END
-      INTO v_guess
-      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
-           pgjobs._field_slip(p_reg, x.u) s
-     WHERE s.relative_path IS NOT NULL OR s.column_name IS NOT NULL
-     ORDER BY x.n
-     LIMIT 1;
+    -- compared exactly) or in look-alike characters (full-width
+    -- "ｌａｂｅｌ"), and a name with white space around it (" label").
+    -- (pgjobs._field_slip, the one test of both.) A path that is a slip
+    -- only for an invisible character in it ("sta<U+200B>tus") is named
+    -- by the guess below first, which shows such characters as code
+    -- points; by the slip's sentence when the guess finds nothing.
+    SELECT (array_agg(h.hint ORDER BY h.n) FILTER (WHERE h.first))[1],
+           (array_agg(h.hint ORDER BY h.n) FILTER (WHERE NOT h.first))[1]
+      INTO v_guess, v_unseen
+      FROM (SELECT x.n,
+                   s.column_name IS NOT NULL OR pgjobs._field_seen(x.u) = x.u AS first,
+                   CASE WHEN s.relative_path IS NOT NULL
+                        THEN format('Paths are relative to column %I, and white space around '
+                                    'a name (or an invisible character in it) is part of it: '
+                                    'write "%s", not "%s". ',
+                                    p_reg.document_column, pgjobs._clipped(s.relative_path),
+                                    pgjobs._clipped(x.u))
+                        ELSE format('Did you mean column "%s"? Names are compared exactly '
+                                    '(case, white space around a name and look-alike '
+                                    'characters count). ', pgjobs._clipped(s.column_name))
+                   END AS hint
+              FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+                   pgjobs._field_slip(p_reg, x.u) s
+             WHERE s.relative_path IS NOT NULL OR s.column_name IS NOT NULL) h;
     -- Else a document field of the scope's rows that the path is one slip
     -- from: another case, a full-width or decomposed letter, an invisible
     -- character, a swap or a wrong letter ("stauts" for "status"):
@@ -93,6 +102,7 @@ BEGIN
          ORDER BY x.n
          LIMIT 1;
     END IF;
+    v_guess := coalesce(v_guess, v_unseen);
     IF v_check.p_complete THEN
         RAISE EXCEPTION 'the % names document field %, which no row of scope % has',
             p_what, pgjobs._quoted_fields(v_check.p_unknown),

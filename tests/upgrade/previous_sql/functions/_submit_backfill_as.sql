@@ -85,10 +85,19 @@ BEGIN
         -- document column ("data.status") is a slip far more often than a
         -- new field, and would write the wrong place in every row of the
         -- scope: such a key must be a path some row has already (or the
-        -- job says allow_unknown_fields). The slip test: pgjobs._field_slip.
+        -- job says allow_unknown_fields). The slip test: pgjobs._field_slip;
+        -- and a document field of the scope's rows in another case or in
+        -- look-alike characters ("Status" where the rows say "status"),
+        -- pgjobs._field_twin, which reads them.
         v_slips := ARRAY(SELECT k.key FROM jsonb_object_keys(p_set) AS k(key),
                                 pgjobs._field_slip(v_reg, k.key) s
                           WHERE s.column_name IS NOT NULL OR s.relative_path IS NOT NULL
+                             OR (NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                              WHERE a.attrelid = v_reg.target AND a.attnum > 0
+                                                AND NOT a.attisdropped AND a.attname = k.key)
+                                 AND pgjobs._field_twin(v_reg,
+                                         pgjobs._canonical_scope(v_reg, p_scope), k.key)
+                                     IS NOT NULL)
                           ORDER BY k.key);
         -- NULL stays NULL (judged): an empty list would defer the job.
         v_set_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),

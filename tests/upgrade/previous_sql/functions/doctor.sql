@@ -34,6 +34,9 @@ AS $function$
 --   storage.deletions  objects of pruned exports not deleted after a day.
 --   clients.kept_bytes a client (not an administrator) keeping more than 80%
 --                      of max_item_bytes_per_client (without p_target only).
+--   engine.ownership   objects of schema pgjobs owned by a role whose rights
+--                      the schema's owner lacks: `pgjobs migrate` refuses
+--                      them (without p_target only).
 -- Read-only; locks nothing beyond catalog and table reads. Raises 22023 when
 -- p_target is given but not registered.
 -- Each group of checks is a function of its own (pgjobs._doctor_*); this
@@ -100,6 +103,9 @@ BEGIN
     RETURN QUERY SELECT * FROM pgjobs._doctor_storage();
     IF p_target IS NULL THEN  -- of clients, not of a target
         RETURN QUERY SELECT * FROM pgjobs._doctor_clients();
+        -- Of the installation, not of a target; after the checks of the
+        -- release before it, which reported it nowhere.
+        RETURN QUERY SELECT * FROM pgjobs._doctor_ownership();
     END IF;
 END
 $function$;
@@ -117,5 +123,6 @@ COMMENT ON FUNCTION pgjobs.doctor(regclass) IS
 'imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals '
 '(pg_monitor); '
 'storage deletions pending over a day; clients keeping more than 80% of '
-'max_item_bytes_per_client (without a target). Every finding that is not ok carries in fix the exact '
+'max_item_bytes_per_client and objects of schema pgjobs owned by a role whose rights its owner '
+'lacks, which pgjobs migrate refuses (both without a target). Every finding that is not ok carries in fix the exact '
 'SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';
