@@ -274,15 +274,21 @@ def test_a_role_under_a_dropped_submitters_name_sees_none_of_its_jobs(conn: Conn
     assert room is not None and (room[0] or 0, room[1] or 0) == (0, 0)
 
 
-@pytest.mark.parametrize("entry", list(CONTROLS))
-def test_a_role_under_a_dropped_submitters_name_controls_none_of_its_jobs(
-        conn: Conn, roles: Roles, entry: str) -> None:
+def ready_for(conn: Conn, roles: Roles, entry: str) -> tuple[int, str]:
+    """The job ``entry`` of CONTROLS applies to, made ready by its submitter
+    (paused for resume, canceled for retry), and its status then."""
     job_id = roles.items_job if entry == "add_items" else roles.custom_job
     if entry == "resume":
         row_as(conn, roles.name, CONTROLS["pause"], (job_id,))
     if entry == "retry":
         row_as(conn, roles.name, CONTROLS["cancel"], (job_id,))
-    before = status(conn, job_id)
+    return job_id, status(conn, job_id)
+
+
+@pytest.mark.parametrize("entry", list(CONTROLS))
+def test_a_role_under_a_dropped_submitters_name_controls_none_of_its_jobs(
+        conn: Conn, roles: Roles, entry: str) -> None:
+    job_id, before = ready_for(conn, roles, entry)
     roles.replace(CLIENT, UPDATE_ITEMS)
     with pytest.raises(psycopg.errors.NoDataFound) as raised:
         row_as(conn, roles.name, CONTROLS[entry], (job_id,))
@@ -361,12 +367,7 @@ def test_a_job_without_an_oid_is_no_roles_to_see(conn: Conn, roles: Roles) -> No
 @pytest.mark.parametrize("entry", list(CONTROLS))
 def test_a_job_without_an_oid_is_no_roles_to_control(conn: Conn, roles: Roles,
                                                      entry: str) -> None:
-    job_id = roles.items_job if entry == "add_items" else roles.custom_job
-    if entry == "resume":
-        row_as(conn, roles.name, CONTROLS["pause"], (job_id,))
-    if entry == "retry":
-        row_as(conn, roles.name, CONTROLS["cancel"], (job_id,))
-    before = status(conn, job_id)
+    job_id, before = ready_for(conn, roles, entry)
     forget_oids(conn, job_id)
     with pytest.raises(psycopg.errors.NoDataFound):
         row_as(conn, roles.name, CONTROLS[entry], (job_id,))
