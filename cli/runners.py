@@ -225,6 +225,9 @@ PROGRESS_SECONDS = 1.0
 progress line a job per look)."""
 PROGRESS_LOCK_TIMEOUT = "500ms"
 """How long one look of :class:`Progress` waits for a lock before it is skipped."""
+PROGRESS_STATEMENT_TIMEOUT = "5s"
+"""How long one look of :class:`Progress` may run on the server before it is
+canceled (a slow server, a look stuck without a lock): the session stays."""
 
 
 class Progress:
@@ -236,13 +239,19 @@ class Progress:
     :data:`PROGRESS_SECONDS` while a CALL runs, the jobs that CALL holds
     (queries.RUN_PROGRESS) and hands them to the report. Best effort: a look
     that fails closes its connection and the next opens another; the lines
-    after the CALL come as before."""
+    after the CALL come as before. The CALL never waits for a look: a look
+    still in flight when its CALL ends (blocked, slow, a server that does not
+    answer) is left to end on its own, with its connection, and says nothing
+    (its CALL ended); the next CALL's looks take the kept connection when the
+    last look gave it back, else open one of their own."""
 
     def __init__(self, connect: Any, report: RunReport, index: int, mine: str,
                  pid: int) -> None:
         self._connect, self._report, self._index = connect, report, index
         self._mine, self._pid = mine, pid
-        self._conn: Any = None
+        self._lock = threading.Lock()
+        self._conn: Any = None  # the kept connection, while no look holds it
+        self._closed = False
 
     @contextmanager
     def during_call(self, since: Any) -> Iterator[None]:
@@ -254,33 +263,64 @@ class Progress:
         try:
             yield
         finally:
-            ended.set()  # before the look after the CALL: its lines come last
-            thread.join(timeout=STOP_SECONDS)
+            # Before the look after the CALL: its lines come last (a look that
+            # ends later says nothing, RunReport.progress). Not joined: a look
+            # in flight must not hold up the CALL's end.
+            ended.set()
 
     def _watch(self, since: Any, ended: threading.Event) -> None:
-        while not ended.wait(PROGRESS_SECONDS):
-            try:
-                if self._conn is None:
-                    self._conn = self._connect(app="pgjobs run progress")
-                    try:
-                        db.execute(self._conn, queries.RUN_SEARCH_PATH)
-                        # A look never waits on a lock (a migrate's on pgjobs.jobs):
-                        # it is skipped, and the CALL's end is never held up by it.
-                        db.execute(self._conn, queries.SET_LOCK_TIMEOUT,
-                                   {"timeout": PROGRESS_LOCK_TIMEOUT})
-                    except PgjobsError:
-                        self.close()
-                        raise
-                rows = db.rows(self._conn, queries.RUN_PROGRESS,
-                               {"mine": self._mine, "pid": self._pid, "since": since})
-            except PgjobsError as exc:
-                if self._conn is None or db.connection_lost(exc):
-                    self.close()  # the next look connects again
-                continue
-            self._report.progress(self._index, rows, ended)
+        conn = None
+        try:
+            while not ended.wait(PROGRESS_SECONDS):
+                try:
+                    if conn is None:
+                        conn = self._take() or self._open()
+                    rows = db.rows(conn, queries.RUN_PROGRESS,
+                                   {"mine": self._mine, "pid": self._pid, "since": since})
+                except PgjobsError as exc:
+                    if conn is not None and db.connection_lost(exc):
+                        conn.close()
+                        conn = None  # the next look connects again
+                    continue
+                self._report.progress(self._index, rows, ended)
+        finally:
+            self._give_back(conn)
+
+    def _open(self) -> Any:
+        """A new session for the looks: the engine's search path; a look never
+        waits on a lock (a migrate's on pgjobs.jobs) nor runs long."""
+        conn = self._connect(app="pgjobs run progress")
+        try:
+            db.execute(conn, queries.RUN_SEARCH_PATH)
+            db.execute(conn, queries.SET_LOOK_TIMEOUTS,
+                       {"lock": PROGRESS_LOCK_TIMEOUT, "statement": PROGRESS_STATEMENT_TIMEOUT})
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _take(self) -> Any:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        return conn
+
+    def _give_back(self, conn: Any) -> None:
+        """Keep ``conn`` for the next CALL's looks; close it when one is kept
+        already (a look that outlived its CALL) or the runner closed."""
+        if conn is None:
+            return
+        with self._lock:
+            if self._conn is None and not self._closed:
+                self._conn, conn = conn, None
+        if conn is not None:
+            conn.close()
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
+        """The runner's session ended: close the kept connection (a look still
+        in flight closes its own when it ends)."""
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
 

@@ -703,6 +703,10 @@ EXPORT_PARQUET_COLUMNS = "SELECT pgjobs.export_parquet_columns(%(id)s)"
 # path (`"$user", public`); pgjobs' functions and `pgjobs run` pin the same path.
 # A worker's control connection waits this long for a lock (db.wait_for_job_rows_at_most).
 SET_LOCK_TIMEOUT = "SELECT pg_catalog.set_config('lock_timeout', %(timeout)s, false)"
+# The session of `pgjobs run`'s progress looks (cli/runners.py, Progress): a
+# look waits at most %(lock)s for a lock and runs at most %(statement)s.
+SET_LOOK_TIMEOUTS = ("SELECT pg_catalog.set_config('lock_timeout', %(lock)s, false), "
+                     "pg_catalog.set_config('statement_timeout', %(statement)s, false)")
 # A session's own lock timeout, restored when a worker hands a borrowed connection back.
 SHOW_LOCK_TIMEOUT = "SELECT pg_catalog.current_setting('lock_timeout')"
 

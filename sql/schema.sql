@@ -1571,7 +1571,7 @@ COMMENT ON COLUMN pgjobs.jobs.submit_lsn IS 'The WAL insert position when the jo
 -- Name: COLUMN jobs.submitted_by_oid; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON COLUMN pgjobs.jobs.submitted_by_oid IS 'The oid of the role that submitted the job (NULL for jobs submitted before migration 0033): a role dropped and created again under the same name is not that role.';
+COMMENT ON COLUMN pgjobs.jobs.submitted_by_oid IS 'The oid of the role that submitted the job (since migration 0180 for a job made before migration 0033: the role that had its name at that upgrade). NULL: its submitter was gone then, and the job is no role''s own.';
 
 --
 -- Name: COLUMN jobs.target_columns; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
@@ -6585,7 +6585,10 @@ BEGIN
                               'waited behind it; pgjobs.retry(%s) queues it again, behind '
                               'them, or ask an administrator to raise max_client_pause '
                               '(pgjobs.set_defaults) or to pause it themselves',
-                              j.submitted_by, date_trunc('second', j.paused_at), v_max,
+                              -- The submitter as it is called now (renamed
+                              -- since, the role an administrator finds).
+                              pgjobs._submitter_name(j.submitted_by, j.submitted_by_oid),
+                              date_trunc('second', j.paused_at), v_max,
                               j.scope, j.target, j.id)
           FROM expired
          WHERE j.id = expired.id
@@ -8352,9 +8355,8 @@ CREATE FUNCTION pgjobs._has_jobs_on(p_role name, p_target regclass) RETURNS bool
 -- Whether p_role submitted a job (any status) on p_target, by the rule of
 -- pgjobs._is_submitter: the very role by oid (a submitter renamed since
 -- still has its jobs; a role created under a dropped submitter's name has
--- none of them), by name only for a job without an oid (before migration
--- 0033). One probe of index jobs_submitter_target_idx (migration 0163) and
--- one of jobs_submitter_idx (migration 0045), for
+-- none of them); a job without an oid is no role's (migration 0180). One
+-- probe of index jobs_submitter_target_idx (migration 0163), for
 -- pgjobs._allowed_scope_keys_as.
 -- enable_seqscan off: the cached generic plan of an EXISTS expects one of
 -- thousands of rows early in a sequential scan, and reads the whole jobs
@@ -8364,10 +8366,7 @@ DECLARE
     v_oid oid := to_regrole(quote_ident(p_role));
 BEGIN
     RETURN EXISTS (SELECT 1 FROM pgjobs.jobs j
-                    WHERE j.submitted_by_oid = v_oid AND j.target = p_target)
-        OR EXISTS (SELECT 1 FROM pgjobs.jobs j
-                    WHERE j.submitted_by = p_role AND j.target = p_target
-                      AND j.submitted_by_oid IS NULL);
+                    WHERE j.submitted_by_oid = v_oid AND j.target = p_target);
 END
 $$;
 
@@ -9669,9 +9668,10 @@ BEGIN
     -- naming the column. Those per-column checks cover the job-wide ones
     -- (the scope column is always among the columns written).
     -- By the name it goes by now (pgjobs._submitter_name: renamed since the
-    -- submit, it is still the submitter).
+    -- submit, it is still the submitter). A job without an oid is no role's
+    -- (as pgjobs._submitter_problem asks: oid 0, which no role has).
     v_role := pgjobs._submitter_name(p_job.submitted_by, p_job.submitted_by_oid);
-    v_problem := pgjobs._submitter_identity_problem(v_role, p_job.submitted_by_oid);
+    v_problem := pgjobs._submitter_identity_problem(v_role, coalesce(p_job.submitted_by_oid, 0));
     IF v_problem.message IS NOT NULL THEN
         RAISE EXCEPTION '%', v_problem.message USING ERRCODE = '42501', HINT = v_problem.hint;
     END IF;
@@ -11096,7 +11096,7 @@ COMMENT ON FUNCTION pgjobs._interval_fixed(p_interval interval) IS 'Whether an i
 --
 
 CREATE FUNCTION pgjobs._is_submitter(p_role name, p_name name, p_oid oid) RETURNS boolean
-    LANGUAGE plpgsql STABLE
+    LANGUAGE sql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -11109,18 +11109,20 @@ CREATE FUNCTION pgjobs._is_submitter(p_role name, p_name name, p_oid oid) RETURN
 -- right on its job (pgjobs._controlled_job: cancel, pause, resume, retry,
 -- add_items; pgjobs._keep_client_bytes). By oid where the job has one, so
 -- a submitter renamed since (ALTER ROLE ... RENAME TO) keeps its jobs, and
--- a role created under a dropped submitter's name gets none of them; by
--- name only for a job made before migration 0033 (no oid), as before.
--- Policy jobs_client_read (migration 0163) and pgjobs._has_jobs_on spell
+-- a role created under a dropped submitter's name gets none of them. A
+-- job without an oid is no role's: migration 0180 gave every job made
+-- before migration 0033 the oid of the role that had its name then, and
+-- left NULL only where that role was gone (judged by name, a role created
+-- later under it got the job). p_name is asked no more: it stays in the
+-- signature because the previous release's functions call this one between
+-- an upgrade's migrations and its functions, and a new signature is a DROP
+-- (SQL, not PL/pgSQL: a parameter left unread is no finding of plpgsql_check).
+-- Policy jobs_client_read (migration 0180) and pgjobs._has_jobs_on spell
 -- the same rule inline (a policy calls no pgjobs function). NULL role or
 -- a role that does not exist: false. One syscache lookup (to_regrole).
 -- Locks nothing.
-BEGIN
-    IF p_oid IS NULL THEN
-        RETURN coalesce(p_role = p_name, false);
-    END IF;
-    RETURN coalesce(to_regrole(quote_ident(p_role))::oid = p_oid, false);
-END
+SELECT coalesce(pg_catalog.to_regrole(pg_catalog.quote_ident(p_role))::pg_catalog.oid
+                OPERATOR(pg_catalog.=) p_oid, false);
 $$;
 
 ALTER FUNCTION pgjobs._is_submitter(p_role name, p_name name, p_oid oid) OWNER TO SUPERUSER;
@@ -21981,8 +21983,9 @@ CREATE FUNCTION pgjobs._submitter_identity_problem(p_role name, p_oid oid, OUT m
 -- that oid; else the message and hint of the 42501 its callers raise. A
 -- role dropped and created again under the name is someone else, and its
 -- rights are not the job's (the oid is kept in pgjobs.jobs since migration
--- 0033; p_oid NULL judges by name alone: older jobs, and a caller that
--- only needs the role to exist). Identity only, no privilege: the one
+-- 0033; a job's checks pass oid 0 for a job without one, which no role
+-- has; p_oid NULL judges by name alone: a caller that only needs the role
+-- to exist). Identity only, no privilege: the one
 -- lookup of the role that every check of it makes first
 -- (pgjobs._submitter_problem at claim and page, pgjobs._role_problem at
 -- submit and read), and all that an import batch adds to the grants its
@@ -22022,13 +22025,16 @@ CREATE FUNCTION pgjobs._submitter_name(p_name name, p_oid oid) RETURNS name
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The name a job's submitter goes by now, for the checks of its rights
--- (pgjobs._submitter_problem, pgjobs._import_insert_sql): the current name
--- of the role with oid p_oid (pgjobs.jobs.submitted_by_oid), so a
--- submitter renamed since the submit (ALTER ROLE ... RENAME TO) keeps
--- running its jobs with its own rights. p_name (submitted_by, the name at
--- submit) when the job has no oid (made before migration 0033) or that
--- role is gone: pgjobs._submitter_identity_problem then judges the name as
--- before (a role created again under it is not the submitter; no role of
+-- (pgjobs._submitter_problem, pgjobs._import_insert_sql) and every message
+-- that names it (pgjobs._requeue_problem's hint, the pause expiry of
+-- pgjobs._expire_client_pauses, pgjobs.import_batch's client ceiling): the
+-- current name of the role with oid p_oid (pgjobs.jobs.submitted_by_oid),
+-- so a submitter renamed since the submit (ALTER ROLE ... RENAME TO) keeps
+-- running its jobs with its own rights, and is told of under the name an
+-- administrator finds in pg_roles. p_name (submitted_by, the name at
+-- submit) when the job has no oid (its submitter was gone at migration
+-- 0180) or that role is gone: pgjobs._submitter_identity_problem then
+-- says so (a role created again under it is not the submitter; no role of
 -- that name does not exist). One syscache lookup. Locks nothing.
 BEGIN
     IF p_oid IS NULL THEN
@@ -22070,10 +22076,11 @@ DECLARE
     -- job still acts with its rights): pgjobs._submitter_name, by oid.
     v_role name := pgjobs._submitter_name(p_job.submitted_by, p_job.submitted_by_oid);
 BEGIN
-    -- The very role that submitted (jobs older than migration 0033 have no
-    -- oid and are judged by name): one dropped and created again under the
-    -- name is someone else, and its rights are not the job's.
-    v_problem := pgjobs._submitter_identity_problem(v_role, p_job.submitted_by_oid);
+    -- The very role that submitted: one dropped and created again under the
+    -- name is someone else, and its rights are not the job's. A job without
+    -- an oid is no role's (pgjobs._is_submitter, migration 0180): asked for
+    -- oid 0, which no role has, so it runs with nobody's rights.
+    v_problem := pgjobs._submitter_identity_problem(v_role, coalesce(p_job.submitted_by_oid, 0));
     IF v_problem.message IS NULL THEN
         IF p_job.kind = 'import' THEN
             v_problem := pgjobs._grant_problem(v_role, p_job.target, 'INSERT',
@@ -26868,9 +26875,7 @@ BEGIN
     -- batch runs, so it holds imports submitted before it was set too.
     IF NOT coalesce((SELECT pg_has_role(a.oid, 'pgjobs_admin', 'MEMBER')
                        FROM pg_catalog.pg_roles a
-                      WHERE a.oid = v_job.submitted_by_oid
-                         OR (v_job.submitted_by_oid IS NULL
-                             AND a.rolname = v_job.submitted_by)), false) THEN
+                      WHERE a.oid = v_job.submitted_by_oid), false) THEN
         v_max_bytes := coalesce((pgjobs._defaults() ->> 'max_reject_bytes_per_job')::bigint,
                                 16777216);
         -- And the submitter's room under max_item_bytes_per_client, which
@@ -27581,7 +27586,10 @@ BEGIN
                                     '(max_item_bytes_per_client; import %s keeps %s bytes of '
                                     'rejects, and %s bytes were left to the client as this '
                                     'batch began); it was rejected for: %s',
-                                    v_first_bytes ->> 'line', v_job.submitted_by,
+                                    v_first_bytes ->> 'line',
+                                    -- As it is called now (renamed since the submit).
+                                    pgjobs._submitter_name(v_job.submitted_by,
+                                                           v_job.submitted_by_oid),
                                     coalesce((pgjobs._defaults()
                                               ->> 'max_item_bytes_per_client')::bigint,
                                              1073741824),
@@ -30700,7 +30708,7 @@ CREATE POLICY jobs_admin ON pgjobs.jobs TO pgjobs_admin USING (true) WITH CHECK 
 -- Name: jobs jobs_client_read; Type: POLICY; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE POLICY jobs_client_read ON pgjobs.jobs FOR SELECT TO pgjobs_client USING (((((submitted_by_oid IS NULL) AND (submitted_by = ( SELECT CURRENT_USER AS "current_user"))) OR (submitted_by_oid = ( SELECT r.oid
+CREATE POLICY jobs_client_read ON pgjobs.jobs FOR SELECT TO pgjobs_client USING ((((submitted_by_oid = ( SELECT r.oid
    FROM pg_roles r
   WHERE (r.rolname = CURRENT_USER))) OR ((COALESCE(has_table_privilege((target)::oid, 'SELECT'::text), false) OR ((target)::oid = ANY ((( SELECT pgjobs._column_read_targets() AS _column_read_targets))::oid[]))) AND ((target)::oid <> ALL ((( SELECT pgjobs._confined_targets(CURRENT_USER) AS _confined_targets))::oid[])))) AND (( SELECT (COALESCE(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), ''::text) = ''::text)) OR (scope = ANY (( SELECT pgjobs._allowed_scope_entries() AS _allowed_scope_entries)::text[])) OR (((((target)::oid)::text || ':'::text) || scope) = ANY (( SELECT pgjobs._allowed_scope_keys() AS _allowed_scope_keys)::text[])))));
 
@@ -30708,7 +30716,7 @@ CREATE POLICY jobs_client_read ON pgjobs.jobs FOR SELECT TO pgjobs_client USING 
 -- Name: POLICY jobs_client_read ON jobs; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON POLICY jobs_client_read ON pgjobs.jobs IS 'A pgjobs_client sees the jobs it submitted (the very role, by oid, whatever it is called now; by name for a job submitted before migration 0033) and the jobs of targets it may SELECT from (on the table, or on every one of its columns; unconfined by their row-level security), and, when the pgjobs.allowed_scopes setting is set, only those of the listed scopes.';
+COMMENT ON POLICY jobs_client_read ON pgjobs.jobs IS 'A pgjobs_client sees the jobs it submitted (the very role, by oid, whatever it is called now; a job without an oid is no role''s) and the jobs of targets it may SELECT from (on the table, or on every one of its columns; unconfined by their row-level security), and, when the pgjobs.allowed_scopes setting is set, only those of the listed scopes.';
 
 --
 -- Name: jobs jobs_owner; Type: POLICY; Schema: pgjobs; Owner: SUPERUSER

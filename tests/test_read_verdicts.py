@@ -259,9 +259,10 @@ def world(conn: Conn, roles: None) -> Iterator[list[str]]:
         for scope in scopes:
             for submitter in (made[1], "postgres"):
                 conn.execute(
-                    "INSERT INTO pgjobs.jobs (kind, target, scope, status, submitted_by)"
-                    " VALUES ('custom', %s::regclass, %s, 'queued', %s)",
-                    (table, scope, submitter))
+                    "INSERT INTO pgjobs.jobs (kind, target, scope, status, submitted_by,"
+                    " submitted_by_oid)"
+                    " VALUES ('custom', %s::regclass, %s, 'queued', %s, %s::regrole::oid)",
+                    (table, scope, submitter, submitter))
     # A stored scope that is not canonical (only a legacy row can hold one):
     # the policy compares it verbatim, never granting more than the rule.
     conn.execute("INSERT INTO pgjobs.jobs (kind, target, scope, status, submitted_by)"
@@ -285,7 +286,8 @@ def test_policy_matches_the_per_row_rule(conn: Conn, world: list[str]) -> None:
             conn.execute("SELECT set_config('pgjobs.allowed_scopes', %s, false)", (setting,))
             rule = {r[0] for r in conn.execute("""
                 SELECT j.id FROM pgjobs.jobs j
-                 WHERE (j.submitted_by = %(role)s
+                 WHERE (j.submitted_by_oid = (SELECT oid FROM pg_roles
+                                               WHERE rolname = %(role)s)
                         OR (coalesce(has_table_privilege(%(role)s, j.target, 'SELECT'), false)
                             AND NOT pgjobs._row_security_confines(j.target, %(role)s)))
                    AND pgjobs._scope_allowed(j.target, j.scope)""", {"role": role})}

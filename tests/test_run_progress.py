@@ -148,3 +148,77 @@ def test_with_runners_each_progress_line_names_its_runner(conn: Conn, dsn: str,
         code, _ = run.end(interrupt=False)
     assert code == 0, run.lines
     assert job(conn, job_id)["status"] == "succeeded"
+
+
+# --- a look that cannot finish ----------------------------------------------------------
+# The look runs on its own session; the CALL must never wait for it. Made
+# to hang by the test (RUN_PROGRESS wrapped in a gate the look cannot pass
+# until the test opens it): waiting for a lock the test holds (lock_timeout
+# ends that one) or busy on the server (no lock: only the runner's own
+# handling ends it). The runner's stop timeout is made longer than any
+# wait here, so a CALL's end that waited for its look would hang the test.
+
+HANGS = {
+    "lock": "PERFORM pg_advisory_lock_shared(4242); PERFORM pg_advisory_unlock_shared(4242);",
+    "slow": "FOR i IN 1 .. 6000 LOOP EXIT WHEN EXISTS (SELECT FROM public.look_open);"
+            " PERFORM pg_sleep(0.05); END LOOP;",
+}
+
+
+@pytest.mark.parametrize("loop", [False, True], ids=["one-shot", "loop"])
+@pytest.mark.parametrize("hang", list(HANGS))
+def test_a_look_that_hangs_never_holds_up_the_runner(
+        conn: Conn, dsn: str, make_conn: Any, gated: tuple[Target, int],
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        hang: str, loop: bool) -> None:
+    from cli import runners
+    from pgjobs import db, queries
+
+    target, _ = gated
+    want = due(conn)
+    conn.execute("CREATE TABLE public.look_open (opened boolean)")
+    conn.execute(f"""
+        CREATE FUNCTION public.look_gate() RETURNS boolean LANGUAGE plpgsql
+        SET search_path = pg_catalog, pg_temp AS $$
+        BEGIN {HANGS[hang]} RETURN true; END $$""")
+    monkeypatch.setattr(queries, "RUN_PROGRESS",
+                        f"SELECT * FROM ({queries.RUN_PROGRESS}) p WHERE public.look_gate()")
+    monkeypatch.setattr(runners, "STOP_SECONDS", 3600.0)
+    holder = make_conn()
+    holder.execute("SELECT pg_advisory_lock(4242)")  # the lock the "lock" look waits for
+    job_id = submit_delete(conn, target, "1", options={"page_size": 10})
+    stop = threading.Event()
+    raised: list[BaseException] = []
+
+    def runner() -> None:
+        try:
+            runners.run_loop(lambda app: db.connect(dsn, app=app), "10m", loop, 0.2,
+                             stop=stop, report=runners.RunReport(1))
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            raised.append(exc)
+
+    thread = threading.Thread(target=runner, daemon=True)
+    thread.start()
+    try:
+        # A look is stuck in its gate while the CALL is at work in its own.
+        wait_for(lambda: scalar(conn, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                      "application_name = 'pgjobs run progress' AND "
+                                      "query LIKE '%look_gate%' AND state = 'active'") == 1,
+                 timeout=120, what="a look stuck in its gate")
+        conn.execute("INSERT INTO public.gate VALUES (true)")
+        wait_for(lambda: job(conn, job_id)["status"] == "succeeded", timeout=120,
+                 what="the CALL's job")
+        stop.set()
+        thread.join(timeout=120)
+        assert not thread.is_alive(), "the runner waited for its look"
+        assert raised == []
+        err = capsys.readouterr().err.splitlines()
+        mine = [line for line in err if line.startswith(f"job {job_id} ")]
+        assert mine[0] == f"job {job_id} started: a delete job", err
+        assert mine[-1] == f"job {job_id} delete succeeded: {want}/{want} rows (100%)", err
+    finally:
+        stop.set()
+        conn.execute("INSERT INTO public.look_open VALUES (true)")
+        holder.execute("SELECT pg_advisory_unlock(4242)")
+        thread.join(timeout=120)
+    assert due(conn) == 0

@@ -40,6 +40,7 @@ from tests.support import (
     seed,
     wait_for,
 )
+from tests.support.roles import acting_as
 from tests.test_import import BAD_CSV, do_import
 
 Conn = psycopg.Connection[Any]
@@ -367,10 +368,8 @@ def test_a_refusal_gets_its_hint_in_any_language(conn: Conn, messages: str) -> N
     session = psycopg.connect(conn.info.dsn, autocommit=True)
     try:
         def hint_of(sql: str, as_role: str | None = None) -> str:
-            session.execute(f"SET ROLE {as_role}" if as_role else "RESET ROLE")
-            with pytest.raises(psycopg.Error) as caught:
+            with acting_as(session, as_role), pytest.raises(psycopg.Error) as caught:
                 session.execute(sql)
-            session.execute("RESET ROLE")
             return errors.from_psycopg(caught.value).hint or ""
         assert "GRANT pgjobs_client TO" in hint_of("SELECT pgjobs.stats()", role)
         conn.execute(f"GRANT pgjobs_client TO {role}")

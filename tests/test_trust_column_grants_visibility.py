@@ -29,7 +29,7 @@ import psycopg
 import pytest
 
 from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role, scalar_as
+from tests.support.roles import drop_role, function_calls_as, make_role, scalar_as
 
 Conn = psycopg.Connection[Any]
 
@@ -195,25 +195,6 @@ def test_grants_on_the_partitions_only_show_nothing_of_the_parent(
     assert scalar_as(conn, on_parts, JOBS) == [] and scalar_as(conn, on_parts, TARGETS) == []
 
 
-def _calls(conn: Conn, role: str, sql: str) -> dict[str, int]:
-    """Run sql as role; the calls each pgjobs function made in it. The
-    view pg_stat_xact_user_functions also holds counts of earlier
-    transactions not yet reported (PostgreSQL 15 reports at most once a
-    second), and nothing is reported inside a transaction: its counts
-    after sql less those before, in one transaction."""
-    counts = ("SELECT funcname, calls FROM pg_stat_xact_user_functions "
-              "WHERE schemaname = 'pgjobs'")
-    with conn.transaction():
-        conn.execute("SET LOCAL track_functions = 'all'")
-        before = dict(conn.execute(counts).fetchall())
-        conn.execute(f"SET LOCAL ROLE {role}")
-        conn.execute(sql).fetchall()
-        conn.execute("RESET ROLE")
-        after = dict(conn.execute(counts).fetchall())
-    return {name: calls - before.get(name, 0) for name, calls in after.items()
-            if calls != before.get(name, 0)}
-
-
 def test_the_column_test_costs_once_per_statement_and_nothing_for_a_table_grant(
         conn: Conn, world: dict[str, Any]) -> None:
     """200 more jobs of the owner: the column-granted role's read of
@@ -228,9 +209,9 @@ def test_the_column_test_costs_once_per_statement_and_nothing_for_a_table_grant(
     for role in (world["table"], world["columns"]):
         assert scalar_as(conn, role, "SELECT count(*) FROM pgjobs.jobs") == 202
     reads = "SELECT * FROM pgjobs.jobs"
-    by_table = _calls(conn, world["table"], reads)
+    by_table = function_calls_as(conn, world["table"], reads)
     assert "_column_read_targets" not in by_table, by_table
-    by_columns = _calls(conn, world["columns"], reads)
+    by_columns = function_calls_as(conn, world["columns"], reads)
     assert by_columns.get("_column_read_targets") == 1, by_columns
     with_column_grants = scalar(conn, """SELECT count(DISTINCT attrelid) FROM pg_attribute
                                           WHERE attacl IS NOT NULL AND attnum > 0""")

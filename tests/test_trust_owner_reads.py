@@ -30,7 +30,7 @@ import psycopg
 import pytest
 
 from tests.support import scalar
-from tests.support.roles import drop_role, make_role
+from tests.support.roles import acting_as, drop_role, make_role
 
 Conn = psycopg.Connection[Any]
 
@@ -107,16 +107,6 @@ def hide_even_rows(conn: Conn) -> None:
     conn.execute("CREATE POLICY odd ON ow USING (id % 2 = 1)")
 
 
-def as_client(conn: Conn, role: str) -> None:
-    conn.execute(f"SET ROLE {role}")
-    conn.execute("SET pgjobs.allowed_scopes = '1'")
-
-
-def as_owner(conn: Conn) -> None:
-    conn.execute("RESET ROLE")
-    conn.execute("RESET pgjobs.allowed_scopes")
-
-
 def refusal(conn: Conn, sql: str) -> psycopg.Error | None:
     try:
         with conn.transaction():
@@ -142,37 +132,36 @@ def test_a_judgement_answers_only_what_the_caller_may_read(ow: Conn, setup: str,
     role = client(ow, setup)
     before = rows(ow)
     try:
-        as_client(ow, role)
-        error = refusal(ow, CALLS[call])
-        if (call, setup) in ALLOWED:
-            assert error is None, error
-            return
-        assert error is not None, f"{call} answered a caller set up as {setup}"
-        assert error.sqlstate == "42501", error
-        hint = error.diag.message_hint or ""
-        if setup == "row_security":
-            assert "row-level security" in str(error), error
-            assert "ignore_row_security" in hint, hint
-        else:
-            assert "lacks SELECT on" in str(error), error
-            assert "GRANT SELECT" in hint, hint
-        # Nothing of the rows in the refusal: no key, field or count.
-        for said in (str(error), hint):
-            assert '"2"' not in said and "nosuch" not in said, said
-        # The same refusal whether the probed key exists or not.
-        other = refusal(ow, CALLS[call].replace("'2'", "'99'"))
-        assert other is not None
-        assert (other.sqlstate, other.diag.message_primary, other.diag.message_hint) == (
-            error.sqlstate, error.diag.message_primary, error.diag.message_hint)
-        # PostgreSQL refuses the caller's own statement too (a and b) or
-        # hides the even rows from it (c): pgjobs is no wider a door.
-        plain = plain_refusal(ow)
-        if setup == "row_security":
-            assert plain is None
-        else:
-            assert plain is not None and plain.sqlstate == "42501", plain
+        with acting_as(ow, role, "1"):
+            error = refusal(ow, CALLS[call])
+            if (call, setup) in ALLOWED:
+                assert error is None, error
+                return
+            assert error is not None, f"{call} answered a caller set up as {setup}"
+            assert error.sqlstate == "42501", error
+            hint = error.diag.message_hint or ""
+            if setup == "row_security":
+                assert "row-level security" in str(error), error
+                assert "ignore_row_security" in hint, hint
+            else:
+                assert "lacks SELECT on" in str(error), error
+                assert "GRANT SELECT" in hint, hint
+            # Nothing of the rows in the refusal: no key, field or count.
+            for said in (str(error), hint):
+                assert '"2"' not in said and "nosuch" not in said, said
+            # The same refusal whether the probed key exists or not.
+            other = refusal(ow, CALLS[call].replace("'2'", "'99'"))
+            assert other is not None
+            assert (other.sqlstate, other.diag.message_primary, other.diag.message_hint) == (
+                error.sqlstate, error.diag.message_primary, error.diag.message_hint)
+            # PostgreSQL refuses the caller's own statement too (a and b) or
+            # hides the even rows from it (c): pgjobs is no wider a door.
+            plain = plain_refusal(ow)
+            if setup == "row_security":
+                assert plain is None
+            else:
+                assert plain is not None and plain.sqlstate == "42501", plain
     finally:
-        as_owner(ow)
         assert rows(ow) == before
         assert scalar(ow, "SELECT count(*) FROM pgjobs.jobs") == ((call, setup) in ALLOWED)
         drop_role(ow, role)
@@ -205,11 +194,10 @@ def test_a_job_whose_submitter_lost_the_right_to_read_changes_no_row(ow: Conn, t
     role = make_role(ow, "owner_reads", "GRANT pgjobs_client TO {role}",
                      "GRANT SELECT, INSERT, UPDATE, DELETE ON ow TO {role}")
     try:
-        as_client(ow, role)
         sql = ("""SELECT pgjobs.submit_delete('ow', '1', '{"v": 7}')""" if kind == "delete"
                else """SELECT pgjobs.submit_backfill('ow', '1', '{"v": 7}', '{"v": 8}')""")
-        job_id = int(scalar(ow, sql))
-        as_owner(ow)
+        with acting_as(ow, role, "1"):
+            job_id = int(scalar(ow, sql))
         before = rows(ow)
         TAKEN_AWAY[taken](ow, role)
         status = drive(ow, job_id)
@@ -218,7 +206,6 @@ def test_a_job_whose_submitter_lost_the_right_to_read_changes_no_row(ow: Conn, t
         error = scalar(ow, "SELECT error FROM pgjobs.jobs WHERE id = %s", (job_id,))
         assert error is None or role in json.dumps(error), error
     finally:
-        as_owner(ow)
         drop_role(ow, role)
 
 
@@ -229,18 +216,15 @@ def test_an_admin_registration_that_ignores_row_security_is_the_one_way_past_a_p
     # pgjobs does for its clients. Without it, nothing hidden is touched.
     role = client(ow, "row_security")
     try:
-        as_client(ow, role)
-        assert refusal(ow, "SELECT pgjobs.submit_delete('ow', '1', '{}')") is not None
-        as_owner(ow)
+        with acting_as(ow, role, "1"):
+            assert refusal(ow, "SELECT pgjobs.submit_delete('ow', '1', '{}')") is not None
         ow.execute("""SELECT pgjobs.register_target('ow', 'id', 's', 'created_at', 'data',
                                                      '{"ignore_row_security": true}')""")
-        as_client(ow, role)
-        job_id = int(scalar(ow, "SELECT pgjobs.submit_delete('ow', '1', '{}')"))
-        as_owner(ow)
+        with acting_as(ow, role, "1"):
+            job_id = int(scalar(ow, "SELECT pgjobs.submit_delete('ow', '1', '{}')"))
         assert drive(ow, job_id) == "succeeded"
         assert scalar(ow, "SELECT count(*) FROM ow WHERE s = 1") == 0
     finally:
-        as_owner(ow)
         drop_role(ow, role)
 
 
@@ -319,18 +303,15 @@ def test_another_clients_job_counts_are_not_shown_to_a_caller_who_may_not_read(
                       "GRANT SELECT, DELETE ON ow TO {role}", "ALTER ROLE {role} BYPASSRLS")
     role = client(ow, setup)
     try:
-        as_client(ow, other)
-        job_id = int(scalar(ow, """SELECT pgjobs.submit_delete('ow', '1', '{"v": 7}')"""))
-        as_owner(ow)
+        with acting_as(ow, other, "1"):
+            job_id = int(scalar(ow, """SELECT pgjobs.submit_delete('ow', '1', '{"v": 7}')"""))
         ow.execute("UPDATE pgjobs.jobs SET total = 5, done = 2 WHERE id = %s", (job_id,))
-        as_client(ow, role)
-        assert scalar(ow, "SELECT count(*) FROM pgjobs.jobs") == 0
-        stats = scalar(ow, "SELECT pgjobs.stats()")
-        assert stats["queue"] == [] and stats["oldest_queued"] is None, stats
-        as_owner(ow)
+        with acting_as(ow, role, "1"):
+            assert scalar(ow, "SELECT count(*) FROM pgjobs.jobs") == 0
+            stats = scalar(ow, "SELECT pgjobs.stats()")
+            assert stats["queue"] == [] and stats["oldest_queued"] is None, stats
         assert scalar(ow, "SELECT pgjobs.stats()")["queue"] != []  # the job is there
     finally:
-        as_owner(ow)
         drop_role(ow, role)
         drop_role(ow, other)
 
@@ -347,14 +328,12 @@ def test_a_judgement_deferred_to_the_jobs_start_is_not_told_to_a_submitter_who_l
                      "GRANT SELECT, INSERT, UPDATE, DELETE ON ow TO {role}")
     try:
         conn_scope = "3"
-        as_client(ow, role)
-        ow.execute("SET pgjobs.allowed_scopes = '3'")
         sql = (f"""SELECT pgjobs.submit_delete('ow', '{conn_scope}', '{{"nosuch": 1}}')"""
                if kind == "delete" else
                f"""SELECT pgjobs.submit_backfill('ow', '{conn_scope}', '{{"nosuch": 1}}',
                                                  '{{"v": 8}}')""")
-        job_id = int(scalar(ow, sql))
-        as_owner(ow)
+        with acting_as(ow, role, conn_scope):
+            job_id = int(scalar(ow, sql))
         ow.execute("""INSERT INTO ow (id, s, v, data)
                       VALUES (30, 3, 7, '{"nosuch_": 1}'), (31, 3, 7, '{"k": "x"}')""")
         before = rows(ow)
@@ -370,5 +349,4 @@ def test_a_judgement_deferred_to_the_jobs_start_is_not_told_to_a_submitter_who_l
             assert "nosuch" not in error and "no row" not in error, error
             assert "42501" in error or "permission denied" in error, error
     finally:
-        as_owner(ow)
         drop_role(ow, role)

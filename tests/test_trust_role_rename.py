@@ -10,8 +10,10 @@ next start ("role ... does not exist (any more)"). A role created under a
 dropped submitter's name, on the other hand, must get none of the old
 role's jobs, items, room or tenancy keys. Every entry a client may call on
 its own job is asked both ways, as that client; an administrator is
-unchanged; a job made before migration 0033 (no oid) is judged by name, as
-before."""
+unchanged. A job made before migration 0033 got its submitter's oid from
+migration 0180, by name, where a role had it; one whose submitter was gone
+then has none and is no role's (it was judged by name, so a role created
+under that name later got it)."""
 
 from __future__ import annotations
 
@@ -27,8 +29,10 @@ from pgjobs.poller.export import Exporter
 from pgjobs.poller.importer import Importer
 from tests.support import (
     allowed_folder,
+    claim_import,
     drop_client,
     job,
+    make_people,
     make_rows_target,
     make_target,
     people_client,
@@ -270,15 +274,21 @@ def test_a_role_under_a_dropped_submitters_name_sees_none_of_its_jobs(conn: Conn
     assert room is not None and (room[0] or 0, room[1] or 0) == (0, 0)
 
 
-@pytest.mark.parametrize("entry", list(CONTROLS))
-def test_a_role_under_a_dropped_submitters_name_controls_none_of_its_jobs(
-        conn: Conn, roles: Roles, entry: str) -> None:
+def ready_for(conn: Conn, roles: Roles, entry: str) -> tuple[int, str]:
+    """The job ``entry`` of CONTROLS applies to, made ready by its submitter
+    (paused for resume, canceled for retry), and its status then."""
     job_id = roles.items_job if entry == "add_items" else roles.custom_job
     if entry == "resume":
         row_as(conn, roles.name, CONTROLS["pause"], (job_id,))
     if entry == "retry":
         row_as(conn, roles.name, CONTROLS["cancel"], (job_id,))
-    before = status(conn, job_id)
+    return job_id, status(conn, job_id)
+
+
+@pytest.mark.parametrize("entry", list(CONTROLS))
+def test_a_role_under_a_dropped_submitters_name_controls_none_of_its_jobs(
+        conn: Conn, roles: Roles, entry: str) -> None:
+    job_id, before = ready_for(conn, roles, entry)
     roles.replace(CLIENT, UPDATE_ITEMS)
     with pytest.raises(psycopg.errors.NoDataFound) as raised:
         row_as(conn, roles.name, CONTROLS[entry], (job_id,))
@@ -336,18 +346,51 @@ def test_tenancy_keys_follow_the_submitter_by_oid(conn: Conn) -> None:
         drop_role(conn, role)
 
 
-def test_a_job_without_an_oid_is_judged_by_name(conn: Conn, roles: Roles) -> None:
-    """Jobs made before migration 0033 have no submitted_by_oid: the name
-    decides, as before (the role of that name sees and controls them)."""
-    conn.execute("UPDATE pgjobs.jobs SET submitted_by_oid = NULL WHERE id = %s",
-                 (roles.custom_job,))
-    assert seen(conn, roles.name, roles.custom_job) == (1, 0)
-    row_as(conn, roles.name, CONTROLS["pause"], (roles.custom_job,))
-    assert status(conn, roles.custom_job) == "paused"
-    new = roles.rename()
-    assert seen(conn, new, roles.custom_job) == (0, 0)
+def forget_oids(conn: Conn, *job_ids: int) -> None:
+    """The jobs as migration 0180 leaves one made before migration 0033
+    whose submitter no role had the name of at the upgrade: no oid."""
+    conn.execute("UPDATE pgjobs.jobs SET submitted_by_oid = NULL WHERE id = ANY (%s)",
+                 (list(job_ids),))
+
+
+def test_a_job_without_an_oid_is_no_roles_to_see(conn: Conn, roles: Roles) -> None:
+    """Jobs made before migration 0033 got their submitter's oid from 0180
+    where a role had the name; one left without (that role was gone) is no
+    role's own: the role that holds the name now, created after the
+    upgrade, does not see it (it was judged by name before, and got it)."""
+    forget_oids(conn, roles.items_job, roles.custom_job)
+    assert seen(conn, roles.name, roles.items_job) == (0, 0)
+    assert seen(conn, roles.name, roles.custom_job) == (0, 0)
+    assert scalar(conn, "SELECT pgjobs._has_jobs_on(%s, 'items')", (roles.name,)) is False
+
+
+@pytest.mark.parametrize("entry", list(CONTROLS))
+def test_a_job_without_an_oid_is_no_roles_to_control(conn: Conn, roles: Roles,
+                                                     entry: str) -> None:
+    job_id, before = ready_for(conn, roles, entry)
+    forget_oids(conn, job_id)
     with pytest.raises(psycopg.errors.NoDataFound):
-        row_as(conn, new, CONTROLS["resume"], (roles.custom_job,))
+        row_as(conn, roles.name, CONTROLS[entry], (job_id,))
+    assert status(conn, job_id) == before
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.job_items WHERE job_id = %s",
+                  (roles.items_job,)) == 2
+
+
+def test_a_job_without_an_oid_runs_with_no_roles_rights(conn: Conn) -> None:
+    """It acts with nobody's rights: it fails at its start as a job of a
+    dropped submitter does, even where a role of its name exists now."""
+    with delete_then_rename(conn, "rnnooid") as (new, job_id):
+        conn.execute(f"ALTER ROLE {new} RENAME TO {new[:-2]}")  # its name at submit again
+        try:
+            forget_oids(conn, job_id)
+            run_job(conn, job_id)
+            row = job(conn, job_id)
+            assert row["status"] == "failed"
+            assert "is not the role that submitted the job" in row["error"], row["error"]
+            assert scalar(conn, "SELECT count(*) FROM user_table_rows "
+                                "WHERE table_id = 1 AND n = 1") > 0
+        finally:
+            conn.execute(f"ALTER ROLE {new[:-2]} RENAME TO {new}")
 
 
 def test_an_administrator_is_unchanged(conn: Conn, roles: Roles) -> None:
@@ -372,8 +415,80 @@ def test_the_one_submitter_rule(conn: Conn) -> None:
         assert scalar(conn, rule, (role, role, oid)) is True
         assert scalar(conn, rule, (role, "someone_else", oid)) is True  # renamed since
         assert scalar(conn, rule, (role, role, oid + 1)) is False  # not that role
-        assert scalar(conn, rule, (role, role, None)) is True  # no oid: by name
+        assert scalar(conn, rule, (role, role, None)) is False  # no oid: no role's
         assert scalar(conn, rule, (role, "someone_else", None)) is False
         assert scalar(conn, rule, ("no_such_role_rn", "no_such_role_rn", oid)) is False
     finally:
         drop_role(conn, role)
+
+
+# The engine's messages that name a job's submitter (each of a job the
+# client is not there to see fail): the role as it is called now, the one
+# an administrator finds in pg_roles and grants to; the name at submit
+# only when that role is gone.
+def pause_expired(conn: Conn, dsn: str, role: str, tmp_path: Path) -> Iterator[int]:
+    """A delete ``role`` submitted and paused, then the engine's sweep
+    (pgjobs._expire_client_pauses) past max_client_pause; after the block."""
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON user_table_rows TO {role}")
+    with acting_as(conn, role):
+        job_id = submit_delete(conn, target, "1", {"n": 1})
+        assert scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,)) is True
+    conn.execute("""SELECT pgjobs.set_defaults('{"max_client_pause": "1 minute"}')""")
+    conn.execute("UPDATE pgjobs.jobs SET paused_at = now() - interval '1 hour' WHERE id = %s",
+                 (job_id,))
+    yield job_id
+    assert scalar(conn, "SELECT pgjobs._expire_client_pauses()") == 1
+    conn.execute("""SELECT pgjobs.set_defaults('{"max_client_pause": null}')""")
+
+
+def import_past_the_clients_ceiling(conn: Conn, dsn: str, role: str,
+                                    tmp_path: Path) -> Iterator[int]:
+    """An import ``role`` submitted whose first reject passes the ceiling of
+    the bytes a client keeps (max_item_bytes_per_client); run after the block."""
+    conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON people TO {role}")
+    src = allowed_folder(conn, tmp_path)
+    (src / "bad.csv").write_bytes(b"name,age\nok,1\nbad,x\n")
+    with acting_as(conn, role):
+        job_id = submit_import(conn, f"file://{src}/bad.csv", "1", {"max_rejects": 10})
+    conn.execute("""SELECT pgjobs.set_defaults('{"max_item_bytes_per_client": 1}')""")
+    try:
+        yield job_id
+        Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{src}/store").run()
+    finally:
+        conn.execute("""SELECT pgjobs.set_defaults('{"max_item_bytes_per_client": null}')""")
+
+
+MESSAGES = {
+    "pause expiry": (contextmanager(pause_expired), "paused by a client ({role})"),
+    "import rejects": (contextmanager(import_past_the_clients_ceiling),
+                       "would bring the bytes role {role} keeps"),
+}
+
+
+# A dropped submitter's import fails at its claim, before any batch: its
+# message is the claim's ("role ... does not exist (any more)").
+@pytest.mark.parametrize(("message", "then"), [("pause expiry", "renamed"),
+                                               ("pause expiry", "dropped"),
+                                               ("import rejects", "renamed")])
+def test_a_message_names_the_submitter_as_it_is_called_now(
+        conn: Conn, dsn: str, tmp_path: Path, message: str, then: str) -> None:
+    make_people(conn)
+    role = make_role(conn, "rnmsg", CLIENT)
+    new = role + "_b"
+    make, said = MESSAGES[message]
+    try:
+        with make(conn, dsn, role, tmp_path) as job_id:
+            if then == "renamed":
+                conn.execute(f"ALTER ROLE {role} RENAME TO {new}")
+            else:
+                conn.execute(f"DROP OWNED BY {role}")
+                conn.execute(f"DROP ROLE {role}")
+        error = str(job(conn, job_id)["error"])
+        assert said.format(role=new if then == "renamed" else role) in error, error
+        assert job(conn, job_id)["status"] in ("canceled", "failed")
+    finally:
+        for name in (role, new):
+            if scalar(conn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (name,)):
+                drop_role(conn, name)

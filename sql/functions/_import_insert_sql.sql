@@ -559,9 +559,10 @@ BEGIN
     -- naming the column. Those per-column checks cover the job-wide ones
     -- (the scope column is always among the columns written).
     -- By the name it goes by now (pgjobs._submitter_name: renamed since the
-    -- submit, it is still the submitter).
+    -- submit, it is still the submitter). A job without an oid is no role's
+    -- (as pgjobs._submitter_problem asks: oid 0, which no role has).
     v_role := pgjobs._submitter_name(p_job.submitted_by, p_job.submitted_by_oid);
-    v_problem := pgjobs._submitter_identity_problem(v_role, p_job.submitted_by_oid);
+    v_problem := pgjobs._submitter_identity_problem(v_role, coalesce(p_job.submitted_by_oid, 0));
     IF v_problem.message IS NOT NULL THEN
         RAISE EXCEPTION '%', v_problem.message USING ERRCODE = '42501', HINT = v_problem.hint;
     END IF;

@@ -109,6 +109,25 @@ def scalar_as(conn: Conn, role: str, sql: str, params: Any = None) -> Any:
     return row[0]
 
 
+def function_calls_as(conn: Conn, role: str, sql: str) -> dict[str, int]:
+    """Run ``sql`` as ``role``; the calls each pgjobs function made in it. The
+    view pg_stat_xact_user_functions also holds counts of earlier
+    transactions not yet reported (PostgreSQL 15 reports at most once a
+    second), and nothing is reported inside a transaction: its counts
+    after sql less those before, in one transaction."""
+    counts = ("SELECT funcname, calls FROM pg_stat_xact_user_functions "
+              "WHERE schemaname = 'pgjobs'")
+    with conn.transaction():
+        conn.execute("SET LOCAL track_functions = 'all'")
+        before = dict(conn.execute(counts).fetchall())
+        conn.execute(f"SET LOCAL ROLE {role}")
+        conn.execute(sql).fetchall()
+        conn.execute("RESET ROLE")
+        after = dict(conn.execute(counts).fetchall())
+    return {name: calls - before.get(name, 0) for name, calls in after.items()
+            if calls != before.get(name, 0)}
+
+
 def kept_bytes(conn: Conn, role: str) -> int:
     """What the engine counts for the role (its jobs' kept bytes), read as an
     administrator."""
