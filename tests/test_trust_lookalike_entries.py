@@ -178,3 +178,20 @@ def test_an_import_field_some_row_before_it_has_is_imported(
     source = one_record(folder, fmt, {"Status": "z", "NEST.a": 2, "age": 6})
     row = import_as(conn, dsn, client, source, "1", {"format": fmt})
     assert row["status"] == "succeeded", row
+
+
+def test_an_import_by_a_submitter_who_may_not_read_the_document_is_not_told_its_keys(
+        conn: Conn, dsn: str, tmp_path: Path, client: str) -> None:
+    """The twin's message names a key of the scope's rows: for a submitter
+    without SELECT on the document column the field is imported as written
+    (the slips of a column's name, which name no row's content, still fail)."""
+    conn.execute(f"REVOKE SELECT ON people FROM {client}")
+    conn.execute(f"GRANT SELECT (id, tenant, created_at, name, age) ON people TO {client}")
+    folder = allowed_folder(conn, tmp_path)
+    row = import_as(conn, dsn, client, one_record(folder, "jsonl", {"Status": "z", "age": 7}),
+                    "1", {"format": "jsonl"})
+    assert row["status"] == "succeeded", row
+    assert scalar(conn, "SELECT data FROM people WHERE tenant = 1 AND age = 7") == {"Status": "z"}
+    row = import_as(conn, dsn, client, one_record(folder, "jsonl", {"Name": "z"}, name="b"),
+                    "1", {"format": "jsonl"})
+    assert row["status"] == "failed" and 'column "name"' in row["error"], row
