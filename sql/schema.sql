@@ -7619,7 +7619,8 @@ CREATE FUNCTION pgjobs._field_guess(p_reg pgjobs.target_registry, p_scope text, 
 -- p_path as written (characters outside printable ASCII as <U+XXXX>);
 -- NULL when no path is close. Candidates: the keys found at p_path's parent in the scope's first
 -- 1,000 rows in key order (the (scope, key) index; the guard's walk read
--- them already). Compared after folding what a reader cannot see or tell
+-- them already), or at the path of those rows that the parent only looks
+-- like (pgjobs._field_twin: "NEST.a" for nest.a) when no row has it. Compared after folding what a reader cannot see or tell
 -- apart: case, Unicode compatibility forms and composition (NFKC: a
 -- full-width "ｓtatus", a decomposed "café"), zero-width and other format
 -- characters, white space around the name. The folded names equal, or at
@@ -7640,11 +7641,24 @@ DECLARE
     v_prev integer[];
     v_row integer[];
     v_older integer[];
+    v_parent text[];
+    v_twin text;
 BEGIN
     IF p_reg.document_column IS NULL OR p_path IS NULL OR cardinality(v_parts) = 0 THEN
         RETURN NULL;
     END IF;
-    v_keys := pgjobs._scope_keys_at(p_reg, p_scope, v_parts[1:cardinality(v_parts) - 1]);
+    v_parent := v_parts[1:cardinality(v_parts) - 1];
+    v_keys := pgjobs._scope_keys_at(p_reg, p_scope, v_parent, NULL);
+    IF v_keys IS NULL AND cardinality(v_parent) > 0 THEN
+        -- No object at the parent as written: a parent in another case or
+        -- in look-alike characters ("NEST.a" for nest.a) is named by the
+        -- one look-alike test, pgjobs._field_twin, and its keys read.
+        v_twin := pgjobs._field_twin(p_reg, p_scope, array_to_string(v_parent, '.'), NULL);
+        IF v_twin IS NOT NULL THEN
+            v_parent := string_to_array(v_twin, '.');
+            v_keys := pgjobs._scope_keys_at(p_reg, p_scope, v_parent, NULL);
+        END IF;
+    END IF;
     v_want := pgjobs._field_fold(v_parts[cardinality(v_parts)]);
     v_limit := CASE WHEN length(v_want) >= 8 THEN 2 WHEN length(v_want) >= 3 THEN 1 ELSE 0 END;
     FOREACH v_key IN ARRAY coalesce(v_keys[1:500], '{}') LOOP
@@ -7679,7 +7693,10 @@ BEGIN
             v_best_cost := v_cost;
         END IF;
     END LOOP;
-    IF v_best IS NULL OR v_best = v_parts[cardinality(v_parts)] THEN
+    IF v_best IS NULL AND v_twin IS NOT NULL THEN
+        v_best := v_parts[cardinality(v_parts)];  -- the parent's twin alone
+    END IF;
+    IF v_best IS NULL OR (v_best = v_parts[cardinality(v_parts)] AND v_twin IS NULL) THEN
         RETURN NULL;
     END IF;
     -- Both names, the one meant and the one written, each character outside
@@ -7696,7 +7713,7 @@ BEGIN
                                                       upper(lpad(to_hex(ascii(c.ch)), 4, '0')))
                                      END, '' ORDER BY c.n)
                      FROM regexp_split_to_table(pgjobs._clipped(
-                              array_to_string(v_parts[1:cardinality(v_parts) - 1] || v_best, '.')),
+                              array_to_string(v_parent || v_best, '.')),
                               '') WITH ORDINALITY AS c(ch, n)),
                   (SELECT string_agg(CASE WHEN ascii(c.ch) BETWEEN 32 AND 126 AND c.ch <> '"'
                                           THEN c.ch
@@ -7829,10 +7846,10 @@ $_$;
 ALTER FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) OWNER TO SUPERUSER;
 
 --
--- Name: _field_twin(pgjobs.target_registry, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _field_twin(pgjobs.target_registry, text, text, timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text) RETURNS text
+CREATE FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text, p_before timestamp with time zone) RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -7841,37 +7858,67 @@ CREATE FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The document path of the scope's rows that p_path (a path that is no
--- column) only looks like: a key at p_path's place in the scope's first
--- 1,000 rows in key order (pgjobs._scope_keys_at, the read
--- pgjobs._field_guess makes) that differs from p_path's last part and folds like it
--- (pgjobs._field_fold: case, NFKC, invisible characters, white space
--- around), when no such row has p_path's last part itself. "Status" where
--- the rows say "status", "nest.A" for nest.a. NULL otherwise. For
--- backfill's set keys (pgjobs._submit_backfill_as), whose caller has SELECT
--- on the target; not for an import's fields, whose own earlier batches
--- write the rows a later field would be judged by. Locks
--- nothing beyond the read (ACCESS SHARE on the target).
+-- column) only looks like, NULL otherwise. Part by part from the
+-- document's top: a part that no row read has at its place but a key
+-- there that differs from it and folds like it (pgjobs._field_fold: case,
+-- NFKC, invisible characters, white space around) is that key; a part some
+-- row has is kept; a part neither way is a new field, kept with the rest
+-- of the path. "Status" where the rows say "status", "nest.A" for nest.a,
+-- and a parent's twin: "NEST.a" and "NEST.b" for nest.a and nest.b (the
+-- set or an import would write a second object NEST beside nest). The rows
+-- read: the scope's first 1,000 in key order (pgjobs._scope_keys_at, the
+-- read pgjobs._field_guess makes), of them (p_before not NULL) those dated
+-- at or before p_before: an import judges its fields by the rows from
+-- before the job (its cutoff), never by its own earlier batches. When
+-- p_path's parent is a path of those rows as written (so for every
+-- top-level name) one read decides; a walk from the top, a read a level,
+-- otherwise. For backfill's set keys (pgjobs._submit_backfill_as), an
+-- import's fields (pgjobs._import_insert_sql, when its submitter may read
+-- the document column) and the typo guard's hint (pgjobs._judge_fields).
+-- Locks nothing beyond the reads (ACCESS SHARE on the target).
 DECLARE
     v_parts text[] := string_to_array(p_path, '.');
-    v_last text;
+    v_meant text[] := '{}'::text[];
     v_keys text[];
+    v_twin text;
 BEGIN
     IF p_reg.document_column IS NULL OR p_path IS NULL OR cardinality(v_parts) = 0 THEN
         RETURN NULL;
     END IF;
-    v_last := v_parts[cardinality(v_parts)];
-    v_keys := pgjobs._scope_keys_at(p_reg, p_scope, v_parts[1:cardinality(v_parts) - 1]);
-    IF v_last = ANY (coalesce(v_keys, '{}')) THEN
+    v_keys := pgjobs._scope_keys_at(p_reg, p_scope, v_parts[1:cardinality(v_parts) - 1],
+                                    p_before);
+    IF v_keys IS NOT NULL OR cardinality(v_parts) = 1 THEN
+        -- The parent as written is an object of those rows: only the last
+        -- part can be a twin.
+        v_meant := v_parts[1:cardinality(v_parts) - 1];
+        v_parts := v_parts[cardinality(v_parts):];
+    ELSE
+        v_keys := pgjobs._scope_keys_at(p_reg, p_scope, '{}', p_before);
+    END IF;
+    FOR i IN 1 .. cardinality(v_parts) LOOP
+        EXIT WHEN v_keys IS NULL;
+        IF NOT v_parts[i] = ANY (v_keys) THEN
+            SELECT k INTO v_twin FROM unnest(v_keys) k
+             WHERE pgjobs._field_fold(k) = pgjobs._field_fold(v_parts[i])
+             ORDER BY k LIMIT 1;
+            -- None: a new field here, and what follows is new too.
+            EXIT WHEN v_twin IS NULL;
+            v_parts[i] := v_twin;
+            v_twin := NULL;
+        END IF;
+        IF i < cardinality(v_parts) THEN
+            v_keys := pgjobs._scope_keys_at(p_reg, p_scope, v_meant || v_parts[1:i], p_before);
+        END IF;
+    END LOOP;
+    v_meant := v_meant || v_parts;
+    IF array_to_string(v_meant, '.') = p_path THEN
         RETURN NULL;
     END IF;
-    RETURN (SELECT array_to_string(v_parts[1:cardinality(v_parts) - 1] || k, '.')
-              FROM unnest(coalesce(v_keys, '{}')) k
-             WHERE pgjobs._field_fold(k) = pgjobs._field_fold(v_last)
-             ORDER BY k LIMIT 1);
+    RETURN array_to_string(v_meant, '.');
 END
 $$;
 
-ALTER FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text, p_before timestamp with time zone) OWNER TO SUPERUSER;
 
 --
 -- Name: _fields_unchecked(pgjobs.target_registry, text, text[], jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -9181,6 +9228,7 @@ DECLARE
     v_action text := '';
     v_col text;
     v_relative text;
+    v_twin text;
     v_returning text := '(t.xmax::text = ''0'') AS fresh';
     v_fresh text := 'w.fresh';
     v_updated text[] := '{}'::text[];
@@ -9453,7 +9501,24 @@ BEGIN
            AND NOT coalesce((p_job.options ->> 'allow_unknown_fields')::boolean, false) THEN
             SELECT s.column_name, s.relative_path INTO v_col, v_relative
               FROM pgjobs._field_slip(p_reg, v_field) s;  -- the one slip test
-            IF v_col IS NOT NULL OR v_relative IS NOT NULL THEN
+            -- And a document field of the scope's rows in another case or
+            -- in look-alike characters, or under a parent so written
+            -- ("Status" where they say "status", "NEST.a" for nest.a; the
+            -- path a slip means: "data.NEST.a"): pgjobs._field_twin, judged
+            -- by the rows dated at or before the job's cutoff, so that the
+            -- job's own earlier batches never judge a later field. Only
+            -- when the submitter may read the document column: the message
+            -- names what a row holds.
+            v_twin := NULL;
+            IF v_col IS NULL AND EXISTS (
+                    SELECT 1 FROM pg_catalog.pg_roles r
+                     WHERE r.oid = p_job.submitted_by_oid
+                       AND has_column_privilege(r.oid, p_reg.target, p_reg.document_column,
+                                                'SELECT')) THEN
+                v_twin := pgjobs._field_twin(p_reg, p_job.scope, coalesce(v_relative, v_field),
+                                             p_job.cutoff);
+            END IF;
+            IF v_col IS NOT NULL OR v_relative IS NOT NULL OR v_twin IS NOT NULL THEN
                 -- (The guess is in the message: a JSONL record's error is
                 -- shown with the rejects' hint in place of this one.)
                 RAISE EXCEPTION 'field "%" of the source is not a column of %: %', v_field,
@@ -9463,10 +9528,16 @@ BEGIN
                                                  'compared exactly: case, white space '
                                                  'around a name and look-alike characters '
                                                  'count)', v_col)
+                                     WHEN v_relative IS NULL
+                                     THEN format('did you mean document field "%s"? (the '
+                                                 'scope''s rows have it; names are compared '
+                                                 'exactly: case and look-alike characters '
+                                                 'count)', v_twin)
                                      ELSE format('fields are relative to column %I, and white '
                                                  'space around a name (or an invisible '
                                                  'character in it) is part of it: write '
-                                                 '"%s"', p_reg.document_column, v_relative)
+                                                 '"%s"', p_reg.document_column,
+                                                 coalesce(v_twin, v_relative))
                                 END
                     USING ERRCODE = '22023',
                     HINT = 'Rename the field in the source; to import it as a document field '
@@ -12349,7 +12420,10 @@ BEGIN
                         THEN format('Paths are relative to column %I, and white space around '
                                     'a name (or an invisible character in it) is part of it: '
                                     'write "%s", not "%s". ',
-                                    p_reg.document_column, pgjobs._clipped(s.relative_path),
+                                    p_reg.document_column,
+                                    -- "data.NEST.a": the path of the rows it looks like.
+                                    pgjobs._clipped(coalesce(pgjobs._field_twin(p_reg, p_scope,
+                                        s.relative_path, NULL), s.relative_path)),
                                     pgjobs._clipped(x.u))
                         ELSE format('Did you mean column "%s"? Names are compared exactly '
                                     '(case, white space around a name and look-alike '
@@ -20050,10 +20124,10 @@ $$;
 ALTER FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p_entry text) OWNER TO SUPERUSER;
 
 --
--- Name: _scope_keys_at(pgjobs.target_registry, text, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _scope_keys_at(pgjobs.target_registry, text, text[], timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._scope_keys_at(p_reg pgjobs.target_registry, p_scope text, p_parent text[]) RETURNS text[]
+CREATE FUNCTION pgjobs._scope_keys_at(p_reg pgjobs.target_registry, p_scope text, p_parent text[], p_before timestamp with time zone) RETURNS text[]
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -20064,31 +20138,45 @@ CREATE FUNCTION pgjobs._scope_keys_at(p_reg pgjobs.target_registry, p_scope text
 -- The keys of the objects at document path p_parent ('{}': the document
 -- itself) in the first 1,000 rows of scope p_scope (canonical text) in key
 -- order (the (scope, key) index), distinct and sorted; NULL when none of
--- those rows holds an object there. The one read behind the typo guard's
--- hint (pgjobs._field_guess) and backfill's look-alike test
--- (pgjobs._field_twin). Locks nothing beyond the read (ACCESS SHARE on the
--- target).
+-- those rows holds an object there. p_before, when not NULL: of those
+-- rows, only the ones whose created_at is at or before it (a job's cutoff:
+-- the rows from before the job; an import's own rows are dated by its
+-- batches, after it). The one read behind the typo guard's hint
+-- (pgjobs._field_guess) and the look-alike test of backfill's set keys and
+-- an import's fields (pgjobs._field_twin). Locks nothing beyond the read
+-- (ACCESS SHARE on the target).
 DECLARE
     v_ref text := format('(t.%I)::pg_catalog.jsonb', p_reg.document_column);
     v_seg text;
     v_keys text[];
+    v_before text := 'true';
 BEGIN
     FOREACH v_seg IN ARRAY coalesce(p_parent, '{}') LOOP
         v_ref := v_ref || format(' -> %L', v_seg);
     END LOOP;
+    IF p_before IS NOT NULL THEN
+        -- As a job's cutoff is compared (pgjobs._cutoff_clause): a
+        -- `timestamp` created_at holds wall-clock time in the target's
+        -- created_at_time_zone.
+        v_before := format('s.c <= %s', pgjobs._time_literal(p_before,
+            (SELECT pgjobs._base_type(a.atttypid) = 'timestamp'::regtype
+               FROM pg_catalog.pg_attribute a
+              WHERE a.attrelid = p_reg.target AND a.attname = p_reg.created_at_column),
+            coalesce(p_reg.options ->> 'created_at_time_zone', 'UTC')));
+    END IF;
     EXECUTE format(
-        'SELECT array_agg(DISTINCT k.k ORDER BY k.k) FROM (SELECT %s AS d FROM %s t '
+        'SELECT array_agg(DISTINCT k.k ORDER BY k.k) FROM (SELECT %s AS d, t.%I AS c FROM %s t '
         'WHERE t.%I = %s ORDER BY t.%I LIMIT 1000) s, '
         'LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(s.d) = ''object'' THEN s.d '
-        'ELSE ''{}''::jsonb END) AS k(k)',
-        v_ref, p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
-        p_reg.key_column)
+        'ELSE ''{}''::jsonb END) AS k(k) WHERE %s',
+        v_ref, p_reg.created_at_column, p_reg.target, p_reg.scope_column,
+        pgjobs._scope_literal(p_reg, p_scope), p_reg.key_column, v_before)
        INTO v_keys;
     RETURN v_keys;
 END
 $$;
 
-ALTER FUNCTION pgjobs._scope_keys_at(p_reg pgjobs.target_registry, p_scope text, p_parent text[]) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._scope_keys_at(p_reg pgjobs.target_registry, p_scope text, p_parent text[], p_before timestamp with time zone) OWNER TO SUPERUSER;
 
 --
 -- Name: _scope_literal(pgjobs.target_registry, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -21179,7 +21267,7 @@ BEGIN
                                               WHERE a.attrelid = v_reg.target AND a.attnum > 0
                                                 AND NOT a.attisdropped AND a.attname = k.key)
                                  AND pgjobs._field_twin(v_reg,
-                                         pgjobs._canonical_scope(v_reg, p_scope), k.key)
+                                         pgjobs._canonical_scope(v_reg, p_scope), k.key, NULL)
                                      IS NOT NULL)
                           ORDER BY k.key);
         -- NULL stays NULL (judged): an empty list would defer the job.
@@ -21715,9 +21803,11 @@ CREATE FUNCTION pgjobs._submit_import_as(p_caller name, p_target regclass, p_sco
 --   batch_ms      target time of one batch in milliseconds, 50..60000,
 --                 default 1000
 --   allow_unknown_fields  boolean, default false: import a source field
---                 named like a column in another case ("Name") or starting
---                 with the document column ("data.x") as a document field
---                 (refused otherwise when the first batch maps the source:
+--                 named like a column in another case ("Name"), starting
+--                 with the document column ("data.x") or like a document
+--                 field of the scope's rows from before the job ("Status"
+--                 for status, "NEST.a" for nest.a) as a document field
+--                 (refused otherwise when a batch first maps the field:
 --                 pgjobs._import_insert_sql)
 --   replace_non_objects  boolean, default false: with on_duplicate "update",
 --                 a record whose document fields merge an object where the
@@ -31457,11 +31547,11 @@ REVOKE ALL ON FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field 
 GRANT ALL ON FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text, p_before timestamp with time zone); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text, p_before timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._field_twin(p_reg pgjobs.target_registry, p_scope text, p_path text, p_before timestamp with time zone) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _fields_unchecked(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -32586,11 +32676,11 @@ REVOKE ALL ON FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p
 GRANT ALL ON FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p_entry text) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _scope_keys_at(p_reg pgjobs.target_registry, p_scope text, p_parent text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _scope_keys_at(p_reg pgjobs.target_registry, p_scope text, p_parent text[], p_before timestamp with time zone); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._scope_keys_at(p_reg pgjobs.target_registry, p_scope text, p_parent text[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._scope_keys_at(p_reg pgjobs.target_registry, p_scope text, p_parent text[]) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._scope_keys_at(p_reg pgjobs.target_registry, p_scope text, p_parent text[], p_before timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._scope_keys_at(p_reg pgjobs.target_registry, p_scope text, p_parent text[], p_before timestamp with time zone) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _scope_literal(p_reg pgjobs.target_registry, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

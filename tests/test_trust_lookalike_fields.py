@@ -25,8 +25,9 @@ One function decides for the set, an import's fields and the guard's hint.
 The same for a document field the scope's rows have, spelt in another case
 or in look-alike characters (``"Status"`` where the rows say ``"status"``):
 the set wrote a twin beside it in every row. pgjobs._field_twin reads the
-rows, for the set (which needs SELECT on the table). Not for an import: its
-own earlier batches write the rows a later field would be judged by.
+rows, for the set (which needs SELECT on the table), and (after stop 63,
+tests/test_trust_lookalike_entries.py) for an import's fields, judged by the
+scope's rows from before the job.
 """
 
 from __future__ import annotations
@@ -43,11 +44,10 @@ from psycopg import errors
 from tests.support import (
     allowed_folder,
     drop_client,
-    job,
+    import_as,
+    one_record,
     people_client,
-    run_import,
     scalar,
-    submit_import,
 )
 from tests.support.roles import acting_as
 
@@ -166,14 +166,9 @@ def test_an_import_field_that_looks_like_a_column_fails_the_job(
         conn: Conn, dsn: str, tmp_path: Path, client: str, fmt: str) -> None:
     folder = allowed_folder(conn, tmp_path)
     name = "\uff4e\uff41\uff4d\uff45"
-    data = (f"{name},age\ncy,5\n" if fmt == "csv"
-            else json.dumps({name: "cy", "age": 5}) + "\n").encode()
-    (folder / f"a.{fmt}").write_bytes(data)
+    source = one_record(folder, fmt, {name: "cy", "age": 5})
     before = conn.execute("SELECT id, tenant, name, age, data FROM people ORDER BY id").fetchall()
-    with acting_as(conn, client, scopes="1"):
-        job_id = submit_import(conn, f"file://{folder}/a.{fmt}", "1", {"format": fmt})
-    run_import(dsn, job_id, f"file://{folder}/store")
-    row = job(conn, job_id)
+    row = import_as(conn, dsn, client, source, "1", {"format": fmt})
     assert row["status"] == "failed", row
     assert f'field "{name}" of the source is not a column of public.people: did you mean ' \
            'column "name"?' in row["error"], row["error"]
@@ -184,11 +179,8 @@ def test_an_import_field_that_looks_like_a_column_fails_the_job(
     assert conn.execute("SELECT id, tenant, name, age, data FROM people "
                         "ORDER BY id").fetchall() == before
     # Meant as written: the option imports it as a document field.
-    with acting_as(conn, client, scopes="1"):
-        job_id = submit_import(conn, f"file://{folder}/a.{fmt}", "1",
-                               {"format": fmt, "allow_unknown_fields": True})
-    run_import(dsn, job_id, f"file://{folder}/store")
-    assert job(conn, job_id)["status"] == "succeeded"
+    assert import_as(conn, dsn, client, source, "1",
+                     {"format": fmt, "allow_unknown_fields": True})["status"] == "succeeded"
     assert conn.execute("SELECT name, age, data ->> %s FROM people WHERE tenant = 1 AND age = 5",
                         (name,)).fetchall() == [(None, 5, "cy")]
 

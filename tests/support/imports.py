@@ -118,6 +118,28 @@ def run_import(dsn: str, job_id: int, storage_uri: str, worker: str | None = Non
     return Importer(dsn, job_id, claim_import(dsn, job_id, worker), storage_uri).run()
 
 
+def one_record(folder: Path, fmt: str, record: dict[str, Any], name: str = "a") -> Path:
+    """A source of one record in ``folder``: a CSV header and a row (values as
+    text) for ``fmt`` "csv", else a JSON Lines line; its path."""
+    path = folder / f"{name}.{fmt}"
+    path.write_text(",".join(record) + "\n" + ",".join(str(v) for v in record.values()) + "\n"
+                    if fmt == "csv" else json.dumps(record) + "\n", encoding="utf-8")
+    return path
+
+
+def import_as(conn: Conn, dsn: str, role: str, source: Path, scope: str = "1",
+              options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Submit an import of the file ``source`` (under an allowed folder) as
+    ``role``, allowed ``scope``, and run it in this process from the folder
+    beside it (``store``); the job row once it has run."""
+    from tests.support.roles import acting_as  # a plugin module: imported by pytest first
+
+    with acting_as(conn, role, scopes=scope):
+        job_id = submit_import(conn, f"file://{source}", scope, options)
+    run_import(dsn, job_id, f"file://{source.parent}/store")
+    return job(conn, job_id)
+
+
 def run_in_batches(dsn: str, job_id: int, store: Path, batch_bytes: int) -> str:
     """Claim import job_id and run it in this process from the folder ``store``,
     in batches of about ``batch_bytes`` (one record a batch when small); its
