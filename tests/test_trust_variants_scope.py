@@ -309,6 +309,14 @@ def test_exclude_key_spellings_keep_their_row_or_are_refused(conn: Conn, ctl_cli
 UI_SPELLINGS = ["01", "+1", "%201", "1%20", "0001"]
 
 
+# Not fixed in round h174: the filter is compared as text in
+# pgjobs.queries.UI_JOBS, and a client has no function that canonicalises a
+# scope without acting on it (pgjobs.channel and pgjobs.mask refuse scopes
+# outside pgjobs.allowed_scopes). The fix is a client entry point (say
+# pgjobs.canonical_scope(target, scope), answering the scope unchanged for a
+# table the caller may not read) behind the definer-surface review; strict,
+# so the test fails here once the filter holds and the mark must go.
+@pytest.mark.xfail(strict=True, reason="the dashboard compares ?scope= as text (h174 report)")
 @pytest.mark.parametrize("route", ["/api/jobs", "/"])
 def test_the_dashboards_scope_filter_reads_every_spelling_as_the_tenant(
         conn: Conn, dsn: str, ctl_client: str, route: str) -> None:
