@@ -30,7 +30,7 @@ import psycopg
 import pytest
 
 from tests.support import scalar
-from tests.support.roles import CLIENT_SOURCE_PREFIX, acting_as
+from tests.support.roles import CLIENT_SOURCE_PREFIX, CONTROL_VERBS, acting_as
 
 Conn = psycopg.Connection[Any]
 UNKNOWN = 987654321
@@ -48,13 +48,7 @@ SUBMITS = {
     "items": f"SELECT pgjobs.submit_items('resize', '{T}', %(scope)s, "
              "'[{\"a\": 1}, {\"a\": 2}]')",
 }
-VERBS = {
-    "cancel": "SELECT pgjobs.cancel(%s)",
-    "pause": "SELECT pgjobs.pause(%s)",
-    "resume": "SELECT pgjobs.resume(%s)",
-    "retry": "SELECT pgjobs.retry(%s)",
-    "add_items": "SELECT pgjobs.add_items(%s, '[{\"b\": 1}]')",
-}
+VERBS = CONTROL_VERBS
 SCOPE_CALLS = {
     "preview": f"SELECT pgjobs.preview('{T}', %(scope)s)",
     "mask": f"SELECT pgjobs.mask('{T}', %(scope)s)",
