@@ -37,7 +37,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import build_target, run_job, scalar
-from tests.support.roles import drop_role, in_role, make_role
+from tests.support.roles import CONTROL_VERBS, drop_role, in_role, make_role
 
 Conn = psycopg.Connection[Any]
 SOURCE = "file:///srv/pgjobs-h174"
@@ -176,18 +176,41 @@ def test_every_spelling_of_a_tenant_is_that_tenant_and_nothing_else_passes(
         assert len(names) == 1
 
 
+def test_canonical_scope_answers_what_a_submit_stores_and_nothing_more(
+        conn: Conn, world: dict[str, Any]) -> None:
+    """pgjobs.canonical_scope, the read side of the class (the dashboard's
+    ?scope= filter): every spelling gives the text a submit stores, a
+    non-value NULL; a table the caller may not read answers the scope
+    unchanged, exactly as a table pgjobs never saw does."""
+    _, one, ones, two, twos, junk = TYPES[world["type"]]
+    sql = "SELECT pgjobs.canonical_scope(%s, %s)"
+    conn.execute("CREATE TABLE unseen (id bigint, tenant integer)")
+    hidden = build_target(conn, "hidden", """id bigint NOT NULL, tenant integer NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()""", scope="tenant")
+    wrong = {}
+    for allowed in (None, one, two):
+        with in_role(conn, world["client"], scopes=allowed):
+            for spelling, expected in ([(s, one) for s in ones] + [(s, two) for s in twos]
+                                       + [(s, None) for s in junk
+                                          if world["type"] != "text"]):
+                got = scalar(conn, sql, (world["target"], spelling))
+                if got != expected:
+                    wrong[f"{spelling!r} as {allowed!r}"] = got
+            for table in (hidden, "unseen"):
+                for spelling in ["01", " 1", "x"]:
+                    got = scalar(conn, sql, (table, spelling))
+                    if got != spelling:
+                        wrong[f"{table} {spelling!r} as {allowed!r}"] = got
+    assert wrong == {}
+    assert scalar(conn, sql, (hidden, " 01")) == "1"  # the superuser may read it
+
+
 # Spellings of pgjobs.allowed_scopes for integer tenant 1: which allow it
 # (and never tenant 2), which allow nothing.
 LISTS_ALLOWING_1 = ["1", "01", " 1 ", "+1", '"1"', '" 1"', "1,", ",1", "0001, x", "1.0, 1",
                     '"2x", 1', "\t1\t"]
 LISTS_ALLOWING_NONE = ["1.0", "1e0", "\uff11", "[1]", '"1', '"1"x', "'1'", "1 2", ",", "one"]
-VERBS = {
-    "cancel": "SELECT pgjobs.cancel(%s)",
-    "pause": "SELECT pgjobs.pause(%s)",
-    "resume": "SELECT pgjobs.resume(%s)",
-    "retry": "SELECT pgjobs.retry(%s)",
-    "add_items": "SELECT pgjobs.add_items(%s, '[{\"b\": 2}]')",
-}
+VERBS = CONTROL_VERBS
 # The state each verb applies to (so a state error cannot stand in for the check).
 VERB_STATE = {"cancel": "queued", "pause": "queued", "resume": "paused", "retry": "canceled",
               "add_items": "queued"}
@@ -309,14 +332,6 @@ def test_exclude_key_spellings_keep_their_row_or_are_refused(conn: Conn, ctl_cli
 UI_SPELLINGS = ["01", "+1", "%201", "1%20", "0001"]
 
 
-# Not fixed in round h174: the filter is compared as text in
-# pgjobs.queries.UI_JOBS, and a client has no function that canonicalises a
-# scope without acting on it (pgjobs.channel and pgjobs.mask refuse scopes
-# outside pgjobs.allowed_scopes). The fix is a client entry point (say
-# pgjobs.canonical_scope(target, scope), answering the scope unchanged for a
-# table the caller may not read) behind the definer-surface review; strict,
-# so the test fails here once the filter holds and the mark must go.
-@pytest.mark.xfail(strict=True, reason="the dashboard compares ?scope= as text (h174 report)")
 @pytest.mark.parametrize("route", ["/api/jobs", "/"])
 def test_the_dashboards_scope_filter_reads_every_spelling_as_the_tenant(
         conn: Conn, dsn: str, ctl_client: str, route: str) -> None:
