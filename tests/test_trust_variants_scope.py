@@ -367,4 +367,11 @@ def test_the_dashboards_scope_filter_reads_every_spelling_as_the_tenant(
                     wrong[query] = sorted(got)
         assert listed("scope=1&target=public.ctl_text") == {texts["1"]}
         assert listed("scope=01&target=public.ctl_text") == {texts["01"]}
+        if route == "/":
+            # The page's live filter (its script inserts a job an event
+            # names when it matches) reads the same keys: '<target>\t<scope>'.
+            html = request(base, "GET", "/?scope=0001")[2].decode()
+            config = json.loads(html.split('<script id="config" type="application/json">')[1]
+                                .split("</script>")[0])
+            assert config["scopeKeys"] == ["public.ctl\t1", "public.ctl_text\t0001"]
     assert wrong == {}
