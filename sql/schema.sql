@@ -1115,10 +1115,10 @@ CREATE FUNCTION pgjobs._canonical_scope_as(p_caller name, p_target regclass, p_s
 -- p_caller. The canonical text of p_scope (pgjobs._scope_entry: NULL when
 -- it is no value of the scope column) on a registered target whose jobs
 -- policy jobs_client_read can show p_caller (pgjobs._jobs_shown_on), and
--- only a trusted one (casting runs the
--- scope type's code as this function's owner: pgjobs._reach_roles' rule,
--- as in pgjobs._scope_allowed). Any other table: p_scope unchanged, so
--- the answer tells nothing of the registry. SECURITY DEFINER for
+-- only a trusted one (casting runs the scope type's code as this
+-- function's owner: pgjobs._reach_roles' rule, as in
+-- pgjobs._scope_allowed). Any other table: p_scope unchanged, so the
+-- answer tells nothing of the registry. SECURITY DEFINER for
 -- pgjobs_client: it reads pgjobs.target_registry. Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry;
