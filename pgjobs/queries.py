@@ -446,9 +446,22 @@ SELECT id, kind, target::text AS target, scope, status, done, total, attempts, m
    AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
    AND (%(status)s::text IS NULL OR status = %(status)s::text)
    AND (%(target)s::text IS NULL OR target::text = %(target)s::text)
-   AND (%(scope)s::text IS NULL OR scope = %(scope)s::text)
+   AND (%(scope)s::text IS NULL OR scope = %(scope)s::text
+        OR (target::text || E'\\t' || scope) = ANY (%(scope_keys)s::text[]))
  ORDER BY id DESC
  LIMIT %(limit)s
+"""
+# The job list's ?scope= filter as each registered target the DSN's role may
+# read stores that scope ('<target>\t<canonical scope>', pgjobs.canonical_scope:
+# '01' of an integer scope is '1'); beside the filter's own text, which is
+# what a job of any other table holds. UI_JOBS and the page's live filter
+# read them.
+UI_SCOPE_KEYS = """
+SELECT coalesce(array_agg(t.target::text || E'\\t' || s.scope ORDER BY t.target::text),
+                '{}') AS keys
+  FROM pgjobs.targets t,
+       LATERAL (SELECT pgjobs.canonical_scope(t.target, %(scope)s::text) AS scope) s
+ WHERE s.scope IS NOT NULL
 """
 UI_JOB = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,

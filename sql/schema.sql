@@ -204,7 +204,7 @@ CREATE FUNCTION pgjobs._allowed_scope_keys_as(p_caller name) RETURNS text[]
 -- '<target oid>:<scope>' to compare with each job row's: for every
 -- registered target that p_caller may SELECT (on the table or on every
 -- one of its columns, pgjobs._reads_every_column, asked only where the
--- table grant is missing) or has submitted jobs on (the only targets whose jobs policy jobs_client_read can show it: a key for
+-- table grant is missing) or has submitted jobs on (pgjobs._jobs_shown_on) (the only targets whose jobs policy jobs_client_read can show it: a key for
 -- any other target would only tell it that pgjobs knows that table), and
 -- every entry of the setting that is a value of its scope column, the
 -- entry's canonical text (pgjobs._canonical_scope, the form in which every
@@ -233,9 +233,7 @@ BEGIN
         RETURN pgjobs._leave(v_keys);
     END IF;
     FOR v_reg IN SELECT r.* FROM pgjobs.target_registry r ORDER BY r.target LOOP
-        CONTINUE WHEN NOT (coalesce(has_table_privilege(p_caller, v_reg.target, 'SELECT'), false)
-                           OR pgjobs._reads_every_column(p_caller, v_reg.target)
-                           OR pgjobs._has_jobs_on(p_caller, v_reg.target));
+        CONTINUE WHEN NOT pgjobs._jobs_shown_on(p_caller, v_reg.target);
         -- Its own slot: this verdict is the reach's roles' alone (the read
         -- path's, 'trusted_', also covers row security on pgjobs' role).
         v_slot := 'roles_' || v_reg.target::oid::text;
@@ -1100,6 +1098,49 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._canonical_scope(p_reg pgjobs.target_registry, p_scope text) OWNER TO SUPERUSER;
+
+--
+-- Name: _canonical_scope_as(name, regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._canonical_scope_as(p_caller name, p_target regclass, p_scope text) RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    AS $$
+-- The body of pgjobs.canonical_scope, run as pgjobs' owner for the role
+-- p_caller (the current_user of pgjobs.canonical_scope, its only permitted
+-- caller: pgjobs._enter, 42501 otherwise); every check below is of
+-- p_caller. The canonical text of p_scope (pgjobs._scope_entry: NULL when
+-- it is no value of the scope column) on a registered target whose jobs
+-- policy jobs_client_read can show p_caller (pgjobs._jobs_shown_on), and
+-- only a trusted one (casting runs the scope type's code as this
+-- function's owner: pgjobs._reach_roles' rule, as in
+-- pgjobs._scope_allowed). Any other table: p_scope unchanged, so the
+-- answer tells nothing of the registry. SECURITY DEFINER for
+-- pgjobs_client: it reads pgjobs.target_registry. Locks nothing.
+DECLARE
+    v_reg pgjobs.target_registry;
+BEGIN
+    p_caller := pgjobs._enter('canonical_scope', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
+    IF p_target IS NULL OR p_scope IS NULL THEN
+        -- as every client entry point: a NULL argument is a mistake, never a default
+        RAISE EXCEPTION '% must not be null', CASE WHEN p_target IS NULL THEN 'target'
+                                                   ELSE 'scope' END
+            USING ERRCODE = '22023',
+            HINT = 'Pass the table (regclass) and the scope as text, as to the submits.';
+    END IF;
+    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
+    IF NOT FOUND OR NOT pgjobs._jobs_shown_on(p_caller, p_target)
+       OR EXISTS (SELECT 1 FROM pgjobs._reach_roles(p_target) r WHERE r.lacks_rights) THEN
+        RETURN pgjobs._leave(p_scope);
+    END IF;
+    RETURN pgjobs._leave(pgjobs._scope_entry(v_reg, p_scope));
+END
+$$;
+
+ALTER FUNCTION pgjobs._canonical_scope_as(p_caller name, p_target regclass, p_scope text) OWNER TO SUPERUSER;
 
 --
 -- Name: _canonical_text(anyelement); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -11873,6 +11914,35 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._job_options(p_kind text, p_options jsonb, p_extra_options text[], OUT o_options jsonb, OUT o_priority integer, OUT o_max_attempts integer, OUT o_run_at timestamp with time zone, OUT o_on_conflict text, OUT o_lease interval) OWNER TO SUPERUSER;
+
+--
+-- Name: _jobs_shown_on(name, regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._jobs_shown_on(p_role name, p_target regclass) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether policy jobs_client_read can show p_role jobs of registered
+-- target p_target: p_role may SELECT it (on the table, or on every one of
+-- its columns, pgjobs._reads_every_column, asked only where the table
+-- grant is missing) or has submitted jobs on it (pgjobs._has_jobs_on).
+-- The one place of that rule for the SECURITY DEFINER bodies that answer a
+-- client about a target's scopes (pgjobs._allowed_scope_keys_as,
+-- pgjobs._canonical_scope_as): for any other table they answer as for one
+-- pgjobs never saw. Locks nothing.
+BEGIN
+    RETURN coalesce(has_table_privilege(p_role, p_target, 'SELECT'), false)
+           OR pgjobs._reads_every_column(p_role, p_target)
+           OR pgjobs._has_jobs_on(p_role, p_target);
+END
+$$;
+
+ALTER FUNCTION pgjobs._jobs_shown_on(p_role name, p_target regclass) OWNER TO SUPERUSER;
 
 --
 -- Name: _json_as_jsonb(json); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -24726,6 +24796,45 @@ ALTER FUNCTION pgjobs.cancel(p_id bigint) OWNER TO SUPERUSER;
 COMMENT ON FUNCTION pgjobs.cancel(p_id bigint) IS 'Cancels a job: a queued one at once, a running one at its next page or heartbeat. Returns false if it had already finished; raises P0002 for an unknown id.';
 
 --
+-- Name: canonical_scope(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.canonical_scope(p_target regclass, p_scope text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    AS $$
+-- The text pgjobs.jobs.scope holds for scope p_scope of p_target, for
+-- reading job rows by scope (the dashboard's ?scope= filter): on a
+-- registered, trusted target the caller may read or has jobs on, p_scope
+-- cast to the scope column's type and printed back
+-- (pgjobs._canonical_scope, as every submit stores it: '01' and ' 1' of an
+-- integer scope are '1'), NULL when it is no value of that column; on any
+-- other table p_scope unchanged, the same answer for a table pgjobs never
+-- saw as for one the caller may not read. Acts on nothing and reads no row
+-- of the target, so pgjobs.allowed_scopes is not asked (a job row outside
+-- it stays hidden by the row policy of pgjobs.jobs). Never raises for a
+-- value; a NULL target or scope raises 22023. For pgjobs_client. Locks
+-- nothing.
+-- SECURITY INVOKER on purpose: current_user here is the role the call acts
+-- for, and the SECURITY DEFINER pgjobs._canonical_scope_as checks that
+-- role's rights.
+BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._canonical_scope_as(current_user, p_target, p_scope) AS sealed_call;
+END
+$$;
+
+ALTER FUNCTION pgjobs.canonical_scope(p_target regclass, p_scope text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION canonical_scope(p_target regclass, p_scope text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.canonical_scope(p_target regclass, p_scope text) IS 'The text pgjobs.jobs.scope holds for this scope of the target (what a submit stores): on a registered target the caller may read, the scope cast to the scope column''s type and printed back (''01'' and '' 1'' of an integer scope are ''1''), NULL when it is no value of that column; on any other table the scope unchanged. For reading jobs by scope: WHERE scope = pgjobs.canonical_scope(target, ''01''). Acts on nothing.';
+
+--
 -- Name: channel(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -30964,6 +31073,14 @@ REVOKE ALL ON FUNCTION pgjobs._canonical_scope(p_reg pgjobs.target_registry, p_s
 GRANT ALL ON FUNCTION pgjobs._canonical_scope(p_reg pgjobs.target_registry, p_scope text) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _canonical_scope_as(p_caller name, p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._canonical_scope_as(p_caller name, p_target regclass, p_scope text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._canonical_scope_as(p_caller name, p_target regclass, p_scope text) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._canonical_scope_as(p_caller name, p_target regclass, p_scope text) TO pgjobs_client;
+
+--
 -- Name: FUNCTION _canonical_text(p_value anyelement); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -31924,6 +32041,13 @@ GRANT ALL ON FUNCTION pgjobs._job_input_bytes(p_job pgjobs.jobs) TO pgjobs_admin
 
 REVOKE ALL ON FUNCTION pgjobs._job_options(p_kind text, p_options jsonb, p_extra_options text[], OUT o_options jsonb, OUT o_priority integer, OUT o_max_attempts integer, OUT o_run_at timestamp with time zone, OUT o_on_conflict text, OUT o_lease interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._job_options(p_kind text, p_options jsonb, p_extra_options text[], OUT o_options jsonb, OUT o_priority integer, OUT o_max_attempts integer, OUT o_run_at timestamp with time zone, OUT o_on_conflict text, OUT o_lease interval) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _jobs_shown_on(p_role name, p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._jobs_shown_on(p_role name, p_target regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._jobs_shown_on(p_role name, p_target regclass) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _json_as_jsonb(p_value json); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -33149,6 +33273,14 @@ GRANT ALL ON FUNCTION pgjobs.allowed_scopes_literal(p_scopes text[]) TO pgjobs_c
 REVOKE ALL ON FUNCTION pgjobs.cancel(p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs.cancel(p_id bigint) TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs.cancel(p_id bigint) TO pgjobs_client;
+
+--
+-- Name: FUNCTION canonical_scope(p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.canonical_scope(p_target regclass, p_scope text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.canonical_scope(p_target regclass, p_scope text) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs.canonical_scope(p_target regclass, p_scope text) TO pgjobs_client;
 
 --
 -- Name: FUNCTION channel(p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -31,7 +31,13 @@ import pytest
 from psycopg import errors
 
 from tests.support import scalar
-from tests.support.roles import CLIENT_SOURCE_PREFIX, acting_as, drop_role, make_role
+from tests.support.roles import (
+    CLIENT_SOURCE_PREFIX,
+    CONTROL_VERBS,
+    acting_as,
+    drop_role,
+    make_role,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -48,13 +54,7 @@ SUBMITS = {
              "'[{\"a\": 1}, {\"a\": 2}]')",
 }
 
-VERBS = {
-    "cancel": "SELECT pgjobs.cancel(%s)",
-    "pause": "SELECT pgjobs.pause(%s)",
-    "resume": "SELECT pgjobs.resume(%s)",
-    "retry": "SELECT pgjobs.retry(%s)",
-    "add_items": "SELECT pgjobs.add_items(%s, '[{\"b\": 1}]')",
-}
+VERBS = CONTROL_VERBS
 
 UNKNOWN = 987654321
 

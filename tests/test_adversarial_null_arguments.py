@@ -43,6 +43,7 @@ VALID: dict[str, list[str]] = {
     "add_items": [":items", "'[{\"b\": 1}]'"],
     "allowed_scopes_literal": ["ARRAY['1']"],
     "cancel": [":job"],
+    "canonical_scope": [T, "'01'"],
     "channel": [T, "'1'"],
     "client_room": [],
     "mask": [T, "'1'"],

@@ -113,7 +113,7 @@ def test_the_job_readers_show_an_infinite_run_at_as_none(conn: Conn, run_at: str
     row = db.get_job(conn, odd)
     assert row is not None and row["id"] == odd and row["run_at"] is None
     params = {"before": None, "kind": None, "status": None, "target": None, "scope": None,
-              "limit": 10}
+              "scope_keys": [], "limit": 10}
     [listed] = conn.execute(queries.UI_JOBS, params).fetchall()
     assert listed["run_at"] is None
     [one] = conn.execute(queries.UI_JOB, {"id": odd}).fetchall()

@@ -57,6 +57,8 @@ ALLOWED_DEFINERS = {
     "_visible_as": "body of pgjobs.visible; pgjobs._enter",
     "_visible_count_as": "body of pgjobs.visible_count; pgjobs._enter",
     "_channel_as": "body of pgjobs.channel; pgjobs._enter",
+    "_canonical_scope_as": "body of pgjobs.canonical_scope; pgjobs._enter, the scope unchanged "
+                           "for a table the caller may not read (as for an unknown one)",
     "_client_room_as": "body of pgjobs.client_room; pgjobs._enter, only about the caller "
                        "(tests/test_client_room.py)",
     "_preview_as": "body of pgjobs.preview; pgjobs._enter",
@@ -90,6 +92,7 @@ TARGET_CALLS = {
     "mask": "SELECT pgjobs.mask({t}, '1')",
     "preview": "SELECT pgjobs.preview({t}, '1')",
     "channel": "SELECT pgjobs.channel({t}, '1')",
+    "canonical_scope": "SELECT pgjobs.canonical_scope({t}, '01')",
     "_gate_holder": "SELECT pgjobs._gate_holder({t}, '1', 0)",
     "_row_security_confines": "SELECT pgjobs._row_security_confines({t}, current_user)",
 }

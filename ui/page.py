@@ -147,7 +147,8 @@ def _stats_bar(stats: dict[str, Any]) -> str:
 
 
 def index(jobs: list[dict[str, Any]], stats: dict[str, Any], filters: dict[str, str | None],
-          next_before: int | None, first_page: bool, read_only: bool) -> str:
+          next_before: int | None, first_page: bool, read_only: bool,
+          scope_keys: list[str] | None = None) -> str:
     options = "".join(
         f'<label>{f} <input name="{f}" value="{e(filters.get(f) or "")}" size="12"></label>'
         for f in FILTERS)
@@ -159,6 +160,7 @@ def index(jobs: list[dict[str, Any]], stats: dict[str, Any], filters: dict[str, 
     mode = '<span class="ro">read-only</span>' if read_only else ""
     config = json.dumps({"firstPage": first_page, "readOnly": read_only,
                          "filters": {k: v for k, v in filters.items() if v},
+                         "scopeKeys": scope_keys or [],
                          "rowKinds": list(ROW_KINDS)})
     return _layout("pgjobs", f"""
 <header><h1>pgjobs</h1>{mode}<span id="live" class="live">connecting</span></header>
@@ -313,7 +315,11 @@ SCRIPT = r"""
   }
   function matches(ev) {
     const f = config.filters || {};
-    return ['kind', 'status', 'target', 'scope'].every(k => !f[k] || String(ev[k]) === f[k]);
+    // a scope matches as its text or as a registered target stores it
+    // ('<target>\t<canonical scope>', config.scopeKeys: '01' is integer scope 1)
+    return ['kind', 'status', 'target'].every(k => !f[k] || String(ev[k]) === f[k])
+      && (!f.scope || String(ev.scope) === f.scope
+          || (config.scopeKeys || []).includes(ev.target + '\t' + ev.scope));
   }
   function fmt(s) {
     if (s == null) return '';

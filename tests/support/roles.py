@@ -191,6 +191,16 @@ def roles_under_ceiling(conn: Conn, prefix: str, ceiling: int,
             drop_role(conn, role)
 
 
+# The verbs that take a job id (API.md), each with a valid call: %s the id.
+CONTROL_VERBS = {
+    "cancel": "SELECT pgjobs.cancel(%s)",
+    "pause": "SELECT pgjobs.pause(%s)",
+    "resume": "SELECT pgjobs.resume(%s)",
+    "retry": "SELECT pgjobs.retry(%s)",
+    "add_items": "SELECT pgjobs.add_items(%s, '[{\"b\": 1}]')",
+}
+
+
 # The client ceilings' tests (tests/test_trust_client_room.py,
 # tests/test_trust_client_kept.py): one submit of each kind, as a client may
 # make it; each to its own scope (``%(scope)s``), so the per-scope writers'

@@ -1,0 +1,377 @@
+"""Scope spellings, as a class, at every entry point that takes a scope
+(the adversarial pass of the last round found these holding and wrote no
+tests; h174 keeps them as guards).
+
+One mechanism answers for them all: pgjobs._canonical_scope casts a scope
+to the scope column's full type and prints it back, pgjobs._scope_allowed
+compares it with the entries of pgjobs.allowed_scopes canonicalised the
+same way, and pgjobs.jobs.scope stores the canonical text. So, for every
+entry point (the six submits, preview, mask, visible, visible_count,
+channel):
+
+* every spelling of tenant 1 that its type reads as 1 (padding, leading
+  zeros, a plus sign, tabs; a uuid in capitals, in braces, without hyphens)
+  is tenant 1: allowed to a client confined to it, and stored as '1';
+* every text that is no value of the column (`1.0`, `1e0`, full-width
+  digits, a JSON string `"1"`, an array, an object, blank, NULL) is refused
+  (22023 with a hint; 42501 for a confined client), never taken as some
+  other tenant and never the cast's raw error;
+* every spelling of tenant 2 is refused to the client confined to tenant 1;
+* a text scope is compared as written: `ACME`, ` acme` and `acme ` are
+  other tenants than `acme`.
+
+And the same for what names a tenant indirectly: the entries of
+pgjobs.allowed_scopes themselves (for every verb that takes a job id:
+cancel, pause, resume, retry, add_items), and the keys of a delete's
+exclude list (submit_delete and preview).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from tests.support import build_target, run_job, scalar
+from tests.support.roles import CONTROL_VERBS, drop_role, in_role, make_role
+
+Conn = psycopg.Connection[Any]
+SOURCE = "file:///srv/pgjobs-h174"
+UUID_1 = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+UUID_2 = "b1eebc99-9c0b-4ef8-bb6d-6bb9bd380a22"
+
+# Every entry point that takes a scope: %(t)s the target, %(scope)s the scope.
+ENTRIES: dict[str, str] = {
+    "submit_delete": "SELECT pgjobs.submit_delete(%(t)s, %(scope)s, '{\"n\": 1}')",
+    "submit_backfill": "SELECT pgjobs.submit_backfill(%(t)s, %(scope)s, '{\"n\": 1}', "
+                       "'{\"label\": \"x\"}')",
+    "submit_export": "SELECT pgjobs.submit_export(%(t)s, %(scope)s, '{\"n\": 1}')",
+    "submit_import": f"SELECT pgjobs.submit_import(%(t)s, %(scope)s, '{SOURCE}/a.csv')",
+    "submit": "SELECT pgjobs.submit('resize', %(t)s, %(scope)s)",
+    "submit_items": "SELECT pgjobs.submit_items('resize', %(t)s, %(scope)s, '[{\"a\": 1}]')",
+    "preview": "SELECT p - 'predicate' - 'elapsed_ms' FROM "
+               "pgjobs.preview(%(t)s, %(scope)s, '{\"n\": 1}') p",
+    "mask": "SELECT pgjobs.mask(%(t)s, %(scope)s)",
+    "visible": "SELECT coalesce(jsonb_agg(v ORDER BY v ->> 'id'), '[]') "
+               "FROM pgjobs.visible(%(t)s, %(scope)s) v",
+    "visible_count": "SELECT pgjobs.visible_count(%(t)s, %(scope)s)",
+    "channel": "SELECT pgjobs.channel(%(t)s, %(scope)s)",
+}
+SUBMITS = {name for name in ENTRIES if name.startswith("submit")}
+
+# Per scope type: (the column type, tenant 1 canonical, spellings of tenant 1,
+# tenant 2 canonical, spellings of tenant 2, texts that are no value of it).
+NOT_NUMBERS = ["1.0", "1e0", "\uff11", "\u0661", '"1"', "'1'", "[1]", '{"id": 1}', "", " ",
+               "1,2", "1 2", "one", "1x", "99999999999999999999"]
+TYPES: dict[str, tuple[str, str, list[str], str, list[str], list[str]]] = {
+    "integer": ("integer", "1", ["1", "01", " 1", "1 ", "+1", "\t1\n", "0001", "+01"],
+                "2", ["2", "02", " 2", "+2", "2 "], NOT_NUMBERS),
+    "bigint": ("bigint", "1", ["1", "001", " +1 "], "2", ["2", "0002"],
+               NOT_NUMBERS[:-1] + ["9223372036854775808"]),
+    "uuid": ("uuid", UUID_1, [UUID_1, UUID_1.upper(), "{" + UUID_1 + "}",
+                              UUID_1.replace("-", ""), "{" + UUID_1.upper() + "}"],
+             UUID_2, [UUID_2, UUID_2.upper(), "{" + UUID_2 + "}"],
+             [UUID_1[:-1], UUID_1 + "0", f'"{UUID_1}"', f"[{UUID_1}]", "", "1",
+              UUID_1.replace("a", "\uff41")]),
+    "text": ("text", "acme", ["acme"], "beta", ["beta"],
+             # other texts: other tenants (none with rows), never acme
+             []),
+}
+TEXT_OTHERS = ["ACME", " acme", "acme ", "\uff41cme", '"acme"', "acme\t", "acme,beta"]
+
+
+def _run(conn: Conn, sql: str, target: str, scope: str | None) -> Any:
+    return conn.execute(sql, {"t": target, "scope": scope}).fetchone()[0]  # type: ignore[index]
+
+
+@pytest.fixture(params=sorted(TYPES))
+def world(request: pytest.FixtureRequest, conn: Conn) -> Iterator[dict[str, Any]]:
+    """A shared table whose scope column is of the type under test, with
+    rows of tenants 1 and 2, and a pgjobs_client with every right on it."""
+    name = request.param
+    column, one, _, two, _, _ = TYPES[name]
+    target = build_target(conn, f"sp_{name}", f"""
+        id bigint GENERATED BY DEFAULT AS IDENTITY, tenant {column} NOT NULL,
+        n integer, label text, data jsonb,
+        created_at timestamptz NOT NULL DEFAULT now() - interval '1 day'""",
+                          scope="tenant", document="data")
+    for tenant in (one, two):
+        conn.execute(f"INSERT INTO {target} (tenant, n, label, data) "
+                     "SELECT %s, g %% 3, 'l' || g, jsonb_build_object('k', g) "
+                     "FROM generate_series(1, 6) g", (tenant,))
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (SOURCE,))
+    client = make_role(conn, f"sp{name}", "GRANT pgjobs_client TO {role}",
+                       f"GRANT SELECT, INSERT, UPDATE, DELETE ON {target} TO {{role}}")
+    yield {"type": name, "target": target, "client": client}
+    drop_role(conn, client)
+
+
+def _outcome(conn: Conn, world: dict[str, Any], entry: str, scope: str | None,
+             allowed: str | None) -> tuple[str, Any]:
+    """('ok', what it returned; for a submit the stored scope) or (SQLSTATE,
+    message and hint), run as the client confined to ``allowed`` (None: by
+    the superuser), then every job canceled so the queue never fills."""
+    try:
+        if allowed is None:
+            value = _run(conn, ENTRIES[entry], world["target"], scope)
+        else:
+            with in_role(conn, world["client"], scopes=allowed):
+                value = _run(conn, ENTRIES[entry], world["target"], scope)
+    except psycopg.Error as exc:
+        return (str(exc.sqlstate), (exc.diag.message_primary, exc.diag.message_hint))
+    if entry in SUBMITS:
+        value = scalar(conn, "SELECT scope FROM pgjobs.jobs WHERE id = %s", (value,))
+        conn.execute("UPDATE pgjobs.jobs SET status = 'canceled', finished_at = now() "
+                     "WHERE status = 'queued'")
+    return ("ok", value)
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+def test_every_spelling_of_a_tenant_is_that_tenant_and_nothing_else_passes(
+        conn: Conn, world: dict[str, Any], entry: str) -> None:
+    _, one, ones, two, twos, junk = TYPES[world["type"]]
+    canonical = _outcome(conn, world, entry, one, None)
+    assert canonical[0] == "ok", canonical
+    if entry in SUBMITS:
+        assert canonical[1] == one
+    wrong: dict[str, Any] = {}
+    for allowed in (None, one):
+        for spelling in ones:
+            got = _outcome(conn, world, entry, spelling, allowed)
+            if entry == "channel" and allowed is None:
+                continue  # the superuser's channel: its own secret, compared below
+            if got != canonical:
+                wrong[f"{spelling!r} as {allowed!r}"] = got
+        for spelling in twos:
+            got = _outcome(conn, world, entry, spelling, allowed)
+            if allowed is not None and got[0] != "42501":
+                wrong[f"tenant 2 {spelling!r} as {allowed!r}"] = got
+            if allowed is None and got[0] == "ok" and entry in SUBMITS and got[1] != two:
+                wrong[f"tenant 2 {spelling!r} stored"] = got
+        for spelling in [*junk, None] + (TEXT_OTHERS if world["type"] == "text" else []):
+            got = _outcome(conn, world, entry, spelling, allowed)
+            if world["type"] == "text" and spelling is not None:
+                # another text is another tenant: refused when confined, and
+                # never tenant 1's rows or jobs
+                if allowed is not None and got[0] != "42501":
+                    wrong[f"other text {spelling!r} as {allowed!r}"] = got
+                # (mask is 'true' for every tenant with nothing pending)
+                if got[0] == "ok" and (got[1] == one or got == canonical != ("ok", "true")):
+                    wrong[f"other text {spelling!r} read as acme"] = got
+                continue
+            expected = ("22023",) if allowed is None else ("22023", "42501")
+            if got[0] not in expected:
+                wrong[f"junk {spelling!r} as {allowed!r}"] = got
+            elif got[0] == "22023" and not got[1][1]:
+                wrong[f"junk {spelling!r}: no hint"] = got
+    assert wrong == {}
+    # The channel of tenant 1 is one channel however the client spells it.
+    if entry == "channel":
+        with in_role(conn, world["client"], scopes=one):
+            names = {_run(conn, ENTRIES["channel"], world["target"], s) for s in ones}
+        assert len(names) == 1
+
+
+def test_canonical_scope_answers_what_a_submit_stores_and_nothing_more(
+        conn: Conn, world: dict[str, Any]) -> None:
+    """pgjobs.canonical_scope, the read side of the class (the dashboard's
+    ?scope= filter): every spelling gives the text a submit stores, a
+    non-value NULL; a table the caller may not read answers the scope
+    unchanged, exactly as a table pgjobs never saw does."""
+    _, one, ones, two, twos, junk = TYPES[world["type"]]
+    sql = "SELECT pgjobs.canonical_scope(%s, %s)"
+    conn.execute("CREATE TABLE unseen (id bigint, tenant integer)")
+    hidden = build_target(conn, "hidden", """id bigint NOT NULL, tenant integer NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()""", scope="tenant")
+    wrong = {}
+    for allowed in (None, one, two):
+        with in_role(conn, world["client"], scopes=allowed):
+            for spelling, expected in ([(s, one) for s in ones] + [(s, two) for s in twos]
+                                       + [(s, None) for s in junk
+                                          if world["type"] != "text"]):
+                got = scalar(conn, sql, (world["target"], spelling))
+                if got != expected:
+                    wrong[f"{spelling!r} as {allowed!r}"] = got
+            for table in (hidden, "unseen"):
+                for spelling in ["01", " 1", "x"]:
+                    got = scalar(conn, sql, (table, spelling))
+                    if got != spelling:
+                        wrong[f"{table} {spelling!r} as {allowed!r}"] = got
+    assert wrong == {}
+    assert scalar(conn, sql, (hidden, " 01")) == "1"  # the superuser may read it
+
+
+# Spellings of pgjobs.allowed_scopes for integer tenant 1: which allow it
+# (and never tenant 2), which allow nothing.
+LISTS_ALLOWING_1 = ["1", "01", " 1 ", "+1", '"1"', '" 1"', "1,", ",1", "0001, x", "1.0, 1",
+                    '"2x", 1', "\t1\t"]
+LISTS_ALLOWING_NONE = ["1.0", "1e0", "\uff11", "[1]", '"1', '"1"x', "'1'", "1 2", ",", "one"]
+VERBS = CONTROL_VERBS
+# The state each verb applies to (so a state error cannot stand in for the check).
+VERB_STATE = {"cancel": "queued", "pause": "queued", "resume": "paused", "retry": "canceled",
+              "add_items": "queued"}
+
+
+@pytest.fixture
+def ctl_client(conn: Conn) -> Iterator[str]:
+    """sp_integer-like table of tenants 1 and 2 (integer scope) and its client."""
+    build_target(conn, "ctl", """id bigint GENERATED BY DEFAULT AS IDENTITY,
+        tenant integer NOT NULL, n integer, data jsonb,
+        created_at timestamptz NOT NULL DEFAULT now() - interval '1 day'""",
+                 scope="tenant", document="data")
+    conn.execute("INSERT INTO ctl (tenant, n, data) SELECT 1 + g % 2, g, '{\"k\": 1}' "
+                 "FROM generate_series(1, 10) g")
+    client = make_role(conn, "ctl", "GRANT pgjobs_client TO {role}",
+                       "GRANT SELECT, INSERT, UPDATE, DELETE ON ctl TO {role}")
+    yield client
+    drop_role(conn, client)
+
+
+def _fan_out_job(conn: Conn, client: str, scope: str, status: str) -> int:
+    """A fan-out job the client submitted (unconfined) in ``scope``, brought
+    to ``status`` by the superuser."""
+    with in_role(conn, client):
+        job_id = int(scalar(conn, "SELECT pgjobs.submit_items('resize', 'ctl', %s, "
+                                  "'[{\"a\": 1}]')", (scope,)))
+    if status == "paused":
+        scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,))
+    elif status == "canceled":
+        scalar(conn, "SELECT pgjobs.cancel(%s)", (job_id,))
+    return job_id
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_allowed_scopes_spellings_decide_every_verb_as_the_canonical_tenant(
+        conn: Conn, ctl_client: str, verb: str) -> None:
+    wrong: dict[str, Any] = {}
+    for allowed in LISTS_ALLOWING_1 + LISTS_ALLOWING_NONE:
+        own = _fan_out_job(conn, ctl_client, "1", VERB_STATE[verb])
+        other = _fan_out_job(conn, ctl_client, "02", VERB_STATE[verb])
+        for job_id, may in ((own, allowed in LISTS_ALLOWING_1), (other, False)):
+            before = conn.execute("SELECT status, total FROM pgjobs.jobs WHERE id = %s",
+                                  (job_id,)).fetchone()
+            try:
+                with in_role(conn, ctl_client, scopes=allowed):
+                    scalar(conn, VERBS[verb], (job_id,))
+                got = "ok"
+            except psycopg.Error as exc:
+                got = str(exc.sqlstate)
+            after = conn.execute("SELECT status, total FROM pgjobs.jobs WHERE id = %s",
+                                 (job_id,)).fetchone()
+            if may and got != "ok":
+                wrong[f"{allowed!r} own"] = got
+            if not may and (got != "P0002" or after != before):
+                wrong[f"{allowed!r} {'own' if job_id == own else 'other'}"] = (got, after)
+    assert wrong == {}
+
+
+# Exclude keys: spellings of the key of a row of tenant 1 keep that row;
+# texts that are no key are refused; a key of tenant 2 is refused exactly as
+# a key of no row.
+EXCLUDE_ENTRIES = {
+    "submit_delete": "SELECT pgjobs.submit_delete('ctl', '1', '{}', %s::text[])",
+    "preview": "SELECT pgjobs.preview('ctl', '1', '{}', %s::text[]) ->> 'matches'",
+}
+
+
+@pytest.mark.parametrize("entry", sorted(EXCLUDE_ENTRIES))
+def test_exclude_key_spellings_keep_their_row_or_are_refused(conn: Conn, ctl_client: str,
+                                                              entry: str) -> None:
+    key = int(scalar(conn, "SELECT min(id) FROM ctl WHERE tenant = 1"))
+    other = int(scalar(conn, "SELECT min(id) FROM ctl WHERE tenant = 2"))
+    spelled = [f"0{key}", f" {key}", f"+{key}", f"{key} ", f"\t{key}"]
+    full_width = "".join(chr(0xFF10 + int(d)) for d in str(key))
+    junk = [f"{key}.0", f"{key}e0", full_width, f'"{key}"', f"[{key}]", "", str(10**20)]
+    wrong: dict[str, Any] = {}
+    for spelling in spelled:
+        try:
+            with in_role(conn, ctl_client, scopes="1"):
+                got = scalar(conn, EXCLUDE_ENTRIES[entry], ([spelling],))
+        except psycopg.Error as exc:
+            wrong[repr(spelling)] = (exc.sqlstate, exc.diag.message_primary)
+            continue
+        if entry == "preview":
+            if int(got) != 4:  # five rows of tenant 1, one kept
+                wrong[repr(spelling)] = got
+        else:
+            run_job(conn, got)
+            if scalar(conn, "SELECT count(*) FROM ctl WHERE id = %s", (key,)) != 1:
+                wrong[repr(spelling)] = "its row was deleted"
+            conn.execute("DELETE FROM ctl")
+            conn.execute("INSERT INTO ctl (id, tenant, n, data) SELECT g, 1 + g % 2, g, "
+                         "'{\"k\": 1}' FROM generate_series(1, 10) g")
+    messages = {}
+    for spelling in [*junk, str(other), f"0{other}"]:
+        try:
+            with in_role(conn, ctl_client, scopes="1"):
+                got = scalar(conn, EXCLUDE_ENTRIES[entry], ([spelling],))
+            wrong[f"refusal {spelling!r}"] = got
+        except psycopg.Error as exc:
+            if exc.sqlstate != "22023" or not exc.diag.message_hint:
+                wrong[f"refusal {spelling!r}"] = (exc.sqlstate, exc.diag.message_primary)
+            messages[spelling] = (str(exc.diag.message_primary).replace(f'"{spelling}"', "K"),
+                                  exc.diag.message_hint)
+    assert wrong == {}
+    # Tenant 2's key reads exactly as a key of no row (99), not "of another scope".
+    with pytest.raises(errors.InvalidParameterValue) as exc, \
+            in_role(conn, ctl_client, scopes="1"):
+        scalar(conn, EXCLUDE_ENTRIES[entry], (["99"],))
+    assert messages[str(other)] == (str(exc.value.diag.message_primary).replace('"99"', "K"),
+                                    exc.value.diag.message_hint)
+    assert scalar(conn, "SELECT count(*) FROM ctl") == 10
+
+
+# The dashboard's job list takes a scope too (`?scope=`, with or without
+# `target`): every spelling of tenant 1 lists tenant 1's jobs, as the
+# canonical text does, on the JSON list and on the page; never another
+# tenant's, and a text scope compares as written.
+UI_SPELLINGS = ["01", "+1", "%201", "1%20", "0001"]
+
+
+@pytest.mark.parametrize("route", ["/api/jobs", "/"])
+def test_the_dashboards_scope_filter_reads_every_spelling_as_the_tenant(
+        conn: Conn, dsn: str, ctl_client: str, route: str) -> None:
+    from tests.support.ui import request, serving
+
+    build_target(conn, "ctl_text", """id bigint GENERATED BY DEFAULT AS IDENTITY,
+        tenant text NOT NULL, created_at timestamptz NOT NULL DEFAULT now()""",
+                 scope="tenant")
+    ones = [int(scalar(conn, "SELECT pgjobs.submit('resize', 'ctl', %s)", (s,)))
+            for s in ("1", "01")]
+    other = int(scalar(conn, "SELECT pgjobs.submit('resize', 'ctl', '2')"))
+    texts = {s: int(scalar(conn, "SELECT pgjobs.submit('resize', 'ctl_text', %s)", (s,)))
+             for s in ("1", "01")}
+
+    def listed(query: str) -> set[int]:
+        status, _, body = request(base, "GET", f"{route}?{query}")
+        assert status == 200, (query, status, body[:300])
+        every = {*ones, other, *texts.values()}
+        text = body.decode()
+        if route == "/api/jobs":
+            return {j["id"] for j in json.loads(text)["jobs"]}
+        return {job_id for job_id in every if f'id="job-{job_id}"' in text}
+
+    with serving(dsn) as base:
+        wrong = {}
+        for spelling in UI_SPELLINGS:
+            for query, expected in (
+                    (f"scope={spelling}&target=public.ctl", set(ones)),
+                    (f"scope={spelling}", {*ones} | ({texts["01"]} if spelling == "01"
+                                                     else set()))):
+                got = listed(query)
+                if got != expected:
+                    wrong[query] = sorted(got)
+        assert listed("scope=1&target=public.ctl_text") == {texts["1"]}
+        assert listed("scope=01&target=public.ctl_text") == {texts["01"]}
+        if route == "/":
+            # The page's live filter (its script inserts a job an event
+            # names when it matches) reads the same keys: '<target>\t<scope>'.
+            html = request(base, "GET", "/?scope=0001")[2].decode()
+            config = json.loads(html.split('<script id="config" type="application/json">')[1]
+                                .split("</script>")[0])
+            assert config["scopeKeys"] == ["public.ctl\t1", "public.ctl_text\t0001"]
+    assert wrong == {}
