@@ -196,7 +196,7 @@ def test_a_part_goes_to_the_kernel_in_slices_that_tile_it(
     up.write_part(b"head\n")
     calls.clear()
     up.write_part(SLICED)
-    assert max(size for _, size in calls) <= upload_file.WRITE_SLICE
+    assert max(size for _, size in calls) <= storage.WRITE_SLICE
     assert len(calls) > 1
     assert [offset for offset, _ in calls] == list(
         itertools.accumulate([size for _, size in calls[:-1]], initial=5))
@@ -213,7 +213,7 @@ def test_a_part_whose_later_slice_failed_is_in_the_object_once(
     own offset: the object holds every part once, and finish returns their size
     and SHA-256."""
     real = os.pwrite
-    slices = -(-len(SLICED) // upload_file.WRITE_SLICE)
+    slices = -(-len(SLICED) // storage.WRITE_SLICE)
     fail_at = slices if failing_call == "last" else int(failing_call)
     seen = {"calls": 0, "armed": True}
 
@@ -235,3 +235,40 @@ def test_a_part_whose_later_slice_failed_is_in_the_object_once(
     whole = b"head\n" + SLICED + b"tail\n"
     assert up.finish() == (len(whole), hashlib.sha256(whole).hexdigest())
     assert (tmp_path / "items" / "1" / "7.csv").read_bytes() == whole
+
+
+def _write_through(entry: str, tmp_path: Path) -> bytes:
+    """``SLICED`` written to a file:// object by ``entry``; the object's bytes."""
+    if entry == "create":  # a Parquet file, a parallel part's object
+        assert storage.create(f"file://{tmp_path}/items/1/7.csv", SLICED)
+    elif entry == "write":  # an import's rejects
+        storage.write(f"file://{tmp_path}/items/1/7.csv", SLICED)
+    else:  # a resume copies the previous owner's checkpointed prefix
+        first = upload(tmp_path)
+        digests = [[len(SLICED), first.write_part(bytearray(SLICED))]]
+        location = storage.parse(f"file://{tmp_path}/items/1/7.csv")
+        second = storage.resume_upload(location, "", "b2-y", first.state(), part_size=1024,
+                                       digests=digests)
+        second.finish()
+    return (tmp_path / "items" / "1" / "7.csv").read_bytes()
+
+
+@pytest.mark.parametrize("entry", ["create", "write", "inherit"])
+def test_every_local_file_write_goes_to_the_kernel_in_slices(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: str) -> None:
+    """Whatever writes a file:// object's bytes (a part, a whole object created
+    or written at once, the prefix a resume copies) hands the kernel at most
+    WRITE_SLICE bytes a call: the same mechanism as a part's (storage.write_at)."""
+    storage.trust_root(f"file://{tmp_path}")
+    sizes: list[int] = []
+    real = os.pwrite
+
+    def recording(fd: int, data: Any, offset: int) -> int:
+        sizes.append(len(data))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(storage.os, "pwrite", recording)
+    monkeypatch.setattr(storage.os, "write", lambda *_: pytest.fail("os.write: not sliced"))
+    assert _write_through(entry, tmp_path) == SLICED
+    assert sizes and max(sizes) <= storage.WRITE_SLICE
+    assert sum(sizes) >= len(SLICED)
