@@ -26,6 +26,7 @@ from pgjobs.poller.storage import (
     place_file,
     storage_error,
     unlink_file,
+    write_at,
 )
 from pgjobs.poller.upload import (
     CannotResume,
@@ -124,7 +125,7 @@ class LocalUpload(Upload):
                 block = src.read(min(left, COMPOSE_CHUNK))
                 if not block:
                     raise CannotResume(f"{previous} is shorter than the checkpoint")
-                out.write(block)
+                write_at(out.fileno(), block, size - left)
                 check.update(block)
                 left -= len(block)
                 view = memoryview(block)
@@ -165,7 +166,7 @@ class LocalUpload(Upload):
         try:
             fd = open_file(self._tmp, os.O_WRONLY, f"cannot write {self._tmp}")
             try:
-                _write_at(fd, data, self._size)
+                write_at(fd, data, self._size)
                 os.ftruncate(fd, self._size + len(data))
                 failed: list[OSError] = []
                 syncing = threading.Thread(target=_fdatasync, args=(fd, failed),
@@ -220,25 +221,6 @@ class LocalUpload(Upload):
     def cleanup(self) -> None:
         with contextlib.suppress(OSError, StorageError):
             unlink_file(self._tmp, f"cannot delete {self._tmp}")
-
-
-# The most bytes one pwrite hands the kernel. A whole part in one call (15 MB
-# of a 1M-row export's parts) cost the part writer 0.30-0.39 s of CPU per 1M
-# rows, the same bytes in slices of 256 KiB 0.05-0.06 s (slices of 1 MiB and
-# more cost as much as one call; 64 KiB slightly more than 256 KiB): measured
-# on the development machine, its 2 cores shared. The part is durable only at
-# its fdatasync either way, and a part whose write failed after some slices
-# landed is written again whole at its offset (LocalUpload.write_part).
-WRITE_SLICE = 256 * 1024
-
-
-def _write_at(fd: int, data: bytes | bytearray, offset: int) -> None:
-    """All of ``data`` at ``offset`` of ``fd``, at most WRITE_SLICE bytes a
-    ``pwrite`` (which may write less)."""
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view[:WRITE_SLICE], offset)
-        view, offset = view[written:], offset + written
 
 
 def _fdatasync(fd: int, failed: list[OSError]) -> None:
