@@ -465,7 +465,7 @@ def phases() -> Iterator[dict[str, list[tuple[float, float]]]]:
                # its own, while the part and the object are hashed), and each
                # part's checkpoint (the heartbeat).
                (upload_file.LocalUpload, "write_part", "part"),
-               (upload_file, "_write_at", "pwrite"), (upload_file, "_fdatasync", "fsync"),
+               (upload_file, "write_at", "pwrite"), (upload_file, "_fdatasync", "fsync"),
                (export._Control, "heartbeat", "heartbeat")]
     originals = [getattr(owner, attr) for owner, attr, _ in wrapped]
 

@@ -26,6 +26,7 @@ from pgjobs.poller.storage import (
     place_file,
     storage_error,
     unlink_file,
+    write_at,
 )
 from pgjobs.poller.upload import (
     CannotResume,
@@ -124,7 +125,7 @@ class LocalUpload(Upload):
                 block = src.read(min(left, COMPOSE_CHUNK))
                 if not block:
                     raise CannotResume(f"{previous} is shorter than the checkpoint")
-                out.write(block)
+                write_at(out.fileno(), block, size - left)
                 check.update(block)
                 left -= len(block)
                 view = memoryview(block)
@@ -165,7 +166,7 @@ class LocalUpload(Upload):
         try:
             fd = open_file(self._tmp, os.O_WRONLY, f"cannot write {self._tmp}")
             try:
-                _write_at(fd, data, self._size)
+                write_at(fd, data, self._size)
                 os.ftruncate(fd, self._size + len(data))
                 failed: list[OSError] = []
                 syncing = threading.Thread(target=_fdatasync, args=(fd, failed),
@@ -220,14 +221,6 @@ class LocalUpload(Upload):
     def cleanup(self) -> None:
         with contextlib.suppress(OSError, StorageError):
             unlink_file(self._tmp, f"cannot delete {self._tmp}")
-
-
-def _write_at(fd: int, data: bytes | bytearray, offset: int) -> None:
-    """All of ``data`` at ``offset`` of ``fd`` (``pwrite`` may write less)."""
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
 
 
 def _fdatasync(fd: int, failed: list[OSError]) -> None:

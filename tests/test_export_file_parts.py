@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import threading
 from pathlib import Path
@@ -172,3 +173,102 @@ def test_a_resume_at_any_part_boundary_gives_the_objects_sha256(
     whole = b"".join(RESUMED)
     assert (size, sha256) == (len(whole), _REAL_SHA256(whole).hexdigest())
     assert (tmp_path / "items" / "1" / "7.csv").read_bytes() == whole
+
+
+# A part several times WRITE_SLICE long, with an odd tail.
+SLICED = b"".join(bytes([65 + i % 26]) * 100_003 for i in range(40))
+
+
+def test_a_part_goes_to_the_kernel_in_slices_that_tile_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each pwrite hands the kernel at most WRITE_SLICE bytes (one pwrite of a
+    whole 16 MiB part cost several times the CPU of the same bytes in slices),
+    and the slices tile the part: each starts where the one before ended."""
+    calls: list[tuple[int, int]] = []
+    real = os.pwrite
+
+    def recording(fd: int, data: Any, offset: int) -> int:
+        calls.append((offset, len(data)))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(upload_file.os, "pwrite", recording)
+    up = upload(tmp_path)
+    up.write_part(b"head\n")
+    calls.clear()
+    up.write_part(SLICED)
+    assert max(size for _, size in calls) <= storage.WRITE_SLICE
+    assert len(calls) > 1
+    assert [offset for offset, _ in calls] == list(
+        itertools.accumulate([size for _, size in calls[:-1]], initial=5))
+    assert sum(size for _, size in calls) == len(SLICED)
+    up.finish()
+    assert (tmp_path / "items" / "1" / "7.csv").read_bytes() == b"head\n" + SLICED
+
+
+@pytest.mark.parametrize("failing_call", [1, 2, "last"])
+def test_a_part_whose_later_slice_failed_is_in_the_object_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing_call: int | str) -> None:
+    """A write that fails after some of the part's slices landed (the first, one
+    in the middle, the last) leaves the part to be written again whole, at its
+    own offset: the object holds every part once, and finish returns their size
+    and SHA-256."""
+    real = os.pwrite
+    slices = -(-len(SLICED) // storage.WRITE_SLICE)
+    fail_at = slices if failing_call == "last" else int(failing_call)
+    seen = {"calls": 0, "armed": True}
+
+    def flaky(fd: int, data: Any, offset: int) -> int:
+        written = real(fd, data, offset)  # the slice lands first
+        seen["calls"] += 1
+        if seen["armed"] and seen["calls"] == fail_at:
+            seen["armed"] = False
+            raise OSError(errno.EIO, "injected")
+        return written
+
+    up = upload(tmp_path)
+    up.write_part(b"head\n")
+    monkeypatch.setattr(upload_file.os, "pwrite", flaky)
+    with pytest.raises(storage.StorageError):
+        up.write_part(SLICED)
+    assert up.write_part(SLICED) == hashlib.sha256(SLICED).hexdigest()
+    up.write_part(b"tail\n")
+    whole = b"head\n" + SLICED + b"tail\n"
+    assert up.finish() == (len(whole), hashlib.sha256(whole).hexdigest())
+    assert (tmp_path / "items" / "1" / "7.csv").read_bytes() == whole
+
+
+def _write_through(entry: str, tmp_path: Path) -> bytes:
+    """``SLICED`` written to a file:// object by ``entry``; the object's bytes."""
+    if entry == "create":  # a Parquet file, a parallel part's object
+        assert storage.create(f"file://{tmp_path}/items/1/7.csv", SLICED)
+    elif entry == "write":  # an import's rejects
+        storage.write(f"file://{tmp_path}/items/1/7.csv", SLICED)
+    else:  # a resume copies the previous owner's checkpointed prefix
+        first = upload(tmp_path)
+        digests = [[len(SLICED), first.write_part(bytearray(SLICED))]]
+        location = storage.parse(f"file://{tmp_path}/items/1/7.csv")
+        second = storage.resume_upload(location, "", "b2-y", first.state(), part_size=1024,
+                                       digests=digests)
+        second.finish()
+    return (tmp_path / "items" / "1" / "7.csv").read_bytes()
+
+
+@pytest.mark.parametrize("entry", ["create", "write", "inherit"])
+def test_every_local_file_write_goes_to_the_kernel_in_slices(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: str) -> None:
+    """Whatever writes a file:// object's bytes (a part, a whole object created
+    or written at once, the prefix a resume copies) hands the kernel at most
+    WRITE_SLICE bytes a call: the same mechanism as a part's (storage.write_at)."""
+    storage.trust_root(f"file://{tmp_path}")
+    sizes: list[int] = []
+    real = os.pwrite
+
+    def recording(fd: int, data: Any, offset: int) -> int:
+        sizes.append(len(data))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(storage.os, "pwrite", recording)
+    monkeypatch.setattr(storage.os, "write", lambda *_: pytest.fail("os.write: not sliced"))
+    assert _write_through(entry, tmp_path) == SLICED
+    assert sizes and max(sizes) <= storage.WRITE_SLICE
+    assert sum(sizes) >= len(SLICED)
