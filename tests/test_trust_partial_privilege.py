@@ -63,6 +63,9 @@ NEEDS: dict[str, tuple[frozenset[str], bool] | None] = {
     "visible_count": (frozenset({"SELECT"}), False),
     "mask": (frozenset({"SELECT"}), False),
     "channel": (frozenset({"SELECT"}), False),
+    # Canonical on a target the caller may read (or has jobs on); as given,
+    # '01', for any other, registered or not.
+    "canonical_scope": (frozenset({"SELECT"}), False),
     "preview": (frozenset({"DELETE", "SELECT"}), False),
     "preview_backfill": (frozenset({"UPDATE", "SELECT"}), False),
     "_gate_holder": (frozenset({"SELECT"}), False),  # jobs as the caller (policy)
