@@ -40,7 +40,7 @@ from tests.support import (
     scalar,
     submit_import,
 )
-from tests.support.roles import drop_role, in_role, make_role
+from tests.support.roles import CONTROL_VERBS, drop_role, in_role, make_role
 from tests.test_export_file_parts import SLICED, _write_through, upload
 
 Conn = psycopg.Connection[Any]
@@ -225,3 +225,60 @@ def test_write_at_raises_enospc_on_a_pwrite_that_writes_nothing(
     with open(tmp_path / "f", "wb") as f, pytest.raises(OSError) as raised:
         storage.write_at(f.fileno(), b"abc", 0)
     assert raised.value.errno == errno.ENOSPC
+
+
+VERB_STATE = {"cancel": "queued", "pause": "queued", "resume": "paused", "retry": "canceled",
+              "add_items": "queued"}
+
+
+@pytest.mark.parametrize("verb", sorted(CONTROL_VERBS))
+@pytest.mark.parametrize("how", ["renamed_into_the_name", "created_under_the_name"])
+def test_a_role_near_the_submitter_never_gains_its_job(
+        conn: Conn, verb: str, how: str) -> None:
+    """The by-oid rule (pgjobs._is_submitter, migration 0180): a role
+    renamed into the name the submitter had at submit once that one took
+    another, or created under it, may read the target but neither controls
+    the job nor counts as its submitter; the job stays as it was. (A member
+    of the submitter inherits its privilege on the target, and whoever
+    could have submitted a job may control it: pgjobs._controlled_job.)"""
+    build_target(conn, "near", "id bigint NOT NULL, scope integer NOT NULL, "
+                 "created_at timestamptz NOT NULL DEFAULT now()")
+    submitter = make_role(conn, "sub", "GRANT pgjobs_client TO {role}",
+                          "GRANT SELECT, INSERT, UPDATE, DELETE ON near TO {role}")
+    other = make_role(conn, "oth", "GRANT pgjobs_client TO {role}",
+                      "GRANT SELECT ON near TO {role}")
+    try:
+        with in_role(conn, submitter):
+            job_id = int(scalar(conn, "SELECT pgjobs.submit_items('resize', 'near', '1', "
+                                      "'[{\"a\": 1}]')"))
+        if VERB_STATE[verb] == "paused":
+            scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,))
+        elif VERB_STATE[verb] == "canceled":
+            scalar(conn, "SELECT pgjobs.cancel(%s)", (job_id,))
+        actor = other
+        if how == "created_under_the_name":
+            conn.execute(f"ALTER ROLE {submitter} RENAME TO {submitter}_was")
+            conn.execute(f"CREATE ROLE {submitter} NOLOGIN IN ROLE pgjobs_client")
+            conn.execute(f"GRANT SELECT ON near TO {submitter}")
+            drop_role(conn, other)
+            actor, other, submitter = submitter, submitter, f"{submitter}_was"
+        else:
+            conn.execute(f"ALTER ROLE {submitter} RENAME TO {submitter}_was")
+            conn.execute(f"ALTER ROLE {other} RENAME TO {submitter}")
+            actor, other, submitter = submitter, submitter, f"{submitter}_was"
+        before = conn.execute("SELECT status, total FROM pgjobs.jobs WHERE id = %s",
+                              (job_id,)).fetchone()
+        assert not scalar(conn, "SELECT pgjobs._is_submitter(%s, submitted_by, "
+                                "submitted_by_oid) FROM pgjobs.jobs WHERE id = %s",
+                          (actor, job_id))
+        with in_role(conn, actor), pytest.raises(psycopg.errors.InsufficientPrivilege):
+            scalar(conn, CONTROL_VERBS[verb], (job_id,))
+        conn.rollback()
+        after = conn.execute("SELECT status, total FROM pgjobs.jobs WHERE id = %s",
+                             (job_id,)).fetchone()
+        assert after == before
+    finally:
+        conn.rollback()
+        conn.execute("RESET ROLE")
+        drop_role(conn, other)
+        drop_role(conn, submitter)
