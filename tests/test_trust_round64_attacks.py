@@ -282,3 +282,23 @@ def test_a_role_near_the_submitter_never_gains_its_job(
         conn.execute("RESET ROLE")
         drop_role(conn, other)
         drop_role(conn, submitter)
+
+
+def test_canonical_scope_reads_no_row_and_knows_only_registered_tables(
+        conn: Conn, scoped: dict[str, Any]) -> None:
+    """Row-level security that hides every row changes nothing (no row is
+    read); a view over a registered target, and a table the reader may read
+    that pgjobs never saw, answer the scope unchanged."""
+    target = scoped["targets"]["positive"]
+    conn.execute(f"CREATE VIEW over_typed AS SELECT * FROM {target}")
+    conn.execute(f"GRANT SELECT ON over_typed, never_seen TO {scoped['reader']}")
+    conn.execute(f"ALTER TABLE {target} ENABLE ROW LEVEL SECURITY")
+    conn.execute(f"ALTER TABLE {target} FORCE ROW LEVEL SECURITY")
+    conn.execute(f"CREATE POLICY nothing ON {target} USING (false)")
+    with in_role(conn, scoped["reader"]):
+        assert scalar(conn, CANONICAL, (target, " 01")) == "1"
+        assert scalar(conn, CANONICAL, (target, "-1")) is None
+        for table in ("over_typed", "never_seen"):
+            assert scalar(conn, CANONICAL, (table, " 01")) == " 01"
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            scalar(conn, "SELECT pgjobs.canonical_scope(%s, NULL)", (target,))
