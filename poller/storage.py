@@ -2048,10 +2048,13 @@ def write_at(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None
     """All of ``data`` at ``offset`` of ``fd``, at most WRITE_SLICE bytes a
     ``pwrite`` (which may write less): every write of a ``file://`` object's
     bytes (a part, a whole object, the prefix a resume copies) goes through
-    here."""
+    here. A pwrite that writes none of what it is handed would write none of
+    it on the next call either: OSError ENOSPC (as a full disk), not a loop."""
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view[:WRITE_SLICE], offset)
+        if written == 0:
+            raise OSError(errno.ENOSPC, f"pwrite wrote none of {len(view)} bytes at {offset}")
         view, offset = view[written:], offset + written
 
 
