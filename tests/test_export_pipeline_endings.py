@@ -193,19 +193,34 @@ def test_the_reader_failing_while_a_part_is_retried_ends_the_retries(
     again (for up to --storage-retry, renewing the lease); meanwhile the reader
     fails for good. The attempt ends with the reader's error, at once: the
     retries stop, no thread is left, the upload is removed after the uploader
-    ended, and no heartbeat of it follows the failure."""
+    ended, and no heartbeat of it follows the failure.
+
+    The reader fails at its next step once part 2 is in flight, whatever that
+    step is: a chunk's read, or a wait for the part writer (a full queue, or
+    the end of the export, both renewing the lease while they wait). Failing
+    it only in a chunk's read left the test to timing: a reader that had read
+    every chunk, or filled the next part, before part 2 was taken waited on
+    the writer's retries for the whole --storage-retry (CI, 2 x 600 s)."""
     kind, uri = where
     options, target = _options(kind)
     down = storage.StorageError("storage is down (the test)", retryable=True)
     timeline = _Timeline(monkeypatch, kind, fail=lambda n: down if n >= 2 else None)
-    real_read = Exporter._read_chunk
+    real_read, real_keepalive = Exporter._read_chunk, export_module._Control.keepalive
+    readers: set[threading.Thread] = set()
 
     def read_chunk(self: Exporter, cursor: str | None, part: Any) -> Any:
+        readers.add(threading.current_thread())
         if timeline.in_flight.is_set():
             raise ValueError("the reader failed (the test)")
         return real_read(self, cursor, part)
 
+    def keepalive(self: Any) -> None:
+        if timeline.in_flight.is_set() and threading.current_thread() in readers:
+            raise ValueError("the reader failed (the test)")
+        real_keepalive(self)
+
     monkeypatch.setattr(Exporter, "_read_chunk", read_chunk)
+    monkeypatch.setattr(export_module._Control, "keepalive", keepalive)
     job_id = submit_export(conn, "1", {}, options, target=target)
     outcome = run_export(dsn, job_id, uri)  # --storage-retry: 10 minutes
     assert _pipeline_threads() == []  # no retry goes on after the attempt
