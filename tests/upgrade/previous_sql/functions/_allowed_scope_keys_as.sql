@@ -13,7 +13,7 @@ AS $$
 -- '<target oid>:<scope>' to compare with each job row's: for every
 -- registered target that p_caller may SELECT (on the table or on every
 -- one of its columns, pgjobs._reads_every_column, asked only where the
--- table grant is missing) or has submitted jobs on (the only targets whose jobs policy jobs_client_read can show it: a key for
+-- table grant is missing) or has submitted jobs on (pgjobs._jobs_shown_on) (the only targets whose jobs policy jobs_client_read can show it: a key for
 -- any other target would only tell it that pgjobs knows that table), and
 -- every entry of the setting that is a value of its scope column, the
 -- entry's canonical text (pgjobs._canonical_scope, the form in which every
@@ -42,9 +42,7 @@ BEGIN
         RETURN pgjobs._leave(v_keys);
     END IF;
     FOR v_reg IN SELECT r.* FROM pgjobs.target_registry r ORDER BY r.target LOOP
-        CONTINUE WHEN NOT (coalesce(has_table_privilege(p_caller, v_reg.target, 'SELECT'), false)
-                           OR pgjobs._reads_every_column(p_caller, v_reg.target)
-                           OR pgjobs._has_jobs_on(p_caller, v_reg.target));
+        CONTINUE WHEN NOT pgjobs._jobs_shown_on(p_caller, v_reg.target);
         -- Its own slot: this verdict is the reach's roles' alone (the read
         -- path's, 'trusted_', also covers row security on pgjobs' role).
         v_slot := 'roles_' || v_reg.target::oid::text;

@@ -50,7 +50,10 @@ BEGIN
                               'waited behind it; pgjobs.retry(%s) queues it again, behind '
                               'them, or ask an administrator to raise max_client_pause '
                               '(pgjobs.set_defaults) or to pause it themselves',
-                              j.submitted_by, date_trunc('second', j.paused_at), v_max,
+                              -- The submitter as it is called now (renamed
+                              -- since, the role an administrator finds).
+                              pgjobs._submitter_name(j.submitted_by, j.submitted_by_oid),
+                              date_trunc('second', j.paused_at), v_max,
                               j.scope, j.target, j.id)
           FROM expired
          WHERE j.id = expired.id

@@ -16,7 +16,8 @@ AS $$
 -- p_path as written (characters outside printable ASCII as <U+XXXX>);
 -- NULL when no path is close. Candidates: the keys found at p_path's parent in the scope's first
 -- 1,000 rows in key order (the (scope, key) index; the guard's walk read
--- them already). Compared after folding what a reader cannot see or tell
+-- them already), or at the path of those rows that the parent only looks
+-- like (pgjobs._field_twin: "NEST.a" for nest.a) when no row has it. Compared after folding what a reader cannot see or tell
 -- apart: case, Unicode compatibility forms and composition (NFKC: a
 -- full-width "ｓtatus", a decomposed "café"), zero-width and other format
 -- characters, white space around the name. The folded names equal, or at
@@ -37,11 +38,24 @@ DECLARE
     v_prev integer[];
     v_row integer[];
     v_older integer[];
+    v_parent text[];
+    v_twin text;
 BEGIN
     IF p_reg.document_column IS NULL OR p_path IS NULL OR cardinality(v_parts) = 0 THEN
         RETURN NULL;
     END IF;
-    v_keys := pgjobs._scope_keys_at(p_reg, p_scope, v_parts[1:cardinality(v_parts) - 1]);
+    v_parent := v_parts[1:cardinality(v_parts) - 1];
+    v_keys := pgjobs._scope_keys_at(p_reg, p_scope, v_parent, NULL);
+    IF v_keys IS NULL AND cardinality(v_parent) > 0 THEN
+        -- No object at the parent as written: a parent in another case or
+        -- in look-alike characters ("NEST.a" for nest.a) is named by the
+        -- one look-alike test, pgjobs._field_twin, and its keys read.
+        v_twin := pgjobs._field_twin(p_reg, p_scope, array_to_string(v_parent, '.'), NULL);
+        IF v_twin IS NOT NULL THEN
+            v_parent := string_to_array(v_twin, '.');
+            v_keys := pgjobs._scope_keys_at(p_reg, p_scope, v_parent, NULL);
+        END IF;
+    END IF;
     v_want := pgjobs._field_fold(v_parts[cardinality(v_parts)]);
     v_limit := CASE WHEN length(v_want) >= 8 THEN 2 WHEN length(v_want) >= 3 THEN 1 ELSE 0 END;
     FOREACH v_key IN ARRAY coalesce(v_keys[1:500], '{}') LOOP
@@ -76,7 +90,10 @@ BEGIN
             v_best_cost := v_cost;
         END IF;
     END LOOP;
-    IF v_best IS NULL OR v_best = v_parts[cardinality(v_parts)] THEN
+    IF v_best IS NULL AND v_twin IS NOT NULL THEN
+        v_best := v_parts[cardinality(v_parts)];  -- the parent's twin alone
+    END IF;
+    IF v_best IS NULL OR (v_best = v_parts[cardinality(v_parts)] AND v_twin IS NULL) THEN
         RETURN NULL;
     END IF;
     -- Both names, the one meant and the one written, each character outside
@@ -93,7 +110,7 @@ BEGIN
                                                       upper(lpad(to_hex(ascii(c.ch)), 4, '0')))
                                      END, '' ORDER BY c.n)
                      FROM regexp_split_to_table(pgjobs._clipped(
-                              array_to_string(v_parts[1:cardinality(v_parts) - 1] || v_best, '.')),
+                              array_to_string(v_parent || v_best, '.')),
                               '') WITH ORDINALITY AS c(ch, n)),
                   (SELECT string_agg(CASE WHEN ascii(c.ch) BETWEEN 32 AND 126 AND c.ch <> '"'
                                           THEN c.ch

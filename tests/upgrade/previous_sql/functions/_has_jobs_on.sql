@@ -12,9 +12,8 @@ AS $$
 -- Whether p_role submitted a job (any status) on p_target, by the rule of
 -- pgjobs._is_submitter: the very role by oid (a submitter renamed since
 -- still has its jobs; a role created under a dropped submitter's name has
--- none of them), by name only for a job without an oid (before migration
--- 0033). One probe of index jobs_submitter_target_idx (migration 0163) and
--- one of jobs_submitter_idx (migration 0045), for
+-- none of them); a job without an oid is no role's (migration 0180). One
+-- probe of index jobs_submitter_target_idx (migration 0163), for
 -- pgjobs._allowed_scope_keys_as.
 -- enable_seqscan off: the cached generic plan of an EXISTS expects one of
 -- thousands of rows early in a sequential scan, and reads the whole jobs
@@ -24,9 +23,6 @@ DECLARE
     v_oid oid := to_regrole(quote_ident(p_role));
 BEGIN
     RETURN EXISTS (SELECT 1 FROM pgjobs.jobs j
-                    WHERE j.submitted_by_oid = v_oid AND j.target = p_target)
-        OR EXISTS (SELECT 1 FROM pgjobs.jobs j
-                    WHERE j.submitted_by = p_role AND j.target = p_target
-                      AND j.submitted_by_oid IS NULL);
+                    WHERE j.submitted_by_oid = v_oid AND j.target = p_target);
 END
 $$;

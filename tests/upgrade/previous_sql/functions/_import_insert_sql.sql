@@ -72,6 +72,7 @@ DECLARE
     v_action text := '';
     v_col text;
     v_relative text;
+    v_twin text;
     v_returning text := '(t.xmax::text = ''0'') AS fresh';
     v_fresh text := 'w.fresh';
     v_updated text[] := '{}'::text[];
@@ -344,7 +345,24 @@ BEGIN
            AND NOT coalesce((p_job.options ->> 'allow_unknown_fields')::boolean, false) THEN
             SELECT s.column_name, s.relative_path INTO v_col, v_relative
               FROM pgjobs._field_slip(p_reg, v_field) s;  -- the one slip test
-            IF v_col IS NOT NULL OR v_relative IS NOT NULL THEN
+            -- And a document field of the scope's rows in another case or
+            -- in look-alike characters, or under a parent so written
+            -- ("Status" where they say "status", "NEST.a" for nest.a; the
+            -- path a slip means: "data.NEST.a"): pgjobs._field_twin, judged
+            -- by the rows dated at or before the job's cutoff, so that the
+            -- job's own earlier batches never judge a later field. Only
+            -- when the submitter may read the document column: the message
+            -- names what a row holds.
+            v_twin := NULL;
+            IF v_col IS NULL AND EXISTS (
+                    SELECT 1 FROM pg_catalog.pg_roles r
+                     WHERE r.oid = p_job.submitted_by_oid
+                       AND has_column_privilege(r.oid, p_reg.target, p_reg.document_column,
+                                                'SELECT')) THEN
+                v_twin := pgjobs._field_twin(p_reg, p_job.scope, coalesce(v_relative, v_field),
+                                             p_job.cutoff);
+            END IF;
+            IF v_col IS NOT NULL OR v_relative IS NOT NULL OR v_twin IS NOT NULL THEN
                 -- (The guess is in the message: a JSONL record's error is
                 -- shown with the rejects' hint in place of this one.)
                 RAISE EXCEPTION 'field "%" of the source is not a column of %: %', v_field,
@@ -354,10 +372,16 @@ BEGIN
                                                  'compared exactly: case, white space '
                                                  'around a name and look-alike characters '
                                                  'count)', v_col)
+                                     WHEN v_relative IS NULL
+                                     THEN format('did you mean document field "%s"? (the '
+                                                 'scope''s rows have it; names are compared '
+                                                 'exactly: case and look-alike characters '
+                                                 'count)', v_twin)
                                      ELSE format('fields are relative to column %I, and white '
                                                  'space around a name (or an invisible '
                                                  'character in it) is part of it: write '
-                                                 '"%s"', p_reg.document_column, v_relative)
+                                                 '"%s"', p_reg.document_column,
+                                                 coalesce(v_twin, v_relative))
                                 END
                     USING ERRCODE = '22023',
                     HINT = 'Rename the field in the source; to import it as a document field '
@@ -559,9 +583,10 @@ BEGIN
     -- naming the column. Those per-column checks cover the job-wide ones
     -- (the scope column is always among the columns written).
     -- By the name it goes by now (pgjobs._submitter_name: renamed since the
-    -- submit, it is still the submitter).
+    -- submit, it is still the submitter). A job without an oid is no role's
+    -- (as pgjobs._submitter_problem asks: oid 0, which no role has).
     v_role := pgjobs._submitter_name(p_job.submitted_by, p_job.submitted_by_oid);
-    v_problem := pgjobs._submitter_identity_problem(v_role, p_job.submitted_by_oid);
+    v_problem := pgjobs._submitter_identity_problem(v_role, coalesce(p_job.submitted_by_oid, 0));
     IF v_problem.message IS NOT NULL THEN
         RAISE EXCEPTION '%', v_problem.message USING ERRCODE = '42501', HINT = v_problem.hint;
     END IF;

@@ -79,7 +79,10 @@ BEGIN
                         THEN format('Paths are relative to column %I, and white space around '
                                     'a name (or an invisible character in it) is part of it: '
                                     'write "%s", not "%s". ',
-                                    p_reg.document_column, pgjobs._clipped(s.relative_path),
+                                    p_reg.document_column,
+                                    -- "data.NEST.a": the path of the rows it looks like.
+                                    pgjobs._clipped(coalesce(pgjobs._field_twin(p_reg, p_scope,
+                                        s.relative_path, NULL), s.relative_path)),
                                     pgjobs._clipped(x.u))
                         ELSE format('Did you mean column "%s"? Names are compared exactly '
                                     '(case, white space around a name and look-alike '

@@ -96,7 +96,7 @@ BEGIN
                                               WHERE a.attrelid = v_reg.target AND a.attnum > 0
                                                 AND NOT a.attisdropped AND a.attname = k.key)
                                  AND pgjobs._field_twin(v_reg,
-                                         pgjobs._canonical_scope(v_reg, p_scope), k.key)
+                                         pgjobs._canonical_scope(v_reg, p_scope), k.key, NULL)
                                      IS NOT NULL)
                           ORDER BY k.key);
         -- NULL stays NULL (judged): an empty list would defer the job.

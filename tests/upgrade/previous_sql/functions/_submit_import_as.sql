@@ -39,9 +39,11 @@ AS $$
 --   batch_ms      target time of one batch in milliseconds, 50..60000,
 --                 default 1000
 --   allow_unknown_fields  boolean, default false: import a source field
---                 named like a column in another case ("Name") or starting
---                 with the document column ("data.x") as a document field
---                 (refused otherwise when the first batch maps the source:
+--                 named like a column in another case ("Name"), starting
+--                 with the document column ("data.x") or like a document
+--                 field of the scope's rows from before the job ("Status"
+--                 for status, "NEST.a" for nest.a) as a document field
+--                 (refused otherwise when a batch first maps the field:
 --                 pgjobs._import_insert_sql)
 --   replace_non_objects  boolean, default false: with on_duplicate "update",
 --                 a record whose document fields merge an object where the

@@ -16,8 +16,9 @@ AS $$
 -- that oid; else the message and hint of the 42501 its callers raise. A
 -- role dropped and created again under the name is someone else, and its
 -- rights are not the job's (the oid is kept in pgjobs.jobs since migration
--- 0033; p_oid NULL judges by name alone: older jobs, and a caller that
--- only needs the role to exist). Identity only, no privilege: the one
+-- 0033; a job's checks pass oid 0 for a job without one, which no role
+-- has; p_oid NULL judges by name alone: a caller that only needs the role
+-- to exist). Identity only, no privilege: the one
 -- lookup of the role that every check of it makes first
 -- (pgjobs._submitter_problem at claim and page, pgjobs._role_problem at
 -- submit and read), and all that an import batch adds to the grants its

@@ -29,10 +29,11 @@ DECLARE
     -- job still acts with its rights): pgjobs._submitter_name, by oid.
     v_role name := pgjobs._submitter_name(p_job.submitted_by, p_job.submitted_by_oid);
 BEGIN
-    -- The very role that submitted (jobs older than migration 0033 have no
-    -- oid and are judged by name): one dropped and created again under the
-    -- name is someone else, and its rights are not the job's.
-    v_problem := pgjobs._submitter_identity_problem(v_role, p_job.submitted_by_oid);
+    -- The very role that submitted: one dropped and created again under the
+    -- name is someone else, and its rights are not the job's. A job without
+    -- an oid is no role's (pgjobs._is_submitter, migration 0180): asked for
+    -- oid 0, which no role has, so it runs with nobody's rights.
+    v_problem := pgjobs._submitter_identity_problem(v_role, coalesce(p_job.submitted_by_oid, 0));
     IF v_problem.message IS NULL THEN
         IF p_job.kind = 'import' THEN
             v_problem := pgjobs._grant_problem(v_role, p_job.target, 'INSERT',

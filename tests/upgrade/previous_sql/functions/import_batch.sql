@@ -209,9 +209,7 @@ BEGIN
     -- batch runs, so it holds imports submitted before it was set too.
     IF NOT coalesce((SELECT pg_has_role(a.oid, 'pgjobs_admin', 'MEMBER')
                        FROM pg_catalog.pg_roles a
-                      WHERE a.oid = v_job.submitted_by_oid
-                         OR (v_job.submitted_by_oid IS NULL
-                             AND a.rolname = v_job.submitted_by)), false) THEN
+                      WHERE a.oid = v_job.submitted_by_oid), false) THEN
         v_max_bytes := coalesce((pgjobs._defaults() ->> 'max_reject_bytes_per_job')::bigint,
                                 16777216);
         -- And the submitter's room under max_item_bytes_per_client, which
@@ -922,7 +920,10 @@ BEGIN
                                     '(max_item_bytes_per_client; import %s keeps %s bytes of '
                                     'rejects, and %s bytes were left to the client as this '
                                     'batch began); it was rejected for: %s',
-                                    v_first_bytes ->> 'line', v_job.submitted_by,
+                                    v_first_bytes ->> 'line',
+                                    -- As it is called now (renamed since the submit).
+                                    pgjobs._submitter_name(v_job.submitted_by,
+                                                           v_job.submitted_by_oid),
                                     coalesce((pgjobs._defaults()
                                               ->> 'max_item_bytes_per_client')::bigint,
                                              1073741824),
