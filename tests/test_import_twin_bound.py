@@ -98,23 +98,29 @@ def undated(conn: Conn) -> Any:
     """Builds target `undated` whose scope 1 holds one row of NULL created_at
     with field "status"; `default` is the created_at column's default (or
     None)."""
-    def build(default: str | None) -> str:
+    conn.execute("CREATE DOMAIN stamped AS timestamptz DEFAULT now()")
+    conn.execute("CREATE DOMAIN restamped AS stamped")
+
+    def build(default: str | None, column_type: str = "timestamptz") -> str:
         build_target(conn, "undated", "id bigint NOT NULL, scope integer NOT NULL, "
-                     f"created_at timestamptz {'DEFAULT ' + default if default else ''}, "
+                     f"created_at {column_type} {'DEFAULT ' + default if default else ''}, "
                      "data jsonb NOT NULL DEFAULT '{}'", document="data")
         conn.execute("INSERT INTO undated VALUES (1, 1, NULL, '{\"status\": \"keep\"}')")
         return "undated"
     return build
 
 
-@pytest.mark.parametrize(("default", "counted"), [
-    ("now()", True), ("clock_timestamp()", True), ("'2020-01-01'", True),
+@pytest.mark.parametrize(("default", "column_type", "counted"), [
+    ("now()", "timestamptz", True), ("clock_timestamp()", "timestamptz", True),
+    ("'2020-01-01'", "timestamp", True),
+    # The domain's default (or its base domain's) dates the rows alike.
+    (None, "stamped", True), (None, "restamped", True),
     # No default: an import's own rows (created_at not in its source) are
     # NULL too, and must not judge its later fields.
-    (None, False), ("NULL", False)])
+    (None, "timestamptz", False), ("NULL", "timestamptz", False), ("NULL", "stamped", False)])
 def test_a_row_of_null_created_at_counts_as_before_the_job_where_a_default_dates_the_jobs_rows(
-        conn: Conn, undated: Any, default: str | None, counted: bool) -> None:
-    undated(default)
+        conn: Conn, undated: Any, default: str | None, column_type: str, counted: bool) -> None:
+    undated(default, column_type)
     keys = scalar(conn, "SELECT pgjobs._scope_keys_at(r, '1', '{}', now()) "
                         "FROM pgjobs.target_registry r WHERE r.target = 'undated'::regclass")
     assert keys == (["status"] if counted else None)
