@@ -20246,8 +20246,14 @@ BEGIN
                      pgjobs._scope_literal(p_reg, p_scope), p_reg.key_column);
     IF p_before IS NOT NULL THEN
         SELECT pgjobs._base_type(a.atttypid) = 'timestamp'::regtype,
-               a.atthasdef OR EXISTS (SELECT FROM pg_catalog.pg_type y
-                                       WHERE y.oid = a.atttypid AND y.typdefaultbin IS NOT NULL)
+               -- (the column's own default, else its domain's; a column
+               -- DEFAULT NULL over a domain with one is kept as NULL::domain)
+               coalesce((SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) !~* '^NULL\M'
+                           FROM pg_catalog.pg_attrdef d
+                          WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum),
+                        (SELECT y.typdefault !~* '^NULL\M' FROM pg_catalog.pg_type y
+                          WHERE y.oid = a.atttypid),
+                        false)
           INTO v_without_zone, v_dated
           FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = p_reg.target AND a.attname = p_reg.created_at_column;
