@@ -30765,12 +30765,6 @@ CREATE INDEX jobs_queued_idx ON pgjobs.jobs USING btree (priority DESC, queued_a
 CREATE INDEX jobs_queued_run_at_idx ON pgjobs.jobs USING btree (run_at, id) WHERE (status = 'queued'::text);
 
 --
--- Name: jobs_submitter_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
---
-
-CREATE INDEX jobs_submitter_idx ON pgjobs.jobs USING btree (submitted_by, target);
-
---
 -- Name: jobs_submitter_target_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
 --
 
