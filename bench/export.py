@@ -52,7 +52,10 @@ COPY, the COPYs, the gaps between them, the tail after the last COPY), and for
 fdatasync, the hashing, the checkpoints) and the CPU each cost (the parts'
 writes and hashing, their fdatasyncs, the read-back), and each export's CPU split into
 this process's and the cluster's, beside the round's COPY's (on busy cores
-wall time follows the CPU: where the gap is). ``--durable-copy`` adds, in each
+wall time follows the CPU: where the gap is), and of the cluster's, the
+session that submits, claims and is the exporter's control connection (the
+keyset bounds walked ahead, the heartbeats, the complete) apart from the data
+connection's chunks. ``--durable-copy`` adds, in each
 round, the plain COPY followed by one ``fdatasync`` of its file, and each
 export's ratio against that as well (an export makes every part durable; the
 goal's baseline does not sync). ``--server-copy`` adds, in each round, the
@@ -227,6 +230,19 @@ def postmaster_of(dsn: str) -> int | None:
         except OSError:
             return None
     return int(text[text.rindex(")") + 2:].split()[1])
+
+
+def backend_cpu(pid: int) -> float | None:
+    """CPU seconds one backend of a cluster on this machine has spent so far (its
+    own, not its children's); None when its process cannot be read (a remote
+    server, another user's cluster)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -447,7 +463,8 @@ def phases() -> Iterator[dict[str, list[tuple[float, float]]]]:
     (``copy``; with the next chunk's BEGIN and statement when they travel with
     it), each chunk's BEGIN and statement sent on their own (``begin``), the wait for the
     last parts to be written (``last part``), the finalize (``finalize``) and
-    its read-back (``read-back``) of the exports run in this process, by
+    its read-back (``read-back``), and each keyset bound walked ahead on the
+    control connection (``walk``) of the exports run in this process, by
     wrapping the exporter's own functions."""
     from pgjobs import db
     from pgjobs.poller import export, upload_file
@@ -466,7 +483,9 @@ def phases() -> Iterator[dict[str, list[tuple[float, float]]]]:
                # part's checkpoint (the heartbeat).
                (upload_file.LocalUpload, "write_part", "part"),
                (upload_file, "write_at", "pwrite"), (upload_file, "_fdatasync", "fsync"),
-               (export._Control, "heartbeat", "heartbeat")]
+               (export._Control, "heartbeat", "heartbeat"),
+               # Each keyset bound walked ahead, on the control connection.
+               (export.Exporter, "_walk_bound", "walk")]
     originals = [getattr(owner, attr) for owner, attr, _ in wrapped]
 
     # The CPU each one spent, kept as spans (0, seconds) under "<name> cpu": the
@@ -504,10 +523,15 @@ def phased_export(dsn: str, scope: int, destination: str,
     exporter up to its first COPY (connections, job, upload, the first chunk's
     statement), the chunks' COPYs, the gaps between them (each chunk's BEGIN and
     statement, the part handed over), and the tail after the last COPY (the
-    last part written, the finalize with its read-back, the complete)."""
+    last part written, the finalize with its read-back, the complete). With a
+    cluster on this machine, also the CPU of the session that submits, claims
+    and is the exporter's control connection (the bounds walked ahead, the
+    heartbeats, the complete), apart from the rest of the cluster's (the data
+    connection's chunks)."""
     started = time.perf_counter()
     # A session as `pgjobs export` opens it (pgjobs.db.connect: dict rows).
     with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        control_cpu = None if separate else backend_cpu(conn.info.backend_pid)
         job = submit(dsn, scope, destination, conn=None if separate else conn)
         submitted = time.perf_counter()
         if separate:
@@ -520,6 +544,9 @@ def phased_export(dsn: str, scope: int, destination: str,
             outcome = Exporter(dsn, job, worker, destination,
                                control=None if separate else conn).run()
         ended = time.perf_counter()
+        if control_cpu is not None:
+            spent = backend_cpu(conn.info.backend_pid)
+            control_cpu = None if spent is None else spent - control_cpu
     assert outcome.status == "succeeded" and outcome.result, outcome
     copies = spans["copy"]
 
@@ -543,6 +570,13 @@ def phased_export(dsn: str, scope: int, destination: str,
                  f"\n{'':13}CPU: the parts {total('part cpu'):.2f} (pwrite "
                  f"{total('pwrite cpu'):.2f}, the rest hashing), their fdatasyncs "
                  f"{total('fsync cpu'):.2f}, the read-back {total('read-back cpu'):.2f}")
+    if control_cpu is not None:
+        # The keyset bounds walked ahead (an index-only walk of every key of the
+        # scope, beside the COPYs) are most of it.
+        line += (f"\n{'':13}server CPU: the control session {control_cpu:.2f} (submit, "
+                 f"claim, {len(spans.get('walk', []))} bounds walked ahead (their "
+                 f"round trips {total('walk'):.2f}s), heartbeats, complete); the rest "
+                 "of the cluster's is the data connection's")
     return ended - started, outcome.result, line
 
 
