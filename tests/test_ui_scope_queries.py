@@ -78,9 +78,9 @@ def test_canonical_scope_runs_once_per_readable_target_in_the_list(
               "limit": 51}
     listing = psycopg.ClientCursor(conn).mogrify(queries.UI_JOBS, params)
     try:
-        for who, targets in ((role, len(readable)), ("CURRENT_USER", TARGETS)):
-            name = str(scalar(conn, f"SELECT {who}::text"))
-            calls = function_calls_as(conn, name, listing)
+        admin = str(scalar(conn, "SELECT current_user::text"))
+        for who, targets in ((role, len(readable)), (admin, TARGETS)):
+            calls = function_calls_as(conn, who, listing)
             assert calls.get("canonical_scope") == targets, (who, calls)
         unfiltered = psycopg.ClientCursor(conn).mogrify(queries.UI_JOBS,
                                                         params | {"scope": None})

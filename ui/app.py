@@ -296,24 +296,23 @@ def create_app(settings: Settings) -> Starlette:
             await hub.stop()
 
     async def page_of_jobs(request: Request, *, strict: bool = False
-                           ) -> tuple[list[dict[str, Any]], int | None, bool, list[str]]:
-        """One page of the job list and, for a ?scope= filter, the keys of the
-        scope as each registered target stores it (queries.UI_SCOPE_KEYS:
-        '01' lists the jobs of integer scope 1, as every SQL entry point reads
-        it), which the page's live filter reads too."""
+                           ) -> tuple[list[dict[str, Any]], int | None, bool, dict[str, Any]]:
+        """One page of the job list, in one statement (queries.UI_JOBS), and
+        what a ?scope= filter read (``scope_keys``: the scope as each
+        registered target the role reads stores it, '01' lists the jobs of
+        integer scope 1 as every SQL entry point reads it, which the page's
+        live filter reads too; ``scope_unfit``: the targets whose scope
+        column cannot hold it, which the empty list names)."""
         before = _int(request.query_params.get("before"), "before", 1, 2**63 - 1)
         limit = _int(request.query_params.get("limit"), "limit", 1, MAX_PAGE) or PAGE_SIZE
         filters = _filters(request, strict=strict)
-        scope_keys: list[str] = []
-        if filters["scope"] is not None:
-            [found] = await hub.rows(queries.UI_SCOPE_KEYS, {"scope": filters["scope"]})
-            scope_keys = list(found["keys"])
-        params: dict[str, Any] = filters | {"before": before, "limit": limit + 1,
-                                            "scope_keys": scope_keys}
-        jobs = await hub.rows(queries.UI_JOBS, params)
+        rows = await hub.rows(queries.UI_JOBS, filters | {"before": before, "limit": limit + 1})
+        scoping = {k: list(rows[0][k]) for k in ("scope_keys", "scope_unfit")}
+        jobs = [{k: v for k, v in r.items() if k not in scoping} for r in rows
+                if r["id"] is not None]
         more = len(jobs) > limit
         jobs = jobs[:limit]
-        return jobs, (jobs[-1]["id"] if more else None), before is None, scope_keys
+        return jobs, (jobs[-1]["id"] if more else None), before is None, scoping
 
     async def job_or_none(job_id: int) -> dict[str, Any] | None:
         found = await hub.rows(queries.UI_JOB, {"id": job_id})
@@ -350,10 +349,10 @@ def create_app(settings: Settings) -> Starlette:
                 "items": page, "next_after": page[-1]["id"] if more else None}
 
     async def index(request: Request) -> Response:
-        jobs, next_before, first, scope_keys = await page_of_jobs(request)
+        jobs, next_before, first, scoping = await page_of_jobs(request)
         stats = await hub.stats()
         return HTMLResponse(page.index(jobs, stats, _filters(request), next_before, first,
-                                       settings.read_only, scope_keys))
+                                       settings.read_only, **scoping))
 
     async def job_page(request: Request) -> Response:
         job = await job_or_none(request.path_params["id"])
