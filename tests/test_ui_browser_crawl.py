@@ -12,7 +12,6 @@ page links to it."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from html import unescape
@@ -24,7 +23,7 @@ import pytest
 
 from tests.support import scalar, wait_for
 from tests.support.browser import MISSING, console_errors, demo_table, is_live
-from tests.support.ui import request, serving
+from tests.support.ui import request, scoped_login, serving
 
 pytest.importorskip("selenium.webdriver")
 
@@ -69,19 +68,11 @@ def world(conn: Conn) -> dict[str, int]:
 @pytest.fixture
 def reader(conn: Conn, dsn: str, world: dict[str, int]) -> Iterator[str]:
     """A pgjobs_client login that reads user_table_rows under
-    pgjobs.allowed_scopes = 1 and may act on its jobs (UPDATE); its DSN."""
-    role = f"pgjobs_ui_walker_{os.getpid()}"
-    conn.execute(f"DROP ROLE IF EXISTS {role}")
-    conn.execute(f"CREATE ROLE {role} LOGIN IN ROLE pgjobs_client")
-    conn.execute(f"GRANT SELECT, UPDATE ON user_table_rows TO {role}")
-    conn.execute(f"ALTER ROLE {role} SET pgjobs.allowed_scopes = '1'")
-    params = psycopg.conninfo.conninfo_to_dict(dsn)
-    params["user"] = role
-    yield psycopg.conninfo.make_conninfo(**params)
-    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
-                 (role,))
-    conn.execute(f"DROP OWNED BY {role}")
-    conn.execute(f"DROP ROLE {role}")
+    pgjobs.allowed_scopes = 1, with UPDATE but not the DELETE that acting on
+    a delete job needs (its actions are refused, and say why); its DSN."""
+    grant = "GRANT SELECT, UPDATE ON user_table_rows TO {role}"
+    with scoped_login(conn, dsn, "walker", grant, "1") as login:
+        yield login
 
 
 def shape(url: str) -> str:

@@ -272,15 +272,25 @@ def _filters(request: Request, *, strict: bool = False) -> dict[str, str | None]
     return filters
 
 
+INT_HINTS = {  # what to do about a bad number, by its name (_int)
+    "job id": "a job's id is the number the job list (/) links and `pgjobs list` prints",
+    "before": "the job list's 'older jobs' link gives the id its next page starts before",
+    "after": "the 'next items' link of a job's page gives the item id its next page starts after",
+}
+
+
 def _int(value: str | None, name: str, low: int, high: int) -> int | None:
+    """``value`` as an integer from ``low`` to ``high`` (None when absent);
+    22023 naming ``name``, with a hint saying what to pass, otherwise."""
     if value in (None, ""):
         return None
+    hint = INT_HINTS.get(name, f"pass {name} as a whole number from {low} to {high}")
     try:
         number = int(value)
     except ValueError:
-        raise PgjobsError(f"{name} must be an integer", sqlstate="22023") from None
+        raise PgjobsError(f"{name} must be an integer", sqlstate="22023", hint=hint) from None
     if not low <= number <= high:
-        raise PgjobsError(f"{name} must be from {low} to {high}", sqlstate="22023")
+        raise PgjobsError(f"{name} must be from {low} to {high}", sqlstate="22023", hint=hint)
     return number
 
 
@@ -357,9 +367,7 @@ def create_app(settings: Settings) -> Starlette:
     async def job_page(request: Request) -> Response:
         job = await job_or_none(request.path_params["id"])
         if job is None:
-            missing = unknown_job(request.path_params["id"])
-            return HTMLResponse(f"<p>{page.e(missing.message)}.</p>"
-                                f"<p>{page.e(missing.hint or '')}</p>", 404)
+            raise unknown_job(request.path_params["id"])
         items = await items_of(job, {
             "status": request.query_params.get("items_status"),
             "after": request.query_params.get("items_after")})
@@ -369,7 +377,7 @@ def create_app(settings: Settings) -> Starlette:
     async def job_row(request: Request) -> Response:
         job = await job_or_none(request.path_params["id"])
         if job is None:
-            return HTMLResponse("", 404)
+            raise unknown_job(request.path_params["id"])
         return HTMLResponse(page.row(job, settings.read_only))
 
     async def api_jobs(request: Request) -> Response:
@@ -486,7 +494,10 @@ def create_app(settings: Settings) -> Starlette:
         up = hub.listening.is_set()
         return as_json({"listening": up, "browsers": hub.browsers}, 200 if up else 503)
 
-    def translated(handler: Any) -> Any:
+    def translated(handler: Any, *, html: bool = False) -> Any:
+        """``handler`` with its PgjobsError answered: the SQLSTATE as the HTTP
+        status, the message and hint as JSON, or for a page (``html``) as a
+        page that links back to the list (page.refusal)."""
         async def run(request: Request) -> Response:
             try:
                 if "id" in request.path_params:
@@ -495,15 +506,29 @@ def create_app(settings: Settings) -> Starlette:
                 response: Response = await handler(request)
                 return response
             except PgjobsError as exc:
-                return error(exc.message, STATUS_BY_SQLSTATE.get(exc.sqlstate or "",
-                                                                 400 if exc.sqlstate else 503),
-                             hint=exc.hint, sqlstate=exc.sqlstate)
+                status = STATUS_BY_SQLSTATE.get(exc.sqlstate or "", 400 if exc.sqlstate else 503)
+                if html:
+                    return HTMLResponse(page.refusal(exc.message, exc.hint), status)
+                return error(exc.message, status, hint=exc.hint, sqlstate=exc.sqlstate)
         return run
 
+    async def unknown_path(request: Request, exc: Exception) -> Response:
+        """A path or method no route serves (Starlette's plain 'Not Found'
+        said nothing of where to go): a page, or JSON under /api/, that
+        names the dashboard's pages."""
+        status = int(getattr(exc, "status_code", 404))
+        said = (f"no page at {request.url.path}" if status == 404
+                else f"{request.method} is not allowed at {request.url.path}")
+        hint = ("the dashboard's pages are the job list (/) and each job's page "
+                "(/jobs/ID); /api/jobs and /api/jobs/ID answer JSON (docs/ui.md)")
+        if request.url.path.startswith("/api/"):
+            return error(said, status, hint=hint)
+        return HTMLResponse(page.refusal(said, hint), status)
+
     routes = [
-        Route("/", translated(index)),
-        Route("/jobs/{id}", translated(job_page)),
-        Route("/jobs/{id}/row", translated(job_row)),
+        Route("/", translated(index, html=True)),
+        Route("/jobs/{id}", translated(job_page, html=True)),
+        Route("/jobs/{id}/row", translated(job_row, html=True)),
         Route("/jobs/{id}/download", translated(download)),
         Route("/api/jobs", translated(api_jobs)),
         Route("/api/jobs/{id}", translated(api_job)),
@@ -515,7 +540,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", health),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={404: unknown_path, 405: unknown_path})
     app.state.hub = hub
     app.add_middleware(Guard, settings=settings)
     return app

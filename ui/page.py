@@ -279,12 +279,24 @@ def detail(job: dict[str, Any], timeline: list[dict[str, Any]], read_only: bool,
 """)
 
 
-def _layout(title: str, body: str) -> str:
+def refusal(message: str, hint: str | None) -> str:
+    """The page of a request the dashboard refuses (an unknown job, a job id
+    or filter it cannot read, a path it does not serve): what is wrong, what
+    to do next (the error's hint) and the way back to the job list."""
+    said = message if message.endswith(".") else message + "."
+    return _layout("pgjobs: " + message, f"""
+<header><h1><a href="/">pgjobs</a></h1></header>
+<p id="refused">{e(said)}</p>{f'<p id="hint">{e(hint)}</p>' if hint else ''}
+<p><a href="/">Back to the job list</a></p>
+""", script=False)
+
+
+def _layout(title: str, body: str, *, script: bool = True) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>{CSS}</style></head>
-<body>{body}<script>{SCRIPT}</script></body></html>"""
+<body>{body}{f"<script>{SCRIPT}</script>" if script else ""}</body></html>"""
 
 
 CSS = """
@@ -391,7 +403,8 @@ SCRIPT = r"""
       method: 'POST', credentials: 'same-origin', headers: {'X-Pgjobs-Action': '1'}
     }).then(r => r.json().then(body => {
       flash(r.ok ? ('job ' + b.dataset.id + ': ' + b.dataset.action +
-                    (body.changed ? '' : ' (nothing to do)')) : (body.error || r.statusText));
+                    (body.changed ? '' : ' (nothing to do)'))
+                 : [body.error || r.statusText, body.hint].filter(Boolean).join(': '));
       refreshRow(b.dataset.id);
     })).catch(err => flash(String(err))).finally(() => { b.disabled = false; });
   });
