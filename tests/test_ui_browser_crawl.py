@@ -7,13 +7,18 @@ number, a job of another tenant, a path the dashboard does not serve, bad
 filters). No page may fail (a 5xx, a console error of its script) and every
 page that refuses says what to do next: an HTML page a link back to the
 list, a JSON answer its hint. A page added later is covered as soon as any
-page links to it."""
+page links to it. The administrator's walk is of `pgjobs ui` started as
+docs/ui.md says (the command, PGJOBS_DSN); the reader's, of the app in this
+process."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from html import unescape
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -23,6 +28,8 @@ import pytest
 
 from tests.support import scalar, wait_for
 from tests.support.browser import MISSING, console_errors, demo_table, is_live
+from tests.support.cli import cli_env, pgjobs_command
+from tests.support.net import free_port
 from tests.support.ui import request, scoped_login, serving
 
 pytest.importorskip("selenium.webdriver")
@@ -194,9 +201,34 @@ def test_every_page_a_reader_of_one_tenant_reaches_works_and_says_what_to_do(
                    for url, status in statuses.items())
 
 
+@contextmanager
+def started_as_documented(dsn: str) -> Iterator[str]:
+    """`pgjobs ui` as docs/ui.md starts it (the DSN from PGJOBS_DSN, --port one
+    found free); the URL it prints, once it answers. Its log goes to a file
+    (a pipe nobody reads would fill with the lines of refused requests)."""
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen([*pgjobs_command(), "ui", "--port", str(free_port())],
+                                   env=cli_env(PGJOBS_DSN=dsn), stderr=log, text=True)
+        try:
+            def printed() -> str | None:
+                log.seek(0)
+                text = log.read()
+                assert process.poll() is None, text  # it exited: why
+                found = re.search(r"pgjobs ui: (http://localhost:\d+)/", text)
+                return found.group(1) if found else None
+
+            base = wait_for(printed, what="pgjobs ui's URL")
+            wait_for(lambda: request(base, "GET", "/healthz")[0] == 200, what="pgjobs ui",
+                     tolerate=(OSError,))
+            yield base
+        finally:
+            process.terminate()
+            process.wait(30)
+
+
 def test_every_page_an_administrator_reaches_works_and_says_what_to_do(
         browser: Any, conn: Conn, dsn: str, world: dict[str, int]) -> None:
-    with serving(dsn) as base:
+    with started_as_documented(dsn) as base:
         statuses = walk(browser, base, [base + "/"] + [base + p for p in unlinked(world)])
     assert statuses[base + f"/jobs/{world['other_tenant']}"] == 200
     assert statuses[base + "/jobs/999999999"] == 404
