@@ -434,34 +434,46 @@ SELECT role, kept_bytes, max_item_bytes_per_client, room_bytes, jobs_keeping_byt
 # pgjobs.jobs decide what the dashboard shows -----------------------------------
 STATS = "SELECT pgjobs.stats() AS stats"
 UI_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false) AS p"
+# One page of the job list, in one statement (a list request sends nothing
+# else but pgjobs.stats()). A ?scope= filter reads as the tenant on every
+# registered target the DSN's role may read: pgjobs.canonical_scope, once per
+# target (the MATERIALIZED CTE: a LATERAL referenced twice ran it twice), as
+# '<target>\t<canonical scope>' keys ('01' of an integer scope is '1'); the
+# filter's own text is what a job of any other table holds. Every row carries
+# the keys (scope_keys, which the page's live filter reads) and the targets
+# whose scope column cannot hold the scope (scope_unfit, 'target (type)': the
+# empty list says why); a page with no job is one row whose id is NULL.
 UI_JOBS = """
-SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,
-       error, result, created_at, started_at, finished_at,
-       CASE WHEN pg_catalog.isfinite(run_at) THEN run_at END AS run_at, worker, lease_expires_at,
-       cancel_requested_at, pause_requested_at,
-       checkpoint OPERATOR(pg_catalog.->) 'throttled' AS throttled,
-       extract(epoch FROM now() - started_at)::float8 AS ran_seconds
-  FROM pgjobs.jobs
- WHERE (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
-   AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
-   AND (%(status)s::text IS NULL OR status = %(status)s::text)
-   AND (%(target)s::text IS NULL OR target::text = %(target)s::text)
-   AND (%(scope)s::text IS NULL OR scope = %(scope)s::text
-        OR (target::text || E'\\t' || scope) = ANY (%(scope_keys)s::text[]))
- ORDER BY id DESC
- LIMIT %(limit)s
-"""
-# The job list's ?scope= filter as each registered target the DSN's role may
-# read stores that scope ('<target>\t<canonical scope>', pgjobs.canonical_scope:
-# '01' of an integer scope is '1'); beside the filter's own text, which is
-# what a job of any other table holds. UI_JOBS and the page's live filter
-# read them.
-UI_SCOPE_KEYS = """
-SELECT coalesce(array_agg(t.target::text || E'\\t' || s.scope ORDER BY t.target::text),
-                '{}') AS keys
-  FROM pgjobs.targets t,
-       LATERAL (SELECT pgjobs.canonical_scope(t.target, %(scope)s::text) AS scope) s
- WHERE s.scope IS NOT NULL
+WITH scoped AS MATERIALIZED (
+    SELECT t.target::text AS target, t.scope_type::text AS scope_type,
+           pgjobs.canonical_scope(t.target, %(scope)s::text) AS scope
+      FROM pgjobs.targets t
+     WHERE %(scope)s::text IS NOT NULL),
+keys AS (
+    SELECT coalesce(array_agg(target || E'\\t' || scope ORDER BY target)
+                        FILTER (WHERE scope IS NOT NULL), '{}') AS scope_keys,
+           coalesce(array_agg(target || ' (' || scope_type || ')' ORDER BY target)
+                        FILTER (WHERE scope IS NULL), '{}') AS scope_unfit
+      FROM scoped)
+SELECT k.scope_keys, k.scope_unfit, j.*
+  FROM keys k
+  LEFT JOIN LATERAL (
+    SELECT id, kind, target::text AS target, scope, status, done, total, attempts,
+           max_attempts, error, result, created_at, started_at, finished_at,
+           CASE WHEN pg_catalog.isfinite(run_at) THEN run_at END AS run_at, worker,
+           lease_expires_at, cancel_requested_at, pause_requested_at,
+           checkpoint OPERATOR(pg_catalog.->) 'throttled' AS throttled,
+           extract(epoch FROM now() - started_at)::float8 AS ran_seconds
+      FROM pgjobs.jobs
+     WHERE (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
+       AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
+       AND (%(status)s::text IS NULL OR status = %(status)s::text)
+       AND (%(target)s::text IS NULL OR target::text = %(target)s::text)
+       AND (%(scope)s::text IS NULL OR scope = %(scope)s::text
+            OR (target::text || E'\\t' || scope) = ANY (k.scope_keys))
+     ORDER BY id DESC
+     LIMIT %(limit)s) j ON true
+ ORDER BY j.id DESC
 """
 UI_JOB = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,

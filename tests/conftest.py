@@ -27,7 +27,8 @@ from tests.support.teardown_watch import TeardownWatch
 
 # The storage fixtures (local_dir, s3_env, bucket, big, az_container, gcs_bucket, ...)
 # are requested by name in any test; never import a fixture.
-pytest_plugins = ("tests.support.storage", "tests.support.standby", "tests.support.roles")
+pytest_plugins = ("tests.support.storage", "tests.support.standby", "tests.support.roles",
+                  "tests.support.browser")
 
 # No deadline for any property test: hypothesis fails an example that took over
 # its default 200 ms once and not when run again ("Unreliable test timings"),

@@ -1,71 +1,26 @@
 """`pgjobs ui` in a real browser (issue 14): headless Chromium driven by Selenium
-through chromedriver (Debian's `chromium` and `chromium-driver`, installed by
-.ci/run). A delete submitted from SQL appears and its progress bar moves to done
-without a reload; cancel on a slow job cancels it; in --read-only no action is
-offered and a forged POST is refused. Screenshots are saved as artifacts in
+through chromedriver (tests/support/browser.py). A delete submitted from SQL
+appears and its progress bar moves to done without a reload; cancel on a slow
+job cancels it; in --read-only no action is offered and a forged POST is
+refused. Screenshots are saved as artifacts in
 $PGJOBS_ARTIFACTS (default: build/artifacts)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 
 from tests.support import scalar, wait_for
+from tests.support.browser import MISSING, demo_table, shot, status_of
 from tests.support.ui import serving
 
-webdriver = pytest.importorskip("selenium.webdriver")
+pytest.importorskip("selenium.webdriver")
 
 Conn = psycopg.Connection[Any]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-ARTIFACTS = Path(os.environ.get("PGJOBS_ARTIFACTS")
-                 or Path(__file__).resolve().parent.parent / "build" / "artifacts")
-
-pytestmark = pytest.mark.skipif(
-    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-    reason="chromium and chromedriver are not installed (.ci/run installs them)")
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,900"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def shot(driver: Any, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    driver.save_screenshot(str(path))
-    return path
-
-
-def demo_table(conn: Conn, rows: int) -> None:
-    conn.execute("""
-        CREATE TABLE user_table_rows (id bigint NOT NULL, table_id int NOT NULL, data jsonb,
-                                      created_at timestamptz NOT NULL DEFAULT now());
-        CREATE INDEX ON user_table_rows (table_id, id);""")
-    conn.execute("INSERT INTO user_table_rows (id, table_id, data) SELECT i, 1 + i %% 2, "
-                 "jsonb_build_object('n', i) FROM generate_series(1, %s) i", (rows,))
-    conn.execute("SELECT pgjobs.register_target('user_table_rows', 'id', 'table_id', "
-                 "'created_at', 'data')")
+pytestmark = MISSING
 
 
 def bar_width(driver: Any, job_id: int) -> float:
@@ -75,13 +30,6 @@ def bar_width(driver: Any, job_id: int) -> float:
         "const f = document.querySelector('#job-' + arguments[0] + ' .fill');"
         "return f ? f.style.width : null;", job_id)
     return -1.0 if width is None else float(str(width).rstrip("%") or 0)
-
-
-def status_of(driver: Any, job_id: int) -> str | None:
-    status = driver.execute_script(
-        "const r = document.getElementById('job-' + arguments[0]);"
-        "return r ? r.dataset.status : null;", job_id)
-    return None if status is None else str(status)
 
 
 def test_progress_moves_to_done_live_and_cancel_works(browser: Any, conn: Conn,

@@ -272,15 +272,25 @@ def _filters(request: Request, *, strict: bool = False) -> dict[str, str | None]
     return filters
 
 
+INT_HINTS = {  # what to do about a bad number, by its name (_int)
+    "job id": "a job's id is the number the job list (/) links and `pgjobs list` prints",
+    "before": "the job list's 'older jobs' link gives the id its next page starts before",
+    "after": "the 'next items' link of a job's page gives the item id its next page starts after",
+}
+
+
 def _int(value: str | None, name: str, low: int, high: int) -> int | None:
+    """``value`` as an integer from ``low`` to ``high`` (None when absent);
+    22023 naming ``name``, with a hint saying what to pass, otherwise."""
     if value in (None, ""):
         return None
+    hint = INT_HINTS.get(name, f"pass {name} as a whole number from {low} to {high}")
     try:
         number = int(value)
     except ValueError:
-        raise PgjobsError(f"{name} must be an integer", sqlstate="22023") from None
+        raise PgjobsError(f"{name} must be an integer", sqlstate="22023", hint=hint) from None
     if not low <= number <= high:
-        raise PgjobsError(f"{name} must be from {low} to {high}", sqlstate="22023")
+        raise PgjobsError(f"{name} must be from {low} to {high}", sqlstate="22023", hint=hint)
     return number
 
 
@@ -296,24 +306,23 @@ def create_app(settings: Settings) -> Starlette:
             await hub.stop()
 
     async def page_of_jobs(request: Request, *, strict: bool = False
-                           ) -> tuple[list[dict[str, Any]], int | None, bool, list[str]]:
-        """One page of the job list and, for a ?scope= filter, the keys of the
-        scope as each registered target stores it (queries.UI_SCOPE_KEYS:
-        '01' lists the jobs of integer scope 1, as every SQL entry point reads
-        it), which the page's live filter reads too."""
+                           ) -> tuple[list[dict[str, Any]], int | None, bool, dict[str, Any]]:
+        """One page of the job list, in one statement (queries.UI_JOBS), and
+        what a ?scope= filter read (``scope_keys``: the scope as each
+        registered target the role reads stores it, '01' lists the jobs of
+        integer scope 1 as every SQL entry point reads it, which the page's
+        live filter reads too; ``scope_unfit``: the targets whose scope
+        column cannot hold it, which the empty list names)."""
         before = _int(request.query_params.get("before"), "before", 1, 2**63 - 1)
         limit = _int(request.query_params.get("limit"), "limit", 1, MAX_PAGE) or PAGE_SIZE
         filters = _filters(request, strict=strict)
-        scope_keys: list[str] = []
-        if filters["scope"] is not None:
-            [found] = await hub.rows(queries.UI_SCOPE_KEYS, {"scope": filters["scope"]})
-            scope_keys = list(found["keys"])
-        params: dict[str, Any] = filters | {"before": before, "limit": limit + 1,
-                                            "scope_keys": scope_keys}
-        jobs = await hub.rows(queries.UI_JOBS, params)
+        rows = await hub.rows(queries.UI_JOBS, filters | {"before": before, "limit": limit + 1})
+        scoping = {k: list(rows[0][k]) for k in ("scope_keys", "scope_unfit")}
+        jobs = [{k: v for k, v in r.items() if k not in scoping} for r in rows
+                if r["id"] is not None]
         more = len(jobs) > limit
         jobs = jobs[:limit]
-        return jobs, (jobs[-1]["id"] if more else None), before is None, scope_keys
+        return jobs, (jobs[-1]["id"] if more else None), before is None, scoping
 
     async def job_or_none(job_id: int) -> dict[str, Any] | None:
         found = await hub.rows(queries.UI_JOB, {"id": job_id})
@@ -350,17 +359,15 @@ def create_app(settings: Settings) -> Starlette:
                 "items": page, "next_after": page[-1]["id"] if more else None}
 
     async def index(request: Request) -> Response:
-        jobs, next_before, first, scope_keys = await page_of_jobs(request)
+        jobs, next_before, first, scoping = await page_of_jobs(request)
         stats = await hub.stats()
         return HTMLResponse(page.index(jobs, stats, _filters(request), next_before, first,
-                                       settings.read_only, scope_keys))
+                                       settings.read_only, **scoping))
 
     async def job_page(request: Request) -> Response:
         job = await job_or_none(request.path_params["id"])
         if job is None:
-            missing = unknown_job(request.path_params["id"])
-            return HTMLResponse(f"<p>{page.e(missing.message)}.</p>"
-                                f"<p>{page.e(missing.hint or '')}</p>", 404)
+            raise unknown_job(request.path_params["id"])
         items = await items_of(job, {
             "status": request.query_params.get("items_status"),
             "after": request.query_params.get("items_after")})
@@ -370,7 +377,7 @@ def create_app(settings: Settings) -> Starlette:
     async def job_row(request: Request) -> Response:
         job = await job_or_none(request.path_params["id"])
         if job is None:
-            return HTMLResponse("", 404)
+            raise unknown_job(request.path_params["id"])
         return HTMLResponse(page.row(job, settings.read_only))
 
     async def api_jobs(request: Request) -> Response:
@@ -487,7 +494,10 @@ def create_app(settings: Settings) -> Starlette:
         up = hub.listening.is_set()
         return as_json({"listening": up, "browsers": hub.browsers}, 200 if up else 503)
 
-    def translated(handler: Any) -> Any:
+    def translated(handler: Any, *, html: bool = False) -> Any:
+        """``handler`` with its PgjobsError answered: the SQLSTATE as the HTTP
+        status, the message and hint as JSON, or for a page (``html``) as a
+        page that links back to the list (page.refusal)."""
         async def run(request: Request) -> Response:
             try:
                 if "id" in request.path_params:
@@ -496,15 +506,29 @@ def create_app(settings: Settings) -> Starlette:
                 response: Response = await handler(request)
                 return response
             except PgjobsError as exc:
-                return error(exc.message, STATUS_BY_SQLSTATE.get(exc.sqlstate or "",
-                                                                 400 if exc.sqlstate else 503),
-                             hint=exc.hint, sqlstate=exc.sqlstate)
+                status = STATUS_BY_SQLSTATE.get(exc.sqlstate or "", 400 if exc.sqlstate else 503)
+                if html:
+                    return HTMLResponse(page.refusal(exc.message, exc.hint), status)
+                return error(exc.message, status, hint=exc.hint, sqlstate=exc.sqlstate)
         return run
 
+    async def unknown_path(request: Request, exc: Exception) -> Response:
+        """A path or method no route serves (Starlette's plain 'Not Found'
+        said nothing of where to go): a page, or JSON under /api/, that
+        names the dashboard's pages."""
+        status = int(getattr(exc, "status_code", 404))
+        said = (f"no page at {request.url.path}" if status == 404
+                else f"{request.method} is not allowed at {request.url.path}")
+        hint = ("the dashboard's pages are the job list (/) and each job's page "
+                "(/jobs/ID); /api/jobs and /api/jobs/ID answer JSON (docs/ui.md)")
+        if request.url.path.startswith("/api/"):
+            return error(said, status, hint=hint)
+        return HTMLResponse(page.refusal(said, hint), status)
+
     routes = [
-        Route("/", translated(index)),
-        Route("/jobs/{id}", translated(job_page)),
-        Route("/jobs/{id}/row", translated(job_row)),
+        Route("/", translated(index, html=True)),
+        Route("/jobs/{id}", translated(job_page, html=True)),
+        Route("/jobs/{id}/row", translated(job_row, html=True)),
         Route("/jobs/{id}/download", translated(download)),
         Route("/api/jobs", translated(api_jobs)),
         Route("/api/jobs/{id}", translated(api_job)),
@@ -516,7 +540,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", health),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={404: unknown_path, 405: unknown_path})
     app.state.hub = hub
     app.add_middleware(Guard, settings=settings)
     return app

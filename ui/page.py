@@ -148,7 +148,11 @@ def _stats_bar(stats: dict[str, Any]) -> str:
 
 def index(jobs: list[dict[str, Any]], stats: dict[str, Any], filters: dict[str, str | None],
           next_before: int | None, first_page: bool, read_only: bool,
-          scope_keys: list[str] | None = None) -> str:
+          scope_keys: list[str] | None = None, scope_unfit: list[str] | None = None) -> str:
+    """The job list. ``scope_keys``: a ?scope= filter as each registered target
+    stores it (the live filter reads them); ``scope_unfit``: the targets, as
+    'target (type)', whose scope column cannot hold it, which an empty list
+    names (queries.UI_JOBS)."""
     options = "".join(
         f'<label>{f} <input name="{f}" value="{e(filters.get(f) or "")}" size="12"></label>'
         for f in FILTERS)
@@ -170,11 +174,29 @@ def index(jobs: list[dict[str, Any]], stats: dict[str, Any], filters: dict[str, 
 <table id="jobs"><thead><tr><th>id</th><th>kind</th><th>target</th><th>scope</th>
 <th>status</th><th>progress</th><th>rate</th><th>ETA</th><th>created</th><th></th></tr></thead>
 <tbody>{body}</tbody></table>
-<p id="empty"{' hidden' if jobs else ''}>No jobs to show.</p>
+<p id="empty"{' hidden' if jobs else ''}>{empty(filters, scope_unfit or [])}</p>
 {more}
 <div id="flash" role="status"></div>
 <script id="config" type="application/json">{script_json(config)}</script>
 """)
+
+
+def empty(filters: dict[str, str | None], scope_unfit: list[str]) -> str:
+    """What the list says when it shows no job: that nothing matches the
+    filters (with the way back to every job) and, for a scope that some
+    target's scope column cannot hold (the full-width '１' is no integer), of
+    which targets, so an empty list never reads as an error or as no jobs at
+    all."""
+    if not any(filters.values()):
+        return "No jobs to show: jobs appear here as they are submitted."
+    said = "No jobs match these filters."
+    if filters.get("scope") and scope_unfit:
+        shown = ", ".join(scope_unfit[:5]) + (
+            f" and {len(scope_unfit) - 5} more" if len(scope_unfit) > 5 else "")
+        said += (f" Scope '{filters['scope']}' is no value of the scope column of {shown}:"
+                 " no job there can have it (a scope is read as the column stores it,"
+                 " '01' of an integer as 1).")
+    return e(said) + ' <a href="/">Show every job</a>.'
 
 
 def _one_line(error: Any, width: int = ITEM_ERROR_WIDTH) -> str:
@@ -257,12 +279,24 @@ def detail(job: dict[str, Any], timeline: list[dict[str, Any]], read_only: bool,
 """)
 
 
-def _layout(title: str, body: str) -> str:
+def refusal(message: str, hint: str | None) -> str:
+    """The page of a request the dashboard refuses (an unknown job, a job id
+    or filter it cannot read, a path it does not serve): what is wrong, what
+    to do next (the error's hint) and the way back to the job list."""
+    said = message if message.endswith(".") else message + "."
+    return _layout("pgjobs: " + message, f"""
+<header><h1><a href="/">pgjobs</a></h1></header>
+<p id="refused">{e(said)}</p>{f'<p id="hint">{e(hint)}</p>' if hint else ''}
+<p><a href="/">Back to the job list</a></p>
+""", script=False)
+
+
+def _layout(title: str, body: str, *, script: bool = True) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>{CSS}</style></head>
-<body>{body}<script>{SCRIPT}</script></body></html>"""
+<body>{body}{f"<script>{SCRIPT}</script>" if script else ""}</body></html>"""
 
 
 CSS = """
@@ -369,7 +403,8 @@ SCRIPT = r"""
       method: 'POST', credentials: 'same-origin', headers: {'X-Pgjobs-Action': '1'}
     }).then(r => r.json().then(body => {
       flash(r.ok ? ('job ' + b.dataset.id + ': ' + b.dataset.action +
-                    (body.changed ? '' : ' (nothing to do)')) : (body.error || r.statusText));
+                    (body.changed ? '' : ' (nothing to do)'))
+                 : [body.error || r.statusText, body.hint].filter(Boolean).join(': '));
       refreshRow(b.dataset.id);
     })).catch(err => flash(String(err))).finally(() => { b.disabled = false; });
   });

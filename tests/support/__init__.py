@@ -27,7 +27,10 @@ Modules (import a name from the package; the modules only say where it lives):
   teardown watch that ends a session a test left in a transaction),
   pgcluster and standby (servers),
   net (free_port), s3_faults (a fault-injecting S3 proxy), filter_reference
-  (the Python filter evaluator), ui (skips when the dashboard extra is missing),
+  (the Python filter evaluator), ui (skips when the dashboard extra is missing;
+  scoped_login, a login role under pgjobs.allowed_scopes), browser (a plugin:
+  the ``browser`` fixture, headless Chromium recording what a page showed and
+  received),
   roles (throwaway roles; a statement run as a role: in_role / scalar_as in a
   transaction of its own, acting_as on the session; a client's kept bytes),
   cli (the `pgjobs` entry point and an environment with no PGJOBS_* or

@@ -46,6 +46,32 @@ def serving(dsn: str, **settings: Any) -> Iterator[str]:
         thread.join(10)
 
 
+@contextmanager
+def scoped_login(conn: Any, dsn: str, label: str, grant: str, scopes: str) -> Iterator[str]:
+    """The DSN of a login role (pgjobs_client) named after ``label`` with
+    ``grant`` ("GRANT ... TO {role}") and pgjobs.allowed_scopes = ``scopes``
+    (ALTER ROLE, so both of the dashboard's connections have it); dropped,
+    its sessions ended, when the block ends."""
+    import os
+
+    import psycopg
+
+    role = f"pgjobs_ui_{label}_{os.getpid()}"
+    conn.execute(f"DROP ROLE IF EXISTS {role}")
+    conn.execute(f"CREATE ROLE {role} LOGIN IN ROLE pgjobs_client")
+    conn.execute(grant.format(role=role))
+    conn.execute(f"ALTER ROLE {role} SET pgjobs.allowed_scopes = '{scopes}'")
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    params["user"] = role
+    try:
+        yield psycopg.conninfo.make_conninfo(**params)
+    finally:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE usename = %s", (role,))
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
+
+
 def request(base: str, method: str, path: str, *, headers: dict[str, str] | None = None,
             body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
     host, port = base.removeprefix("http://").split(":")
