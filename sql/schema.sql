@@ -1071,6 +1071,17 @@ BEGIN
             HINT = format('Pass a value of %s.%I (%s) as text.', p_reg.target,
                           p_reg.scope_column, v_full);
     END IF;
+    -- A scope type whose input is no exact read of a value (a reg* name,
+    -- xid8, "char": pgjobs._scope_type_inexact), on a target registered
+    -- before register_target refused it: no text of it names a tenant, and
+    -- its input's own errors (42P01, ...) never reach the caller.
+    IF pgjobs._scope_type_inexact(v_type) IS NOT NULL THEN
+        RAISE EXCEPTION 'column %.% of type % cannot be a scope: %', p_reg.target,
+            p_reg.scope_column, v_full, pgjobs._scope_type_inexact(v_type)
+            USING ERRCODE = '22023',
+            HINT = format('Register %s again with a scope column of a plain type (bigint, '
+                          'integer, text, uuid or oid).', p_reg.target);
+    END IF;
     -- The type without its modifiers ('bpchar', '"bit"', 'numeric').
     v_loose := pgjobs._column_type(p_reg.target, p_reg.scope_column, false);
     BEGIN
@@ -16116,6 +16127,18 @@ BEGIN
                                  'STORED.';
                 RETURN;
             END IF;
+            -- ... whose text input reads a value exactly and whose text
+            -- names the same value tomorrow (pgjobs._scope_type_inexact).
+            IF pgjobs._scope_type_inexact(v_type) IS NOT NULL THEN
+                message := format('column "%s" of type %s cannot be the scope of %s: %s', v_col,
+                                  format_type(v_type, NULL), p_target,
+                                  pgjobs._scope_type_inexact(v_type));
+                errcode := '22023';
+                hint := 'A tenant must have one spelling that always names it: scope by a '
+                        'column of a plain type, e.g. bigint, integer, text, uuid or oid (for '
+                        'a table, its oid: regclass::oid).';
+                RETURN;
+            END IF;
             IF v_base NOT IN ('numeric'::regtype, 'real'::regtype, 'double precision'::regtype,
                               'interval'::regtype)
                AND NOT EXISTS (
@@ -20271,6 +20294,56 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_scope text) OWNER TO SUPERUSER;
+
+--
+-- Name: _scope_type_inexact(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._scope_type_inexact(p_type regtype) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Why a scope column of type p_type (a domain judged by its base type)
+-- cannot name a tenant by its text, or NULL when it can. A scope is
+-- canonicalised by reading its text through the type's input and printing
+-- it back (pgjobs._canonical_scope), and jobs store that text; that needs
+-- an input that reads a value exactly or refuses it with a data exception,
+-- and an output that names the same value tomorrow. Not so for:
+--   the oid-alias types (regclass, regtype, regproc, regrole, ...): their
+--   input looks the name up in the catalog (a name of no object raises
+--   42P01 / 42704 / 42883, a bad one 42601 / 42602, never class 22) and
+--   their output prints the name: after a rename the text a job stored
+--   names another object, and so another tenant;
+--   xid8: its input reads any text as some number ('zzz' is 0, '1 2' is 1);
+--   "char": its input keeps the first byte ('acme' is 'a').
+-- The one rule: pgjobs._registration_problem refuses such a scope column
+-- (at register_target and at every use of the target), and
+-- pgjobs._canonical_scope refuses every scope of one registered before
+-- (22023), so no entry point reads its text. Locks nothing.
+DECLARE
+    v_base regtype := pgjobs._base_type(p_type);
+BEGIN
+    IF v_base IN (SELECT t.oid FROM pg_catalog.pg_type t
+                   WHERE t.typnamespace = 'pg_catalog'::regnamespace
+                     AND t.typname IN ('regclass', 'regcollation', 'regconfig', 'regdictionary',
+                                       'regnamespace', 'regoper', 'regoperator', 'regproc',
+                                       'regprocedure', 'regrole', 'regtype')) THEN
+        RETURN format('its text is a name looked up in the catalog (%s), which a rename gives '
+                      'to another object', format_type(v_base, NULL));
+    ELSIF v_base = 'xid8'::regtype THEN
+        RETURN 'its input reads any text as some number (''zzz'' is 0)';
+    ELSIF v_base = '"char"'::regtype THEN
+        RETURN 'its input keeps the first byte of a text (''acme'' is ''a'')';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION pgjobs._scope_type_inexact(p_type regtype) OWNER TO SUPERUSER;
 
 --
 -- Name: _sealed_frame(text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -32814,6 +32887,13 @@ GRANT ALL ON FUNCTION pgjobs._scope_keys_at(p_reg pgjobs.target_registry, p_scop
 
 REVOKE ALL ON FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_scope text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_scope text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _scope_type_inexact(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._scope_type_inexact(p_type regtype) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._scope_type_inexact(p_type regtype) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _sealed_frame(p_line text, p_mode text, p_entry text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

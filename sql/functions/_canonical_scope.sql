@@ -56,6 +56,17 @@ BEGIN
             HINT = format('Pass a value of %s.%I (%s) as text.', p_reg.target,
                           p_reg.scope_column, v_full);
     END IF;
+    -- A scope type whose input is no exact read of a value (a reg* name,
+    -- xid8, "char": pgjobs._scope_type_inexact), on a target registered
+    -- before register_target refused it: no text of it names a tenant, and
+    -- its input's own errors (42P01, ...) never reach the caller.
+    IF pgjobs._scope_type_inexact(v_type) IS NOT NULL THEN
+        RAISE EXCEPTION 'column %.% of type % cannot be a scope: %', p_reg.target,
+            p_reg.scope_column, v_full, pgjobs._scope_type_inexact(v_type)
+            USING ERRCODE = '22023',
+            HINT = format('Register %s again with a scope column of a plain type (bigint, '
+                          'integer, text, uuid or oid).', p_reg.target);
+    END IF;
     -- The type without its modifiers ('bpchar', '"bit"', 'numeric').
     v_loose := pgjobs._column_type(p_reg.target, p_reg.scope_column, false);
     BEGIN
