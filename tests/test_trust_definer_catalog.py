@@ -23,6 +23,11 @@ reviewed and given one. For each routine:
    (the DDL fence's through the client's own DDL), every routine answers
    as it did before the shadows, and nothing of the client's ran: the log
    is empty.
+4. Look-alike targets: every client function that takes a target, given a
+   table of the client's own schema with the registered table's name, a
+   view over it, names with a dot, quotes or another case, or a temporary
+   table of the same name, answers as for a table pgjobs never saw, and no
+   job or row of the registered table changes.
 """
 
 from __future__ import annotations
@@ -284,3 +289,64 @@ def test_no_shadow_of_the_callers_runs_inside_a_definer_routine(
     assert changed == {}, changed
     refused = {name: a for name, a in before.items() if a[0] != "ok"}
     assert refused == {}, refused  # every routine was reached, not refused
+
+
+# Tables a client may name in place of the registered public.user_table_rows:
+# its own of the same name in its schema (ahead in its search_path), a view
+# over it, names with a dot, quotes or another case. (name as created, the
+# regclass text the call passes)
+LOOK_ALIKES = {
+    "own schema": ("h180_evil.user_table_rows", "h180_evil.user_table_rows"),
+    "view": ("public.utr_view", "public.utr_view"),
+    "dotted name": ('public."public.user_table_rows"', '"public.user_table_rows"'),
+    "quoted case": ('public."User_Table_Rows"', 'public."User_Table_Rows"'),
+    "quote inside": ('public."user_table_rows""x"', 'public."user_table_rows""x"'),
+    # the session's temporary table: pg_temp comes first for the caller's names
+    "temporary table": ("pg_temp.user_table_rows", "user_table_rows"),
+}
+
+
+def test_a_look_alike_of_the_target_is_a_table_pgjobs_never_saw(
+        conn: Conn, roles: dict[str, str]) -> None:
+    """Each client function that takes a target, given a table that looks
+    like the registered one, answers as for a plain table pgjobs never saw
+    (so the look-alike reached nothing of the registered one), and no job
+    or row of the registered table changes."""
+    from tests.test_trust_definer_surface import TARGET_CALLS
+
+    client = roles["client"]
+    columns = f"(LIKE public.{T} INCLUDING DEFAULTS)"
+    conn.execute(f"CREATE TABLE public.h180_plain {columns}")
+    for name, _ in LOOK_ALIKES.values():
+        if name == "public.utr_view":
+            conn.execute(f"CREATE VIEW {name} AS SELECT * FROM {T}")
+        elif name.startswith("pg_temp."):
+            conn.execute(f"CREATE TEMPORARY TABLE {name} {columns}")
+        else:
+            conn.execute(f"CREATE TABLE {name} {columns}")
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {name} TO {client}")
+        conn.execute(f"INSERT INTO {name} SELECT * FROM public.{T}")
+    conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON public.h180_plain TO {client}")
+    conn.execute(f"INSERT INTO public.h180_plain SELECT * FROM {T}")
+    state = (f"SELECT (SELECT count(*) FROM public.{T}), "
+             f"(SELECT count(*) FROM pgjobs.jobs WHERE target = 'public.{T}'::regclass)")
+    before = conn.execute(state).fetchone()
+    path = "h180_evil, public, pg_catalog"
+    wrong = {}
+    for entry, sql in sorted(TARGET_CALLS.items()):
+        plain = _answer(conn, sql.format(t="'public.h180_plain'"), client, path)
+        plain = (plain[0], plain[1].replace("public.h180_plain", "T"))
+        for label, (name, spelled) in LOOK_ALIKES.items():
+            got = _answer(conn, sql.format(t="'" + spelled.replace("'", "''") + "'"),
+                          client, path)
+            shown = name.split(".", 1)[1].strip('"').replace('""', '"')
+            got = (got[0], re.sub(r"pg_temp_\d+\.", "", got[1]).replace(name, "T")
+                   .replace("public.", "").replace(shown, "T").replace('"T"', "T")
+                   .replace("utr_view", "T"))
+            if entry in ("submit", "submit_items"):  # a custom kind: any table, a new id
+                got, plain = (got[0], re.sub(r"\d+", "<id>", got[1])), \
+                    (plain[0], re.sub(r"\d+", "<id>", plain[1]))
+            if got != plain:
+                wrong[f"{entry} {label}"] = (got, plain)
+    assert wrong == {}
+    assert conn.execute(state).fetchone() == before
