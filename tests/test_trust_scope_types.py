@@ -67,6 +67,10 @@ TYPES: dict[str, tuple[str, str, str, list[str], str, list[str], list[str]]] = {
                                      ["0", "-1", "x", ""]),
     "enum": ("CREATE TYPE h180_mood AS ENUM ('sad', 'ok', 'happy')", "h180_mood", "sad",
              ["sad"], "happy", ["happy"], ["SAD", " sad", "x", ""]),
+    # name keeps at most 63 bytes: a longer text is no value of it (as a
+    # char(8) scope 'acme0001x' is not), never the tenant it would cut to
+    "name": ("", "name", "x" * 63, ["x" * 63], "y", ["y"],
+             ["x" * 63 + "TAIL", "x" * 64, "x" * 62 + "\u00e9"]),
     "macaddr": ("", "macaddr", "08:00:2b:01:02:03",
                 ["08:00:2b:01:02:03", "08-00-2B-01-02-03", "08002b010203", "0800.2b01.0203"],
                 "08:00:2b:01:02:04", ["08002B010204"], ["x", "", "08:00:2b:01:02"]),
