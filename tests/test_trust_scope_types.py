@@ -303,3 +303,28 @@ def test_a_regclass_scope_renamed_under_a_job_never_moves_it_to_another_tenant(
     assert scalar(conn, "SELECT count(*) FROM rel WHERE tenant::oid = %s", (tb,)) == 3
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         conn.execute("SELECT pgjobs._target('rel')")
+
+
+def test_a_regclass_key_renamed_under_a_job_keeps_the_excluded_row(conn: Conn) -> None:
+    """The key's side of the oid-alias class: a delete of tenant 1 keeping
+    (exclude) the row of table `public.ka`; then `ka` renamed away and
+    `kb` renamed to `ka`. The job stored the name: its page kept kb's row
+    and deleted the excluded one, and succeeded. A key is stored by what
+    names it for good (its oid), so the excluded row stays whatever is
+    renamed. And an exclude key naming no relation is refused with 22023
+    and a hint, not the raw 42P01."""
+    conn.execute("CREATE TABLE ka (); CREATE TABLE kb (); CREATE TABLE kc ()")
+    build_target(conn, "rk", """id regclass NOT NULL, tenant integer NOT NULL,
+                 created_at timestamptz NOT NULL DEFAULT now() - interval '1 day'""",
+                 scope="tenant")
+    conn.execute("INSERT INTO rk (id, tenant) VALUES ('ka', 1), ('kb', 1), ('kc', 1)")
+    ka = scalar(conn, "SELECT 'ka'::regclass::oid")
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('rk', '1', '{}', ARRAY['public.ka'])")
+    conn.execute("ALTER TABLE ka RENAME TO ka_old; ALTER TABLE kb RENAME TO ka")
+    run_job(conn, job_id)
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "succeeded"
+    assert [r[0] for r in conn.execute("SELECT id::oid FROM rk").fetchall()] == [ka]
+    for key in ("no_such_relation", "ka_old", "a b", ""):  # (ka_old is public's: unqualified)
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as exc:
+            conn.execute("SELECT pgjobs.submit_delete('rk', '1', '{}', ARRAY[%s])", (key,))
+        assert exc.value.diag.message_hint, exc.value
