@@ -1188,7 +1188,8 @@ CREATE FUNCTION pgjobs._canonical_text(p_value anyelement) RETURNS text
 -- so a domain over numeric, interval or character prints as its base does;
 -- bytea prints in hex whatever the caller's bytea_output. An array, a
 -- composite or an oidvector prints as its type's output ('{1,2}', '(1,x)',
--- '1 2'), not as the JSON to_jsonb makes of it. money is not a
+-- '1 2'), not as the JSON to_jsonb makes of it. An oid-alias value
+-- (regclass, regtype, ...) prints as its oid. money is not a
 -- scope (its text depends on lc_monetary; register_target refuses it).
 -- The caller parses the value in its own session (see pgjobs._typed_literal,
 -- pgjobs._canonical_scope). Locks nothing.
@@ -1213,6 +1214,13 @@ BEGIN
         RETURN justify_interval(v_text::interval)::text;  -- '24 hours' = '1 day'
     ELSIF v_type = 'character'::regtype THEN
         RETURN rtrim(v_text, ' ');
+    ELSIF v_type::oid < 16384 AND jsonb_typeof(v_json) = 'string'
+          AND pgjobs._oid_alias_type(v_type) THEN
+        -- An oid-alias value (a regclass key, a filter value of one): its
+        -- oid, which names it for good, not its name, which a rename gives
+        -- to another object (an excluded key's row deleted, another kept).
+        -- The types' input reads the number back as the same value.
+        RETURN (p_value::oid)::text;
     END IF;
     RETURN v_text;
 END
@@ -14404,6 +14412,37 @@ $_$;
 ALTER FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope text, p_key_column name, p_bounds text, p_offset bigint) OWNER TO SUPERUSER;
 
 --
+-- Name: _oid_alias_type(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._oid_alias_type(p_type regtype) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether p_type (a domain judged by its base type) is one of
+-- PostgreSQL's oid-alias types (regclass, regtype, regproc, regrole, ...):
+-- an oid whose text is a name looked up in the catalog, under the reading
+-- session's search_path, at the moment of reading. A rename gives that
+-- name to another object, so pgjobs never stores such a value by its name:
+-- pgjobs._canonical_text prints its oid, and pgjobs._scope_type_inexact
+-- refuses it as a scope. The one list. Locks nothing.
+BEGIN
+    RETURN pgjobs._base_type(p_type) IN (
+        SELECT t.oid FROM pg_catalog.pg_type t
+         WHERE t.typnamespace = 'pg_catalog'::regnamespace
+           AND t.typname IN ('regclass', 'regcollation', 'regconfig', 'regdictionary',
+                             'regnamespace', 'regoper', 'regoperator', 'regproc',
+                             'regprocedure', 'regrole', 'regtype'));
+END
+$$;
+
+ALTER FUNCTION pgjobs._oid_alias_type(p_type regtype) OWNER TO SUPERUSER;
+
+--
 -- Name: _operand_positions(jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -18299,7 +18338,12 @@ BEGIN
                                        ELSE 'pgjobs._canonical_text(e::%s)' END, v_key_type))
                INTO p_exclude, v_exact
               USING p_exclude;
-        EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+        EXCEPTION WHEN data_exception OR integrity_constraint_violation
+                       -- an oid-alias key's name of no object, or a bad one
+                       -- (pgjobs._oid_alias_type: the input looks names up)
+                       OR undefined_table OR undefined_object OR undefined_function
+                       OR ambiguous_function OR invalid_name OR syntax_error
+                       OR invalid_schema_name THEN
             v_exact := false;  -- (23514: a key a CHECK of the key's domain refuses)
         END;
         IF NOT v_exact THEN
@@ -20321,7 +20365,7 @@ CREATE FUNCTION pgjobs._scope_type_inexact(p_type regtype) RETURNS text
 -- it back (pgjobs._canonical_scope), and jobs store that text; that needs
 -- an input that reads a value exactly or refuses it with a data exception,
 -- and an output that names the same value tomorrow. Not so for:
---   the oid-alias types (regclass, regtype, regproc, regrole, ...): their
+--   the oid-alias types (pgjobs._oid_alias_type: regclass, regtype, ...): their
 --   input looks the name up in the catalog (a name of no object raises
 --   42P01 / 42704 / 42883, a bad one 42601 / 42602, never class 22) and
 --   their output prints the name: after a rename the text a job stored
@@ -20335,11 +20379,7 @@ CREATE FUNCTION pgjobs._scope_type_inexact(p_type regtype) RETURNS text
 DECLARE
     v_base regtype := pgjobs._base_type(p_type);
 BEGIN
-    IF v_base IN (SELECT t.oid FROM pg_catalog.pg_type t
-                   WHERE t.typnamespace = 'pg_catalog'::regnamespace
-                     AND t.typname IN ('regclass', 'regcollation', 'regconfig', 'regdictionary',
-                                       'regnamespace', 'regoper', 'regoperator', 'regproc',
-                                       'regprocedure', 'regrole', 'regtype')) THEN
+    IF pgjobs._oid_alias_type(v_base) THEN
         RETURN format('its text is a name looked up in the catalog (%s), which a rename gives '
                       'to another object', format_type(v_base, NULL));
     ELSIF v_base = 'xid8'::regtype THEN
@@ -32399,6 +32439,13 @@ GRANT ALL ON FUNCTION pgjobs._notify_many(p_jobs pgjobs.jobs[], p_event text) TO
 
 REVOKE ALL ON FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope text, p_key_column name, p_bounds text, p_offset bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope text, p_key_column name, p_bounds text, p_offset bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _oid_alias_type(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._oid_alias_type(p_type regtype) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._oid_alias_type(p_type regtype) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _operand_positions(p_operand jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

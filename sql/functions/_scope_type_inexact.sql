@@ -14,7 +14,7 @@ AS $$
 -- it back (pgjobs._canonical_scope), and jobs store that text; that needs
 -- an input that reads a value exactly or refuses it with a data exception,
 -- and an output that names the same value tomorrow. Not so for:
---   the oid-alias types (regclass, regtype, regproc, regrole, ...): their
+--   the oid-alias types (pgjobs._oid_alias_type: regclass, regtype, ...): their
 --   input looks the name up in the catalog (a name of no object raises
 --   42P01 / 42704 / 42883, a bad one 42601 / 42602, never class 22) and
 --   their output prints the name: after a rename the text a job stored
@@ -28,11 +28,7 @@ AS $$
 DECLARE
     v_base regtype := pgjobs._base_type(p_type);
 BEGIN
-    IF v_base IN (SELECT t.oid FROM pg_catalog.pg_type t
-                   WHERE t.typnamespace = 'pg_catalog'::regnamespace
-                     AND t.typname IN ('regclass', 'regcollation', 'regconfig', 'regdictionary',
-                                       'regnamespace', 'regoper', 'regoperator', 'regproc',
-                                       'regprocedure', 'regrole', 'regtype')) THEN
+    IF pgjobs._oid_alias_type(v_base) THEN
         RETURN format('its text is a name looked up in the catalog (%s), which a rename gives '
                       'to another object', format_type(v_base, NULL));
     ELSIF v_base = 'xid8'::regtype THEN
