@@ -24,6 +24,9 @@ data exception) and whose printed text names the same value tomorrow. So:
 * A target registered with such a scope before (an upgraded install) is
   refused at every entry point with 22023, and canonical_scope and the
   job-row policy never raise the input's error.
+* Keys of an oid-alias type are stored by oid (an excluded row stays
+  through a rename), and an enum scope whose labels are swapped under a
+  queued job fails the job rather than move it to the other tenant.
 """
 
 from __future__ import annotations
@@ -328,3 +331,22 @@ def test_a_regclass_key_renamed_under_a_job_keeps_the_excluded_row(conn: Conn) -
         with pytest.raises(psycopg.errors.InvalidParameterValue) as exc:
             conn.execute("SELECT pgjobs.submit_delete('rk', '1', '{}', ARRAY[%s])", (key,))
         assert exc.value.diag.message_hint, exc.value
+
+
+def test_an_enum_scope_whose_labels_are_swapped_under_a_job_fails_it(conn: Conn) -> None:
+    """The enum's side of the rename class: tenant 'sad''s delete queued,
+    then the labels 'sad' and 'happy' swapped by three renames. The job
+    stored the label; it fails (its compiled columns changed) and deletes
+    nothing, never the rows now labelled 'sad'. Held."""
+    conn.execute("CREATE TYPE h180_mood AS ENUM ('sad', 'ok', 'happy')")
+    build_target(conn, "moods", """id bigint NOT NULL, tenant h180_mood NOT NULL,
+                 created_at timestamptz NOT NULL DEFAULT now() - interval '1 day'""",
+                 scope="tenant")
+    conn.execute("INSERT INTO moods VALUES (1, 'sad'), (2, 'sad'), (3, 'happy'), (4, 'happy')")
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('moods', 'sad')")
+    conn.execute("ALTER TYPE h180_mood RENAME VALUE 'sad' TO 'tmp';"
+                 " ALTER TYPE h180_mood RENAME VALUE 'happy' TO 'sad';"
+                 " ALTER TYPE h180_mood RENAME VALUE 'tmp' TO 'happy'")
+    run_job(conn, job_id)
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "failed"
+    assert scalar(conn, "SELECT count(*) FROM moods") == 4
