@@ -23,7 +23,10 @@ reviewed and given one. For each routine:
    (the DDL fence's through the client's own DDL), every routine answers
    as it did before the shadows, and nothing of the client's ran: the log
    is empty.
-4. Look-alike targets: every client function that takes a target, given a
+4. A client confined to tenant 1 gets the same answer (SQLSTATE, message,
+   hint) about tenant 2 (rows, fields, another role's job) as about a
+   tenant with nothing: 42501 from every scope-taking call.
+5. Look-alike targets: every client function that takes a target, given a
    table of the client's own schema with the registered table's name, a
    view over it, names with a dot, quotes or another case, or a temporary
    table of the same name, answers as for a table pgjobs never saw, and no
@@ -350,3 +353,60 @@ def test_a_look_alike_of_the_target_is_a_table_pgjobs_never_saw(
                 wrong[f"{entry} {label}"] = (got, plain)
     assert wrong == {}
     assert conn.execute(state).fetchone() == before
+
+
+# Every client call that takes a scope, with a filter naming a misspelt field
+# and a real one, and an exclude key: %(s)s the scope, %(k)s a key of its rows.
+SCOPE_CALLS = {
+    "submit_delete": f"SELECT pgjobs.submit_delete('{T}', %(s)s, '{{\"nmae\": \"n1\"}}', "
+                     "ARRAY[%(k)s])",
+    "submit_backfill": f"SELECT pgjobs.submit_backfill('{T}', %(s)s, '{{\"k\": 1}}', "
+                       "'{\"label\": \"x\"}')",
+    "submit_export": f"SELECT pgjobs.submit_export('{T}', %(s)s, '{{\"name\": \"n1\"}}')",
+    "submit_import": f"SELECT pgjobs.submit_import('{T}', %(s)s, '{CLIENT_SOURCE_PREFIX}/a.csv')",
+    "submit": f"SELECT pgjobs.submit('resize', '{T}', %(s)s)",
+    "submit_items": f"SELECT pgjobs.submit_items('resize', '{T}', %(s)s, '[{{\"a\": 1}}]')",
+    "preview": f"SELECT pgjobs.preview('{T}', %(s)s, '{{\"nmae\": 1}}', ARRAY[%(k)s])",
+    "mask": f"SELECT pgjobs.mask('{T}', %(s)s)",
+    "visible": f"SELECT count(*) FROM pgjobs.visible('{T}', %(s)s, '{{\"k\": 1}}')",
+    "visible_count": f"SELECT pgjobs.visible_count('{T}', %(s)s, '{{\"nest.a\": 1}}')",
+    "channel": f"SELECT pgjobs.channel('{T}', %(s)s)",
+    "canonical_scope": f"SELECT pgjobs.canonical_scope('{T}', %(s)s) IS NULL",
+}
+
+
+def test_a_confined_client_learns_nothing_of_another_tenant(
+        conn: Conn, roles: dict[str, str], client_roles: dict[str, str]) -> None:
+    """Confined to tenant 1, the client asks about tenant 2 (rows, fields,
+    a queued job of another role) and about tenant 9 (nothing at all):
+    every answer (SQLSTATE, message and hint, the scope and key replaced)
+    is the same, so no error or hint tells it anything of tenant 2."""
+    with conn.transaction():
+        conn.execute(f"SET LOCAL ROLE {client_roles['other']}")
+        conn.execute(f"SELECT pgjobs.submit_delete('{T}', '2', '{{\"n\": 1}}')")
+    keys = {scope: str(scalar(conn, f"SELECT min(id) FROM {T} WHERE table_id = %s", (scope,))
+                       or 99999) for scope in (2, 9)}
+    answers = {}
+    for scope in (2, 9):
+        conn.execute(f"SET ROLE {roles['client']}")
+        conn.execute("SET pgjobs.allowed_scopes = '1'")
+        for name, sql in SCOPE_CALLS.items():
+            try:
+                with conn.transaction():
+                    got = ("ok", repr(conn.execute(sql, {"s": str(scope),
+                                                         "k": keys[scope]}).fetchall()))
+            except psycopg.Error as exc:
+                got = (str(exc.sqlstate), exc.diag.message_primary or "",
+                       exc.diag.message_hint or "")
+            answers[name, scope] = tuple(re.sub(rf"\b({scope}|{keys[scope]})\b", "S", part)
+                                         for part in got)
+        conn.execute("RESET pgjobs.allowed_scopes")
+        conn.execute("RESET ROLE")
+    differ = {name: (answers[name, 2], answers[name, 9]) for name in SCOPE_CALLS
+              if answers[name, 2] != answers[name, 9]}
+    assert differ == {}, differ
+    told = {name: answers[name, 2] for name in SCOPE_CALLS
+            if answers[name, 2][0] not in ("42501", "ok")}
+    assert told == {}, told
+    refused = {name for name in SCOPE_CALLS if answers[name, 2][0] == "42501"}
+    assert refused == set(SCOPE_CALLS) - {"canonical_scope"}, answers
