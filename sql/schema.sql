@@ -1031,8 +1031,9 @@ CREATE FUNCTION pgjobs._canonical_scope(p_reg pgjobs.target_registry, p_scope te
 -- TimeZone: deliberately not pinned here), as a comparison in the caller's
 -- own SQL would parse it. A value the column's type modifiers would change
 -- (a char(8) scope 'acme0001x' cast to 'acme0001', a numeric(5,2) scope
--- '1.005' rounded) is not a value of the column and is refused, as is one
--- a domain's CHECK refuses, and NULL: 22023 with a hint. Locks nothing.
+-- '1.005' rounded, a name cut to 63 bytes) is not a value of the column
+-- and is refused, as is one a domain's CHECK refuses, and NULL: 22023 with
+-- a hint. Locks nothing.
 DECLARE
     v_full text;
     v_loose text;
@@ -1071,6 +1072,17 @@ BEGIN
             HINT = format('Pass a value of %s.%I (%s) as text.', p_reg.target,
                           p_reg.scope_column, v_full);
     END IF;
+    -- A scope type whose input is no exact read of a value (a reg* name,
+    -- xid8, "char": pgjobs._scope_type_inexact), on a target registered
+    -- before register_target refused it: no text of it names a tenant, and
+    -- its input's own errors (42P01, ...) never reach the caller.
+    IF pgjobs._scope_type_inexact(v_type) IS NOT NULL THEN
+        RAISE EXCEPTION 'column %.% of type % cannot be a scope: %', p_reg.target,
+            p_reg.scope_column, v_full, pgjobs._scope_type_inexact(v_type)
+            USING ERRCODE = '22023',
+            HINT = format('Register %s again with a scope column of a plain type (bigint, '
+                          'integer, text, uuid or oid).', p_reg.target);
+    END IF;
     -- The type without its modifiers ('bpchar', '"bit"', 'numeric').
     v_loose := pgjobs._column_type(p_reg.target, p_reg.scope_column, false);
     BEGIN
@@ -1085,13 +1097,20 @@ BEGIN
         -- pgjobs.allowed_scopes for every target.
         v_canonical := NULL;
     END;
+    -- A name keeps at most 63 bytes and its input cuts a longer text
+    -- without a word: that text is no value of the column either (as a
+    -- char(8) scope 'acme0001x' is not), never the tenant it would cut to.
+    -- Its canonical text is the input itself otherwise.
+    IF v_canonical IS DISTINCT FROM p_scope AND pgjobs._base_type(v_type) = 'name'::regtype THEN
+        v_canonical := NULL;
+    END IF;
     IF v_canonical IS NULL OR NOT coalesce(v_exact, false) THEN
         RAISE EXCEPTION 'scope % is not a valid % (column %.%)', quote_literal(left(p_scope, 200)),
             v_full, p_reg.target, p_reg.scope_column
             USING ERRCODE = '22023',
             HINT = format('Pass a value of %s as text, exactly as the column can store it '
-                          '(no digits or characters its modifiers would drop, nothing a CHECK of its '
-                          'domain refuses).', v_full);
+                          '(no digits or characters its modifiers or its type would drop, such as '
+                          'a name''s bytes past 63, nothing a CHECK of its domain refuses).', v_full);
     END IF;
     RETURN v_canonical;
 END
@@ -1169,7 +1188,8 @@ CREATE FUNCTION pgjobs._canonical_text(p_value anyelement) RETURNS text
 -- so a domain over numeric, interval or character prints as its base does;
 -- bytea prints in hex whatever the caller's bytea_output. An array, a
 -- composite or an oidvector prints as its type's output ('{1,2}', '(1,x)',
--- '1 2'), not as the JSON to_jsonb makes of it. money is not a
+-- '1 2'), not as the JSON to_jsonb makes of it. An oid-alias value
+-- (regclass, regtype, ...) prints as its oid. money is not a
 -- scope (its text depends on lc_monetary; register_target refuses it).
 -- The caller parses the value in its own session (see pgjobs._typed_literal,
 -- pgjobs._canonical_scope). Locks nothing.
@@ -1194,6 +1214,13 @@ BEGIN
         RETURN justify_interval(v_text::interval)::text;  -- '24 hours' = '1 day'
     ELSIF v_type = 'character'::regtype THEN
         RETURN rtrim(v_text, ' ');
+    ELSIF v_type::oid < 16384 AND jsonb_typeof(v_json) = 'string'
+          AND pgjobs._oid_alias_type(v_type) THEN
+        -- An oid-alias value (a regclass key, a filter value of one): its
+        -- oid, which names it for good, not its name, which a rename gives
+        -- to another object (an excluded key's row deleted, another kept).
+        -- The types' input reads the number back as the same value.
+        RETURN (p_value::oid)::text;
     END IF;
     RETURN v_text;
 END
@@ -14386,6 +14413,37 @@ $_$;
 ALTER FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope text, p_key_column name, p_bounds text, p_offset bigint) OWNER TO SUPERUSER;
 
 --
+-- Name: _oid_alias_type(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._oid_alias_type(p_type regtype) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether p_type (a domain judged by its base type) is one of
+-- PostgreSQL's oid-alias types (regclass, regtype, regproc, regrole, ...):
+-- an oid whose text is a name looked up in the catalog, under the reading
+-- session's search_path, at the moment of reading. A rename gives that
+-- name to another object, so pgjobs never stores such a value by its name:
+-- pgjobs._canonical_text prints its oid, and pgjobs._scope_type_inexact
+-- refuses it as a scope. The one list. Locks nothing.
+BEGIN
+    RETURN pgjobs._base_type(p_type) IN (
+        SELECT t.oid FROM pg_catalog.pg_type t
+         WHERE t.typnamespace = 'pg_catalog'::regnamespace
+           AND t.typname IN ('regclass', 'regcollation', 'regconfig', 'regdictionary',
+                             'regnamespace', 'regoper', 'regoperator', 'regproc',
+                             'regprocedure', 'regrole', 'regtype'));
+END
+$$;
+
+ALTER FUNCTION pgjobs._oid_alias_type(p_type regtype) OWNER TO SUPERUSER;
+
+--
 -- Name: _operand_positions(jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -16115,6 +16173,18 @@ BEGIN
                                  'deterministic collation (COLLATE "C"), or scope by a generated '
                                  'column, e.g. scope_key text GENERATED ALWAYS AS (lower(scope)) '
                                  'STORED.';
+                RETURN;
+            END IF;
+            -- ... whose text input reads a value exactly and whose text
+            -- names the same value tomorrow (pgjobs._scope_type_inexact).
+            IF pgjobs._scope_type_inexact(v_type) IS NOT NULL THEN
+                message := format('column "%s" of type %s cannot be the scope of %s: %s', v_col,
+                                  format_type(v_type, NULL), p_target,
+                                  pgjobs._scope_type_inexact(v_type));
+                errcode := '22023';
+                hint := 'A tenant must have one spelling that always names it: scope by a '
+                        'column of a plain type, e.g. bigint, integer, text, uuid or oid (for '
+                        'a table, its oid: regclass::oid).';
                 RETURN;
             END IF;
             IF v_base NOT IN ('numeric'::regtype, 'real'::regtype, 'double precision'::regtype,
@@ -18269,7 +18339,12 @@ BEGIN
                                        ELSE 'pgjobs._canonical_text(e::%s)' END, v_key_type))
                INTO p_exclude, v_exact
               USING p_exclude;
-        EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+        EXCEPTION WHEN data_exception OR integrity_constraint_violation
+                       -- an oid-alias key's name of no object, or a bad one
+                       -- (pgjobs._oid_alias_type: the input looks names up)
+                       OR undefined_table OR undefined_object OR undefined_function
+                       OR ambiguous_function OR invalid_name OR syntax_error
+                       OR invalid_schema_name THEN
             v_exact := false;  -- (23514: a key a CHECK of the key's domain refuses)
         END;
         IF NOT v_exact THEN
@@ -20305,6 +20380,52 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_scope text) OWNER TO SUPERUSER;
+
+--
+-- Name: _scope_type_inexact(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._scope_type_inexact(p_type regtype) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Why a scope column of type p_type (a domain judged by its base type)
+-- cannot name a tenant by its text, or NULL when it can. A scope is
+-- canonicalised by reading its text through the type's input and printing
+-- it back (pgjobs._canonical_scope), and jobs store that text; that needs
+-- an input that reads a value exactly or refuses it with a data exception,
+-- and an output that names the same value tomorrow. Not so for:
+--   the oid-alias types (pgjobs._oid_alias_type: regclass, regtype, ...): their
+--   input looks the name up in the catalog (a name of no object raises
+--   42P01 / 42704 / 42883, a bad one 42601 / 42602, never class 22) and
+--   their output prints the name: after a rename the text a job stored
+--   names another object, and so another tenant;
+--   xid8: its input reads any text as some number ('zzz' is 0, '1 2' is 1);
+--   "char": its input keeps the first byte ('acme' is 'a').
+-- The one rule: pgjobs._registration_problem refuses such a scope column
+-- (at register_target and at every use of the target), and
+-- pgjobs._canonical_scope refuses every scope of one registered before
+-- (22023), so no entry point reads its text. Locks nothing.
+DECLARE
+    v_base regtype := pgjobs._base_type(p_type);
+BEGIN
+    IF pgjobs._oid_alias_type(v_base) THEN
+        RETURN format('its text is a name looked up in the catalog (%s), which a rename gives '
+                      'to another object', format_type(v_base, NULL));
+    ELSIF v_base = 'xid8'::regtype THEN
+        RETURN 'its input reads any text as some number (''zzz'' is 0)';
+    ELSIF v_base = '"char"'::regtype THEN
+        RETURN 'its input keeps the first byte of a text (''acme'' is ''a'')';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION pgjobs._scope_type_inexact(p_type regtype) OWNER TO SUPERUSER;
 
 --
 -- Name: _sealed_frame(text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -32348,6 +32469,13 @@ REVOKE ALL ON FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p
 GRANT ALL ON FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope text, p_key_column name, p_bounds text, p_offset bigint) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _oid_alias_type(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._oid_alias_type(p_type regtype) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._oid_alias_type(p_type regtype) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _operand_positions(p_operand jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -32842,6 +32970,13 @@ GRANT ALL ON FUNCTION pgjobs._scope_keys_at(p_reg pgjobs.target_registry, p_scop
 
 REVOKE ALL ON FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_scope text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_scope text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _scope_type_inexact(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._scope_type_inexact(p_type regtype) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._scope_type_inexact(p_type regtype) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _sealed_frame(p_line text, p_mode text, p_entry text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
