@@ -263,6 +263,10 @@ def test_an_old_registration_of_such_a_scope_is_refused_everywhere(
                 got = _outcome(conn, sql, {"t": "old", "s": spelling}, role)
                 if got[0] != "22023" or not got[1][1]:
                     wrong[f"{entry} {spelling!r} as {role and 'client'}"] = got
+    # The table did not change: the refusal must not say only that it did.
+    got = _outcome(conn, "SELECT pgjobs._target('old') IS NULL", {})
+    assert got[0] == "22023" and "this release refuses what it was registered with" in (
+        got[1][0]), got
     # Reads that canonicalise every entry of pgjobs.allowed_scopes for every
     # registered target: never the input's error (a client's every read of
     # pgjobs.jobs would fail for one such registration).
