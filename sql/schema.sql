@@ -5491,7 +5491,8 @@ BEGIN
     IF v_error IS NOT NULL THEN
         check_name := 'target.registration';
         status := 'fail';
-        detail := v_error || ' (the table changed after it was registered: every job and read '
+        detail := v_error || ' (the table changed after it was registered, or this release refuses '
+                  'what it was registered with: every job and read '
                   'of it is refused)';
         fix := fix || ' Then register it again with pgjobs.register_target.';
         RETURN NEXT;
@@ -22794,7 +22795,8 @@ BEGIN
                       HINT = 'Ask the owner of the table for the privilege the job or read '
                              'needs (SELECT, DELETE, UPDATE or INSERT).';
         END IF;
-        RAISE EXCEPTION '% (the table changed after it was registered)', v_problem.message
+        RAISE EXCEPTION '% (the table changed after it was registered, or this release refuses '
+                        'what it was registered with)', v_problem.message
             USING ERRCODE = v_problem.errcode,
                   HINT = v_problem.hint || ' Then register it again with pgjobs.register_target.';
     END IF;
