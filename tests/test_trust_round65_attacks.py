@@ -279,3 +279,35 @@ def test_migration_0181_applies_from_the_previous_release_with_jobs_in_flight(
             assert scalar(c, "SELECT status FROM pgjobs.jobs WHERE id = %s", (paused,)) \
                 == "succeeded"
             assert scalar(c, "SELECT count(*) FROM flying") == 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize(("dated", "judged"), [("NULL", True), ("now()", False)])
+def test_an_imports_own_rows_of_null_created_at_judge_its_later_fields_where_a_default_dates(
+        conn: Conn, tmp_path: Path, fmt: str, dated: str, judged: bool) -> None:
+    """docs/imports.md: the rows a source dates (it names created_at) count as
+    it dates them; one it leaves empty (NULL) counts as from before the job
+    where the column has a default, as any row of NULL created_at does (the
+    read cannot tell who wrote it): an earlier batch's "status", written
+    after the cutoff with created_at NULL, makes a later batch's "Status" a
+    twin; the same row dated by the default does not."""
+    from tests.support import allowed_folder, build_target, one_record, submit_import
+
+    build_target(conn, "sourced", "id bigint NOT NULL, scope integer NOT NULL, "
+                 "created_at timestamptz DEFAULT now(), data jsonb NOT NULL DEFAULT '{}'",
+                 document="data")
+    folder = allowed_folder(conn, tmp_path)
+    source = one_record(folder, fmt, {"id": "2", "created_at": "", "Status": "x"})
+    job_id = submit_import(conn, f"file://{source}", "1", {"format": fmt}, target="sourced")
+    # What an earlier batch of the job wrote, after its cutoff.
+    conn.execute(f"INSERT INTO sourced VALUES (1, 1, {dated}, '{{\"status\": \"a\"}}')")
+    twin = ("SELECT pgjobs._import_insert_sql(j, r, ARRAY['id', 'created_at', 'Status']) "
+            "FROM pgjobs.jobs j, pgjobs.target_registry r "
+            "WHERE j.id = %s AND r.target = j.target")
+    if judged:
+        with pytest.raises(psycopg.Error) as raised:
+            scalar(conn, twin, (job_id,))
+        assert raised.value.sqlstate == "22023"
+        assert 'document field "status"' in str(raised.value)
+    else:
+        assert scalar(conn, twin, (job_id,))
