@@ -205,6 +205,9 @@ def test_the_list_shows_a_reader_no_job_nor_name_of_what_it_may_not_read(
             if name != "mine":
                 assert f"job-{job}" not in text and f'"id": {job},' not in text, (name, text)
                 assert f"/jobs/{job}" not in text, name
+        if where == "/":
+            # The cards count the reader's one job, whatever the filter.
+            assert 'data-stat="queued">1<' in text, text[:3000]
         for value in parse_qs(query.lstrip("?")).values():
             text = text.replace(value[0], "")  # the filter as the form shows it back
         for name in NOT_SHOWN:
@@ -311,3 +314,36 @@ def test_an_imports_own_rows_of_null_created_at_judge_its_later_fields_where_a_d
         assert 'document field "status"' in str(raised.value)
     else:
         assert scalar(conn, twin, (job_id,))
+
+
+NUL_PATHS = ["/?scope=%00", "/?kind=%00", "/?target=public.%00", "/?status=%00",
+             "/?scope=1%00&before=5", "/api/jobs?scope=%00", "/api/jobs?kind=a%00b",
+             "/api/jobs?target=public.a%00"]
+
+
+def test_a_nul_in_a_value_is_the_callers_mistake_on_every_entry_point(
+        conn: Conn, dsn: str) -> None:
+    """PostgreSQL's text cannot hold a NUL, and psycopg refuses to send one
+    (DataError, no SQLSTATE): that was read as the database unreachable
+    (503 on the dashboard, no hint). It is 22021 (as PostgreSQL names a
+    character text cannot hold) with a hint, through the one translation
+    of psycopg's errors (pgjobs.errors.from_psycopg) that every command,
+    page and API route shares."""
+    from pgjobs import db
+    from pgjobs.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as raised, db.translated():
+        conn.execute("SELECT pgjobs.canonical_scope('pgjobs.jobs', %s)", ("1\x00",))
+    assert raised.value.sqlstate == "22021" and "NUL" in (raised.value.hint or ""), raised.value
+    conn.rollback()
+    _table(conn, "nul_rows")
+    with serving(dsn) as base:
+        for path in NUL_PATHS:
+            status, headers, body = request(base, "GET", path)
+            _assert_inert(status, headers, body, path)
+            assert status == 400, (path, status, body[:300])
+            if path.startswith("/api/"):
+                said = json.loads(body)
+                assert said["sqlstate"] == "22021" and "NUL" in said["hint"], said
+            else:
+                assert 'id="hint"' in body.decode() and "NUL" in body.decode(), path
