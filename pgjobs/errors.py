@@ -172,8 +172,13 @@ def unknown_job(job_id: int | str) -> NotFound:
     return NotFound(f"job {job_id} does not exist", sqlstate="P0002", hint=UNKNOWN_JOB_HINT)
 
 
+NUL_HINT = ("remove the NUL character (\\x00, %00 in a URL) from the value: PostgreSQL "
+            "text cannot hold one")
+
+
 _BY_SQLSTATE: dict[str, type[PgjobsError]] = {
     "22023": InvalidInput,
+    "22021": InvalidInput,  # a character text cannot hold (a NUL, refused by psycopg)
     "22P02": InvalidInput,
     "22P05": InvalidInput,  # a NUL (\u0000) in JSON text: jsonb cannot store it
     "42P01": UndefinedTable,
@@ -235,6 +240,14 @@ def from_psycopg(exc: psycopg.Error) -> PgjobsError:
         if first.startswith(_CONNECT_FAILURES):
             return ConnectionFailed(first)
         return ConnectionLost(first, hint=LOST_HINT)
+    if isinstance(exc, psycopg.DataError) and exc.sqlstate is None:
+        # A value psycopg would not send (text holding a NUL, which
+        # PostgreSQL's text cannot store): the caller's value, never the
+        # server's state (without a SQLSTATE the dashboard read it as 503).
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid value"
+        nul = "NUL" in first
+        return InvalidInput(first, sqlstate="22021" if nul else "22023",
+                            hint=NUL_HINT if nul else "correct the value and run the command again")
     if (exc.sqlstate or "").startswith(_LOST_STATES) and exc.sqlstate != "08P01":
         first = exc.diag.message_primary or str(exc).strip().splitlines()[0]
         return ConnectionLost(first, sqlstate=exc.sqlstate, hint=LOST_HINT)
