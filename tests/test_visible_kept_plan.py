@@ -1,0 +1,275 @@
+"""pgjobs.visible's short way runs its page from a plan the session keeps (issue 11).
+
+pgjobs._visible_prepared prepares the page pgjobs._visible_page builds once per
+session (pgjobs_visible_<md5 of its text>, the scope and the cursor its
+parameters) and executes it on later reads, instead of planning the page
+on every call. Counted, never timed: the statement's executions and plans
+in pg_prepared_statements.
+
+What the kept plan must never do is answer from a stale world. Each change
+below is made between two reads of one warm session (past the five custom
+plans, on the generic one) and the next read must see it: another role,
+a REVOKE, row security turned on, the target registered again on another
+scope column, a delete submitted, a column added. These pass on main too
+(nothing was kept there): they guard the cache. And the session cannot
+steer it: a statement of the same name and other text, or of the same text
+prepared under a hostile search_path, is never what a read runs; a read in
+an older snapshot (a cursor's) reads in that snapshot; a SECURITY DEFINER
+function's owner leaves no statement in its caller's session; a session
+keeps at most 32 of them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support import scalar
+from tests.support.roles import session_as
+
+Conn = psycopg.Connection[Any]
+PID = os.getpid()
+READER = f"pgjobs_kept_reader_{PID}"
+OTHER = f"pgjobs_kept_other_{PID}"
+PAGE = "SELECT coalesce(array_agg((v->>'id')::int ORDER BY (v->>'id')::int), '{}') " \
+       "FROM pgjobs.visible('t_kept', %s, '{}', %s, 100) v"
+KEPT = ("SELECT count(*), coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0)"
+        " FROM pg_prepared_statements WHERE name LIKE 'pgjobs\\_visible\\_%'")
+SCOPE_1 = list(range(2, 41, 2))
+
+
+def _drop_roles(conn: Conn) -> None:
+    for role in (READER, OTHER):
+        if scalar(conn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)):
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.fixture
+def admin(conn: Conn) -> Iterator[Conn]:
+    _drop_roles(conn)
+    conn.execute(f"CREATE ROLE {READER} NOLOGIN IN ROLE pgjobs_client")
+    conn.execute(f"CREATE ROLE {OTHER} NOLOGIN IN ROLE pgjobs_client")
+    # scope: 1 for even ids, 2 for odd; alt: 1 for ids up to 10, else 3
+    conn.execute("""
+        CREATE TABLE t_kept (id bigint PRIMARY KEY, scope int NOT NULL, alt int NOT NULL,
+                             data jsonb,
+                             created_at timestamptz NOT NULL DEFAULT now() - interval '1 day');
+        CREATE INDEX ON t_kept (scope, id);
+        CREATE INDEX ON t_kept (alt, id);
+        INSERT INTO t_kept (id, scope, alt, data)
+        SELECT i, 1 + i % 2, CASE WHEN i <= 10 THEN 1 ELSE 3 END, '{"k": 1}'
+          FROM generate_series(1, 40) i;
+        SELECT pgjobs.register_target('t_kept', 'id', 'scope', 'created_at', 'data');""")
+    conn.execute(f"GRANT SELECT ON t_kept TO {READER}")
+    yield conn
+    _drop_roles(conn)
+
+
+def _page(session: Conn, scope: str = "1", after: str | None = None) -> list[int]:
+    return list(scalar(session, PAGE, (scope, after)))  # type: ignore[call-overload]
+
+
+def _warm(session: Conn, after: str | None = None) -> None:
+    """Reads enough for the kept plan to be the generic one (five custom
+    plans first), each the same rows."""
+    for _ in range(9):
+        assert _page(session, after=after) == [i for i in SCOPE_1 if after is None
+                                               or i > int(after)]
+
+
+def _reader(make_conn: Callable[[], Conn]) -> Conn:
+    return session_as(make_conn, READER)
+
+
+def _kept(session: Conn, after: str | None) -> tuple[int, int]:
+    """(generic plans, custom plans) of the kept statement of the page read
+    with or without a cursor, (0, 0) while there is none."""
+    row = session.execute(KEPT.replace("%", "%%") + " AND (statement LIKE %s) = %s",
+                          ("% AND t.id > $2::bigint %", after is not None)).fetchone()
+    return (0, 0) if row is None or not row[0] else (int(row[1]), int(row[2]))
+
+
+def _read_until(session: Conn, after: str | None, done: Callable[[int, int], bool]) -> None:
+    """Reads (each the same rows) until the kept statement's counts are done:
+    a read that had to renew its 1 s trust verdict first ran no statement."""
+    deadline = time.monotonic() + 30
+    while not done(*_kept(session, after)):
+        assert time.monotonic() < deadline, _kept(session, after)
+        assert _page(session, after=after) == [i for i in SCOPE_1 if after is None
+                                               or i > int(after)]
+
+
+def test_the_page_is_planned_once_and_run_from_the_kept_plan(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    reader = _reader(make_conn)
+    for after in ("7", None):
+        # five custom plans (PostgreSQL's rule), then the generic one
+        _read_until(reader, after, lambda generic, custom: generic >= 3)
+        generic, custom = _kept(reader, after)
+        assert custom == 5, (after, generic, custom)
+        # a read on the generic plan plans nothing more
+        _read_until(reader, after, lambda more, _custom, seen=generic: more > seen)
+        assert _kept(reader, after) == (generic + 1, 5)
+    # one statement per page text (with a cursor, and without)
+    assert scalar(reader, KEPT) == 2
+
+
+def _expect(session: Conn, want: list[int] | str, scope: str = "1") -> None:
+    if isinstance(want, str):
+        with pytest.raises(psycopg.Error) as refused:
+            _page(session, scope)
+        assert refused.value.sqlstate == want, refused.value
+    else:
+        assert _page(session, scope) == want
+
+
+# Each change between two reads of a warm session: the statements (run by
+# the administrator; "{reader}" in them is the reader's session) and the
+# next read's answer (the ids, or the SQLSTATE of its refusal).
+CHANGES: dict[str, tuple[list[str], list[int] | str]] = {
+    "another_role": ([f"reader:SET ROLE {OTHER}"], "42501"),
+    "revoke": ([f"REVOKE SELECT ON t_kept FROM {READER}"], "42501"),
+    "row_security_on": (["ALTER TABLE t_kept ENABLE ROW LEVEL SECURITY",
+                         "CREATE POLICY p ON t_kept USING (id < 10)"], "42501"),
+    "registered_again": (["SELECT pgjobs.unregister_target('t_kept')",
+                          "SELECT pgjobs.register_target('t_kept', 'id', 'alt', 'created_at',"
+                          " 'data')"], list(range(1, 11))),
+    "delete_pending": (["SELECT pgjobs.submit_delete('t_kept', '1', '{\"id\": {\"$lt\": 11}}')"],
+                       list(range(12, 41, 2))),
+    "column_added": (["ALTER TABLE t_kept ADD COLUMN note text DEFAULT 'new'"], SCOPE_1),
+}
+
+
+@pytest.mark.parametrize("how", sorted(CHANGES))
+def test_a_change_between_two_reads_of_a_warm_session_is_seen(
+        make_conn: Callable[[], Conn], admin: Conn, how: str) -> None:
+    reader = _reader(make_conn)
+    _warm(reader)
+    statements, want = CHANGES[how]
+    for statement in statements:
+        if statement.startswith("reader:"):
+            reader.execute(statement.removeprefix("reader:"))
+        else:
+            admin.execute(statement)
+    _expect(reader, want)
+    if how == "column_added":  # the page's rows are the table's rows now
+        notes = scalar(reader, "SELECT array_agg(DISTINCT v->>'note')"
+                               " FROM pgjobs.visible('t_kept', '1', '{}', NULL, 100) v")
+        assert notes == ["new"], notes
+
+
+def test_a_statement_of_the_same_name_and_other_text_is_never_run(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    reader = _reader(make_conn)
+    _warm(reader)
+    (name, text), = reader.execute("SELECT name, statement FROM pg_prepared_statements"
+                                   " WHERE name LIKE 'pgjobs\\_visible\\_%'").fetchall()
+    # the same name, reading every scope (and, below, with other parameter types)
+    reader.execute(f"DEALLOCATE {name}")
+    reader.execute(f"PREPARE {name}(text, text, text) AS SELECT ARRAY(SELECT to_jsonb(t.*)"
+                   " FROM public.t_kept t ORDER BY t.id)")
+    assert _page(reader) == SCOPE_1
+    reader.execute(f"DEALLOCATE {name}")
+    reader.execute(text.replace("(text, text, text)", "(text, text, varchar)", 1))
+    assert _page(reader) == SCOPE_1
+    # each time, the read put back its own statement
+    again = scalar(reader, "SELECT statement FROM pg_prepared_statements WHERE name = %s",
+                   (name,))
+    assert again == text
+
+
+def test_the_same_text_prepared_under_a_hostile_search_path_resolves_as_pgjobs(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    # An operator int = text that would match every row, in a schema the
+    # reader puts first: the statement's text is pgjobs' own, but a plan made
+    # under that path would compare with it.
+    admin.execute(f"""
+        DROP SCHEMA IF EXISTS s_hostile_{PID} CASCADE;
+        CREATE SCHEMA s_hostile_{PID};
+        CREATE FUNCTION s_hostile_{PID}.eq(integer, integer) RETURNS boolean
+            LANGUAGE sql IMMUTABLE AS 'SELECT true';
+        CREATE OPERATOR s_hostile_{PID}.= (LEFTARG = integer, RIGHTARG = integer,
+                                           FUNCTION = s_hostile_{PID}.eq);
+        GRANT USAGE ON SCHEMA s_hostile_{PID} TO {READER};
+        GRANT EXECUTE ON FUNCTION s_hostile_{PID}.eq(integer, integer) TO {READER}""")
+    try:
+        reader = _reader(make_conn)
+        _warm(reader)
+        (name, text), = reader.execute("SELECT name, statement FROM pg_prepared_statements"
+                                       " WHERE name LIKE 'pgjobs\\_visible\\_%'").fetchall()
+        reader.execute(f"DEALLOCATE {name}")
+        reader.execute(f"SET search_path = s_hostile_{PID}, pg_catalog, public")
+        reader.execute(text)  # the very text, resolved under the hostile path
+        hostile = reader.execute(f"EXECUTE {name}('1', NULL, pg_current_snapshot()::text)"
+                                 ).fetchone()
+        assert hostile is not None and len(hostile[0]) == 40  # every row: the trap is set
+        for _ in range(7):
+            assert _page(reader) == SCOPE_1
+    finally:
+        admin.execute(f"DROP SCHEMA s_hostile_{PID} CASCADE")
+
+
+def test_a_read_in_an_older_snapshot_reads_in_it(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    reader = _reader(make_conn)
+    _warm(reader)
+    with reader.transaction():
+        reader.execute("DECLARE c NO SCROLL CURSOR FOR SELECT coalesce(array_agg("
+                       "(v->>'id')::int ORDER BY (v->>'id')::int), '{}')"
+                       " FROM pgjobs.visible('t_kept', '1', '{}', NULL, 100) v")
+        # committed after the cursor's snapshot: not for it to see, nor the
+        # delete submitted since (which the kept plan's own snapshot sees)
+        admin.execute("INSERT INTO t_kept (id, scope, alt) VALUES (100, 1, 3)")
+        admin.execute("SELECT pgjobs.submit_delete('t_kept', '1', '{\"id\": {\"$lt\": 11}}')")
+        row = reader.execute("FETCH ALL FROM c").fetchone()
+        assert row is not None and list(row[0]) == SCOPE_1, row
+    assert _page(reader) == [i for i in SCOPE_1 if i > 10] + [100]
+
+
+def test_the_kept_plan_is_the_snapshots_own(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    reader = _reader(make_conn)
+    _warm(reader)
+    (name, page), = reader.execute(
+        "SELECT name, substring(statement FROM 'THEN \\((.*)\\) END$')"
+        " FROM pg_prepared_statements WHERE name LIKE 'pgjobs\\_visible\\_%'").fetchall()
+    # given another snapshot than its own it reads nothing (NULL)
+    assert scalar(reader, "SELECT pgjobs._visible_prepared(%s, '1', NULL, '1:1:')",
+                  (page,)) is None
+    rows = scalar(reader, "SELECT pgjobs._visible_prepared(%s, '1', NULL,"
+                          " pg_current_snapshot()::text)", (page,))
+    assert rows is not None and len(rows) == len(SCOPE_1)  # type: ignore[arg-type]
+
+
+def test_a_definer_function_leaves_no_statement_in_its_callers_session(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    admin.execute(f"GRANT SELECT ON t_kept TO {OTHER}")
+    admin.execute(f"""
+        CREATE FUNCTION public.kept_wrapper() RETURNS integer
+        LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog
+        AS $$ SELECT count(*)::integer FROM pgjobs.visible('public.t_kept', '1', '{{}}', NULL,
+                                                               100) $$;
+        ALTER FUNCTION public.kept_wrapper() OWNER TO {OTHER};
+        GRANT EXECUTE ON FUNCTION public.kept_wrapper() TO {READER}""")
+    reader = _reader(make_conn)
+    for _ in range(9):
+        assert scalar(reader, "SELECT public.kept_wrapper()") == len(SCOPE_1)
+    assert reader.execute(KEPT).fetchone() == (0, 0, 0)
+
+
+def test_a_session_keeps_at_most_32_pages(make_conn: Callable[[], Conn], admin: Conn) -> None:
+    reader = _reader(make_conn)
+    _warm(reader)
+    for limit in range(1, 41):
+        for _ in range(2):  # (the second past a verdict the first may have renewed)
+            rows = scalar(reader, "SELECT count(*) FROM pgjobs.visible('t_kept', '1', '{}',"
+                                  " NULL, %s)", (limit,))
+            assert rows == min(limit, len(SCOPE_1))
+        count = scalar(reader, KEPT)
+        assert 1 <= count <= 32, (limit, count)  # type: ignore[operator]
