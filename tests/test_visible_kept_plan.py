@@ -120,48 +120,121 @@ def test_the_page_is_planned_once_and_run_from_the_kept_plan(
     assert scalar(reader, KEPT) == 2
 
 
-def _expect(session: Conn, want: list[int] | str, scope: str = "1") -> None:
-    if isinstance(want, str):
-        with pytest.raises(psycopg.Error) as refused:
-            _page(session, scope)
-        assert refused.value.sqlstate == want, refused.value
-    else:
-        assert _page(session, scope) == want
+# The class test of the kept plan's soundness: each change below is made
+# between two reads of a warm session (its page on the generic plan, with
+# and without a cursor: two kept statements), by another session or by the
+# reader's own, and the next read must answer as pgjobs.visible's full way
+# (pgjobs._visible_as, which keeps nothing: the same page through a filter
+# every row matches) does, and as written here: the ids, or the SQLSTATE of
+# its refusal. Pass on main too (nothing was kept there): they guard the
+# cache against every change a kept statement could outlive.
+FULL_WAY = '{"id": {"$gt": -1}}'
+FILTERED = ("SELECT coalesce(array_agg((v->>'id')::int ORDER BY (v->>'id')::int), '{}')"
+            " FROM pgjobs.visible('t_kept', '1', %s, %s, 100) v")
+MASKED = list(range(12, 41, 2))  # scope 1 past the delete of ids below 11
+DELETE = "SELECT pgjobs.submit_delete('t_kept', '1', '{\"id\": {\"$lt\": 11}}')"
+HOSTILE = f"s_kept_hostile_{PID}"
 
 
-# Each change between two reads of a warm session: the statements (run by
-# the administrator; "{reader}" in them is the reader's session) and the
-# next read's answer (the ids, or the SQLSTATE of its refusal).
-CHANGES: dict[str, tuple[list[str], list[int] | str]] = {
-    "another_role": ([f"reader:SET ROLE {OTHER}"], "42501"),
-    "revoke": ([f"REVOKE SELECT ON t_kept FROM {READER}"], "42501"),
-    "row_security_on": (["ALTER TABLE t_kept ENABLE ROW LEVEL SECURITY",
-                         "CREATE POLICY p ON t_kept USING (id < 10)"], "42501"),
-    "registered_again": (["SELECT pgjobs.unregister_target('t_kept')",
-                          "SELECT pgjobs.register_target('t_kept', 'id', 'alt', 'created_at',"
-                          " 'data')"], list(range(1, 11))),
-    "delete_pending": (["SELECT pgjobs.submit_delete('t_kept', '1', '{\"id\": {\"$lt\": 11}}')"],
-                       list(range(12, 41, 2))),
-    "column_added": (["ALTER TABLE t_kept ADD COLUMN note text DEFAULT 'new'"], SCOPE_1),
+def _delete(admin: Conn, then: str | None = None) -> None:
+    """A delete of ids below 11 in scope 1, submitted by the administrator's
+    session, then paused, canceled or run to its end."""
+    job = scalar(admin, DELETE)
+    if then == "run":
+        admin.execute("CALL pgjobs.run_job(%s)", (job,))
+        assert scalar(admin, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job,)) \
+            == "succeeded"
+    elif then is not None:
+        assert scalar(admin, f"SELECT pgjobs.{then}(%s)", (job,)) is True
+
+
+# name: (the change, made by the administrator's session and the reader's,
+# the next read's answer)
+CHANGES: dict[str, tuple[Callable[[Conn, Conn], object], list[int] | str]] = {
+    # a delete of another session, at each point of its life
+    "delete_submitted": (lambda admin, _reader: _delete(admin), MASKED),
+    "delete_paused": (lambda admin, _reader: _delete(admin, "pause"), MASKED),
+    "delete_canceled": (lambda admin, _reader: _delete(admin, "cancel"), SCOPE_1),
+    "delete_finished": (lambda admin, _reader: _delete(admin, "run"), MASKED),
+    # who reads, and what the reader's session says of itself
+    "another_role": (lambda _admin, reader: reader.execute(f"SET ROLE {OTHER}"), "42501"),
+    "revoke": (lambda admin, _reader: admin.execute(f"REVOKE SELECT ON t_kept FROM {READER}"),
+               "42501"),
+    "row_security_on": (lambda admin, _reader: admin.execute(
+        "ALTER TABLE t_kept ENABLE ROW LEVEL SECURITY;"
+        " CREATE POLICY p ON t_kept USING (id < 10)"), "42501"),
+    "allowed_scopes_other": (lambda _admin, reader: reader.execute(
+        "SET pgjobs.allowed_scopes = '2'"), "42501"),
+    "allowed_scopes_this": (lambda _admin, reader: reader.execute(
+        "SET pgjobs.allowed_scopes = '2,1'"), SCOPE_1),
+    "hostile_search_path": (lambda _admin, reader: reader.execute(
+        f"SET search_path = {HOSTILE}, pg_catalog, public"), SCOPE_1),
+    "discard_all": (lambda _admin, reader: (reader.execute("DISCARD ALL"),
+                                            reader.execute(f"SET ROLE {READER}")), SCOPE_1),
+    "deallocate_all": (lambda _admin, reader: reader.execute("DEALLOCATE ALL"), SCOPE_1),
+    # the target
+    "registered_again": (lambda admin, _reader: admin.execute(
+        "SELECT pgjobs.unregister_target('t_kept');"
+        " SELECT pgjobs.register_target('t_kept', 'id', 'alt', 'created_at', 'data')"),
+        list(range(1, 11))),
+    "column_added": (lambda admin, _reader: admin.execute(
+        "ALTER TABLE t_kept ADD COLUMN note text DEFAULT 'new'"), SCOPE_1),
+    "column_dropped": (lambda admin, _reader: admin.execute(
+        "ALTER TABLE t_kept DROP COLUMN data"), SCOPE_1),
 }
+# the page's rows have the table's columns as they are now
+COLUMNS = {"column_added": ["alt", "created_at", "data", "id", "note", "scope"],
+           "column_dropped": ["alt", "created_at", "id", "scope"]}
 
 
+@pytest.fixture
+def hostile(admin: Conn) -> Iterator[None]:
+    """A schema the reader may put first in its search_path, whose = on
+    integers matches every pair (a plan resolved under it reads every scope)."""
+    admin.execute(f"""
+        DROP SCHEMA IF EXISTS {HOSTILE} CASCADE;
+        CREATE SCHEMA {HOSTILE};
+        CREATE FUNCTION {HOSTILE}.eq(integer, integer) RETURNS boolean
+            LANGUAGE sql IMMUTABLE AS 'SELECT true';
+        CREATE OPERATOR {HOSTILE}.= (LEFTARG = integer, RIGHTARG = integer,
+                                     FUNCTION = {HOSTILE}.eq);
+        GRANT USAGE ON SCHEMA {HOSTILE} TO {READER};
+        GRANT EXECUTE ON FUNCTION {HOSTILE}.eq(integer, integer) TO {READER}""")
+    yield
+    admin.execute(f"DROP SCHEMA {HOSTILE} CASCADE")
+
+
+def _read(session: Conn, after: str | None, filter_: str = "{}") -> list[int] | str:
+    """The ids of the page of scope 1 after the cursor, or the SQLSTATE of
+    the read's refusal."""
+    try:
+        return list(scalar(session, FILTERED, (filter_, after)))  # type: ignore[call-overload]
+    except psycopg.DatabaseError as refused:
+        assert refused.sqlstate is not None, refused
+        return refused.sqlstate
+
+
+@pytest.mark.usefixtures("hostile")
+@pytest.mark.parametrize("after", [None, "1"], ids=["first_page", "after_a_cursor"])
 @pytest.mark.parametrize("how", sorted(CHANGES))
 def test_a_change_between_two_reads_of_a_warm_session_is_seen(
-        make_conn: Callable[[], Conn], admin: Conn, how: str) -> None:
+        make_conn: Callable[[], Conn], admin: Conn, how: str, after: str | None) -> None:
     reader = _reader(make_conn)
-    _warm(reader)
-    statements, want = CHANGES[how]
-    for statement in statements:
-        if statement.startswith("reader:"):
-            reader.execute(statement.removeprefix("reader:"))
-        else:
-            admin.execute(statement)
-    _expect(reader, want)
-    if how == "column_added":  # the page's rows are the table's rows now
-        notes = scalar(reader, "SELECT array_agg(DISTINCT v->>'note')"
-                               " FROM pgjobs.visible('t_kept', '1', '{}', NULL, 100) v")
-        assert notes == ["new"], notes
+    for cursor in (None, "1"):  # both statements kept, on their generic plans
+        _read_until(reader, cursor, lambda generic, _custom: generic >= 1)
+    change, want = CHANGES[how]
+    change(admin, reader)
+    if not isinstance(want, str):
+        want = [i for i in want if after is None or i > int(after)]
+    got = _read(reader, after)
+    assert got == want, (how, got)
+    assert got == _read(reader, after, FULL_WAY), how  # as the full way answers
+    if how in COLUMNS:
+        keys = scalar(reader, "SELECT array_agg(DISTINCT k ORDER BY k) FROM pgjobs.visible("
+                              "'t_kept', '1', '{}', %s, 100) v, jsonb_object_keys(v) k", (after,))
+        assert keys == COLUMNS[how], keys
+    if how == "hostile_search_path":  # and it was read from the kept statement
+        _read_until(reader, after, lambda generic, _custom: generic >= 2)
 
 
 def test_a_statement_of_the_same_name_and_other_text_is_never_run(
