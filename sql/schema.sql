@@ -24575,6 +24575,7 @@ CREATE FUNCTION pgjobs._visible_prepared(p_page text, p_scope text, p_after text
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $_$
 -- The page of pgjobs.visible's short way run from a plan this session
 -- keeps (issue 11): p_page, the statement pgjobs._visible_page built (its

@@ -9,6 +9,7 @@ VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
+SET plan_cache_mode = force_generic_plan
 AS $$
 -- The page of pgjobs.visible's short way run from a plan this session
 -- keeps (issue 11): p_page, the statement pgjobs._visible_page built (its
