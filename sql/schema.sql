@@ -24567,10 +24567,10 @@ $_$;
 ALTER FUNCTION pgjobs._visible_page(p_target regclass, p_scope text, p_after text, p_limit integer) OWNER TO SUPERUSER;
 
 --
--- Name: _visible_prepared(text, text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _visible_prepared(regclass, text, text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._visible_prepared(p_page text, p_scope text, p_after text, p_snapshot text) RETURNS jsonb[]
+CREATE FUNCTION pgjobs._visible_prepared(p_target regclass, p_page text, p_scope text, p_after text, p_snapshot text) RETURNS jsonb[]
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -24582,9 +24582,23 @@ CREATE FUNCTION pgjobs._visible_prepared(p_page text, p_scope text, p_after text
 -- parameters $1 the scope and $2 the cursor, as text), prepared once per
 -- session under the name pgjobs_visible_<md5 of p_page> and executed with
 -- p_scope and p_after, as the caller. Returns the page, or NULL when it
--- could not read it in the caller's own snapshot (the caller then runs
--- p_page itself). Locks nothing; PREPARE and DEALLOCATE its own statements
--- only (pgjobs_visible_*, at most 32 in a session).
+-- could not read it in the caller's own snapshot or p_target (the table
+-- p_page reads) has partitions or inheritance children (the caller then
+-- runs p_page itself). Locks nothing; PREPARE and DEALLOCATE its own
+-- statements only (pgjobs_visible_*, at most 32 in a session).
+-- The kept statement runs on its generic plan from the first execution
+-- (plan_cache_mode): PostgreSQL's own rule kept planning it at every call
+-- on a big scope, whose generic estimate (scope and cursor unknown) came
+-- out above the custom plans'. That plan is the walk of the (scope, key)
+-- index registration requires (the scope an equality, the key its order
+-- and range), which reads no more rows than the page for any scope and
+-- cursor. Only a plain table without children (relkind r, no
+-- relhassubclass) keeps its page: a generic plan holds every partition or
+-- child of the table and PostgreSQL locks each when the plan runs, before
+-- it prunes any, so a read of one scope would open every tenant's
+-- partition and wait on one held ACCESS EXCLUSIVE (a DDL, a VACUUM FULL);
+-- p_page run with its parameters is planned with their values and pruned
+-- to the scope's partitions (docs/engine.md, Partitioned targets).
 -- SECURITY INVOKER: the statement runs as the caller, so PostgreSQL checks
 -- the caller's privileges when it runs, every call, as for p_page run
 -- directly. Nothing of the session is trusted but what it shows:
@@ -24612,6 +24626,10 @@ DECLARE
     v_stale text;
     v_rows jsonb[];
 BEGIN
+    IF (SELECT c.relkind = 'r' AND NOT c.relhassubclass FROM pg_catalog.pg_class c
+         WHERE c.oid = p_target) IS NOT TRUE THEN
+        RETURN NULL;
+    END IF;
     v_prepare := format('PREPARE %I(text, text, text) AS SELECT CASE WHEN '
                         'pg_catalog.pg_current_snapshot()::text = $3 THEN (%s) END',
                         v_name, p_page);
@@ -24638,7 +24656,7 @@ BEGIN
 END
 $_$;
 
-ALTER FUNCTION pgjobs._visible_prepared(p_page text, p_scope text, p_after text, p_snapshot text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._visible_prepared(p_target regclass, p_page text, p_scope text, p_after text, p_snapshot text) OWNER TO SUPERUSER;
 
 --
 -- Name: _writer_may_start(regclass, text, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -30257,11 +30275,13 @@ BEGIN
             -- (no SECURITY DEFINER function's owner leaves a statement
             -- behind in a client's session) and in a transaction that has
             -- written nothing; NULL when it could not read in this call's
-            -- snapshot. Otherwise the page is planned here, as before.
+            -- snapshot, or for a table with partitions (pruned only when
+            -- planned with the scope's value). Otherwise the page is
+            -- planned here, as before.
             IF v_page IS NOT NULL AND pg_current_xact_id_if_assigned() IS NULL
                AND current_user = (CASE current_setting('role') WHEN 'none' THEN session_user
                                         ELSE current_setting('role')::name END) THEN
-                v_rows := pgjobs._visible_prepared(v_page, p_scope, p_after,
+                v_rows := pgjobs._visible_prepared(p_target, v_page, p_scope, p_after,
                                                    pg_current_snapshot()::text);
             END IF;
             IF v_page IS NOT NULL AND v_rows IS NULL THEN
@@ -33326,12 +33346,12 @@ GRANT ALL ON FUNCTION pgjobs._visible_page(p_target regclass, p_scope text, p_af
 GRANT ALL ON FUNCTION pgjobs._visible_page(p_target regclass, p_scope text, p_after text, p_limit integer) TO pgjobs_client;
 
 --
--- Name: FUNCTION _visible_prepared(p_page text, p_scope text, p_after text, p_snapshot text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _visible_prepared(p_target regclass, p_page text, p_scope text, p_after text, p_snapshot text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._visible_prepared(p_page text, p_scope text, p_after text, p_snapshot text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._visible_prepared(p_page text, p_scope text, p_after text, p_snapshot text) TO pgjobs_admin;
-GRANT ALL ON FUNCTION pgjobs._visible_prepared(p_page text, p_scope text, p_after text, p_snapshot text) TO pgjobs_client;
+REVOKE ALL ON FUNCTION pgjobs._visible_prepared(p_target regclass, p_page text, p_scope text, p_after text, p_snapshot text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._visible_prepared(p_target regclass, p_page text, p_scope text, p_after text, p_snapshot text) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._visible_prepared(p_target regclass, p_page text, p_scope text, p_after text, p_snapshot text) TO pgjobs_client;
 
 --
 -- Name: FUNCTION _writer_may_start(p_target regclass, p_scope text, p_place bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

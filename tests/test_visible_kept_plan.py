@@ -127,6 +127,37 @@ def test_the_page_is_planned_once_and_run_from_the_kept_plan(
     assert scalar(reader, KEPT) == 2
 
 
+@pytest.mark.parametrize("children", ["partitions", "inheritance"])
+def test_a_table_with_children_keeps_no_statement(
+        make_conn: Callable[[], Conn], admin: Conn, children: str) -> None:
+    # A generic plan holds (and locks, at every run) every partition or
+    # child: such a table's page is planned with the scope's value, pruned
+    # to its partitions (tests/test_partitioned.py: a warm session's reads
+    # lock no other scope's partition).
+    table = "t_kept"
+    if children == "partitions":
+        table = "t_kept_parts"
+        admin.execute("""
+            CREATE TABLE t_kept_parts (id bigint NOT NULL, scope int NOT NULL, data jsonb,
+                                       created_at timestamptz NOT NULL
+                                           DEFAULT now() - interval '1 day')
+                PARTITION BY LIST (scope);
+            CREATE TABLE t_kept_parts_1 PARTITION OF t_kept_parts FOR VALUES IN (1);
+            CREATE TABLE t_kept_parts_2 PARTITION OF t_kept_parts FOR VALUES IN (2);
+            CREATE INDEX ON t_kept_parts (scope, id);
+            INSERT INTO t_kept_parts (id, scope) SELECT id, scope FROM t_kept;
+            SELECT pgjobs.register_target('t_kept_parts', 'id', 'scope', 'created_at',
+                                          'data')""")
+        admin.execute(f"GRANT SELECT ON t_kept_parts TO {READER}")
+    else:
+        admin.execute("CREATE TABLE t_kept_child () INHERITS (t_kept)")
+    reader = _reader(make_conn)
+    for _ in range(9):
+        ids = scalar(reader, PAGE.replace("'t_kept'", f"'{table}'"), ("1", None))
+        assert list(ids) == SCOPE_1  # type: ignore[call-overload]
+    assert scalar(reader, KEPT) == 0
+
+
 # The class test of the kept plan's soundness: each change below is made
 # between two reads of a warm session (its page on the generic plan, with
 # and without a cursor: two kept statements), by another session or by the
@@ -320,9 +351,9 @@ def test_the_kept_plan_is_the_snapshots_own(
         "SELECT name, substring(statement FROM 'THEN \\((.*)\\) END$')"
         " FROM pg_prepared_statements WHERE name LIKE 'pgjobs\\_visible\\_%'").fetchall()
     # given another snapshot than its own it reads nothing (NULL)
-    assert scalar(reader, "SELECT pgjobs._visible_prepared(%s, '1', NULL, '1:1:')",
+    assert scalar(reader, "SELECT pgjobs._visible_prepared('t_kept', %s, '1', NULL, '1:1:')",
                   (page,)) is None
-    rows = scalar(reader, "SELECT pgjobs._visible_prepared(%s, '1', NULL,"
+    rows = scalar(reader, "SELECT pgjobs._visible_prepared('t_kept', %s, '1', NULL,"
                           " pg_current_snapshot()::text)", (page,))
     assert rows is not None and len(rows) == len(SCOPE_1)  # type: ignore[arg-type]
 

@@ -1,4 +1,5 @@
 CREATE OR REPLACE FUNCTION pgjobs._visible_prepared(
+    p_target regclass,
     p_page text,
     p_scope text,
     p_after text,
@@ -16,9 +17,23 @@ AS $$
 -- parameters $1 the scope and $2 the cursor, as text), prepared once per
 -- session under the name pgjobs_visible_<md5 of p_page> and executed with
 -- p_scope and p_after, as the caller. Returns the page, or NULL when it
--- could not read it in the caller's own snapshot (the caller then runs
--- p_page itself). Locks nothing; PREPARE and DEALLOCATE its own statements
--- only (pgjobs_visible_*, at most 32 in a session).
+-- could not read it in the caller's own snapshot or p_target (the table
+-- p_page reads) has partitions or inheritance children (the caller then
+-- runs p_page itself). Locks nothing; PREPARE and DEALLOCATE its own
+-- statements only (pgjobs_visible_*, at most 32 in a session).
+-- The kept statement runs on its generic plan from the first execution
+-- (plan_cache_mode): PostgreSQL's own rule kept planning it at every call
+-- on a big scope, whose generic estimate (scope and cursor unknown) came
+-- out above the custom plans'. That plan is the walk of the (scope, key)
+-- index registration requires (the scope an equality, the key its order
+-- and range), which reads no more rows than the page for any scope and
+-- cursor. Only a plain table without children (relkind r, no
+-- relhassubclass) keeps its page: a generic plan holds every partition or
+-- child of the table and PostgreSQL locks each when the plan runs, before
+-- it prunes any, so a read of one scope would open every tenant's
+-- partition and wait on one held ACCESS EXCLUSIVE (a DDL, a VACUUM FULL);
+-- p_page run with its parameters is planned with their values and pruned
+-- to the scope's partitions (docs/engine.md, Partitioned targets).
 -- SECURITY INVOKER: the statement runs as the caller, so PostgreSQL checks
 -- the caller's privileges when it runs, every call, as for p_page run
 -- directly. Nothing of the session is trusted but what it shows:
@@ -46,6 +61,10 @@ DECLARE
     v_stale text;
     v_rows jsonb[];
 BEGIN
+    IF (SELECT c.relkind = 'r' AND NOT c.relhassubclass FROM pg_catalog.pg_class c
+         WHERE c.oid = p_target) IS NOT TRUE THEN
+        RETURN NULL;
+    END IF;
     v_prepare := format('PREPARE %I(text, text, text) AS SELECT CASE WHEN '
                         'pg_catalog.pg_current_snapshot()::text = $3 THEN (%s) END',
                         v_name, p_page);

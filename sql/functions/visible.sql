@@ -46,11 +46,13 @@ BEGIN
             -- (no SECURITY DEFINER function's owner leaves a statement
             -- behind in a client's session) and in a transaction that has
             -- written nothing; NULL when it could not read in this call's
-            -- snapshot. Otherwise the page is planned here, as before.
+            -- snapshot, or for a table with partitions (pruned only when
+            -- planned with the scope's value). Otherwise the page is
+            -- planned here, as before.
             IF v_page IS NOT NULL AND pg_current_xact_id_if_assigned() IS NULL
                AND current_user = (CASE current_setting('role') WHEN 'none' THEN session_user
                                         ELSE current_setting('role')::name END) THEN
-                v_rows := pgjobs._visible_prepared(v_page, p_scope, p_after,
+                v_rows := pgjobs._visible_prepared(p_target, v_page, p_scope, p_after,
                                                    pg_current_snapshot()::text);
             END IF;
             IF v_page IS NOT NULL AND v_rows IS NULL THEN
