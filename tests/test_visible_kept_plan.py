@@ -30,7 +30,7 @@ import psycopg
 import pytest
 
 from tests.support import scalar
-from tests.support.roles import session_as
+from tests.support.roles import drop_role, session_as
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()
@@ -46,8 +46,7 @@ SCOPE_1 = list(range(2, 41, 2))
 def _drop_roles(conn: Conn) -> None:
     for role in (READER, OTHER):
         if scalar(conn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)):
-            conn.execute(f"DROP OWNED BY {role}")
-            conn.execute(f"DROP ROLE {role}")
+            drop_role(conn, role)
 
 
 @pytest.fixture
