@@ -21,6 +21,7 @@ keeps at most 32 of them.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -155,6 +156,54 @@ def test_a_table_with_children_keeps_no_statement(
         ids = scalar(reader, PAGE.replace("'t_kept'", f"'{table}'"), ("1", None))
         assert list(ids) == SCOPE_1  # type: ignore[call-overload]
     assert scalar(reader, KEPT) == 0
+
+
+def test_every_page_walks_the_scope_key_index_on_a_skewed_table(
+        make_conn: Callable[[], Conn], admin: Conn) -> None:
+    # Two tenants, one of them 1% of the rows: a generic plan of the page
+    # (scope and cursor unknown) walks the primary key and filters on the
+    # scope, which for the small tenant reads a hundred rows for each it
+    # returns (for a smaller one, the whole table after the cursor). Every
+    # page a session reads, after many of the big tenant's, must be the
+    # walk of the (scope, key) index, whatever plan is kept between reads.
+    admin.execute("""
+        CREATE TABLE t_skew (id bigint PRIMARY KEY, scope int NOT NULL, data jsonb,
+                             created_at timestamptz NOT NULL DEFAULT now() - interval '1 day');
+        INSERT INTO t_skew (id, scope)
+        SELECT i, CASE WHEN i % 100 = 0 THEN 2 ELSE 1 END FROM generate_series(1, 20000) i;
+        CREATE INDEX t_skew_scope_id ON t_skew (scope, id);
+        SELECT pgjobs.register_target('t_skew', 'id', 'scope', 'created_at', 'data')""")
+    admin.execute("VACUUM ANALYZE t_skew")
+    admin.execute(f"GRANT SELECT ON t_skew TO {READER}")
+    reader = session_as(make_conn, READER, before=(
+        "LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+        "SET auto_explain.log_nested_statements = on", "SET auto_explain.log_format = json",
+        "SET auto_explain.log_level = notice"))
+    page = "SELECT count(*) FROM pgjobs.visible('t_skew', %s, '{}', %s, 100)"
+    for after in range(0, 9000, 1000):  # the big tenant's pages
+        assert scalar(reader, page, ("1", str(after))) == 100
+    plans: list[dict[str, Any]] = []
+
+    def captured(diag: psycopg.errors.Diagnostic) -> None:
+        message = diag.message_primary or ""
+        if "plan:" in message:
+            plans.append(json.loads(message[message.index("{"):]))
+
+    reader.add_notice_handler(captured)
+    for after, rows in (("0", 100), ("5000", 100), ("19000", 10)):  # the small tenant's
+        assert scalar(reader, page, ("2", after)) == rows
+    reader.remove_notice_handler(captured)
+    scans = [node for plan in plans for node in _nodes(plan["Plan"])
+             if node.get("Relation Name") == "t_skew"]
+    assert len(scans) >= 3, plans
+    assert {(node["Node Type"], node.get("Index Name")) for node in scans} \
+        == {("Index Scan", "t_skew_scope_id")}, scans
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
 
 
 # The class test of the kept plan's soundness: each change below is made
