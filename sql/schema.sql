@@ -24433,12 +24433,10 @@ CREATE FUNCTION pgjobs._visible_page(p_target regclass, p_scope text, p_after te
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
-    AS $_$
+    AS $$
 -- The short way of pgjobs.visible (issue 11): the statement of one keyset
 -- page of (p_target, p_scope), every row of the scope after key p_after
--- as to_jsonb(t.*), with the scope and the cursor as its parameters $1 and
--- $2 (text), for pgjobs.visible to run as its caller (from a plan the
--- session keeps, pgjobs._visible_prepared, or planned there), so that
+-- as to_jsonb(t.*), for pgjobs.visible to run as its caller, so that
 -- PostgreSQL itself checks the caller's privileges on every read (a REVOKE
 -- fires no event, so nothing of them is kept) and the page needs no check
 -- by hand. NULL whenever the page is not that plain and pgjobs.visible
@@ -24546,117 +24544,19 @@ BEGIN
         RETURN NULL;
     END IF;
     -- The statement of pgjobs._visible_as's page with nothing masked and no
-    -- filter, the row t.*, never a bare t. The scope and the cursor are its
-    -- parameters $1 and $2 (text: p_scope and p_after, cast to the columns'
-    -- full types when it runs, in the caller's session as a literal would
-    -- be; a bad cursor fails it, and the full way names it), so that one
-    -- text serves every scope and cursor of the target and
-    -- pgjobs._visible_prepared can keep its plan. The scope's value is the
-    -- canonical one's (v_canonical is p_scope cast to that type, checked to
-    -- be exact, and printed back).
-    RETURN format('SELECT ARRAY(SELECT to_jsonb(t.*) FROM %s t WHERE t.%I = $1::%s%s '
+    -- filter: the cursor a literal of the key's type (a bad one fails it,
+    -- and the full way names it), the row t.*, never a bare t.
+    RETURN format('SELECT ARRAY(SELECT to_jsonb(t.*) FROM %s t WHERE t.%I = %L::%s%s '
                   'ORDER BY t.%I LIMIT %s)',
-                  p_target, (v_plan.reg).scope_column, v_plan.scope_type,
+                  p_target, (v_plan.reg).scope_column, v_canonical, v_plan.scope_type,
                   CASE WHEN p_after IS NULL THEN ''
-                       ELSE format(' AND t.%I > $2::%s', (v_plan.reg).key_column,
+                       ELSE format(' AND t.%I > %L::%s', (v_plan.reg).key_column, p_after,
                                    v_plan.key_type) END,
                   (v_plan.reg).key_column, p_limit);
 END
-$_$;
+$$;
 
 ALTER FUNCTION pgjobs._visible_page(p_target regclass, p_scope text, p_after text, p_limit integer) OWNER TO SUPERUSER;
-
---
--- Name: _visible_prepared(regclass, text, text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
---
-
-CREATE FUNCTION pgjobs._visible_prepared(p_target regclass, p_page text, p_scope text, p_after text, p_snapshot text) RETURNS jsonb[]
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    SET standard_conforming_strings TO 'on'
-    SET extra_float_digits TO '3'
-    SET plan_cache_mode TO 'force_generic_plan'
-    AS $_$
--- The page of pgjobs.visible's short way run from a plan this session
--- keeps (issue 11): p_page, the statement pgjobs._visible_page built (its
--- parameters $1 the scope and $2 the cursor, as text), prepared once per
--- session under the name pgjobs_visible_<md5 of p_page> and executed with
--- p_scope and p_after, as the caller. Returns the page, or NULL when it
--- could not read it in the caller's own snapshot or p_target (the table
--- p_page reads) has partitions or inheritance children (the caller then
--- runs p_page itself). Locks nothing; PREPARE and DEALLOCATE its own
--- statements only (pgjobs_visible_*, at most 32 in a session).
--- The kept statement runs on its generic plan from the first execution
--- (plan_cache_mode): PostgreSQL's own rule kept planning it at every call
--- on a big scope, whose generic estimate (scope and cursor unknown) came
--- out above the custom plans'. That plan is the walk of the (scope, key)
--- index registration requires (the scope an equality, the key its order
--- and range), which reads no more rows than the page for any scope and
--- cursor. Only a plain table without children (relkind r, no
--- relhassubclass) keeps its page: a generic plan holds every partition or
--- child of the table and PostgreSQL locks each when the plan runs, before
--- it prunes any, so a read of one scope would open every tenant's
--- partition and wait on one held ACCESS EXCLUSIVE (a DDL, a VACUUM FULL);
--- p_page run with its parameters is planned with their values and pruned
--- to the scope's partitions (docs/engine.md, Partitioned targets).
--- SECURITY INVOKER: the statement runs as the caller, so PostgreSQL checks
--- the caller's privileges when it runs, every call, as for p_page run
--- directly. Nothing of the session is trusted but what it shows:
--- * the statement of that name is used only if pg_prepared_statements shows
---   it is exactly this function's PREPARE of p_page with parameters (text,
---   text, text); any other (a client's of the same name) is deallocated
---   and prepared again. The same text always means the same statement:
---   PostgreSQL analyses a kept statement again under this function's
---   pinned search_path when it runs under another (plancache.c), and
---   whenever an object it names changes, as it analyses p_page afresh.
--- * VOLATILE, because PostgreSQL runs PREPARE and EXECUTE in no other
---   function; so the statement reads in a snapshot of its own, newer than
---   the one pgjobs.visible checked the registration and the pending
---   deletes in. The statement reads the page only when its snapshot is
---   p_snapshot, the caller's (pg_current_snapshot(): the same running and
---   committed transactions, so the same rows), and answers NULL otherwise
---   (a transaction ended in between). pgjobs.visible calls it only in a
---   transaction that has written nothing (no transaction id), so the
---   command counter, which a snapshot's text does not show, changes no row
---   either.
-DECLARE
-    v_name text := 'pgjobs_visible_' || md5(p_page);
-    v_prepare text;
-    v_same boolean;
-    v_stale text;
-    v_rows jsonb[];
-BEGIN
-    IF (SELECT c.relkind = 'r' AND NOT c.relhassubclass FROM pg_catalog.pg_class c
-         WHERE c.oid = p_target) IS NOT TRUE THEN
-        RETURN NULL;
-    END IF;
-    v_prepare := format('PREPARE %I(text, text, text) AS SELECT CASE WHEN '
-                        'pg_catalog.pg_current_snapshot()::text = $3 THEN (%s) END',
-                        v_name, p_page);
-    SELECT s.statement = v_prepare AND s.parameter_types = '{text,text,text}'::regtype[]
-      INTO v_same
-      FROM pg_catalog.pg_prepared_statements s
-     WHERE s.name = v_name;
-    IF v_same IS NOT TRUE THEN
-        IF v_same IS NOT NULL THEN
-            EXECUTE format('DEALLOCATE %I', v_name);  -- not this function's
-        ELSIF (SELECT count(*) FROM pg_catalog.pg_prepared_statements s
-                WHERE s.name LIKE 'pgjobs\_visible\_%') >= 32 THEN
-            -- A session reading many targets (or limits) keeps no more than
-            -- 32 plans: the old ones go, and are prepared again when read.
-            FOR v_stale IN SELECT s.name FROM pg_catalog.pg_prepared_statements s
-                            WHERE s.name LIKE 'pgjobs\_visible\_%' LOOP
-                EXECUTE format('DEALLOCATE %I', v_stale);
-            END LOOP;
-        END IF;
-        EXECUTE v_prepare;
-    END IF;
-    EXECUTE format('EXECUTE %I(%L, %L, %L)', v_name, p_scope, p_after, p_snapshot) INTO v_rows;
-    RETURN v_rows;
-END
-$_$;
-
-ALTER FUNCTION pgjobs._visible_prepared(p_target regclass, p_page text, p_scope text, p_after text, p_snapshot text) OWNER TO SUPERUSER;
 
 --
 -- Name: _writer_may_start(regclass, text, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -30270,22 +30170,8 @@ BEGIN
     IF has_table_privilege(p_target, 'SELECT') IS TRUE AND p_filter = '{}' THEN
         BEGIN
             v_page := pgjobs._visible_page(p_target, p_scope, p_after, p_limit);
-            -- The page from the plan this session keeps for it
-            -- (pgjobs._visible_prepared): only for the session's own role
-            -- (no SECURITY DEFINER function's owner leaves a statement
-            -- behind in a client's session) and in a transaction that has
-            -- written nothing; NULL when it could not read in this call's
-            -- snapshot, or for a table with partitions (pruned only when
-            -- planned with the scope's value). Otherwise the page is
-            -- planned here, as before.
-            IF v_page IS NOT NULL AND pg_current_xact_id_if_assigned() IS NULL
-               AND current_user = (CASE current_setting('role') WHEN 'none' THEN session_user
-                                        ELSE current_setting('role')::name END) THEN
-                v_rows := pgjobs._visible_prepared(p_target, v_page, p_scope, p_after,
-                                                   pg_current_snapshot()::text);
-            END IF;
-            IF v_page IS NOT NULL AND v_rows IS NULL THEN
-                EXECUTE v_page INTO v_rows USING p_scope, p_after;
+            IF v_page IS NOT NULL THEN
+                EXECUTE v_page INTO v_rows;
             END IF;
         EXCEPTION WHEN OTHERS THEN
             -- An error of the session rather than of the page reaches the
@@ -33344,14 +33230,6 @@ GRANT ALL ON FUNCTION pgjobs._visible_count_as(p_caller name, p_target regclass,
 REVOKE ALL ON FUNCTION pgjobs._visible_page(p_target regclass, p_scope text, p_after text, p_limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._visible_page(p_target regclass, p_scope text, p_after text, p_limit integer) TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._visible_page(p_target regclass, p_scope text, p_after text, p_limit integer) TO pgjobs_client;
-
---
--- Name: FUNCTION _visible_prepared(p_target regclass, p_page text, p_scope text, p_after text, p_snapshot text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
---
-
-REVOKE ALL ON FUNCTION pgjobs._visible_prepared(p_target regclass, p_page text, p_scope text, p_after text, p_snapshot text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._visible_prepared(p_target regclass, p_page text, p_scope text, p_after text, p_snapshot text) TO pgjobs_admin;
-GRANT ALL ON FUNCTION pgjobs._visible_prepared(p_target regclass, p_page text, p_scope text, p_after text, p_snapshot text) TO pgjobs_client;
 
 --
 -- Name: FUNCTION _writer_may_start(p_target regclass, p_scope text, p_place bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -36,8 +36,7 @@ PARSE_IN_CALLERS_SESSION = {
     "visible",
     "visible_count",
     "mask", "schedule", "channel", "_submit_as", "_submit_delete_as", "_submit_backfill_as",
-    "_submit_export_as", "_visible_as", "_visible_page", "_visible_prepared", "_visible_count_as",
-    "_mask_as",
+    "_submit_export_as", "_visible_as", "_visible_page", "_visible_count_as", "_mask_as",
     "_channel_as", "canonical_scope", "_canonical_scope_as",
     "_compile_filter", "preview", "_preview_as"}
 

@@ -13,9 +13,7 @@ SET extra_float_digits = 3
 AS $$
 -- The short way of pgjobs.visible (issue 11): the statement of one keyset
 -- page of (p_target, p_scope), every row of the scope after key p_after
--- as to_jsonb(t.*), with the scope and the cursor as its parameters $1 and
--- $2 (text), for pgjobs.visible to run as its caller (from a plan the
--- session keeps, pgjobs._visible_prepared, or planned there), so that
+-- as to_jsonb(t.*), for pgjobs.visible to run as its caller, so that
 -- PostgreSQL itself checks the caller's privileges on every read (a REVOKE
 -- fires no event, so nothing of them is kept) and the page needs no check
 -- by hand. NULL whenever the page is not that plain and pgjobs.visible
@@ -123,19 +121,13 @@ BEGIN
         RETURN NULL;
     END IF;
     -- The statement of pgjobs._visible_as's page with nothing masked and no
-    -- filter, the row t.*, never a bare t. The scope and the cursor are its
-    -- parameters $1 and $2 (text: p_scope and p_after, cast to the columns'
-    -- full types when it runs, in the caller's session as a literal would
-    -- be; a bad cursor fails it, and the full way names it), so that one
-    -- text serves every scope and cursor of the target and
-    -- pgjobs._visible_prepared can keep its plan. The scope's value is the
-    -- canonical one's (v_canonical is p_scope cast to that type, checked to
-    -- be exact, and printed back).
-    RETURN format('SELECT ARRAY(SELECT to_jsonb(t.*) FROM %s t WHERE t.%I = $1::%s%s '
+    -- filter: the cursor a literal of the key's type (a bad one fails it,
+    -- and the full way names it), the row t.*, never a bare t.
+    RETURN format('SELECT ARRAY(SELECT to_jsonb(t.*) FROM %s t WHERE t.%I = %L::%s%s '
                   'ORDER BY t.%I LIMIT %s)',
-                  p_target, (v_plan.reg).scope_column, v_plan.scope_type,
+                  p_target, (v_plan.reg).scope_column, v_canonical, v_plan.scope_type,
                   CASE WHEN p_after IS NULL THEN ''
-                       ELSE format(' AND t.%I > $2::%s', (v_plan.reg).key_column,
+                       ELSE format(' AND t.%I > %L::%s', (v_plan.reg).key_column, p_after,
                                    v_plan.key_type) END,
                   (v_plan.reg).key_column, p_limit);
 END

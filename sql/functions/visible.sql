@@ -41,22 +41,8 @@ BEGIN
     IF has_table_privilege(p_target, 'SELECT') IS TRUE AND p_filter = '{}' THEN
         BEGIN
             v_page := pgjobs._visible_page(p_target, p_scope, p_after, p_limit);
-            -- The page from the plan this session keeps for it
-            -- (pgjobs._visible_prepared): only for the session's own role
-            -- (no SECURITY DEFINER function's owner leaves a statement
-            -- behind in a client's session) and in a transaction that has
-            -- written nothing; NULL when it could not read in this call's
-            -- snapshot, or for a table with partitions (pruned only when
-            -- planned with the scope's value). Otherwise the page is
-            -- planned here, as before.
-            IF v_page IS NOT NULL AND pg_current_xact_id_if_assigned() IS NULL
-               AND current_user = (CASE current_setting('role') WHEN 'none' THEN session_user
-                                        ELSE current_setting('role')::name END) THEN
-                v_rows := pgjobs._visible_prepared(p_target, v_page, p_scope, p_after,
-                                                   pg_current_snapshot()::text);
-            END IF;
-            IF v_page IS NOT NULL AND v_rows IS NULL THEN
-                EXECUTE v_page INTO v_rows USING p_scope, p_after;
+            IF v_page IS NOT NULL THEN
+                EXECUTE v_page INTO v_rows;
             END IF;
         EXCEPTION WHEN OTHERS THEN
             -- An error of the session rather than of the page reaches the

@@ -44,9 +44,6 @@ BEGIN
                              -- pgjobs.visible's short way: NULL unless the
                              -- session's role may SELECT the table
                              '_visible_page',
-                             -- ... and the kept plan of its page: SECURITY
-                             -- INVOKER, runs the page as the caller
-                             '_visible_prepared',
                              '_visible_count_as', '_channel_as', '_canonical_scope_as',
                              '_pause_as', '_resume_as', '_retry_as', '_client_room_as',
                              'preview', '_preview_as',
