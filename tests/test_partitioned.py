@@ -483,3 +483,30 @@ def test_another_scopes_partition_locked_exclusively_blocks_nothing(
         assert outcome.status == "succeeded", outcome
     finally:
         holder.rollback()
+
+
+@pytest.mark.parametrize("after", [None, "0"], ids=["first_page", "after_a_cursor"])
+@pytest.mark.parametrize("layout_", ["list", "hash"])
+def test_a_warm_sessions_reads_lock_no_other_scopes_partition(
+        conn: Conn, make_conn: Callable[..., Conn], layout_: str, after: str | None) -> None:
+    # visible's short way read again and again in one session: a statement
+    # it kept would be planned once, generic, with every partition in its
+    # plan, each locked at every read. With another tenant's partition held
+    # ACCESS EXCLUSIVE, every read of scope 1 still ends, with a
+    # lock_timeout that would fail it otherwise.
+    make_partitioned(conn, layout_)
+    other = sorted(leaves(conn) - scope_leaves(conn, layout_, "1"))[0]
+    reader = make_conn()
+    page = "SELECT v ->> 'id' FROM pgjobs.visible(%s::regclass, '1', '{}', %s, 25) v"
+    expected = reader.execute(page, (NAME, after)).fetchall()
+    assert len(expected) == 25
+    for _ in range(8):  # warm: a kept statement would be on its generic plan
+        assert reader.execute(page, (NAME, after)).fetchall() == expected
+    holder = make_conn(autocommit=False)
+    holder.execute(f"LOCK TABLE {other} IN ACCESS EXCLUSIVE MODE")
+    reader.execute("SET lock_timeout = '3s'")
+    try:
+        for _ in range(8):
+            assert reader.execute(page, (NAME, after)).fetchall() == expected
+    finally:
+        holder.rollback()
