@@ -30,7 +30,6 @@ import pytest
 
 from pgjobs import db
 from pgjobs.poller import storage
-from pgjobs.poller.export import Exporter, Outcome, _Control
 from tests.support import (
     build_target,
     jsonl_reference,
@@ -305,77 +304,3 @@ def test_writes_during_the_export_never_lose_a_row_nobody_touched(
         assert [r for r in records if r["id"] in set(untouched)] == [
             stored[k] for k in untouched]
 
-
-class Killed(BaseException):
-    """The worker process dies here (SIGKILL): nothing after runs, no outcome
-    is recorded, its lease is left to lapse."""
-
-
-def _die_at(monkeypatch: pytest.MonkeyPatch, at: int | None, before: bool) -> list[int]:
-    """Count the job's checkpointing heartbeats (every part recorded, the
-    finalizing phase, the object made visible); with ``at``, the worker dies
-    at that one: ``before`` it is sent (its write done, never recorded) or
-    right after it was accepted (recorded, nothing after). The list holds
-    the count."""
-    seen = [0]
-    beat = _Control.heartbeat
-
-    def heartbeat(self: _Control, done: int | None = None,
-                  checkpoint: dict[str, Any] | None = None) -> bool:
-        if checkpoint is None:  # a lease renewal: as many as time makes
-            return beat(self, done, checkpoint)
-        seen[0] += 1
-        if seen[0] == at and before:
-            raise Killed()
-        ok = beat(self, done, checkpoint)
-        if seen[0] == at and ok:
-            raise Killed()
-        return ok
-
-    fail = Exporter._fail
-
-    def _fail(self: Exporter, exc: BaseException) -> Outcome:
-        if isinstance(exc, Killed):
-            return Outcome(self.job_id, "lost", error="killed")
-        return fail(self, exc)
-
-    monkeypatch.setattr(_Control, "heartbeat", heartbeat)
-    monkeypatch.setattr(Exporter, "_fail", _fail)
-    monkeypatch.setattr(Exporter, "_abort_unrecorded", lambda self: None)
-    return seen
-
-
-@pytest.mark.parametrize("position", ["first", "middle", "last-1", "last"])
-@pytest.mark.parametrize("before", [True, False], ids=["unrecorded", "recorded"])
-@pytest.mark.parametrize("fmt", ["csv-gzip", "jsonl", "parquet"])
-@pytest.mark.parametrize("store", ["file", "s3"])
-def test_a_worker_killed_at_any_checkpoint_resumes_to_exactly_the_rows(
-        conn: Conn, dsn: str, request: pytest.FixtureRequest, tmp_path: Path,
-        store: str, fmt: str, before: bool, position: str) -> None:
-    """The worker dies at a checkpointing heartbeat (a part, the finalizing
-    phase, the object made visible), before it is sent or once accepted;
-    another attempt takes the job over: it succeeds with objects that hold
-    exactly the scope's rows (as independent readers read them), and its
-    result's counts and sha256 are those of the stored bytes."""
-    make_items(conn, rows=120)
-    prefix = _prefix(request, store)
-    options = {**FORMATS[fmt], "chunk_rows": 5, "part_size": 1024}
-    with pytest.MonkeyPatch.context() as mp:
-        seen = _die_at(mp, None, before)
-        whole = run_export(dsn, submit_export(conn, "1", {}, options), prefix)
-    assert whole.status == "succeeded", whole.error
-    beats = seen[0]
-    assert beats >= 4, f"only {beats} checkpoints: too few to attack"
-    at = {"first": 1, "middle": beats // 2, "last-1": beats - 1, "last": beats}[position]
-    job_id = submit_export(conn, "1", {}, options)
-    with pytest.MonkeyPatch.context() as mp:
-        seen = _die_at(mp, at, before)
-        killed = run_export(dsn, job_id, prefix)
-    assert killed.status == "lost", killed
-    conn.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() - interval '1 second' "
-                 "WHERE id = %s", (job_id,))
-    out = run_export(dsn, job_id, prefix)
-    assert out.status == "succeeded", out.error
-    assert out.result is not None
-    _check(conn, out.result, options, "SELECT * FROM items WHERE tenant = 1 ORDER BY id",
-           tmp_path)
