@@ -14,6 +14,7 @@ plain COPY, ``to_jsonb``, pyarrow and DuckDB."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 from pgjobs.poller import storage
 from pgjobs.poller.export import Exporter, Outcome, _Control
 from tests.support import leftovers, make_items, run_export, submit_export
-from tests.test_trust_export_variants import FORMATS, _check, _prefix
+from tests.test_trust_export_variants import FORMATS, _check, _prefix, _records
 
 Conn = psycopg.Connection[Any]
 
@@ -173,3 +174,77 @@ def test_a_resume_after_the_storage_changed_never_succeeds_with_other_bytes(
                    "SELECT * FROM items WHERE tenant = 1 ORDER BY id", tmp_path)
             return
     pytest.fail(f"the job neither succeeded nor failed for good: {outcomes}")
+
+
+@pytest.mark.parametrize("position", ["middle", "last-1", "last"])
+@pytest.mark.parametrize("fmt", ["csv-gzip", "jsonl", "parquet"])
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_a_stale_worker_waking_after_a_takeover_changes_nothing(
+        conn: Conn, dsn: str, request: pytest.FixtureRequest, store: str, fmt: str,
+        position: str) -> None:
+    """Two workers on one job: the first stalls once a checkpoint is accepted
+    (a part, the finalizing phase, the object made visible) until its lease
+    lapses; every row's note grows meanwhile (the next parts' bytes differ);
+    a second worker takes the job over and succeeds. The first then wakes and
+    goes on: it reports no success but the job's own (same bytes, same
+    sha256), and the objects the job's result names still hold the result's
+    bytes and sha256, every key of the scope once."""
+    make_items(conn, rows=120)
+    prefix = _prefix(request, store)
+    options = {**FORMATS[fmt], "chunk_rows": 5, "part_size": 1024}
+    with pytest.MonkeyPatch.context() as mp:
+        seen = _die_at(mp, None, False)
+        whole = run_export(dsn, submit_export(conn, "1", {}, options), prefix)
+    beats = seen[0]
+    assert whole.status == "succeeded" and beats >= 4, whole.error
+    at = {"middle": beats // 2, "last-1": beats - 1, "last": beats}[position]
+    job_id = submit_export(conn, "1", {}, options)
+    stalled, wake = threading.Event(), threading.Event()
+    count = [0]
+    beat = _Control.heartbeat
+    first_worker: list[str] = []
+
+    def heartbeat(self: _Control, done: int | None = None,
+                  checkpoint: dict[str, Any] | None = None) -> bool:
+        ok = beat(self, done, checkpoint)
+        if checkpoint is not None and self.worker == (first_worker or [None])[0]:
+            count[0] += 1
+            if count[0] == at and ok:
+                stalled.set()
+                assert wake.wait(120)
+        return ok
+
+    claim = conn.execute("SELECT worker FROM pgjobs.claim_export(%s, 'stale', '30 seconds')",
+                         (job_id,)).fetchone()
+    assert claim is not None
+    first_worker.append(claim[0])
+    outcome: list[Outcome] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_Control, "heartbeat", heartbeat)
+        first = threading.Thread(target=lambda: outcome.append(
+            Exporter(dsn, job_id, claim[0], prefix).run()))
+        first.start()
+        try:
+            assert stalled.wait(120), "the first worker never reached its checkpoint"
+            conn.execute("UPDATE items SET note = coalesce(note, '') || ' and more' "
+                         "WHERE tenant = 1")
+            conn.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() - interval '1 second' "
+                         "WHERE id = %s", (job_id,))
+            second = run_export(dsn, job_id, prefix)
+        finally:
+            wake.set()
+            first.join(120)
+    assert second.status == "succeeded", second.error
+    row = conn.execute("SELECT status, result FROM pgjobs.jobs WHERE id = %s",
+                       (job_id,)).fetchone()
+    assert row is not None and row[0] == "succeeded"
+    assert row[1] == second.result
+    # The stale worker reports success only for the job's own result (its
+    # object made visible before the stall: the same bytes, the same sha256).
+    assert outcome and (outcome[0].status != "succeeded" or outcome[0].result == row[1]), \
+        outcome
+    records = _records(second.result or {}, fmt.split("-")[0])
+    keys = [int(r["id"]) for r in records]
+    assert keys == [r[0] for r in conn.execute(
+        "SELECT id FROM items WHERE tenant = 1 ORDER BY id")]
+    assert (second.result or {})["rows"] == len(keys)

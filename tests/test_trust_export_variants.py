@@ -225,6 +225,8 @@ def _records(result: dict[str, Any], fmt: str) -> list[dict[str, Any]]:
         pq = pytest.importorskip("pyarrow.parquet")
         return [r for b in blobs for r in pq.read_table(io.BytesIO(b)).to_pylist()]
     data = b"".join(blobs)
+    if result.get("gzip"):
+        data = gzip.decompress(data)
     if fmt == "jsonl":
         return [json.loads(line) for line in data.splitlines()]
     rows = list(csv.reader(io.StringIO(data.decode(), newline="")))
