@@ -1,7 +1,7 @@
 """A worker killed at any checkpoint of an export, and the storage changed
 under the resume: the job never ends ``succeeded`` with objects that differ
 from the scope's rows (file:// and S3 through moto, staged parts; CSV with
-gzip, JSON Lines, Parquet).
+gzip, whose object path JSON Lines shares, and Parquet's files).
 
 The kill is in process, where a SIGKILL would stop the attempt: at a
 checkpointing heartbeat (every part recorded, the finalizing phase, the
@@ -27,6 +27,9 @@ from tests.support import leftovers, make_items, run_export, submit_export
 from tests.test_trust_export_variants import FORMATS, _check, _prefix, _records
 
 Conn = psycopg.Connection[Any]
+# The two writers of an export's object: one stream of parts (CSV, gzip on;
+# JSON Lines takes the same path) and Parquet's files.
+WRITERS = ["csv-gzip", "parquet"]
 
 
 class Killed(BaseException):
@@ -68,9 +71,9 @@ def _die_at(monkeypatch: pytest.MonkeyPatch, at: int | None, before: bool) -> li
     return seen
 
 
-@pytest.mark.parametrize("position", ["first", "middle", "last-1", "last"])
+@pytest.mark.parametrize("position", ["first", "last-1", "last"])
 @pytest.mark.parametrize("before", [True, False], ids=["unrecorded", "recorded"])
-@pytest.mark.parametrize("fmt", ["csv-gzip", "jsonl", "parquet"])
+@pytest.mark.parametrize("fmt", WRITERS)
 @pytest.mark.parametrize("store", ["file", "s3"])
 def test_a_worker_killed_at_any_checkpoint_resumes_to_exactly_the_rows(
         conn: Conn, dsn: str, request: pytest.FixtureRequest, tmp_path: Path,
@@ -89,7 +92,7 @@ def test_a_worker_killed_at_any_checkpoint_resumes_to_exactly_the_rows(
     assert whole.status == "succeeded", whole.error
     beats = seen[0]
     assert beats >= 4, f"only {beats} checkpoints: too few to attack"
-    at = {"first": 1, "middle": beats // 2, "last-1": beats - 1, "last": beats}[position]
+    at = {"first": 1, "last-1": beats - 1, "last": beats}[position]
     job_id = submit_export(conn, "1", {}, options)
     with pytest.MonkeyPatch.context() as mp:
         seen = _die_at(mp, at, before)
@@ -127,7 +130,7 @@ def _tamper(where: str, how: str) -> list[str]:
 
 @pytest.mark.parametrize("how", ["truncated", "replaced", "deleted"])
 @pytest.mark.parametrize("position", ["middle", "last"])
-@pytest.mark.parametrize("fmt", ["csv-gzip", "jsonl", "parquet"])
+@pytest.mark.parametrize("fmt", WRITERS)
 @pytest.mark.parametrize("store", ["file", "s3"])
 def test_a_resume_after_the_storage_changed_never_succeeds_with_other_bytes(
         conn: Conn, dsn: str, request: pytest.FixtureRequest, tmp_path: Path,
@@ -177,7 +180,7 @@ def test_a_resume_after_the_storage_changed_never_succeeds_with_other_bytes(
 
 
 @pytest.mark.parametrize("position", ["middle", "last-1", "last"])
-@pytest.mark.parametrize("fmt", ["csv-gzip", "jsonl", "parquet"])
+@pytest.mark.parametrize("fmt", WRITERS)
 @pytest.mark.parametrize("store", ["file", "s3"])
 def test_a_stale_worker_waking_after_a_takeover_changes_nothing(
         conn: Conn, dsn: str, request: pytest.FixtureRequest, store: str, fmt: str,
