@@ -23,7 +23,15 @@ import pytest
 
 from pgjobs.poller import storage
 from pgjobs.poller.export import Exporter, Outcome, _Control
-from tests.support import leftovers, make_items, run_export, submit_export
+from tests.support import (
+    BIG_TENANT_1,
+    NATIVE_S3,
+    leftovers,
+    make_items,
+    open_uploads,
+    run_export,
+    submit_export,
+)
 from tests.test_trust_export_variants import FORMATS, _check, _prefix, _records
 
 Conn = psycopg.Connection[Any]
@@ -251,3 +259,32 @@ def test_a_stale_worker_waking_after_a_takeover_changes_nothing(
     assert keys == [r[0] for r in conn.execute(
         "SELECT id FROM items WHERE tenant = 1 ORDER BY id")]
     assert (second.result or {})["rows"] == len(keys)
+
+
+@pytest.mark.parametrize("position", ["first", "last-1", "last"])
+@pytest.mark.parametrize("before", [True, False], ids=["unrecorded", "recorded"])
+def test_a_native_multipart_export_killed_at_a_checkpoint_resumes_to_exactly_the_rows(
+        conn: Conn, dsn: str, bucket: str, big: None, tmp_path: Path, before: bool,
+        position: str) -> None:
+    """S3's native multipart upload (parts of 5 MiB, one upload a job, its id
+    in the checkpoint, CompleteMultipartUpload to make it visible): killed
+    at its first part, its finalizing phase or once its object is visible,
+    before the record or after it; the resumed job holds exactly the rows."""
+    options = {**NATIVE_S3, "format": "csv"}
+    with pytest.MonkeyPatch.context() as mp:
+        seen = _die_at(mp, None, before)
+        whole = run_export(dsn, submit_export(conn, "1", {}, options, target="big"), bucket)
+    assert whole.status == "succeeded", whole.error
+    beats = seen[0]
+    assert beats >= 4, f"only {beats} checkpoints: too few to attack"
+    job_id = submit_export(conn, "1", {}, options, target="big")
+    with pytest.MonkeyPatch.context() as mp:
+        _die_at(mp, {"first": 1, "last-1": beats - 1, "last": beats}[position], before)
+        assert run_export(dsn, job_id, bucket).status == "lost"
+    conn.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() - interval '1 second' "
+                 "WHERE id = %s", (job_id,))
+    out = run_export(dsn, job_id, bucket)
+    assert out.status == "succeeded", out.error
+    assert out.result is not None
+    _check(conn, out.result, options, BIG_TENANT_1, tmp_path)
+    assert open_uploads(bucket) == []
