@@ -79,6 +79,18 @@ def _die_at(monkeypatch: pytest.MonkeyPatch, at: int | None, before: bool) -> li
     return seen
 
 
+def _checkpoints(conn: Conn, dsn: str, prefix: str, options: dict[str, Any],
+                 target: str = "items") -> int:
+    """How many checkpointing heartbeats an uninterrupted export of the
+    target's scope 1 with ``options`` sends (it succeeds)."""
+    with pytest.MonkeyPatch.context() as mp:
+        seen = _die_at(mp, None, False)
+        whole = run_export(dsn, submit_export(conn, "1", {}, options, target=target), prefix)
+    assert whole.status == "succeeded", whole.error
+    assert seen[0] >= 4, f"only {seen[0]} checkpoints: too few to attack"
+    return seen[0]
+
+
 @pytest.mark.parametrize("position", ["first", "last-1", "last"])
 @pytest.mark.parametrize("before", [True, False], ids=["unrecorded", "recorded"])
 @pytest.mark.parametrize("fmt", WRITERS)
@@ -94,16 +106,11 @@ def test_a_worker_killed_at_any_checkpoint_resumes_to_exactly_the_rows(
     make_items(conn, rows=120)
     prefix = _prefix(request, store)
     options = {**FORMATS[fmt], "chunk_rows": 5, "part_size": 1024}
-    with pytest.MonkeyPatch.context() as mp:
-        seen = _die_at(mp, None, before)
-        whole = run_export(dsn, submit_export(conn, "1", {}, options), prefix)
-    assert whole.status == "succeeded", whole.error
-    beats = seen[0]
-    assert beats >= 4, f"only {beats} checkpoints: too few to attack"
+    beats = _checkpoints(conn, dsn, prefix, options)
     at = {"first": 1, "last-1": beats - 1, "last": beats}[position]
     job_id = submit_export(conn, "1", {}, options)
     with pytest.MonkeyPatch.context() as mp:
-        seen = _die_at(mp, at, before)
+        _die_at(mp, at, before)
         killed = run_export(dsn, job_id, prefix)
     assert killed.status == "lost", killed
     conn.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() - interval '1 second' "
@@ -154,11 +161,7 @@ def test_a_resume_after_the_storage_changed_never_succeeds_with_other_bytes(
     prefix = _prefix(request, store) + "tampered/"
     options = {**FORMATS[fmt], "chunk_rows": 5, "part_size": 1024, "max_attempts": 5}
     job_id = submit_export(conn, "1", {}, options)
-    with pytest.MonkeyPatch.context() as mp:
-        seen = _die_at(mp, None, False)
-        whole = run_export(dsn, submit_export(conn, "1", {}, options), _prefix(request, store))
-    beats = seen[0]
-    assert whole.status == "succeeded" and beats >= 4, whole.error
+    beats = _checkpoints(conn, dsn, _prefix(request, store), options)
     with pytest.MonkeyPatch.context() as mp:
         _die_at(mp, beats // 2 if position == "middle" else beats, False)
         assert run_export(dsn, job_id, prefix).status == "lost"
@@ -203,11 +206,7 @@ def test_a_stale_worker_waking_after_a_takeover_changes_nothing(
     make_items(conn, rows=120)
     prefix = _prefix(request, store)
     options = {**FORMATS[fmt], "chunk_rows": 5, "part_size": 1024}
-    with pytest.MonkeyPatch.context() as mp:
-        seen = _die_at(mp, None, False)
-        whole = run_export(dsn, submit_export(conn, "1", {}, options), prefix)
-    beats = seen[0]
-    assert whole.status == "succeeded" and beats >= 4, whole.error
+    beats = _checkpoints(conn, dsn, prefix, options)
     at = {"middle": beats // 2, "last-1": beats - 1, "last": beats}[position]
     job_id = submit_export(conn, "1", {}, options)
     stalled, wake = threading.Event(), threading.Event()
@@ -271,12 +270,7 @@ def test_a_native_multipart_export_killed_at_a_checkpoint_resumes_to_exactly_the
     at its first part, its finalizing phase or once its object is visible,
     before the record or after it; the resumed job holds exactly the rows."""
     options = {**NATIVE_S3, "format": "csv"}
-    with pytest.MonkeyPatch.context() as mp:
-        seen = _die_at(mp, None, before)
-        whole = run_export(dsn, submit_export(conn, "1", {}, options, target="big"), bucket)
-    assert whole.status == "succeeded", whole.error
-    beats = seen[0]
-    assert beats >= 4, f"only {beats} checkpoints: too few to attack"
+    beats = _checkpoints(conn, dsn, bucket, options, target="big")
     job_id = submit_export(conn, "1", {}, options, target="big")
     with pytest.MonkeyPatch.context() as mp:
         _die_at(mp, {"first": 1, "last-1": beats - 1, "last": beats}[position], before)

@@ -99,38 +99,32 @@ def _check(conn: Conn, result: dict[str, Any], options: dict[str, Any], select: 
         assert data == b"" or data.endswith(b"\n")
 
 
-@pytest.mark.parametrize("parallel", [1, 2])
-@pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("store", ["file", "s3"])
-def test_an_empty_scope_succeeds_with_exactly_nothing(
-        conn: Conn, dsn: str, request: pytest.FixtureRequest, tmp_path: Path,
-        store: str, fmt: str, parallel: int) -> None:
-    make_items(conn, rows=40)
-    options = {**FORMATS[fmt], **SMALL, "parallel": parallel}
-    out = run_export(dsn, submit_export(conn, "7", {}, options), _prefix(request, store))
+def _exactly(conn: Conn, dsn: str, prefix: str, scope: str, options: dict[str, Any],
+             tmp_path: Path) -> None:
+    """An export of ``scope`` succeeds holding exactly the scope's rows."""
+    out = run_export(dsn, submit_export(conn, scope, {}, options), prefix)
     assert out.status == "succeeded", out.error
     assert out.result is not None
-    _check(conn, out.result, options, "SELECT * FROM items WHERE tenant = 7 ORDER BY id",
-           tmp_path)
+    _check(conn, out.result, options,
+           f"SELECT * FROM items WHERE tenant = {int(scope)} ORDER BY id", tmp_path)
 
 
 @pytest.mark.parametrize("parallel", [1, 2])
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("store", ["file", "s3"])
-def test_a_row_larger_than_a_part_and_a_chunk_is_exported_whole(
+@pytest.mark.parametrize("case", ["empty", "huge-row"])
+def test_an_empty_scope_or_a_row_larger_than_a_part_is_exported_exactly(
         conn: Conn, dsn: str, request: pytest.FixtureRequest, tmp_path: Path,
-        store: str, fmt: str, parallel: int) -> None:
+        case: str, store: str, fmt: str, parallel: int) -> None:
+    """``empty``: scope 7 has no rows. ``huge-row``: row 31 (tenant 1,
+    mid-scope) holds 1.2 MiB of poorly compressible text, past part_size and
+    past the 1 MiB floor of a chunk's byte bound."""
     make_items(conn, rows=60)
-    # Row 31 (tenant 1, mid-scope) gets 1.2 MiB of poorly compressible text:
-    # past part_size and past the 1 MiB floor of a chunk's byte bound.
-    conn.execute("UPDATE items SET note = (SELECT string_agg(md5(g::text), '') "
-                 "FROM generate_series(1, 40000) g) || E'\\n\"end\"' WHERE id = 31")
-    options = {**FORMATS[fmt], **SMALL, "parallel": parallel}
-    out = run_export(dsn, submit_export(conn, "1", {}, options), _prefix(request, store))
-    assert out.status == "succeeded", out.error
-    assert out.result is not None
-    _check(conn, out.result, options, "SELECT * FROM items WHERE tenant = 1 ORDER BY id",
-           tmp_path)
+    if case == "huge-row":
+        conn.execute("UPDATE items SET note = (SELECT string_agg(md5(g::text), '') "
+                     "FROM generate_series(1, 40000) g) || E'\\n\"end\"' WHERE id = 31")
+    _exactly(conn, dsn, _prefix(request, store), "7" if case == "empty" else "1",
+             {**FORMATS[fmt], **SMALL, "parallel": parallel}, tmp_path)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
