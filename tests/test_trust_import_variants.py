@@ -1,0 +1,251 @@
+"""An outside checker's pass over imports as a class (h185): whatever the
+source's shape (line ends, a byte-order mark, a last line without its end, a
+quoted newline, bytes that are not UTF-8), whatever its batch boundaries,
+`on_duplicate` mode and format, and whether the worker ran it in one go, was
+stopped between batches, or died between batches (its lease lapsing), a job
+that succeeded says what the table and its rejects hold:
+
+- every record read is inserted, updated, skipped or rejected, once
+  (`inserted + updated + skipped + rejected == records`);
+- the scope gained exactly `inserted` rows, each a good record's, in the
+  job's scope; no row of another tenant is written or changed, whichever
+  of its keys or scope spellings the source names;
+- `pgjobs.import_rejects` and the rejects object hold exactly the rejected
+  records (line, reason, record), `rejected` of them, none twice;
+- `bytes` is the source's size.
+
+Earlier passes hold the single shapes (tests/test_adversarial_import.py,
+tests/test_import_resume.py, tests/test_import_rejects*.py); this crosses
+them, since a count that is right for one batch and one attempt can be
+wrong at a boundary or after a resume."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs.poller import storage
+from pgjobs.poller.importer import Importer
+from tests.support import (
+    allowed_folder,
+    claim_import,
+    drop_client,
+    expire_lease,
+    job,
+    people_client,
+    submit_import,
+)
+from tests.support.roles import acting_as
+
+Conn = psycopg.Connection[Any]
+
+# Tenant 2's rows: their keys are named by the source; they must not change.
+THEIRS = "INSERT INTO people (id, tenant, name, age, data) VALUES" \
+         " (1, 2, 'theirs', 40, '{\"k\": 1}'), (2, 2, 'theirs2', 41, '{}')"
+# Tenant 1's own row, key 3: the source names it again (a duplicate of the job's scope).
+MINE = "INSERT INTO people (id, tenant, name, age) VALUES (3, 1, 'old', 1)"
+
+
+def _records() -> list[tuple[str, dict[str, Any], str]]:
+    """(kind, record, outcome) in source order; outcome is "new", "dup" (tenant
+    1's key 3), "other" (tenant 2's key: never touched) or "bad" (rejected in
+    every mode)."""
+    out: list[tuple[str, dict[str, Any], str]] = []
+    for i in range(40):
+        out.append(("good", {"id": 100 + i, "name": f"n{i}", "age": i}, "new"))
+        if i == 5:
+            out.append(("bad age", {"id": 200, "name": "b1", "age": "x"}, "bad"))
+        if i == 9:
+            out.append(("other tenant", {"id": 201, "tenant": 2, "name": "b2", "age": 1}, "bad"))
+        if i == 12:
+            out.append(("own tenant spelt 01", {"id": 202, "tenant": "01", "name": "s1",
+                                                "age": 2}, "new"))
+        if i == 14:
+            out.append(("quoted newline", {"id": 203, "name": "two\nlines, \"q\"", "age": 3},
+                        "new"))
+        if i == 17:
+            out.append(("their key", {"id": 1, "name": "mine", "age": 5}, "other"))
+        if i == 21:
+            out.append(("own key", {"id": 3, "name": "again", "age": 6}, "dup"))
+        if i == 25:
+            out.append(("negative age", {"id": 204, "name": "b3", "age": -1}, "bad"))
+        if i == 30:
+            out.append(("their other key", {"id": 2, "tenant": 1, "name": "m2", "age": 7},
+                        "other"))
+    return out
+
+
+def _csv(records: list[dict[str, Any]], crlf: bool, bom: bool, last_end: bool) -> bytes:
+    cols = ["id", "tenant", "name", "age"]
+    end = "\r\n" if crlf else "\n"
+
+    def field(v: Any) -> str:
+        if v is None:
+            return ""
+        s = str(v)
+        return '"' + s.replace('"', '""') + '"' if any(c in s for c in ',"\n\r') else s
+
+    lines = [",".join(cols)] + [",".join(field(r.get(c)) for c in cols) for r in records]
+    text = end.join(lines) + (end if last_end else "")
+    return (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+
+
+def _jsonl(records: list[dict[str, Any]], crlf: bool, last_end: bool) -> bytes:
+    end = "\r\n" if crlf else "\n"
+    text = end.join(json.dumps(r) for r in records) + (end if last_end else "")
+    return text.encode()
+
+
+SHAPES = {
+    "csv lf": ("csv", dict(crlf=False, bom=False, last_end=True)),
+    "csv bom, no last end": ("csv", dict(crlf=False, bom=True, last_end=False)),
+    "csv crlf, no last end": ("csv", dict(crlf=True, bom=False, last_end=False)),
+    "jsonl lf": ("jsonl", dict(crlf=False, last_end=True)),
+    "jsonl crlf, no last end": ("jsonl", dict(crlf=True, last_end=False)),
+}
+
+# How the job runs: one attempt; stopped (released) after 2 batches and resumed;
+# killed after 2 batches (the worker dies, its lease lapses) and taken over.
+RUNS = ["once", "released", "killed"]
+
+
+def _die_after_two_batches(dsn: str, job_id: int, worker: str, store: str,
+                           batch: int) -> None:
+    """A forked worker that dies (os._exit: no release, no cleanup) right after
+    its second batch committed: the kill between two batches."""
+    seen: list[int] = []
+
+    def progress(records: int, read: int, total: int | None) -> None:
+        seen.append(records)
+        if len(seen) == 2:
+            os._exit(9)
+
+    Importer(dsn, job_id, worker, store, on_progress=progress, batch_bytes=batch).run()
+    os._exit(0)
+
+
+# The unique indexes: (tenant, id) and id alone (the import's arbiter is (tenant,
+# id): a key of another tenant's row violates the other, and is rejected in every
+# mode), or id alone (the arbiter: such a record counts as skipped, never touched).
+INDEXES = ["scope and key, key", "key only"]
+
+
+@pytest.fixture(params=INDEXES)
+def tenant(request: pytest.FixtureRequest, conn: Conn,
+           tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    folder = allowed_folder(conn, tmp_path)
+    role = people_client(conn, "h185")
+    if request.param == "key only":
+        conn.execute("DROP INDEX people_tenant_id")
+        conn.execute("CREATE INDEX people_tenant_id ON people (tenant, id)")
+    conn.execute("CREATE UNIQUE INDEX people_id_only ON people (id)")
+    conn.execute(THEIRS)
+    conn.execute(MINE)
+    conn.execute("SELECT setval(pg_get_serial_sequence('people', 'id'), 1000)")
+    yield role, folder
+    drop_client(conn, role)
+
+
+def _run(dsn: str, conn: Conn, job_id: int, store: str, how: str, batch: int) -> None:
+    if how == "once":
+        Importer(dsn, job_id, claim_import(dsn, job_id), store, batch_bytes=batch).run()
+        return
+    if how == "killed":
+        child = multiprocessing.get_context("fork").Process(
+            target=_die_after_two_batches,
+            args=(dsn, job_id, claim_import(dsn, job_id), store, batch))
+        child.start()
+        child.join(120)
+        assert child.exitcode == 9
+        assert job(conn, job_id)["status"] == "running"
+        expire_lease(conn, job_id)
+    else:
+        stop = threading.Event()
+        seen: list[int] = []
+
+        def progress(records: int, read: int, total: int | None) -> None:
+            seen.append(records)
+            if len(seen) == 2:
+                stop.set()
+
+        assert Importer(dsn, job_id, claim_import(dsn, job_id), store, stop=stop,
+                        on_progress=progress, batch_bytes=batch).run().status == "released"
+    # Two batches committed, the rest not: the successor resumes mid-source.
+    assert 0 < int((job(conn, job_id)["checkpoint"] or {}).get("records", 0)) < len(_records())
+    # The successor reads in batches of another size: other boundaries.
+    Importer(dsn, job_id, claim_import(dsn, job_id), store, batch_bytes=batch * 3).run()
+
+
+@pytest.mark.parametrize("how", RUNS)
+@pytest.mark.parametrize("mode", ["error", "skip", "update"])
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_a_succeeded_import_says_what_the_table_and_rejects_hold(
+        conn: Conn, dsn: str, tenant: tuple[str, Path], shape: str, mode: str,
+        how: str) -> None:
+    role, folder = tenant
+    fmt, kw = SHAPES[shape]
+    recs = _records()
+    data = (_csv([r for _, r, _ in recs], **kw) if fmt == "csv"
+            else _jsonl([r for _, r, _ in recs], **kw))
+    path = folder / f"s.{fmt}"
+    path.write_bytes(data)
+    theirs = conn.execute("SELECT * FROM people WHERE tenant <> 1 ORDER BY id").fetchall()
+    before = conn.execute("SELECT count(*) FROM people WHERE tenant = 1").fetchone()
+    assert before is not None
+    with acting_as(conn, role, scopes="1"):
+        job_id = submit_import(conn, f"file://{path}", "1",
+                               {"on_duplicate": mode, "max_rejects": 100,
+                                "max_attempts": 5})
+    _run(dsn, conn, job_id, f"file://{folder}/store", how, batch=200)
+    row = job(conn, job_id)
+    r = row["result"] or {}
+
+    # Another tenant's rows are untouched whatever the mode and the outcome.
+    assert conn.execute("SELECT * FROM people WHERE tenant <> 1 ORDER BY id").fetchall() \
+        == theirs
+    # Their keys are rejected or skipped (never touched); key 3 is rejected under `error`.
+    key_only = "people_tenant_id" not in {
+        n for (n,) in conn.execute("SELECT indexrelid::regclass::text FROM pg_index"
+                                   " WHERE indrelid = 'people'::regclass AND indisunique")}
+    other_rejected = mode == "error" or not key_only
+    assert row["status"] == "succeeded", row["error"]
+    assert r["records"] == len(recs)
+    assert r["inserted"] + r.get("updated", 0) + r["skipped"] + r["rejected"] == r["records"], r
+    assert r["bytes"] == len(data)
+
+    after = conn.execute("SELECT count(*) FROM people WHERE tenant = 1").fetchone()
+    assert after is not None
+    assert after[0] - before[0] == r["inserted"]
+    names = {n for (n,) in conn.execute("SELECT name FROM people WHERE tenant = 1")}
+    new = {rec["name"] for _, rec, o in recs if o == "new"}
+    assert new <= names
+    assert r["inserted"] == len(new)
+    bad = [kind for kind, _, o in recs
+           if o == "bad" or (o == "dup" and mode == "error") or (o == "other" and other_rejected)]
+    assert r["rejected"] == len(bad), (r, bad)
+    own = conn.execute("SELECT name FROM people WHERE id = 3").fetchone()
+    assert own == (("again",) if mode == "update" else ("old",))
+    others_skipped = 0 if other_rejected else 2
+    if mode == "skip":
+        assert r["skipped"] == 1 + others_skipped
+    if mode == "update":
+        assert (r["updated"], r["skipped"]) == (1, others_skipped)
+
+    # The rejects: the table and the object hold the same records, once each.
+    kept = conn.execute("SELECT line, reason, record FROM pgjobs.import_rejects"
+                        " WHERE job_id = %s ORDER BY line", (job_id,)).fetchall()
+    assert len(kept) == r["rejected"] == len({k[0] for k in kept})
+    if r["rejected"]:
+        obj = [json.loads(x) for x in storage.read(r["rejects_uri"]).splitlines()]
+        assert [(o["line"], o["reason"], o["record"]) for o in obj] == [tuple(k) for k in kept]
+        assert len(storage.read(r["rejects_uri"])) == r["rejects_bytes"]
+    # No rejected reason reveals tenant 2's row (its name or document).
+    assert not any("theirs" in str(k[1]) or '"k"' in str(k[1]) for k in kept)
