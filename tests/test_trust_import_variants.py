@@ -249,3 +249,53 @@ def test_a_succeeded_import_says_what_the_table_and_rejects_hold(
         assert len(storage.read(r["rejects_uri"])) == r["rejects_bytes"]
     # No rejected reason reveals tenant 2's row (its name or document).
     assert not any("theirs" in str(k[1]) or '"k"' in str(k[1]) for k in kept)
+
+
+# Sources at the edges: (format, bytes, records, inserted, rejected).
+EDGES: dict[str, tuple[str, bytes, int, int, int]] = {
+    "csv empty header only": ("csv", b"name,age\n", 0, 0, 0),
+    "csv header without its end": ("csv", b"name,age", 0, 0, 0),
+    "csv bom and header only": ("csv", b"\xef\xbb\xbfname,age\r\n", 0, 0, 0),
+    "csv blank lines": ("csv", b"name,age\n\n\na,1\n\n", 1, 1, 0),
+    "csv quoted newlines everywhere": ("csv", b'name,age\n"a\nb",1\n"\n",2\n"c\r\n\r\nd",3\n'
+                                       b'"""\n""",4', 4, 4, 0),
+    "csv not utf-8": ("csv", b"name,age\nok,1\nbad\xff\xfe,2\nok2,3\n", 3, 2, 1),
+    "csv nul": ("csv", b"name,age\nok,1\nb\x00d,2\nok2,3", 3, 2, 1),
+    "csv huge line": ("csv", b"name,age\n" + b"x" * 3_000_000 + b",1\nsmall,2\n", 2, 2, 0),
+    "csv bad last without end": ("csv", b"name,age\nok,1\nbad,x", 2, 1, 1),
+    "jsonl empty": ("jsonl", b"", 0, 0, 0),
+    "jsonl blank lines": ("jsonl", b"\n\r\n\n", 0, 0, 0),
+    "jsonl not utf-8": ("jsonl", b'{"name": "ok"}\n{"name": "b\xffd"}\n{"name": "ok2"}', 3, 2, 1),
+    "jsonl bad last without end": ("jsonl", b'{"name": "ok"}\n{"age": "x"}', 2, 1, 1),
+    "jsonl huge line": ("jsonl", b'{"name": "' + b"y" * 3_000_000 + b'"}\n{"name": "s"}\n',
+                        2, 2, 0),
+}
+
+
+@pytest.mark.parametrize("batch", [1, 1 << 20], ids=["record a batch", "one batch"])
+@pytest.mark.parametrize("edge", sorted(EDGES))
+def test_an_edge_source_is_counted_as_the_table_and_rejects_hold(
+        conn: Conn, dsn: str, tenant: tuple[str, Path], edge: str, batch: int) -> None:
+    role, folder = tenant
+    fmt, data, records, inserted, rejected = EDGES[edge]
+    path = folder / f"e.{fmt}"
+    path.write_bytes(data)
+    with acting_as(conn, role, scopes="1"):
+        job_id = submit_import(conn, f"file://{path}", "1", {"max_rejects": 10})
+    Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store",
+             batch_bytes=batch).run()
+    row = job(conn, job_id)
+    r = row["result"] or {}
+    assert row["status"] == "succeeded", row["error"]
+    assert (r["records"], r["inserted"], r["rejected"]) == (records, inserted, rejected), r
+    assert r["bytes"] == len(data)
+    assert conn.execute("SELECT count(*) FROM people WHERE tenant = 1 AND id <> 3"
+                        ).fetchone() == (inserted,)
+    kept = conn.execute("SELECT line, reason, record FROM pgjobs.import_rejects"
+                        " WHERE job_id = %s ORDER BY line", (job_id,)).fetchall()
+    assert len(kept) == rejected
+    if rejected:
+        obj = [json.loads(x) for x in storage.read(r["rejects_uri"]).splitlines()]
+        assert [(o["line"], o["reason"], o["record"]) for o in obj] == [tuple(k) for k in kept]
+    else:
+        assert not r.get("rejects_uri")
