@@ -299,3 +299,96 @@ def test_an_edge_source_is_counted_as_the_table_and_rejects_hold(
         assert [(o["line"], o["reason"], o["record"]) for o in obj] == [tuple(k) for k in kept]
     else:
         assert not r.get("rejects_uri")
+
+
+def _change(path: Path, data: bytes, committed: int, how: str) -> None:
+    """Change the source between two attempts, `how`; the committed part is the
+    first `committed` bytes."""
+    header, _, _ = data.partition(b"\n")
+    if how == "cut to the committed part":
+        os.truncate(path, committed)
+    elif how == "grown":
+        with path.open("ab") as f:
+            f.write(b"late,1\n")
+    elif how == "replaced, same size and header":
+        other = path.with_suffix(".new")
+        other.write_bytes(data[:committed] + data[committed:].replace(b"n", b"m"))
+        os.replace(other, path)
+    elif how == "rewritten in place, same size":
+        with path.open("r+b") as f:
+            f.seek(committed)
+            f.write(data[committed:].replace(b"n", b"m"))
+    else:
+        assert how == "rewritten in place, mtime put back"
+        st = path.stat()
+        with path.open("r+b") as f:
+            f.seek(committed)
+            f.write(data[committed:].replace(b"n", b"m"))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.read_bytes().startswith(header)
+
+
+CHANGES = ["cut to the committed part", "grown", "replaced, same size and header",
+           "rewritten in place, same size", "rewritten in place, mtime put back"]
+
+
+@pytest.mark.parametrize("how", ["released", "killed"])
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_source_changed_between_attempts_fails_keeping_only_the_committed_rows(
+        conn: Conn, dsn: str, tenant: tuple[str, Path], change: str, how: str) -> None:
+    role, folder = tenant
+    data = b"name,age\n" + b"".join(b"n%d,%d\n" % (i, i) for i in range(60))
+    path = folder / "c.csv"
+    path.write_bytes(data)
+    with acting_as(conn, role, scopes="1"):
+        job_id = submit_import(conn, f"file://{path}", "1", {"max_attempts": 5})
+    store = f"file://{folder}/store"
+    if how == "killed":
+        child = multiprocessing.get_context("fork").Process(
+            target=_die_after_two_batches,
+            args=(dsn, job_id, claim_import(dsn, job_id), store, 40))
+        child.start()
+        child.join(120)
+        assert child.exitcode == 9
+        expire_lease(conn, job_id)
+    else:
+        stop = threading.Event()
+        Importer(dsn, job_id, claim_import(dsn, job_id), store, stop=stop, batch_bytes=40,
+                 on_progress=lambda *a: stop.set()).run()
+    point = job(conn, job_id)["checkpoint"]
+    assert 0 < point["records"] < 60
+    _change(path, data, int(point["offset"]), change)
+    Importer(dsn, job_id, claim_import(dsn, job_id), store, batch_bytes=40).run()
+    row = job(conn, job_id)
+    names = [n for (n,) in conn.execute("SELECT name FROM people WHERE tenant = 1 AND id <> 3"
+                                        " ORDER BY id")]
+    assert row["status"] == "failed", (row["status"], names)
+    assert "55000" in str(row["error"]) or "changed" in str(row["error"]), row["error"]
+    assert names == [f"n{i}" for i in range(point["records"])]
+
+
+def test_a_source_rewritten_mid_read_with_its_mtime_put_back_fails(
+        conn: Conn, dsn: str, tenant: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within one attempt: the bytes past the first batch rewritten in place at the
+    same size, the mtime set back (`touch -d`, `cp -p`, `os.utime`): inode, size
+    and mtime all as checkpointed, the read went on in the new bytes."""
+    monkeypatch.setattr(storage, "READ_BLOCK", 64)
+    role, folder = tenant
+    data = b"name,age\n" + b"".join(b"n%d,%d\n" % (i, i) for i in range(60))
+    path = folder / "m.csv"
+    path.write_bytes(data)
+    with acting_as(conn, role, scopes="1"):
+        job_id = submit_import(conn, f"file://{path}", "1")
+
+    def rewrite(records: int, read: int, total: int | None) -> None:
+        if not getattr(rewrite, "done", False):
+            rewrite.done = True  # type: ignore[attr-defined]
+            _change(path, data, read, "rewritten in place, mtime put back")
+
+    Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store", batch_bytes=40,
+             on_progress=rewrite).run()
+    row = job(conn, job_id)
+    names = [n for (n,) in conn.execute("SELECT name FROM people WHERE tenant = 1 AND id <> 3")]
+    assert row["status"] == "failed", (row["status"], names)
+    assert "changed while it was read" in str(row["error"]), row["error"]
+    assert all(n.startswith("n") for n in names), names
