@@ -392,3 +392,29 @@ def test_a_source_rewritten_mid_read_with_its_mtime_put_back_fails(
     assert row["status"] == "failed", (row["status"], names)
     assert "changed while it was read" in str(row["error"]), row["error"]
     assert all(n.startswith("n") for n in names), names
+
+
+def test_a_checkpoint_without_a_ctime_resumes_on_the_rest_of_its_version(
+        conn: Conn, dsn: str, tenant: tuple[str, Path]) -> None:
+    """A file:// version checkpointed by the stop-64 release states no ctime: the
+    resume compares what it states (device, inode, size, mtime), and an
+    unchanged source finishes; its chmod since (a ctime moved on) is no change
+    it can see."""
+    role, folder = tenant
+    data = b"name,age\n" + b"".join(b"n%d,%d\n" % (i, i) for i in range(30))
+    path = folder / "old.csv"
+    path.write_bytes(data)
+    with acting_as(conn, role, scopes="1"):
+        job_id = submit_import(conn, f"file://{path}", "1")
+    store = f"file://{folder}/store"
+    stop = threading.Event()
+    Importer(dsn, job_id, claim_import(dsn, job_id), store, stop=stop, batch_bytes=40,
+             on_progress=lambda *a: stop.set()).run()
+    assert "ctime_ns" in job(conn, job_id)["checkpoint"]["version"]
+    conn.execute("UPDATE pgjobs.jobs SET checkpoint = jsonb_set(checkpoint, '{version}',"
+                 " (checkpoint->'version') - 'ctime_ns') WHERE id = %s", (job_id,))
+    path.chmod(0o644)
+    Importer(dsn, job_id, claim_import(dsn, job_id), store, batch_bytes=40).run()
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert row["result"]["inserted"] == 30
