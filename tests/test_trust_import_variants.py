@@ -526,3 +526,37 @@ def test_a_failed_import_says_what_its_committed_batches_hold_and_a_retry_ends_e
     kept = conn.execute("SELECT line FROM pgjobs.import_rejects WHERE job_id = %s",
                         (job_id,)).fetchall()
     assert len(kept) == rejected
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_generated_column_or_created_at_in_the_source(
+        conn: Conn, dsn: str, tenant: tuple[str, Path], fmt: str) -> None:
+    """A source naming a generated column: CSV fails before a row is written,
+    JSON Lines rejects those records and counts them; a created_at it names is
+    the row's (an export re-imported), in the job's scope."""
+    role, folder = tenant
+    conn.execute("ALTER TABLE people ADD COLUMN twice integer GENERATED ALWAYS AS (age * 2)"
+                 " STORED")
+    if fmt == "csv":
+        data = b"name,age,twice,created_at\na,1,99,2001-02-03 04:05:06+00\n"
+    else:
+        data = (b'{"name": "a", "age": 1, "created_at": "2001-02-03T04:05:06Z"}\n'
+                b'{"name": "b", "age": 2, "twice": 99}\n'
+                b'{"name": "c", "age": 3}\n')
+    path = folder / f"g.{fmt}"
+    path.write_bytes(data)
+    with acting_as(conn, role, scopes="1"):
+        job_id = submit_import(conn, f"file://{path}", "1", {"max_rejects": 5})
+    Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store").run()
+    row = job(conn, job_id)
+    got = conn.execute("SELECT tenant, name, twice, created_at::text FROM people"
+                       " WHERE id > 3 ORDER BY name").fetchall()
+    if fmt == "csv":
+        assert row["status"] == "failed" and "twice" in str(row["error"]), row["error"]
+        assert got == []
+        return
+    assert row["status"] == "succeeded", row["error"]
+    r = row["result"]
+    assert (r["records"], r["inserted"], r["rejected"]) == (3, 2, 1), r
+    assert got[0] == (1, "a", 2, "2001-02-03 04:05:06+00")
+    assert [g[:3] for g in got] == [(1, "a", 2), (1, "c", 6)]
