@@ -120,15 +120,15 @@ SHAPES = {
 RUNS = ["once", "released", "killed"]
 
 
-def _die_after_two_batches(dsn: str, job_id: int, worker: str, store: str,
-                           batch: int) -> None:
+def _die_after_batches(dsn: str, job_id: int, worker: str, store: str,
+                       batch: int, batches: int) -> None:
     """A forked worker that dies (os._exit: no release, no cleanup) right after
-    its second batch committed: the kill between two batches."""
+    its `batches`th batch committed: the kill between two batches."""
     seen: list[int] = []
 
     def progress(records: int, read: int, total: int | None) -> None:
         seen.append(records)
-        if len(seen) == 2:
+        if len(seen) == batches:
             os._exit(9)
 
     Importer(dsn, job_id, worker, store, on_progress=progress, batch_bytes=batch).run()
@@ -159,30 +159,39 @@ def tenant(request: pytest.FixtureRequest, conn: Conn,
     drop_client(conn, role)
 
 
-def _run(dsn: str, conn: Conn, job_id: int, store: str, how: str, batch: int) -> None:
-    if how == "once":
-        Importer(dsn, job_id, claim_import(dsn, job_id), store, batch_bytes=batch).run()
-        return
+def _interrupt(dsn: str, conn: Conn, job_id: int, store: str, how: str, batch: int,
+               batches: int = 2) -> None:
+    """Run job_id's first attempt for `batches` batches of about `batch` bytes, then
+    end it `how`: "released" (stopped: it hands the job back) or "killed" (a
+    forked worker dies with no word; its lease is then made to lapse)."""
     if how == "killed":
         child = multiprocessing.get_context("fork").Process(
-            target=_die_after_two_batches,
-            args=(dsn, job_id, claim_import(dsn, job_id), store, batch))
+            target=_die_after_batches,
+            args=(dsn, job_id, claim_import(dsn, job_id), store, batch, batches))
         child.start()
         child.join(120)
         assert child.exitcode == 9
         assert job(conn, job_id)["status"] == "running"
         expire_lease(conn, job_id)
-    else:
-        stop = threading.Event()
-        seen: list[int] = []
+        return
+    assert how == "released", how
+    stop = threading.Event()
+    seen: list[int] = []
 
-        def progress(records: int, read: int, total: int | None) -> None:
-            seen.append(records)
-            if len(seen) == 2:
-                stop.set()
+    def progress(records: int, read: int, total: int | None) -> None:
+        seen.append(records)
+        if len(seen) == batches:
+            stop.set()
 
-        assert Importer(dsn, job_id, claim_import(dsn, job_id), store, stop=stop,
-                        on_progress=progress, batch_bytes=batch).run().status == "released"
+    assert Importer(dsn, job_id, claim_import(dsn, job_id), store, stop=stop,
+                    on_progress=progress, batch_bytes=batch).run().status == "released"
+
+
+def _run(dsn: str, conn: Conn, job_id: int, store: str, how: str, batch: int) -> None:
+    if how == "once":
+        Importer(dsn, job_id, claim_import(dsn, job_id), store, batch_bytes=batch).run()
+        return
+    _interrupt(dsn, conn, job_id, store, how, batch)
     # Two batches committed, the rest not: the successor resumes mid-source.
     assert 0 < int((job(conn, job_id)["checkpoint"] or {}).get("records", 0)) < len(_records())
     # The successor reads in batches of another size: other boundaries.
@@ -338,6 +347,16 @@ def _change(path: Path, data: bytes, committed: int, how: str) -> None:
     assert path.read_bytes().startswith(header)
 
 
+def _numbered(conn: Conn, role: str, path: Path, rows: int,
+              options: dict[str, Any] | None = None) -> tuple[Path, bytes, int]:
+    """A CSV at `path` of `rows` records n0, n1, ... and its import, submitted by
+    `role` into tenant 1: the path, its bytes and the job."""
+    data = b"name,age\n" + b"".join(b"n%d,%d\n" % (i, i) for i in range(rows))
+    path.write_bytes(data)
+    with acting_as(conn, role, scopes="1"):
+        return path, data, submit_import(conn, f"file://{path}", "1", options)
+
+
 CHANGES = ["cut to the committed part", "grown", "replaced, same size and header",
            "rewritten in place, same size", "rewritten in place, mtime put back"]
 
@@ -347,24 +366,9 @@ CHANGES = ["cut to the committed part", "grown", "replaced, same size and header
 def test_a_source_changed_between_attempts_fails_keeping_only_the_committed_rows(
         conn: Conn, dsn: str, tenant: tuple[str, Path], change: str, how: str) -> None:
     role, folder = tenant
-    data = b"name,age\n" + b"".join(b"n%d,%d\n" % (i, i) for i in range(60))
-    path = folder / "c.csv"
-    path.write_bytes(data)
-    with acting_as(conn, role, scopes="1"):
-        job_id = submit_import(conn, f"file://{path}", "1", {"max_attempts": 5})
+    path, data, job_id = _numbered(conn, role, folder / "c.csv", 60, {"max_attempts": 5})
     store = f"file://{folder}/store"
-    if how == "killed":
-        child = multiprocessing.get_context("fork").Process(
-            target=_die_after_two_batches,
-            args=(dsn, job_id, claim_import(dsn, job_id), store, 40))
-        child.start()
-        child.join(120)
-        assert child.exitcode == 9
-        expire_lease(conn, job_id)
-    else:
-        stop = threading.Event()
-        Importer(dsn, job_id, claim_import(dsn, job_id), store, stop=stop, batch_bytes=40,
-                 on_progress=lambda *a: stop.set()).run()
+    _interrupt(dsn, conn, job_id, store, how, 40, batches=1)
     point = job(conn, job_id)["checkpoint"]
     assert 0 < point["records"] < 60
     _change(path, data, int(point["offset"]), change)
@@ -384,11 +388,7 @@ def test_a_source_rewritten_mid_read_with_its_mtime_put_back_fails(
     and mtime all as checkpointed, the read went on in the new bytes."""
     monkeypatch.setattr(storage, "READ_BLOCK", 64)
     role, folder = tenant
-    data = b"name,age\n" + b"".join(b"n%d,%d\n" % (i, i) for i in range(60))
-    path = folder / "m.csv"
-    path.write_bytes(data)
-    with acting_as(conn, role, scopes="1"):
-        job_id = submit_import(conn, f"file://{path}", "1")
+    path, data, job_id = _numbered(conn, role, folder / "m.csv", 60)
 
     def rewrite(records: int, read: int, total: int | None) -> None:
         if not getattr(rewrite, "done", False):
@@ -411,15 +411,9 @@ def test_a_checkpoint_without_a_ctime_resumes_on_the_rest_of_its_version(
     unchanged source finishes; its chmod since (a ctime moved on) is no change
     it can see."""
     role, folder = tenant
-    data = b"name,age\n" + b"".join(b"n%d,%d\n" % (i, i) for i in range(30))
-    path = folder / "old.csv"
-    path.write_bytes(data)
-    with acting_as(conn, role, scopes="1"):
-        job_id = submit_import(conn, f"file://{path}", "1")
+    path, data, job_id = _numbered(conn, role, folder / "old.csv", 30)
     store = f"file://{folder}/store"
-    stop = threading.Event()
-    Importer(dsn, job_id, claim_import(dsn, job_id), store, stop=stop, batch_bytes=40,
-             on_progress=lambda *a: stop.set()).run()
+    _interrupt(dsn, conn, job_id, store, "released", 40, batches=1)
     assert "ctime_ns" in job(conn, job_id)["checkpoint"]["version"]
     conn.execute("UPDATE pgjobs.jobs SET checkpoint = jsonb_set(checkpoint, '{version}',"
                  " (checkpoint->'version') - 'ctime_ns') WHERE id = %s", (job_id,))
