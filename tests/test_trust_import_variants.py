@@ -32,6 +32,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgjobs import db, queries
 from pgjobs.poller import storage
 from pgjobs.poller.importer import Importer
 from tests.support import (
@@ -117,19 +118,39 @@ SHAPES = {
 
 # How the job runs: one attempt; stopped (released) after 2 batches and resumed;
 # killed after 2 batches (the worker dies, its lease lapses) and taken over.
-RUNS = ["once", "released", "killed"]
+# Killed inside batch 3 too: its records staged (COPY done), or import_batch
+# done (rows, checkpoint, rejects written) and the transaction not committed.
+RUNS = ["once", "released", "killed", "killed after its copy", "killed before its commit"]
 
 
 def _die_after_batches(dsn: str, job_id: int, worker: str, store: str,
-                       batch: int, batches: int) -> None:
-    """A forked worker that dies (os._exit: no release, no cleanup) right after
-    its `batches`th batch committed: the kill between two batches."""
+                       batch: int, batches: int, step: str = "committed") -> None:
+    """A forked worker that dies (os._exit: no release, no cleanup) at `step` of
+    batch `batches` + 1: "committed" (right after batch `batches` committed: the
+    kill between two batches), "staged" (its records copied into the staging
+    table, pgjobs.import_batch not yet called) or "inserted" (import_batch
+    returned: rows, checkpoint and rejects written, not committed)."""
     seen: list[int] = []
+    calls: list[str] = []
+    one = db.one
+
+    def dying_one(conn: Any, sql: Any, params: Any = None) -> Any:
+        if sql is not queries.IMPORT_BATCH:
+            return one(conn, sql, params)
+        calls.append(step)
+        if len(calls) == batches + 1 and step == "staged":
+            os._exit(9)
+        out = one(conn, sql, params)
+        if len(calls) == batches + 1 and step == "inserted":
+            os._exit(9)
+        return out
 
     def progress(records: int, read: int, total: int | None) -> None:
         seen.append(records)
-        if len(seen) == batches:
+        if len(seen) == batches and step == "committed":
             os._exit(9)
+
+    db.one = dying_one  # type: ignore[assignment]  # the forked child's module alone
 
     Importer(dsn, job_id, worker, store, on_progress=progress, batch_bytes=batch).run()
     os._exit(0)
@@ -164,10 +185,12 @@ def _interrupt(dsn: str, conn: Conn, job_id: int, store: str, how: str, batch: i
     """Run job_id's first attempt for `batches` batches of about `batch` bytes, then
     end it `how`: "released" (stopped: it hands the job back) or "killed" (a
     forked worker dies with no word; its lease is then made to lapse)."""
-    if how == "killed":
+    if how.startswith("killed"):
+        step = {"killed": "committed", "killed after its copy": "staged",
+                "killed before its commit": "inserted"}[how]
         child = multiprocessing.get_context("fork").Process(
             target=_die_after_batches,
-            args=(dsn, job_id, claim_import(dsn, job_id), store, batch, batches))
+            args=(dsn, job_id, claim_import(dsn, job_id), store, batch, batches, step))
         child.start()
         child.join(120)
         assert child.exitcode == 9
