@@ -173,16 +173,17 @@ class _Source:
 
     def __init__(self, uri: str, offset: int, gzip: bool, block: int | None = None,
                  total: int | None = None, etag: str | None = None,
-                 inode: tuple[int, int] | None = None, mtime_ns: int | None = None):
+                 inode: tuple[int, int] | None = None, mtime_ns: int | None = None,
+                 ctime_ns: int | None = None):
         """``total``: the source's size as the importer read it (one HEAD of an
         https:// source per attempt: the reader checks each range against it);
-        ``etag``, ``inode``, ``mtime_ns``: the version checkpointed, which an
-        s3:// or obstore read pins, a file:// read's file must be and keep."""
+        ``etag``, ``inode``, ``mtime_ns``, ``ctime_ns``: the version checkpointed,
+        which an s3:// or obstore read pins, a file:// read's file must be and keep."""
         self.consumed = 0
         self._gzip = gzip
         self._skip = offset if gzip else 0
         self._blocks = storage.open_range(uri, 0 if gzip else offset, block, total, etag,
-                                          inode, mtime_ns)
+                                          inode, mtime_ns, ctime_ns)
         self.consumed = 0 if gzip else offset
 
     def blocks(self) -> Iterator[bytes]:
@@ -550,10 +551,11 @@ class Importer:
         # attempt), not whichever a second HEAD in the reader would find.
         inode = (int(self.version["dev"]), int(self.version["ino"])) \
             if "dev" in self.version and "ino" in self.version else None
-        mtime = self.version.get("mtime_ns")
+        mtime, ctime = self.version.get("mtime_ns"), self.version.get("ctime_ns")
         source = _Source(self.source, offset, self.gzip, total=self.total,
                          etag=self.version.get("etag"), inode=inode,
-                         mtime_ns=None if inode is None or mtime is None else int(mtime))
+                         mtime_ns=None if inode is None or mtime is None else int(mtime),
+                         ctime_ns=None if inode is None or ctime is None else int(ctime))
         blocks = source.blocks()
         buf = bytearray()
         eof = False

@@ -1559,7 +1559,8 @@ def size(uri: str) -> int:
 def version(uri: str) -> tuple[int, dict[str, Any]]:
     """The size of one object (or local file) and its version, which another
     object put in its place, even of the same size, does not share: a local
-    file's device, inode, size and mtime (ns); an object store's ETag and
+    file's device, inode, size, mtime and ctime (ns: the status-change time,
+    which no caller can set back as ``utime`` sets the mtime); an object store's ETag and
     Last-Modified (gs://: its generation too), those it states. An import
     checkpoints it, so that a resumed attempt does not read on in another
     object from the offset it reached in the first."""
@@ -1572,7 +1573,7 @@ def version(uri: str) -> tuple[int, dict[str, Any]]:
             finally:
                 os.close(fd)
             return st.st_size, {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size,
-                                "mtime_ns": st.st_mtime_ns}
+                                "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
         if loc.scheme == "https":
             return https.head(uri)  # a HEAD that follows no redirect
         if loc.scheme == "s3":
@@ -1900,23 +1901,27 @@ def _open_regular_file(path: str, uri: str) -> Any:
         raise
 
 
-def _check_unmodified(fd: int, mtime_ns: int | None, uri: str) -> None:
+def _check_unmodified(fd: int, mtime_ns: int | None, uri: str,
+                      ctime_ns: int | None = None) -> None:
     """StorageError (not retryable) when the open file's modification time is no
-    longer ``mtime_ns`` (None: not checked)."""
-    if mtime_ns is None:
-        return
-    now = os.fstat(fd).st_mtime_ns
-    if now != int(mtime_ns):
-        raise StorageError(f"{uri} changed while it was read: written at "
-                           f"{now / 1e9:.6f}, after the read began (the version read, "
-                           f"{int(mtime_ns) / 1e9:.6f})", retryable=False,
-                           hint=CHANGED_WHILE_READ_HINT)
+    longer ``mtime_ns``, or its status-change time no longer ``ctime_ns`` (None:
+    not checked). The ctime catches a write whose mtime was set back after it
+    (``os.utime``, ``touch -d``, ``cp -p``), which only the kernel stamps."""
+    st = os.fstat(fd)
+    for what, then, now in (("written", mtime_ns, st.st_mtime_ns),
+                            ("its status changed", ctime_ns, st.st_ctime_ns)):
+        if then is not None and now != int(then):
+            raise StorageError(f"{uri} changed while it was read: {what} at "
+                               f"{now / 1e9:.6f}, after the read began (the version read, "
+                               f"{int(then) / 1e9:.6f})", retryable=False,
+                               hint=CHANGED_WHILE_READ_HINT)
 
 
 def open_range(uri: str, offset: int = 0, block: int | None = None,
                total: int | None = None, etag: str | None = None,
                inode: tuple[int, int] | None = None,
-               mtime_ns: int | None = None) -> Iterator[bytes]:
+               mtime_ns: int | None = None,
+               ctime_ns: int | None = None) -> Iterator[bytes]:
     """The bytes of an object from ``offset`` to its end, in blocks of at most
     ``block`` bytes: a local file is read from that position, an object store with
     one ranged GET per block (no request stays open while the caller works, and
@@ -1931,7 +1936,8 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
     ``mtime_ns``: its modification time then, which it must keep to the last
     block (a local file's pin, as the ETag is an object's: a file rewritten in
     place at the same size keeps its inode and size, and the read went on in
-    the new bytes, a mix of two files read as one)."""
+    the new bytes, a mix of two files read as one); ``ctime_ns``: its
+    status-change time then, kept alike (a rewrite whose mtime was set back)."""
     block = block or READ_BLOCK
     loc = parse(uri)
     if loc.scheme == "file":
@@ -1947,7 +1953,7 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
                     data = f.read(block if total is None else min(block, total - offset))
                     # After the read: a write of the bytes just read has moved
                     # the time on before them (the kernel stamps it first).
-                    _check_unmodified(f.fileno(), mtime_ns, uri)
+                    _check_unmodified(f.fileno(), mtime_ns, uri, ctime_ns)
                     if not data:
                         if total is None:
                             return
