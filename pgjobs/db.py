@@ -115,13 +115,20 @@ def other_database(conn: psycopg.Connection[Row], name: str) -> str | None:
     return None
 
 
+# Every pgjobs session talks UTF-8, whatever the database's encoding or the
+# PGCLIENTENCODING of the shell: in a SQL_ASCII database a session in the
+# database's own encoding reads text as bytes, and a name read back and sent
+# again (yoyo's migration log) went as bytea (42883 `sql_identifier = bytea`).
+CLIENT_ENCODING = "utf8"
+
+
 def connect(dsn: str, *, autocommit: bool = True, app: str = "pgjobs") -> psycopg.Connection[Row]:
     """A dict-row connection, autocommit by default (every pgjobs function is its
-    own transaction)."""
+    own transaction), in UTF-8 (CLIENT_ENCODING)."""
     try:
         return psycopg.connect(
-            dsn, autocommit=autocommit, row_factory=psycopg.rows.dict_row, application_name=app
-        )
+            dsn, autocommit=autocommit, row_factory=psycopg.rows.dict_row, application_name=app,
+            client_encoding=CLIENT_ENCODING)
     except psycopg.Error as exc:
         raise from_connect(exc) from exc
 
@@ -177,7 +184,7 @@ def connect_reader(dsn: str, app: str = "pgjobs export",
             and "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(dsn)):
         extra["connect_timeout"] = connect_timeout
     conn = psycopg.connect(dsn, autocommit=True, row_factory=psycopg.rows.dict_row,
-                           application_name=app, client_encoding="utf8", **extra)
+                           application_name=app, client_encoding=CLIENT_ENCODING, **extra)
     try:
         _data_session(conn)
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -196,7 +203,7 @@ def connect_writer(dsn: str, app: str = "pgjobs import") -> Connection:
     errors are not translated: the importer tells a lost connection (read on
     from the checkpoint) from others."""
     conn = psycopg.connect(dsn, autocommit=True, row_factory=psycopg.rows.dict_row,
-                           application_name=app, client_encoding="utf8")
+                           application_name=app, client_encoding=CLIENT_ENCODING)
     try:
         _data_session(conn)
     except BaseException:
@@ -674,10 +681,11 @@ def complete_many(
 
 
 async def connect_async(dsn: str, *, app: str = "pgjobs ui") -> AsyncConn:
-    """An autocommit dict-row asyncio connection."""
+    """An autocommit dict-row asyncio connection, in UTF-8 (CLIENT_ENCODING)."""
     try:
         return await psycopg.AsyncConnection.connect(
-            dsn, autocommit=True, row_factory=psycopg.rows.dict_row, application_name=app)
+            dsn, autocommit=True, row_factory=psycopg.rows.dict_row, application_name=app,
+            client_encoding=CLIENT_ENCODING)
     except psycopg.Error as exc:
         raise from_connect(exc) from exc
 

@@ -48,6 +48,7 @@ def yoyo_uri(dsn: str) -> str:
     params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
     dbname = params.pop("dbname", "") or params.get("user", "")
     params["schema"] = "pgjobs"
+    params["client_encoding"] = db.CLIENT_ENCODING  # as every pgjobs session (db.connect)
     return f"postgresql+psycopg:///{quote(dbname, safe='')}?{urlencode(params)}"
 
 

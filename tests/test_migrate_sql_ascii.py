@@ -1,9 +1,8 @@
 """`pgjobs migrate` installs pgjobs in a SQL_ASCII database from a session in
 the database's own encoding (no PGCLIENTENCODING set): psycopg reads text as
-bytes there, and a name read back and sent again must stay text.
-
-Found by h184 (left failing: a fix belongs to the session set-up every command
-shares, not to one command)."""
+bytes there, and a name read back and sent again must stay text. Every
+pgjobs session (db.connect, yoyo's through migrate.yoyo_uri, the data and
+dashboard connections) asks for UTF-8 (db.CLIENT_ENCODING)."""
 
 from __future__ import annotations
 
