@@ -23,27 +23,17 @@ rather than "$PGJOBS_DSN".
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner, Result
 
 from pgjobs.cli.main import main
 from tests.support.cli import unset_ambient_settings
+from tests.test_cli_usage import walk  # the one walk of the click tree
 
 ROOT = Path(__file__).resolve().parent.parent
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
-
-
-def walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[
-        tuple[tuple[str, ...], click.Command]]:
-    if isinstance(command, click.Group):
-        for name, sub in sorted(command.commands.items()):
-            yield from walk(sub, (*path, name))
-    else:
-        yield path, command
 
 
 COMMANDS = {path: command for path, command in walk(main)}
