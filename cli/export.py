@@ -409,13 +409,15 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
                poll=duration_seconds(poll, "--poll", minimum=0.1, maximum=3600),
                stale_after=timedelta(seconds=duration_seconds(stale_after, "--stale-after")),
                max_chunk_rows=max_chunk_rows, max_part_size=max_part_size,
-               storage_retry=duration_seconds(storage_retry, "--storage-retry"), reads=reads)
+               storage_retry=duration_seconds(storage_retry, "--storage-retry"), reads=reads,
+               on_start=lambda: logging.getLogger("pgjobs.worker").info(
+                   "worker %s: concurrency %s, storage %s%s%s", w.name, concurrency,
+                   obj.storage,
+                   f", export reads from --read-dsn (after {read_max_wait}: {read_fallback})"
+                   if reads else "",
+                   f", metrics on http://{metrics_host}:{metrics_port}/metrics"
+                   if metrics else ""))
     metrics = observe.start_metrics(metrics_port, metrics_host) if metrics_port else None
-    logging.getLogger("pgjobs.worker").info(
-        "worker %s: concurrency %s, storage %s%s%s", w.name, concurrency, obj.storage,
-        f", export reads from --read-dsn (after {read_max_wait}: {read_fallback})"
-        if reads else "",
-        f", metrics on http://{metrics_host}:{metrics_port}/metrics" if metrics else "")
     try:
         failed = w.run()
     finally:

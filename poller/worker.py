@@ -55,8 +55,12 @@ class Worker:
                  max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS,
                  max_part_size: int = DEFAULT_MAX_PART_SIZE,
                  storage_retry: float = DEFAULT_STORAGE_RETRY,
-                 reads: ReadConfig | None = None):
+                 reads: ReadConfig | None = None,
+                 on_start: Callable[[], None] | None = None):
         self.dsn = dsn
+        # Called once the first connection is open (the CLI's start line): a wrong
+        # DSN or a database without pgjobs is then the command's one error line.
+        self.on_start = on_start
         self.reads = reads
         self.storage_retry = storage_retry
         self.max_chunk_rows = max_chunk_rows
@@ -93,9 +97,15 @@ class Worker:
         # too. Only a session lost after it opened is waited out (_loop).
         try:
             self._connect()
+            # LISTEN succeeds in any database: a database without pgjobs is found
+            # here, as `pgjobs ui` finds it, not by the first claim.
+            assert self._control is not None
+            db.execute(self._control, queries.INSTALLED)
         except BaseException:
             self._close()
             raise
+        if self.on_start is not None:
+            self.on_start()
         previous = self._install_signals()
         try:
             self._loop()
