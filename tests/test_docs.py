@@ -67,3 +67,23 @@ def test_readme_sql_example_runs(conn: Any) -> None:
     row = conn.execute(
         "SELECT pgjobs.visible_count('user_table_rows', '42')").fetchone()
     assert row == (13,)
+
+
+def test_every_markdown_table_is_one_block() -> None:
+    """A row of a table (a line that starts with `|`) continues a table or opens
+    one with its header and `|---` rule: a paragraph dropped inside a table
+    left its last rows as plain text (README's Layout lost its tests/, bench/,
+    docs/ row so), and the page rendered without them. Code blocks aside."""
+    broken = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        lines, fenced = path.read_text().splitlines(), False
+        for i, line in enumerate(lines):
+            if line.lstrip().startswith("```"):
+                fenced = not fenced
+            if fenced or not line.startswith("|"):
+                continue
+            continues = i > 0 and lines[i - 1].startswith("|")
+            opens = i + 1 < len(lines) and lines[i + 1].replace(" ", "").startswith("|-")
+            if not (continues or opens):
+                broken.append(f"{path.relative_to(ROOT)}:{i + 1}: {line[:60]}")
+    assert broken == [], "\n".join(broken)
