@@ -16,8 +16,9 @@ AS $$
 -- TimeZone: deliberately not pinned here), as a comparison in the caller's
 -- own SQL would parse it. A value the column's type modifiers would change
 -- (a char(8) scope 'acme0001x' cast to 'acme0001', a numeric(5,2) scope
--- '1.005' rounded) is not a value of the column and is refused, as is one
--- a domain's CHECK refuses, and NULL: 22023 with a hint. Locks nothing.
+-- '1.005' rounded, a name cut to 63 bytes) is not a value of the column
+-- and is refused, as is one a domain's CHECK refuses, and NULL: 22023 with
+-- a hint. Locks nothing.
 DECLARE
     v_full text;
     v_loose text;
@@ -56,6 +57,17 @@ BEGIN
             HINT = format('Pass a value of %s.%I (%s) as text.', p_reg.target,
                           p_reg.scope_column, v_full);
     END IF;
+    -- A scope type whose input is no exact read of a value (a reg* name,
+    -- xid8, "char": pgjobs._scope_type_inexact), on a target registered
+    -- before register_target refused it: no text of it names a tenant, and
+    -- its input's own errors (42P01, ...) never reach the caller.
+    IF pgjobs._scope_type_inexact(v_type) IS NOT NULL THEN
+        RAISE EXCEPTION 'column %.% of type % cannot be a scope: %', p_reg.target,
+            p_reg.scope_column, v_full, pgjobs._scope_type_inexact(v_type)
+            USING ERRCODE = '22023',
+            HINT = format('Register %s again with a scope column of a plain type (bigint, '
+                          'integer, text, uuid or oid).', p_reg.target);
+    END IF;
     -- The type without its modifiers ('bpchar', '"bit"', 'numeric').
     v_loose := pgjobs._column_type(p_reg.target, p_reg.scope_column, false);
     BEGIN
@@ -70,13 +82,20 @@ BEGIN
         -- pgjobs.allowed_scopes for every target.
         v_canonical := NULL;
     END;
+    -- A name keeps at most 63 bytes and its input cuts a longer text
+    -- without a word: that text is no value of the column either (as a
+    -- char(8) scope 'acme0001x' is not), never the tenant it would cut to.
+    -- Its canonical text is the input itself otherwise.
+    IF v_canonical IS DISTINCT FROM p_scope AND pgjobs._base_type(v_type) = 'name'::regtype THEN
+        v_canonical := NULL;
+    END IF;
     IF v_canonical IS NULL OR NOT coalesce(v_exact, false) THEN
         RAISE EXCEPTION 'scope % is not a valid % (column %.%)', quote_literal(left(p_scope, 200)),
             v_full, p_reg.target, p_reg.scope_column
             USING ERRCODE = '22023',
             HINT = format('Pass a value of %s as text, exactly as the column can store it '
-                          '(no digits or characters its modifiers would drop, nothing a CHECK of its '
-                          'domain refuses).', v_full);
+                          '(no digits or characters its modifiers or its type would drop, such as '
+                          'a name''s bytes past 63, nothing a CHECK of its domain refuses).', v_full);
     END IF;
     RETURN v_canonical;
 END

@@ -23,7 +23,8 @@ AS $$
 -- so a domain over numeric, interval or character prints as its base does;
 -- bytea prints in hex whatever the caller's bytea_output. An array, a
 -- composite or an oidvector prints as its type's output ('{1,2}', '(1,x)',
--- '1 2'), not as the JSON to_jsonb makes of it. money is not a
+-- '1 2'), not as the JSON to_jsonb makes of it. An oid-alias value
+-- (regclass, regtype, ...) prints as its oid. money is not a
 -- scope (its text depends on lc_monetary; register_target refuses it).
 -- The caller parses the value in its own session (see pgjobs._typed_literal,
 -- pgjobs._canonical_scope). Locks nothing.
@@ -48,6 +49,13 @@ BEGIN
         RETURN justify_interval(v_text::interval)::text;  -- '24 hours' = '1 day'
     ELSIF v_type = 'character'::regtype THEN
         RETURN rtrim(v_text, ' ');
+    ELSIF v_type::oid < 16384 AND jsonb_typeof(v_json) = 'string'
+          AND pgjobs._oid_alias_type(v_type) THEN
+        -- An oid-alias value (a regclass key, a filter value of one): its
+        -- oid, which names it for good, not its name, which a rename gives
+        -- to another object (an excluded key's row deleted, another kept).
+        -- The types' input reads the number back as the same value.
+        RETURN (p_value::oid)::text;
     END IF;
     RETURN v_text;
 END

@@ -74,7 +74,8 @@ BEGIN
     IF v_error IS NOT NULL THEN
         check_name := 'target.registration';
         status := 'fail';
-        detail := v_error || ' (the table changed after it was registered: every job and read '
+        detail := v_error || ' (the table changed after it was registered, or this release refuses '
+                  'what it was registered with: every job and read '
                   'of it is refused)';
         fix := fix || ' Then register it again with pgjobs.register_target.';
         RETURN NEXT;

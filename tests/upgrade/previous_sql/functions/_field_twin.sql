@@ -28,9 +28,10 @@ AS $$
 -- and a parent's twin: "NEST.a" and "NEST.b" for nest.a and nest.b (the
 -- set or an import would write a second object NEST beside nest). The rows
 -- read: the scope's first 1,000 in key order (pgjobs._scope_keys_at, the
--- read pgjobs._field_guess makes), of them (p_before not NULL) those dated
--- at or before p_before: an import judges its fields by the rows from
--- before the job (its cutoff), never by its own earlier batches. When
+-- read pgjobs._field_guess makes), or (p_before not NULL) the first 1,000
+-- from before p_before among its first 10,000: an import judges its fields
+-- by the rows from before the job (its cutoff), never by its own earlier
+-- batches, and with what the bounded read found. When
 -- p_path's parent is a path of those rows as written (so for every
 -- top-level name) one read decides; a walk from the top, a read a level,
 -- otherwise. For backfill's set keys (pgjobs._submit_backfill_as), an

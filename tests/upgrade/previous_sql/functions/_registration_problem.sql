@@ -167,6 +167,18 @@ BEGIN
                                  'STORED.';
                 RETURN;
             END IF;
+            -- ... whose text input reads a value exactly and whose text
+            -- names the same value tomorrow (pgjobs._scope_type_inexact).
+            IF pgjobs._scope_type_inexact(v_type) IS NOT NULL THEN
+                message := format('column "%s" of type %s cannot be the scope of %s: %s', v_col,
+                                  format_type(v_type, NULL), p_target,
+                                  pgjobs._scope_type_inexact(v_type));
+                errcode := '22023';
+                hint := 'A tenant must have one spelling that always names it: scope by a '
+                        'column of a plain type, e.g. bigint, integer, text, uuid or oid (for '
+                        'a table, its oid: regclass::oid).';
+                RETURN;
+            END IF;
             IF v_base NOT IN ('numeric'::regtype, 'real'::regtype, 'double precision'::regtype,
                               'interval'::regtype)
                AND NOT EXISTS (

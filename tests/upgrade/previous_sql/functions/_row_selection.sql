@@ -100,7 +100,12 @@ BEGIN
                                        ELSE 'pgjobs._canonical_text(e::%s)' END, v_key_type))
                INTO p_exclude, v_exact
               USING p_exclude;
-        EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+        EXCEPTION WHEN data_exception OR integrity_constraint_violation
+                       -- an oid-alias key's name of no object, or a bad one
+                       -- (pgjobs._oid_alias_type: the input looks names up)
+                       OR undefined_table OR undefined_object OR undefined_function
+                       OR ambiguous_function OR invalid_name OR syntax_error
+                       OR invalid_schema_name THEN
             v_exact := false;  -- (23514: a key a CHECK of the key's domain refuses)
         END;
         IF NOT v_exact THEN
