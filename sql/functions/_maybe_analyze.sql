@@ -40,13 +40,21 @@ AS $$
 -- page, so the ANALYZE has a transaction of its own. And after the last
 -- page (p_done: with that page's rows), in its transaction: no call
 -- follows it, and the job must not end on stale statistics.
--- Never fails the page: a lock wait (autovacuum is analyzing) or a missing
--- privilege just skips it. Locks: SHARE UPDATE EXCLUSIVE on the target, for
--- the ANALYZE. Returns the checkpoint fields to carry: analyzes and
--- analyzed_done ('{}' while the job has not analyzed yet).
+-- Never fails the page: a lock wait (autovacuum is analyzing or vacuuming,
+-- another session's ANALYZE or CREATE INDEX CONCURRENTLY) or a missing
+-- privilege just skips it. A skip is a try all the same: it counts towards
+-- the cap (analyze_skips) and moves the schedule on (analyzed_done), so the
+-- next try waits for the job's done to double again. It was tried again
+-- before every page while the lock was held, each try waiting out the
+-- page's lock_timeout (200 ms on a 50 ms page: a cliff of its own for as
+-- long as a VACUUM of the target ran). Locks: SHARE UPDATE EXCLUSIVE on the
+-- target, for the ANALYZE. Returns the checkpoint fields to carry:
+-- analyzes, analyzed_done and, once one was skipped, analyze_skips ('{}'
+-- while the job has not tried yet).
 DECLARE
     v_analyzes integer := coalesce((p_job.checkpoint ->> 'analyzes')::integer, 0);
     v_since bigint := coalesce((p_job.checkpoint ->> 'analyzed_done')::bigint, 0);
+    v_skips integer := coalesce((p_job.checkpoint ->> 'analyze_skips')::integer, 0);
     v_rows double precision;
     v_threshold double precision;
     v_target text;
@@ -55,9 +63,12 @@ DECLARE
     v_kept jsonb := CASE WHEN p_job.checkpoint ? 'analyzed_done'
                          THEN jsonb_build_object('analyzes', v_analyzes,
                                                  'analyzed_done', v_since)
-                         ELSE '{}'::jsonb END;
+                         ELSE '{}'::jsonb END
+                    || CASE WHEN p_job.checkpoint ? 'analyze_skips'
+                            THEN jsonb_build_object('analyze_skips', v_skips)
+                            ELSE '{}'::jsonb END;
 BEGIN
-    IF v_analyzes >= 4 OR p_done < 2 * v_since THEN
+    IF v_analyzes + v_skips >= 4 OR p_done < 2 * v_since THEN
         RETURN v_kept;
     END IF;
     SELECT c.reltuples INTO v_rows FROM pg_catalog.pg_class c WHERE c.oid = p_job.target;
@@ -90,9 +101,12 @@ BEGIN
         END IF;
     EXCEPTION WHEN lock_not_available OR insufficient_privilege THEN
         PERFORM set_config('default_statistics_target', v_target, true);
-        RETURN v_kept;
+        RETURN jsonb_build_object('analyzes', v_analyzes, 'analyzed_done', p_done,
+                                  'analyze_skips', v_skips + 1);
     END;
     PERFORM set_config('default_statistics_target', v_target, true);
-    RETURN jsonb_build_object('analyzes', v_analyzes + 1, 'analyzed_done', p_done);
+    RETURN jsonb_build_object('analyzes', v_analyzes + 1, 'analyzed_done', p_done)
+        || CASE WHEN v_skips > 0 THEN jsonb_build_object('analyze_skips', v_skips)
+                ELSE '{}'::jsonb END;
 END
 $$;
