@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import job, scalar
+from tests.support import claim, job, make_target, scalar, submit
 from tests.test_fairness import _run_until_done, _tenants
 
 Conn = Any
@@ -118,3 +118,31 @@ def test_a_big_job_handed_back_still_goes_behind_a_waiting_scope(conn: Conn) -> 
     other = _writer(conn, "backfill", 2)
     order = _run_until_done(conn, [big, after_big, other])
     assert order == [other, big, after_big], order
+
+
+def test_a_paused_and_resumed_big_job_goes_behind_the_scope_that_waited(conn: Conn) -> None:
+    """A big delete paused between budgets and resumed joins the queue anew:
+    tenant 2's job, queued while it was paused, goes first."""
+    _tenants(conn, big=3000, small=100, tenants=1)
+    big = _writer(conn, "delete", 1, page_size=50)
+    for _ in range(3):
+        conn.execute("CALL pgjobs.run('5 milliseconds')")
+    conn.execute("SELECT pgjobs.pause(%s)", (big,))
+    assert job(conn, big)["status"] == "paused"
+    other = _writer(conn, "backfill", 2)
+    conn.execute("SELECT pgjobs.resume(%s)", (big,))
+    order = _run_until_done(conn, [big, other])
+    assert order == [other, big], order
+
+
+def test_passing_the_turn_on_never_moves_an_imports_turn_earlier(conn: Conn) -> None:
+    """An import's turn between tenants (pgjobs._tenant_turn: an hour after
+    its scope's pending imports) stays where it was when the writer before
+    it starts."""
+    make_target(conn)
+    first = submit(conn, "import")
+    second = submit(conn, "import")
+    turn = job(conn, second)["queued_at"]
+    assert turn > job(conn, first)["queued_at"]
+    assert claim(conn, "w", kinds=["import"]) == [first]
+    assert job(conn, second)["queued_at"] == turn
