@@ -155,3 +155,37 @@ def test_a_held_analyze_lock_is_tried_a_bounded_number_of_times(
     assert analyzed["hot"] == 0
     assert row["checkpoint"]["pages"] >= 100
     assert 1 <= row["checkpoint"].get("analyze_skips", 0) <= CAP, row["checkpoint"]
+
+
+def test_a_partitioned_targets_shared_leaf_is_analyzed_on_its_own_churn(conn: Conn) -> None:
+    """Statistics per partition: tenant 1's delete empties half of its leaf
+    (which it shares with tenant 5) but a tenth of the whole table. The
+    planner reads the leaf's statistics, so the leaf's churn decides: the
+    threshold was a fifth of the parent's rows, which this delete never
+    reached, and the leaf kept counting the deleted rows."""
+    conn.execute("""
+        CREATE TABLE hot (id bigint GENERATED ALWAYS AS IDENTITY,
+                          table_id int NOT NULL, data jsonb NOT NULL DEFAULT '{}',
+                          created_at timestamptz NOT NULL DEFAULT now(),
+                          PRIMARY KEY (table_id, id))
+        PARTITION BY LIST (table_id);
+        CREATE TABLE hot_a PARTITION OF hot FOR VALUES IN (1, 5)
+            WITH (autovacuum_enabled = false);
+        CREATE TABLE hot_b PARTITION OF hot FOR VALUES IN (2, 6)
+            WITH (autovacuum_enabled = false);
+        CREATE TABLE hot_c PARTITION OF hot FOR VALUES IN (3, 7)
+            WITH (autovacuum_enabled = false);
+        CREATE TABLE hot_d PARTITION OF hot FOR VALUES IN (4, 8)
+            WITH (autovacuum_enabled = false);
+        INSERT INTO hot (table_id) SELECT 1 + i % 8 FROM generate_series(1, 120000) i;
+        CREATE INDEX hot_scope_key ON hot (table_id, id);
+        ANALYZE hot;
+        SELECT pgjobs.register_target('hot', 'id', 'table_id', 'created_at', 'data',
+                                      p_options => '{"tune_autovacuum": false}');
+    """)
+    row, analyzed = _delete(conn)
+    assert row["done"] == 15000
+    assert 1 <= analyzed["hot_a"] <= CAP, (row["checkpoint"], analyzed)
+    assert analyzed["hot_b"] == analyzed["hot_c"] == analyzed["hot_d"] == 0, analyzed
+    assert analyzed.get("hot", 0) == 0, analyzed
+    assert scalar(conn, "SELECT reltuples FROM pg_class WHERE relname = 'hot_a'") <= 20000
