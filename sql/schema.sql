@@ -14002,7 +14002,8 @@ CREATE FUNCTION pgjobs._maybe_analyze(p_job pgjobs.jobs, p_scope_column name, p_
 -- that counter, so a rule on it alone analyzed before every page once a
 -- fifth of the table had changed (a 40x slowdown for the rest of the job).
 -- The job analyzes when the rows it deleted since its last analyze reach a
--- fifth of the table (and at least 10,000) and its done count has at least
+-- fifth of the table's rows (pg_class.reltuples; of a partitioned target,
+-- of the scope's leaves) and at least 10,000, and its done count has at least
 -- doubled since then, at most 4 times: a few ANALYZEs per job, spread
 -- geometrically, never a per-page cost. (The table's counters could not
 -- serve anyway: a runner's own changes reach pg_stat_user_tables only when
@@ -14012,33 +14013,38 @@ CREATE FUNCTION pgjobs._maybe_analyze(p_job pgjobs.jobs, p_scope_column name, p_
 -- page, so the ANALYZE has a transaction of its own. And after the last
 -- page (p_done: with that page's rows), in its transaction: no call
 -- follows it, and the job must not end on stale statistics.
--- Never fails the page: a lock wait (autovacuum is analyzing) or a missing
--- privilege just skips it. Locks: SHARE UPDATE EXCLUSIVE on the target, for
--- the ANALYZE. Returns the checkpoint fields to carry: analyzes and
--- analyzed_done ('{}' while the job has not analyzed yet).
+-- Never fails the page: a lock wait (autovacuum is analyzing or vacuuming,
+-- another session's ANALYZE or CREATE INDEX CONCURRENTLY) or a missing
+-- privilege just skips it. A skip is a try all the same: it counts towards
+-- the cap (analyze_skips) and moves the schedule on (analyzed_done), so the
+-- next try waits for the job's done to double again. It was tried again
+-- before every page while the lock was held, each try waiting out the
+-- page's lock_timeout (200 ms on a 50 ms page: a cliff of its own for as
+-- long as a VACUUM of the target ran). Locks: SHARE UPDATE EXCLUSIVE on the
+-- target, for the ANALYZE. Returns the checkpoint fields to carry:
+-- analyzes, analyzed_done and, once one was skipped, analyze_skips ('{}'
+-- while the job has not tried yet).
 DECLARE
     v_analyzes integer := coalesce((p_job.checkpoint ->> 'analyzes')::integer, 0);
     v_since bigint := coalesce((p_job.checkpoint ->> 'analyzed_done')::bigint, 0);
+    v_skips integer := coalesce((p_job.checkpoint ->> 'analyze_skips')::integer, 0);
     v_rows double precision;
-    v_threshold double precision;
     v_target text;
     v_plan json;
-    v_leaf text;
+    v_relations regclass[];
+    v_relation regclass;
     v_kept jsonb := CASE WHEN p_job.checkpoint ? 'analyzed_done'
                          THEN jsonb_build_object('analyzes', v_analyzes,
                                                  'analyzed_done', v_since)
-                         ELSE '{}'::jsonb END;
+                         ELSE '{}'::jsonb END
+                    || CASE WHEN p_job.checkpoint ? 'analyze_skips'
+                            THEN jsonb_build_object('analyze_skips', v_skips)
+                            ELSE '{}'::jsonb END;
 BEGIN
-    IF v_analyzes >= 4 OR p_done < 2 * v_since THEN
-        RETURN v_kept;
-    END IF;
-    SELECT c.reltuples INTO v_rows FROM pg_catalog.pg_class c WHERE c.oid = p_job.target;
-    v_threshold := greatest(10000, 0.2 * greatest(coalesce(v_rows, 0), 0));
-    IF p_done - v_since < v_threshold THEN
+    IF v_analyzes + v_skips >= 4 OR p_done < 2 * v_since OR p_done - v_since < 10000 THEN
         RETURN v_kept;
     END IF;
     v_target := current_setting('default_statistics_target');
-    PERFORM set_config('default_statistics_target', least(v_target::integer, 10)::text, true);
     BEGIN
         IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = p_job.target) = 'p' THEN
             -- A partitioned target: ANALYZE of the parent would lock and
@@ -14047,25 +14053,40 @@ BEGIN
             -- pruned to the scope's leaves and planned on their statistics,
             -- so those are analyzed, found as the pages find them (the plan
             -- of the scope's equality: pruning locks no other partition).
+            -- Their rows, not the parent's, set the threshold: a leaf that
+            -- the scope shares with a few tenants is churned long before a
+            -- fifth of the whole table is, and was never analyzed. Planned
+            -- before every page from 10,000 rows until the threshold (a
+            -- pruned plan of one equality, no page's cost).
             EXECUTE format('EXPLAIN (VERBOSE, FORMAT JSON) SELECT FROM %s t WHERE t.%I = %L',
                            p_job.target, p_scope_column, p_job.scope)
                INTO v_plan;
-            FOR v_leaf IN
-                SELECT DISTINCT format('%I.%I', n ->> 'Schema', n ->> 'Relation Name')
+            v_relations := ARRAY(
+                SELECT DISTINCT format('%I.%I', n ->> 'Schema', n ->> 'Relation Name')::regclass
                   FROM jsonb_path_query(v_plan::jsonb,
-                                        'strict $.**?(exists(@."Relation Name"))') n
-            LOOP
-                EXECUTE format('ANALYZE %s (%I)', v_leaf, p_scope_column);
-            END LOOP;
+                                        'strict $.**?(exists(@."Relation Name"))') n);
         ELSE
-            EXECUTE format('ANALYZE %s (%I)', p_job.target, p_scope_column);
+            v_relations := ARRAY[p_job.target];
         END IF;
+        SELECT sum(greatest(c.reltuples, 0)) INTO v_rows
+          FROM pg_catalog.pg_class c WHERE c.oid = ANY (v_relations);
+        IF p_done - v_since < 0.2 * coalesce(v_rows, 0) THEN
+            RETURN v_kept;
+        END IF;
+        PERFORM set_config('default_statistics_target',
+                           least(v_target::integer, 10)::text, true);
+        FOREACH v_relation IN ARRAY v_relations LOOP
+            EXECUTE format('ANALYZE %s (%I)', v_relation, p_scope_column);
+        END LOOP;
     EXCEPTION WHEN lock_not_available OR insufficient_privilege THEN
         PERFORM set_config('default_statistics_target', v_target, true);
-        RETURN v_kept;
+        RETURN jsonb_build_object('analyzes', v_analyzes, 'analyzed_done', p_done,
+                                  'analyze_skips', v_skips + 1);
     END;
     PERFORM set_config('default_statistics_target', v_target, true);
-    RETURN jsonb_build_object('analyzes', v_analyzes + 1, 'analyzed_done', p_done);
+    RETURN jsonb_build_object('analyzes', v_analyzes + 1, 'analyzed_done', p_done)
+        || CASE WHEN v_skips > 0 THEN jsonb_build_object('analyze_skips', v_skips)
+                ELSE '{}'::jsonb END;
 END
 $_$;
 
@@ -18997,7 +19018,10 @@ BEGIN
     IF v_job.kind = 'delete' AND v_job.checkpoint IS NOT NULL THEN
         PERFORM set_config('lock_timeout', '200ms', true);
         v_checkpoint := pgjobs._maybe_analyze(v_job, v_reg.scope_column, v_job.done);
-        IF v_checkpoint ->> 'analyzes' IS DISTINCT FROM v_job.checkpoint ->> 'analyzes' THEN
+        -- Tried (analyzed, or skipped on a lock wait: that try waited out
+        -- the lock_timeout): this call's work is done, the page follows.
+        IF v_checkpoint ->> 'analyzed_done'
+               IS DISTINCT FROM v_job.checkpoint ->> 'analyzed_done' THEN
             PERFORM pgjobs.heartbeat(p_id, p_worker, v_job.done,
                 v_job.checkpoint || v_checkpoint || jsonb_build_object('verified', v_verified));
             RETURN 'more';
@@ -19854,6 +19878,9 @@ BEGIN
         || CASE WHEN v_job.checkpoint ? 'analyzed_done'
                 THEN jsonb_build_object('analyzes', v_job.checkpoint -> 'analyzes',
                                         'analyzed_done', v_job.checkpoint -> 'analyzed_done')
+                ELSE '{}'::jsonb END
+        || CASE WHEN v_job.checkpoint ? 'analyze_skips'
+                THEN jsonb_build_object('analyze_skips', v_job.checkpoint -> 'analyze_skips')
                 ELSE '{}'::jsonb END;
     -- ... except after the last page, which no call follows: one due then
     -- runs here, in the last page's transaction, or the job would end with
@@ -20883,7 +20910,9 @@ CREATE FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease in
 --
 -- The caller has chosen the jobs (due, the writer gate) and locked their
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
--- another claimer). Locks: those rows.
+-- another claimer). Locks: those rows, and the row of each started writer's
+-- successor in its scope's queue, whose queued_at it moves to now (the
+-- turn between scopes passes on: see below).
 --
 -- Plans: generic (plan_cache_mode; see pgjobs.claim): a custom plan for
 -- one id looked cheaper than the generic one, so both statements were
@@ -20937,6 +20966,29 @@ BEGIN
         RETURNING j AS job)
     SELECT array_agg(s.job ORDER BY array_position(p_ids, (s.job).id)) INTO v_jobs
       FROM started s;
+    -- The turn between scopes passes on: the writer next in the started
+    -- writer's scope (the gate holds it until this one ends) joins the queue
+    -- now, behind the jobs of other scopes that waited meanwhile. It kept
+    -- its submit's queued_at, older than any job another tenant submitted
+    -- after the stream, and a tenant's small writers each end inside a
+    -- budget (none is handed back behind the others): a tenant that queued
+    -- twenty deletes had all twenty run before another tenant's one job
+    -- (tests/test_fairness_scopes.py). Only the next one: the gate holds
+    -- the rest behind it, and each start passes the turn one further. Never
+    -- earlier than it was: an import's turn (pgjobs._tenant_turn) may be
+    -- ahead. Reads the scope's pending writers (jobs_pending_writers_idx).
+    UPDATE pgjobs.jobs n
+       SET queued_at = now()
+     WHERE n.id IN (SELECT (SELECT w.id
+                              FROM pgjobs.jobs w
+                             WHERE w.target = s.target AND w.scope = s.scope
+                               AND w.writes AND w.status = 'queued'
+                               AND coalesce(w.gate_order, w.id) > coalesce(s.gate_order, s.id)
+                             ORDER BY coalesce(w.gate_order, w.id)
+                             LIMIT 1)
+                      FROM unnest(v_jobs) s
+                     WHERE s.writes)
+       AND n.queued_at < now();
     PERFORM pgjobs._notify_many(v_jobs, 'started');
     RETURN QUERY SELECT * FROM unnest(v_jobs);
 END

@@ -350,7 +350,10 @@ BEGIN
     IF v_job.kind = 'delete' AND v_job.checkpoint IS NOT NULL THEN
         PERFORM set_config('lock_timeout', '200ms', true);
         v_checkpoint := pgjobs._maybe_analyze(v_job, v_reg.scope_column, v_job.done);
-        IF v_checkpoint ->> 'analyzes' IS DISTINCT FROM v_job.checkpoint ->> 'analyzes' THEN
+        -- Tried (analyzed, or skipped on a lock wait: that try waited out
+        -- the lock_timeout): this call's work is done, the page follows.
+        IF v_checkpoint ->> 'analyzed_done'
+               IS DISTINCT FROM v_job.checkpoint ->> 'analyzed_done' THEN
             PERFORM pgjobs.heartbeat(p_id, p_worker, v_job.done,
                 v_job.checkpoint || v_checkpoint || jsonb_build_object('verified', v_verified));
             RETURN 'more';
@@ -1207,6 +1210,9 @@ BEGIN
         || CASE WHEN v_job.checkpoint ? 'analyzed_done'
                 THEN jsonb_build_object('analyzes', v_job.checkpoint -> 'analyzes',
                                         'analyzed_done', v_job.checkpoint -> 'analyzed_done')
+                ELSE '{}'::jsonb END
+        || CASE WHEN v_job.checkpoint ? 'analyze_skips'
+                THEN jsonb_build_object('analyze_skips', v_job.checkpoint -> 'analyze_skips')
                 ELSE '{}'::jsonb END;
     -- ... except after the last page, which no call follows: one due then
     -- runs here, in the last page's transaction, or the job would end with
