@@ -436,11 +436,14 @@ STATS = "SELECT pgjobs.stats() AS stats"
 UI_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false) AS p"
 # One page of the job list, in one statement (a list request sends nothing
 # else but pgjobs.stats()). A ?scope= filter reads as the tenant on every
-# registered target the DSN's role may read: pgjobs.canonical_scope, once per
+# registered target the DSN's role may read (only the ?target= one when it is
+# given: an empty list names no other target as unfit, and no other's scope
+# is cast): pgjobs.canonical_scope, once per
 # target (the MATERIALIZED CTE: a LATERAL referenced twice ran it twice), as
 # '<target>\t<canonical scope>' keys ('01' of an integer scope is '1'); the
 # filter's own text is what a job of any other table holds. Every row carries
-# the keys (scope_keys, which the page's live filter reads) and the targets
+# the keys (scope_keys, which /events and the page's live filter read: a
+# page's stream asks with limit 0, the keys alone) and the targets
 # whose scope column cannot hold the scope (scope_unfit, 'target (type)': the
 # empty list says why); a page with no job is one row whose id is NULL.
 UI_JOBS = """
@@ -448,7 +451,8 @@ WITH scoped AS MATERIALIZED (
     SELECT t.target::text AS target, t.scope_type::text AS scope_type,
            pgjobs.canonical_scope(t.target, %(scope)s::text) AS scope
       FROM pgjobs.targets t
-     WHERE %(scope)s::text IS NOT NULL),
+     WHERE %(scope)s::text IS NOT NULL
+       AND (%(target)s::text IS NULL OR t.target::text = %(target)s::text)),
 keys AS (
     SELECT coalesce(array_agg(target || E'\\t' || scope ORDER BY target)
                         FILTER (WHERE scope IS NOT NULL), '{}') AS scope_keys,
