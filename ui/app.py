@@ -355,6 +355,19 @@ def create_app(settings: Settings) -> Starlette:
         found = await hub.rows(queries.UI_JOB, {"id": job_id})
         return found[0] if found else None
 
+    async def shown_job(job_id: int) -> dict[str, Any]:
+        """A job as its page and row show it: with whether the role may act
+        on it (``controllable``, as the list has it), unless the dashboard
+        is read-only (no action is offered, nothing to ask)."""
+        job = await job_or_none(job_id)
+        if job is None:
+            raise unknown_job(job_id)
+        may = False
+        if not settings.read_only:
+            [row] = await hub.rows(queries.UI_CONTROLLABLE, {"ids": [job_id]})
+            may = job_id in row["ids"]
+        return dict(job) | {"controllable": may}
+
     async def items_of(job: dict[str, Any], params: dict[str, str | None], *,
                        strict: bool = False) -> dict[str, Any] | None:
         """A fan-out job's items as the DSN's role reads them (pgjobs.job_items'
@@ -392,9 +405,7 @@ def create_app(settings: Settings) -> Starlette:
                                        settings.read_only, **scoping))
 
     async def job_page(request: Request) -> Response:
-        job = await job_or_none(request.path_params["id"])
-        if job is None:
-            raise unknown_job(request.path_params["id"])
+        job = await shown_job(request.path_params["id"])
         items = await items_of(job, {
             "status": request.query_params.get("items_status"),
             "after": request.query_params.get("items_after")})
@@ -402,9 +413,7 @@ def create_app(settings: Settings) -> Starlette:
                                         items))
 
     async def job_row(request: Request) -> Response:
-        job = await job_or_none(request.path_params["id"])
-        if job is None:
-            raise unknown_job(request.path_params["id"])
+        job = await shown_job(request.path_params["id"])
         return HTMLResponse(page.row(job, settings.read_only))
 
     async def api_jobs(request: Request) -> Response:

@@ -89,9 +89,12 @@ def progress(job: dict[str, Any]) -> tuple[str, str]:
 
 
 def row(job: dict[str, Any], read_only: bool) -> str:
+    """A job's row; its actions those its status takes (ACTIONS) when the
+    role may use them (``job["controllable"]``, pgjobs.controllable: a role
+    that may not was offered buttons that answered 403)."""
     width, label = progress(job)
     rate, eta = rate_eta(job)
-    actions = "" if read_only else "".join(
+    actions = "" if read_only or not job.get("controllable") else "".join(
         f'<button class="act" data-action="{a}" data-id="{job["id"]}">{a}</button>'
         for a, states in ACTIONS.items() if job["status"] in states)
     download = ""
