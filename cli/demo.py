@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pgjobs import db, queries, units
 from pgjobs.cli.output import per_second, printable
 from pgjobs.cli.progress import Waits, bar_columns
-from pgjobs.errors import Conflict, InvalidInput, NotReady, PgjobsError
+from pgjobs.errors import Conflict, InvalidInput, NotReady, PgjobsError, install_hint
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -204,9 +204,17 @@ def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) 
                       "; ".join(o.waits) if o.waits else "-")
     console.print(table)
     console.print(f"export written to {export_uri}")
-    console.print("next: watch the jobs live in the dashboard: [bold]pgjobs ui[/] "
-                  "(pip install 'pgjobs-engine\\[ui]'), then open http://localhost:8765/")
+    console.print(_next_line())
     return outcomes
+
+
+def _next_line() -> str:
+    """The demo's last line (rich markup): the dashboard, with the hint that
+    installs its extra (escaped: rich's markup would eat '[ui]')."""
+    from rich.markup import escape
+
+    return ("next: watch the jobs live in the dashboard: [bold]pgjobs ui[/] "
+            f"({escape(install_hint('ui'))}), then open http://localhost:8765/")
 
 
 def _one_demo_at_a_time(conn: Any) -> None:

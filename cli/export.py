@@ -129,9 +129,9 @@ def read_config(read_dsn: str | None, read_max_wait: str, read_max_lag: str,
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), default="csv",
               show_default=True, envvar="PGJOBS_FORMAT", show_envvar=True,
               help="csv: a header and one column per column; jsonl: one JSON object per line; "
-                   "parquet: typed columns, files under a folder (needs pgjobs-engine[parquet]; "
-                   "--options '{\"compression\": \"snappy\"}' for snappy, zstd by "
-                   "default).")
+                   "parquet: typed columns, files under a folder (needs the parquet extra, "
+                   "docs/exports.md; --options '{\"compression\": \"snappy\"}' for snappy, "
+                   "zstd by default).")
 @click.option("--columns",
               help="Comma-separated columns and/or document fields (a.b) [default: every "
                    "column].")
@@ -371,7 +371,7 @@ class _Display(TransferDisplay):
 @click.option("--metrics-port", type=click.IntRange(1, 65535), envvar="PGJOBS_METRICS_PORT",
               show_envvar=True,
               help="Serve Prometheus metrics (pgjobs_worker_*) on http://HOST:PORT/metrics "
-                   "(needs prometheus-client: pgjobs-engine[observe]).")
+                   "(needs the observe extra, docs/observability.md).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True,
               envvar="PGJOBS_METRICS_HOST", show_envvar=True,
               help="Address the metrics endpoint binds.")

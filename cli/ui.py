@@ -1,4 +1,4 @@
-"""`pgjobs ui`: serve the web dashboard (pgjobs.ui; the optional extra pgjobs-engine[ui])."""
+"""`pgjobs ui`: serve the web dashboard (pgjobs.ui; the optional extra ui)."""
 
 from __future__ import annotations
 

@@ -119,11 +119,47 @@ class PermissionDenied(PgjobsError):
 
 
 class MissingExtra(PgjobsError):
-    """An optional dependency is not installed (``pgjobs-engine[parquet]``): no retry on
-    this machine can succeed, the message names the extra to install. 0A000
+    """An optional dependency is not installed (an extra, :func:`install_hint`): no
+    retry on this machine can succeed, the message names the extra to install. 0A000
     (feature_not_supported, by this installation), which no policy retries."""
 
     default_sqlstate: str | None = "0A000"
+
+
+DISTRIBUTION = "pgjobs-engine"
+"""The distribution's name (pyproject.toml); the command and the package are `pgjobs`."""
+
+
+def install_hint(extra: str) -> str:
+    """How to install the optional extra ``extra`` (pyproject.toml's
+    [project.optional-dependencies]): the one spelling of every error hint and
+    line of the code that says so (tests/test_install_hints.py finds any
+    other, in the code and in the docs). Both ways pgjobs is installed: from
+    its clone (docs/quickstart.md), where ``pip install -e '.[X]'`` is the
+    docs' line, and as the installed distribution, whose environment takes
+    ``pip install 'pgjobs-engine[X]'`` (pip reads the extra from the installed
+    metadata; outside that environment the name would be looked up on the
+    package index, where pgjobs is not). The packages the extra brings are
+    named too, as the installed metadata lists them (none when pgjobs runs
+    uninstalled from a source tree)."""
+    brings = ", ".join(extra_packages(extra))
+    return (f"install the '{extra}' extra: pip install -e '.[{extra}]' in the pgjobs clone, "
+            f"or pip install '{DISTRIBUTION}[{extra}]' in the environment {DISTRIBUTION} is "
+            f"installed in" + (f" (it brings {brings})" if brings else ""))
+
+
+def extra_packages(extra: str) -> list[str]:
+    """The requirements extra ``extra`` adds (``starlette>=0.37``), from the
+    installed distribution's metadata; [] when it is not installed."""
+    from importlib import metadata
+
+    try:
+        requires = metadata.requires(DISTRIBUTION) or []
+    except metadata.PackageNotFoundError:
+        return []
+    marker = re.compile(r"""\bextra\s*==\s*["']""" + re.escape(extra) + """["']""")
+    return [req.split(";")[0].replace(" ", "") for req in requires
+            if ";" in req and marker.search(req.split(";", 1)[1])]
 
 
 class ConnectionFailed(PgjobsError):

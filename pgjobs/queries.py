@@ -436,25 +436,33 @@ STATS = "SELECT pgjobs.stats() AS stats"
 UI_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false) AS p"
 # One page of the job list, in one statement (a list request sends nothing
 # else but pgjobs.stats()). A ?scope= filter reads as the tenant on every
-# registered target the DSN's role may read: pgjobs.canonical_scope, once per
+# registered target the DSN's role may read (only the ?target= one when it is
+# given: an empty list names no other target as unfit, and no other's scope
+# is cast): pgjobs.canonical_scope, once per
 # target (the MATERIALIZED CTE: a LATERAL referenced twice ran it twice), as
 # '<target>\t<canonical scope>' keys ('01' of an integer scope is '1'); the
 # filter's own text is what a job of any other table holds. Every row carries
-# the keys (scope_keys, which the page's live filter reads) and the targets
+# the keys (scope_keys, which /events and the page's live filter read: a
+# page's stream asks with limit 0, the keys alone) and the targets
 # whose scope column cannot hold the scope (scope_unfit, 'target (type)': the
-# empty list says why); a page with no job is one row whose id is NULL.
+# empty list says why); a page with no job is one row whose id is NULL. Each
+# job row says whether the role may cancel, pause, resume and retry it
+# (controllable: pgjobs.controllable, once for the page's jobs), so the page
+# offers only the actions the role may use.
 UI_JOBS = """
 WITH scoped AS MATERIALIZED (
     SELECT t.target::text AS target, t.scope_type::text AS scope_type,
            pgjobs.canonical_scope(t.target, %(scope)s::text) AS scope
       FROM pgjobs.targets t
-     WHERE %(scope)s::text IS NOT NULL),
+     WHERE %(scope)s::text IS NOT NULL
+       AND (%(target)s::text IS NULL OR t.target::text = %(target)s::text)),
 keys AS (
     SELECT coalesce(array_agg(target || E'\\t' || scope ORDER BY target)
                         FILTER (WHERE scope IS NOT NULL), '{}') AS scope_keys,
            coalesce(array_agg(target || ' (' || scope_type || ')' ORDER BY target)
                         FILTER (WHERE scope IS NULL), '{}') AS scope_unfit
-      FROM scoped)
+      FROM scoped),
+page AS MATERIALIZED (
 SELECT k.scope_keys, k.scope_unfit, j.*
   FROM keys k
   LEFT JOIN LATERAL (
@@ -472,9 +480,18 @@ SELECT k.scope_keys, k.scope_unfit, j.*
        AND (%(scope)s::text IS NULL OR scope = %(scope)s::text
             OR (target::text || E'\\t' || scope) = ANY (k.scope_keys))
      ORDER BY id DESC
-     LIMIT %(limit)s) j ON true
- ORDER BY j.id DESC
+     LIMIT %(limit)s) j ON true),
+may AS (
+    SELECT pgjobs.controllable(coalesce(array_agg(id) FILTER (WHERE id IS NOT NULL),
+                                        '{}')) AS ids
+      FROM page)
+SELECT p.*, coalesce(p.id = ANY (m.ids), false) AS controllable
+  FROM page p CROSS JOIN may m
+ ORDER BY p.id DESC
 """
+# Whether the DSN's role may cancel, pause, resume and retry these jobs (a
+# job's own page and row): the ids it may.
+UI_CONTROLLABLE = "SELECT pgjobs.controllable(%(ids)s::bigint[]) AS ids"
 UI_JOB = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,
        error, result, payload, options, checkpoint, predicate, priority, submitted_by,

@@ -121,15 +121,14 @@ def registry() -> Any:
 
 def start_metrics(port: int, host: str = "127.0.0.1") -> Any:
     """Serve ``/metrics`` on host:port from a daemon thread; returns the server
-    (``shutdown()`` stops it). Needs prometheus-client (``pgjobs-engine[observe]``)."""
-    from pgjobs.errors import InvalidInput, MissingExtra
+    (``shutdown()`` stops it). Needs prometheus-client (the ``observe`` extra)."""
+    from pgjobs.errors import InvalidInput, MissingExtra, install_hint
 
     try:
         from prometheus_client import start_http_server
     except ImportError:
         raise MissingExtra("--metrics-port needs prometheus-client",
-                           hint="pip install 'pgjobs-engine[observe]' "
-                                "(or prometheus-client)") from None
+                           hint=install_hint("observe")) from None
     try:
         server, _thread = start_http_server(port, addr=host, registry=registry())
     except OSError as exc:

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pgjobs import db, queries
-from pgjobs.errors import MissingExtra, words
+from pgjobs.errors import MissingExtra, install_hint, words
 from pgjobs.poller import observe, storage
 
 if TYPE_CHECKING:
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pgjobs.export")
 
-EXTRA = "pip install 'pgjobs-engine[parquet]'"
 MAX_ROW_GROUP_BYTES = 64 * 1024 * 1024
 """The worker's own ceiling on a row group's Arrow bytes, whatever a job asks."""
 _READ_BLOCK = 4 * 1024 * 1024
@@ -99,7 +98,8 @@ def load_pyarrow() -> Any:
     except ImportError as exc:
         raise MissingExtra(
             f"Parquet exports need pyarrow, which this worker cannot import ({words(exc)})",
-            hint=f"{EXTRA} on the worker's machine, then pgjobs retry the job") from exc
+            hint=install_hint("parquet") + " on the worker's machine, then pgjobs retry "
+                                                "the job") from exc
     return pyarrow
 
 

@@ -3659,6 +3659,100 @@ $$;
 ALTER FUNCTION pgjobs._confined_targets_as(p_caller name, p_role name) OWNER TO SUPERUSER;
 
 --
+-- Name: _control_allowed(pgjobs.jobs); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._control_allowed(p_job pgjobs.jobs) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether the calling role (pgjobs._caller) may control job p_job (cancel,
+-- pause, resume, retry): the checks of pgjobs._controlled_job, in the form
+-- that does not raise (as pgjobs._role_problem is pgjobs._require_role's),
+-- each asked through the function _controlled_job asks: the job is visible
+-- to the caller as policy jobs_client_read has it (an admin; or the
+-- submitter, pgjobs._is_submitter, or a role that reads every column of the
+-- target and no row-level security confines, pgjobs._reads_every_column
+-- and pgjobs._row_security_rule; and of a scope in the session's
+-- pgjobs.allowed_scopes, pgjobs._scope_allowed), its scope is allowed (an
+-- admin too, pgjobs._require_scope), and the caller is an admin, the
+-- submitter, or holds the privilege the job's kind needs on its target
+-- (pgjobs._kind_privilege, pgjobs._role_problem: pgjobs._require's check).
+-- tests/test_ui_actions_allowed.py holds the two to one answer for every
+-- role and job it makes. A NULL job (no such row): false. Locks nothing.
+DECLARE
+    v_caller name := pgjobs._caller();
+    v_admin boolean;
+    v_submitter boolean;
+BEGIN
+    IF p_job.id IS NULL THEN
+        RETURN false;
+    END IF;
+    v_admin := pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER');
+    v_submitter := pgjobs._is_submitter(v_caller, p_job.submitted_by, p_job.submitted_by_oid);
+    IF NOT pgjobs._scope_allowed(p_job.target, p_job.scope) THEN
+        RETURN false;  -- hidden from a client (P0002), refused to an admin (42501)
+    END IF;
+    IF v_admin OR v_submitter THEN
+        RETURN true;
+    END IF;
+    RETURN pgjobs._reads_every_column(v_caller, p_job.target)
+       AND NOT pgjobs._row_security_rule(p_job.target, v_caller)
+       AND (pgjobs._role_problem(v_caller, p_job.target,
+                                 pgjobs._kind_privilege(p_job.kind), NULL)).message IS NULL;
+END
+$$;
+
+ALTER FUNCTION pgjobs._control_allowed(p_job pgjobs.jobs) OWNER TO SUPERUSER;
+
+--
+-- Name: _controllable_as(name, bigint[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._controllable_as(p_caller name, p_ids bigint[]) RETURNS bigint[]
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The body of pgjobs.controllable, run as pgjobs' owner for the role
+-- p_caller (the current_user of pgjobs.controllable, its only permitted
+-- caller: pgjobs._enter, 42501 otherwise); every check is of p_caller
+-- (pgjobs._caller), through pgjobs._control_allowed, the rule of
+-- pgjobs._controlled_job in the form that does not raise. Reads the rows
+-- of p_ids as pgjobs' owner, whom no row policy confines: the rule itself
+-- leaves out what policy jobs_client_read hides from p_caller. One
+-- statement whatever the number of ids. Locks nothing.
+DECLARE
+    v_ids bigint[];
+BEGIN
+    p_caller := pgjobs._enter('controllable', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
+    IF p_ids IS NULL THEN
+        -- as every client entry point: a NULL argument is a mistake, never a default
+        RAISE EXCEPTION 'ids must not be null' USING ERRCODE = '22023',
+            HINT = 'Pass the jobs'' ids as an array, e.g. ARRAY[1, 2]::bigint[] ('
+                   '''{}'' for none).';
+    ELSIF cardinality(p_ids) > 10000 THEN
+        RAISE EXCEPTION 'too many ids: % (at most 10000)', cardinality(p_ids)
+            USING ERRCODE = '54000',
+            HINT = 'Ask about a page of jobs at a time (the dashboard asks for the 50 it shows).';
+    END IF;
+    SELECT array_agg(j.id ORDER BY j.id) INTO v_ids
+      FROM pgjobs.jobs j
+     WHERE j.id = ANY (p_ids) AND pgjobs._control_allowed(j);
+    RETURN pgjobs._leave(coalesce(v_ids, '{}'));
+END
+$$;
+
+ALTER FUNCTION pgjobs._controllable_as(p_caller name, p_ids bigint[]) OWNER TO SUPERUSER;
+
+--
 -- Name: _controlled_job(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -26051,6 +26145,45 @@ ALTER FUNCTION pgjobs.complete_many(p_ids bigint[], p_workers text[], p_results 
 COMMENT ON FUNCTION pgjobs.complete_many(p_ids bigint[], p_workers text[], p_results jsonb[]) IS 'Completes a batch in one statement: p_ids[i] succeeds with p_results[i] (default {}) when p_workers[i] holds the unexpired lease of its running attempt (fenced per job, as complete). Returns the ids completed; a fenced-off job is left out and unchanged. One succeeded event per job.';
 
 --
+-- Name: controllable(bigint[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.controllable(p_ids bigint[]) RETURNS bigint[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The ids among p_ids of the jobs the caller may cancel, pause, resume and
+-- retry, in id order: the rule those four check (pgjobs._controlled_job),
+-- asked of every job at once and without raising
+-- (pgjobs._control_allowed). What a job's state allows is not asked (the
+-- function itself says, 55000); nor, for resume and retry, whether its
+-- submitter still holds what the submit needed (pgjobs._require_requeue).
+-- An id the caller may not see, or of no job, is left out as one it may
+-- not control. For the dashboard (pgjobs ui), which offers a job's actions
+-- only to a role that may use them. NULL raises 22023; more than 10,000
+-- ids 54000. For pgjobs_client. Locks nothing.
+-- SECURITY INVOKER on purpose: current_user here is the role the call acts
+-- for, and the SECURITY DEFINER pgjobs._controllable_as checks that role's
+-- rights.
+BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._controllable_as(current_user, p_ids) AS sealed_call;
+END
+$$;
+
+ALTER FUNCTION pgjobs.controllable(p_ids bigint[]) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION controllable(p_ids bigint[]); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.controllable(p_ids bigint[]) IS 'The ids among these of the jobs the caller may cancel, pause, resume and retry (the rule those four check), in id order; a job it may not see is left out. Whether a job''s state allows an action is not asked. At most 10,000 ids. Acts on nothing.';
+
+--
 -- Name: disallow_storage(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -31516,6 +31649,21 @@ GRANT ALL ON FUNCTION pgjobs._confined_targets_as(p_caller name, p_role name) TO
 GRANT ALL ON FUNCTION pgjobs._confined_targets_as(p_caller name, p_role name) TO pgjobs_client;
 
 --
+-- Name: FUNCTION _control_allowed(p_job pgjobs.jobs); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._control_allowed(p_job pgjobs.jobs) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._control_allowed(p_job pgjobs.jobs) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _controllable_as(p_caller name, p_ids bigint[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._controllable_as(p_caller name, p_ids bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._controllable_as(p_caller name, p_ids bigint[]) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._controllable_as(p_caller name, p_ids bigint[]) TO pgjobs_client;
+
+--
 -- Name: FUNCTION _controlled_job(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -33612,6 +33760,14 @@ GRANT ALL ON FUNCTION pgjobs.complete_items(p_items bigint[], p_workers text[], 
 
 REVOKE ALL ON FUNCTION pgjobs.complete_many(p_ids bigint[], p_workers text[], p_results jsonb[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs.complete_many(p_ids bigint[], p_workers text[], p_results jsonb[]) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION controllable(p_ids bigint[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.controllable(p_ids bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.controllable(p_ids bigint[]) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs.controllable(p_ids bigint[]) TO pgjobs_client;
 
 --
 -- Name: FUNCTION disallow_storage(p_prefix text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -46,6 +46,7 @@ VALID: dict[str, list[str]] = {
     "canonical_scope": [T, "'01'"],
     "channel": [T, "'1'"],
     "client_room": [],
+    "controllable": ["ARRAY[:job]::bigint[]"],
     "mask": [T, "'1'"],
     "pause": [":job"],
     "preview": [T, "'1'", "'{\"n\": 1}'", "'{3}'", "'{}'"],

@@ -74,6 +74,7 @@ DEFINERS: dict[str, str | None] = {
     "_visible_page": f"SELECT pgjobs._visible_page('{T}', '1', NULL, 100) IS NOT NULL",
     "_channel_as": f"SELECT pgjobs.channel('{T}', '1')",
     "_canonical_scope_as": f"SELECT pgjobs.canonical_scope('{T}', ' 01')",
+    "_controllable_as": f"SELECT pgjobs.controllable(ARRAY[{SUBMIT}, 999999999])",
     "_client_room_as": "SELECT role FROM pgjobs.client_room()",
     "_preview_as": f"SELECT pgjobs.preview('{T}', '1', '{{\"n\": 1}}') "
                    "OPERATOR(pg_catalog.-) 'elapsed_ms'",

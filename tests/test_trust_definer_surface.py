@@ -59,6 +59,9 @@ ALLOWED_DEFINERS = {
     "_channel_as": "body of pgjobs.channel; pgjobs._enter",
     "_canonical_scope_as": "body of pgjobs.canonical_scope; pgjobs._enter, the scope unchanged "
                            "for a table the caller may not read (as for an unknown one)",
+    "_controllable_as": "body of pgjobs.controllable; pgjobs._enter, only about the caller's "
+                        "rights (pgjobs._control_allowed), a job it may not see left out as "
+                        "an unknown id (tests/test_ui_actions_allowed.py)",
     "_client_room_as": "body of pgjobs.client_room; pgjobs._enter, only about the caller "
                        "(tests/test_client_room.py)",
     "_preview_as": "body of pgjobs.preview; pgjobs._enter",

@@ -2,11 +2,14 @@
 through chromedriver (tests/support/browser.py). A delete submitted from SQL
 appears and its progress bar moves to done without a reload; cancel on a slow
 job cancels it; in --read-only no action is offered and a forged POST is
-refused. Screenshots are saved as artifacts in
+refused; a role is offered only the actions it may use, on rows the page
+inserts live too (a reader of the table sees a writer's delete with no
+button, its own export with cancel and pause, and cancels it). Screenshots are saved as artifacts in
 $PGJOBS_ARTIFACTS (default: build/artifacts)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +18,7 @@ import pytest
 
 from tests.support import scalar, wait_for
 from tests.support.browser import MISSING, demo_table, shot, status_of
-from tests.support.ui import serving
+from tests.support.ui import scoped_login, serving
 
 pytest.importorskip("selenium.webdriver")
 
@@ -98,3 +101,36 @@ def test_read_only_offers_no_action_and_refuses_a_forged_post(browser: Any, conn
         assert status == 403
         shot(browser, "ui-read-only")
     assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "queued"
+
+
+def test_a_role_sees_only_the_buttons_it_may_use_on_rows_that_arrive_live(
+        browser: Any, conn: Conn, dsn: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    demo_table(conn, 200)
+    with scoped_login(conn, dsn, "reader_live", "GRANT SELECT ON user_table_rows TO {role}",
+                      "") as login, serving(login) as base:
+        reader = f"pgjobs_ui_reader_live_{os.getpid()}"  # scoped_login's name for it
+        browser.get(base + "/")
+        wait_for(lambda: browser.find_element(By.ID, "live").text == "live", what="live")
+        # A writer's delete (an administrator here) and the reader's own export,
+        # both submitted while the page is open: the script inserts their rows.
+        delete = int(scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1')"))
+        with conn.transaction():
+            conn.execute(f"SET LOCAL ROLE {reader}")
+            export = int(scalar(conn, "SELECT pgjobs.submit_export('user_table_rows', '1')"))
+        wait_for(lambda: status_of(browser, delete) == status_of(browser, export) == "queued",
+                 what="both rows, inserted live")
+
+        def offered(job: int) -> set[str]:
+            return {b.get_attribute("data-action") for b in browser.find_elements(
+                By.CSS_SELECTOR, f"#job-{job} button.act")}
+
+        assert offered(delete) == set()
+        assert offered(export) == {"cancel", "pause"}
+        browser.find_element(By.CSS_SELECTOR,
+                             f'#job-{export} button[data-action="cancel"]').click()
+        wait_for(lambda: status_of(browser, export) == "canceled", what="canceled in the page")
+        assert offered(export) == {"retry"}
+        browser.get(base + f"/jobs/{delete}")
+        assert offered(delete) == set()

@@ -5,9 +5,11 @@ of scope 1 submitted while the page is open appears without a reload, one of
 scope 2 never does. A dashboard whose role may read only scope 1
 (pgjobs.allowed_scopes) never shows, nor receives on /events, anything of
 another tenant: no job, count, target name, error text or progress, whatever
-the filter. A scope that is no value of the scope column (the full-width
-`１` is no integer for PostgreSQL nor for any submit) lists nothing and says
-why, not an error page."""
+the filter. A filtered page's stream carries only the jobs its list could
+hold (the server filters /events as the list reads the filters): it received
+every job's events and its script hid them. A scope that is no value of the
+scope column (the full-width `１` is no integer for PostgreSQL nor for any
+submit) lists nothing and says why, not an error page."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from tests.support.browser import (
     recorded,
     status_of,
 )
-from tests.support.ui import scoped_login, serving
+from tests.support.ui import EventStream, scoped_login, serving
 
 pytest.importorskip("selenium.webdriver")
 
@@ -83,6 +85,8 @@ def test_a_scope_filter_shows_its_tenants_new_jobs_live_and_never_anothers(
                      what="tenant 1's row canceled")
             for job_id in hidden:
                 assert not dom_has_job(browser, job_id), (spelling, job_id)
+                # nor did its stream carry it (tenant 2's came before tenant 1's)
+                assert f'"id": {job_id},' not in recorded(browser, "stream"), (spelling, job_id)
             assert console_errors(browser) == [], spelling
 
 
@@ -120,6 +124,7 @@ def test_a_reader_of_one_tenant_never_sees_nor_receives_anothers(
     hidden = [tenants["two_failed"], tenants["secret"]]
     with serving(reader) as base:
         for scope in ("", "01", " 1", "2", "１"):
+            every = EventStream(base)  # the reader's whole stream, unfiltered
             open_list(browser, base, scope)
             if scope in ("", "01", " 1"):
                 assert status_of(browser, tenants["one"]) == "queued", scope
@@ -133,10 +138,14 @@ def test_a_reader_of_one_tenant_never_sees_nor_receives_anothers(
                          (two,))
             # Then a job of tenant 1: once its event is in, tenant 2's were had.
             one = int(scalar(conn, SUBMIT, ("1",)))
-            wait_for(lambda one=one: f'"id": {one},' in recorded(browser, "stream"),
-                     what="tenant 1's new job on /events")
+            every.events_until(lambda e, one=one: e["id"] == one)
+            every.close()
             if scope in ("", "01", " 1"):
+                wait_for(lambda one=one: f'"id": {one},' in recorded(browser, "stream"),
+                         what="tenant 1's new job on the page's /events")
                 wait_for(lambda one=one: status_of(browser, one) == "queued", what="its row")
+            else:  # a page of scope 2 or １ lists none of tenant 1's jobs: not sent
+                assert f'"id": {one},' not in recorded(browser, "stream"), scope
             shown = recorded(browser, "dom") + recorded(browser, "stream")
             for job_id in hidden:
                 assert f'"id": {job_id},' not in shown and f"job-{job_id}" not in shown
@@ -163,6 +172,7 @@ def test_a_scope_no_tenant_can_have_lists_nothing_and_says_why(
     old = int(scalar(conn, SUBMIT, ("1",)))
     with serving(dsn) as base:
         for scope in ("１", "abc", "99999999999999999999"):
+            every = EventStream(base)  # the dashboard's whole stream, unfiltered
             open_list(browser, base, scope)
             assert status_of(browser, old) is None
             message = browser.find_element(By.ID, "empty")
@@ -174,7 +184,9 @@ def test_a_scope_no_tenant_can_have_lists_nothing_and_says_why(
                 "href") == base + "/"
             new = int(scalar(conn, SUBMIT, ("1",)))
             marker = int(scalar(conn, SUBMIT, ("2",)))
-            wait_for(lambda marker=marker: f'"id": {marker},' in recorded(browser, "stream"),
-                     what="the later job's event")
+            every.events_until(lambda e, marker=marker: e["id"] == marker)
+            every.close()
             assert not dom_has_job(browser, new), scope
+            # a scope no job can have: the page's stream carries none
+            assert '"id": ' not in recorded(browser, "stream"), scope
             assert console_errors(browser) == [], scope

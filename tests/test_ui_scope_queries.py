@@ -105,3 +105,19 @@ def test_a_live_event_sends_no_canonical_scope(conn: Conn, dsn: str,
         assert {e["id"] for e in seen} == set(jobs)
         assert set(sent) == {queries.UI_EVENT_JOBS}, sent
         assert sent[queries.UI_EVENT_JOBS] <= len(jobs)
+
+
+def test_a_scope_filter_with_a_target_casts_the_scope_for_that_target_only(
+        conn: Conn, many_targets: list[str]) -> None:
+    """?target=X&scope=abc: the list reads the scope as X stores it, and its
+    empty page names X alone as unfit (it cast the scope for every readable
+    target, and named each one it did not fit)."""
+    # as this session prints it (the dashboard's prints it schema-qualified)
+    target = str(scalar(conn, "SELECT %s::regclass::text", (many_targets[3],)))
+    params = {"before": None, "kind": None, "status": None, "target": target,
+              "scope": "abc", "limit": 51}
+    listing = psycopg.ClientCursor(conn).mogrify(queries.UI_JOBS, params)
+    admin = str(scalar(conn, "SELECT current_user::text"))
+    assert function_calls_as(conn, admin, listing).get("canonical_scope") == 1
+    [row] = conn.execute(queries.UI_JOBS, params).fetchall()
+    assert row[1] == [f"{target} (integer)"], row[1]  # scope_unfit

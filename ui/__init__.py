@@ -7,12 +7,12 @@ connections whatever the number of browsers: one LISTENs on ``pgjobs`` and
 feeds every browser's ``/events`` stream (:mod:`pgjobs.ui.hub`), the other
 serves the pages, the JSON API, ``/metrics`` and the actions.
 
-The packages come with the optional extra ``pgjobs-engine[ui]``.
+The packages come with the optional extra ``ui`` (:func:`pgjobs.errors.install_hint`).
 """
 
 from __future__ import annotations
 
-from pgjobs.errors import InvalidInput
+from pgjobs.errors import InvalidInput, install_hint
 
 EXTRA_MODULES = ("starlette", "uvicorn", "prometheus_client")
 
@@ -25,4 +25,4 @@ def require_extra() -> None:
     if missing:
         raise InvalidInput(
             f"pgjobs ui needs {', '.join(missing)}, which are not installed",
-            hint="pip install 'pgjobs-engine[ui]'")
+            hint=install_hint("ui"))

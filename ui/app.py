@@ -27,7 +27,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -294,6 +294,32 @@ def _int(value: str | None, name: str, low: int, high: int) -> int | None:
     return number
 
 
+LIFELONG = ("kind", "target", "scope")
+"""The list's filters on what a job keeps for life: /events filters by them."""
+
+
+def event_filter(filters: dict[str, str | None], scope_keys: list[str]
+                 ) -> Callable[[dict[str, Any]], bool]:
+    """Which events a page of the job list filtered by ``filters`` wants:
+    those of jobs its list could hold (queries.UI_JOBS' own test), by what a
+    job keeps for life: its kind, its target and its scope, which matches as
+    its text or, as a registered target stores it, as one of ``scope_keys``
+    ('<target>\\t<canonical scope>': '01' lists integer scope 1). Not by
+    status, which changes: the page follows the status of the jobs it shows,
+    and sorts a new job by its status itself. A filtered page was sent every
+    job's events and hid them (its script's own test), so a tenant's page
+    took in the traffic of every tenant the DSN's role may see."""
+    kind, target, scope = (filters.get(name) for name in LIFELONG)
+    keys = frozenset(scope_keys)
+
+    def wants(event: dict[str, Any]) -> bool:
+        return ((kind is None or event.get("kind") == kind)
+                and (target is None or event.get("target") == target)
+                and (scope is None or event.get("scope") == scope
+                     or f"{event.get('target')}\t{event.get('scope')}" in keys))
+    return wants
+
+
 def create_app(settings: Settings) -> Starlette:
     hub = Hub(settings.dsn)
 
@@ -311,8 +337,9 @@ def create_app(settings: Settings) -> Starlette:
         what a ?scope= filter read (``scope_keys``: the scope as each
         registered target the role reads stores it, '01' lists the jobs of
         integer scope 1 as every SQL entry point reads it, which the page's
-        live filter reads too; ``scope_unfit``: the targets whose scope
-        column cannot hold it, which the empty list names)."""
+        stream (/events) and live filter read too; ``scope_unfit``: the
+        targets whose scope column cannot hold it, which the empty list
+        names; only the ?target= one when it is given)."""
         before = _int(request.query_params.get("before"), "before", 1, 2**63 - 1)
         limit = _int(request.query_params.get("limit"), "limit", 1, MAX_PAGE) or PAGE_SIZE
         filters = _filters(request, strict=strict)
@@ -327,6 +354,19 @@ def create_app(settings: Settings) -> Starlette:
     async def job_or_none(job_id: int) -> dict[str, Any] | None:
         found = await hub.rows(queries.UI_JOB, {"id": job_id})
         return found[0] if found else None
+
+    async def shown_job(job_id: int) -> dict[str, Any]:
+        """A job as its page and row show it: with whether the role may act
+        on it (``controllable``, as the list has it), unless the dashboard
+        is read-only (no action is offered, nothing to ask)."""
+        job = await job_or_none(job_id)
+        if job is None:
+            raise unknown_job(job_id)
+        may = False
+        if not settings.read_only:
+            [row] = await hub.rows(queries.UI_CONTROLLABLE, {"ids": [job_id]})
+            may = job_id in row["ids"]
+        return dict(job) | {"controllable": may}
 
     async def items_of(job: dict[str, Any], params: dict[str, str | None], *,
                        strict: bool = False) -> dict[str, Any] | None:
@@ -365,9 +405,7 @@ def create_app(settings: Settings) -> Starlette:
                                        settings.read_only, **scoping))
 
     async def job_page(request: Request) -> Response:
-        job = await job_or_none(request.path_params["id"])
-        if job is None:
-            raise unknown_job(request.path_params["id"])
+        job = await shown_job(request.path_params["id"])
         items = await items_of(job, {
             "status": request.query_params.get("items_status"),
             "after": request.query_params.get("items_after")})
@@ -375,9 +413,7 @@ def create_app(settings: Settings) -> Starlette:
                                         items))
 
     async def job_row(request: Request) -> Response:
-        job = await job_or_none(request.path_params["id"])
-        if job is None:
-            raise unknown_job(request.path_params["id"])
+        job = await shown_job(request.path_params["id"])
         return HTMLResponse(page.row(job, settings.read_only))
 
     async def api_jobs(request: Request) -> Response:
@@ -458,7 +494,20 @@ def create_app(settings: Settings) -> Starlette:
             return error(exc.message, 409, hint=exc.hint)
 
     async def events(request: Request) -> Response:
-        queue = hub.subscribe()
+        """The live events of the jobs the DSN's role may see; with the list's
+        filters (``?kind=&target=&scope=``, which the page passes on) only
+        those of jobs that list could hold (:func:`event_filter`), the
+        scope read as the list reads it: its keys, from the list's own
+        statement with no job row (limit 0)."""
+        filters = _filters(request)
+        wants = None
+        if any(filters[name] for name in LIFELONG):
+            keys: list[str] = []
+            if filters["scope"]:
+                [row] = await hub.rows(queries.UI_JOBS, filters | {"before": None, "limit": 0})
+                keys = list(row["scope_keys"])
+            wants = event_filter(filters, keys)
+        queue = hub.subscribe(wants)
 
         async def stream() -> AsyncIterator[str]:
             import asyncio
@@ -535,7 +584,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/jobs/{id}/items", translated(api_items)),
         Route("/api/jobs/{id}/{action}", translated(action), methods=["POST"]),
         Route("/api/stats", translated(api_stats)),
-        Route("/events", events),
+        Route("/events", translated(events)),
         Route("/metrics", translated(prometheus)),
         Route("/healthz", health),
         Route("/favicon.ico", lambda request: Response(status_code=204)),

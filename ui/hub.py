@@ -21,6 +21,7 @@ import json
 import logging
 import re
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any
 
 from pgjobs import db, queries
@@ -41,6 +42,7 @@ EVENT_STATUS = {"submitted": "queued", "started": "running", "progress": "runnin
                 "resumed": "queued", "succeeded": "succeeded", "failed": "failed",
                 "canceled": "canceled"}
 UPDATE = "update"  # the event name when the payload's does not match the row
+Wants = Callable[[dict[str, Any]], bool]
 
 
 def clean_event(payload: str) -> dict[str, Any] | None:
@@ -82,7 +84,8 @@ class Hub:
         self.dsn = dsn
         self._query: db.AsyncConn | None = None
         self._lock = asyncio.Lock()
-        self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        # Each browser's queue, and which job events it wants (None: every one).
+        self._subscribers: dict[asyncio.Queue[dict[str, Any] | None], Wants | None] = {}
         self._incoming: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._timeline: OrderedDict[int, deque[dict[str, Any]]] = OrderedDict()
@@ -143,13 +146,16 @@ class Hub:
 
     # --- events --------------------------------------------------------------------
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
+    def subscribe(self, wants: Wants | None = None) -> asyncio.Queue[dict[str, Any] | None]:
+        """A browser's queue of events: of every job the DSN's role may see, or
+        only those ``wants`` takes (a filtered page's: :func:`pgjobs.ui.app.
+        event_filter`); a resync always."""
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE_SIZE)
-        self._subscribers.add(queue)
+        self._subscribers[queue] = wants
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
-        self._subscribers.discard(queue)
+        self._subscribers.pop(queue, None)
 
     @property
     def browsers(self) -> int:
@@ -241,7 +247,9 @@ class Hub:
         event = {**event, "seq": self._seq}
         if event.get("event") != "resync":
             self.events_forwarded += 1
-        for queue in list(self._subscribers):
+        for queue, wants in list(self._subscribers.items()):
+            if wants is not None and event.get("event") != "resync" and not wants(event):
+                continue  # not a job its page lists (filtered on the server)
             if queue.full():  # a stalled browser: drop its oldest event
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()

@@ -89,9 +89,12 @@ def progress(job: dict[str, Any]) -> tuple[str, str]:
 
 
 def row(job: dict[str, Any], read_only: bool) -> str:
+    """A job's row; its actions those its status takes (ACTIONS) when the
+    role may use them (``job["controllable"]``, pgjobs.controllable: a role
+    that may not was offered buttons that answered 403)."""
     width, label = progress(job)
     rate, eta = rate_eta(job)
-    actions = "" if read_only else "".join(
+    actions = "" if read_only or not job.get("controllable") else "".join(
         f'<button class="act" data-action="{a}" data-id="{job["id"]}">{a}</button>'
         for a, states in ACTIONS.items() if job["status"] in states)
     download = ""
@@ -150,7 +153,8 @@ def index(jobs: list[dict[str, Any]], stats: dict[str, Any], filters: dict[str, 
           next_before: int | None, first_page: bool, read_only: bool,
           scope_keys: list[str] | None = None, scope_unfit: list[str] | None = None) -> str:
     """The job list. ``scope_keys``: a ?scope= filter as each registered target
-    stores it (the live filter reads them); ``scope_unfit``: the targets, as
+    stores it (the live filter reads them; /events, asked with the filters,
+    reads the same); ``scope_unfit``: the targets, as
     'target (type)', whose scope column cannot hold it, which an empty list
     names (queries.UI_JOBS)."""
     options = "".join(
@@ -378,7 +382,12 @@ SCRIPT = r"""
     tr.querySelector('.eta').textContent = fmt(ev.eta_seconds);
   }
   function connect() {
-    const es = new EventSource('/events');
+    // the list's filters on what a job keeps for life: the server sends
+    // only the events of jobs this list could hold (the same keys as above)
+    const f = config.filters || {};
+    const q = new URLSearchParams(['kind', 'target', 'scope'].filter(k => f[k])
+                                  .map(k => [k, f[k]])).toString();
+    const es = q ? new EventSource('/events?' + q) : new EventSource('/events');
     es.onopen = () => { live.textContent = 'live'; live.classList.add('on'); };
     es.onerror = () => { live.textContent = 'reconnecting'; live.classList.remove('on'); };
     es.addEventListener('job', m => {

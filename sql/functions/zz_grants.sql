@@ -29,7 +29,7 @@ BEGIN
            AND p.proname IN ('submit', 'submit_delete', 'submit_backfill', 'submit_export',
                              'submit_import', 'submit_items', 'add_items',
                              'cancel', 'mask', 'visible', 'visible_count', 'channel',
-                             'canonical_scope',
+                             'canonical_scope', 'controllable',
                              'pause', 'resume', 'retry', 'stats', 'client_room',
                              -- stats() calls it as the client: SECURITY INVOKER,
                              -- [] unless the caller may read every client's total
@@ -45,6 +45,7 @@ BEGIN
                              -- session's role may SELECT the table
                              '_visible_page',
                              '_visible_count_as', '_channel_as', '_canonical_scope_as',
+                             '_controllable_as',
                              '_pause_as', '_resume_as', '_retry_as', '_client_room_as',
                              'preview', '_preview_as',
                              -- policy jobs_client_read (migrations 0024, 0034, 0160) and view

@@ -98,12 +98,14 @@ def post(base: str, path: str, headers: dict[str, str] | None = None) -> tuple[i
 
 
 class EventStream:
-    """One browser's /events: ``next_event`` returns the next `job` event."""
+    """One browser's /events (``path``: with a filtered page's query):
+    ``next_event`` returns the next `job` event."""
 
-    def __init__(self, base: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, base: str, headers: dict[str, str] | None = None,
+                 path: str = "/events") -> None:
         host, port = base.removeprefix("http://").split(":")
         self.conn = http.client.HTTPConnection(host, int(port), timeout=15)
-        self.conn.request("GET", "/events", headers=headers or {})
+        self.conn.request("GET", path, headers=headers or {})
         self.response = self.conn.getresponse()
         assert self.response.status == 200
         assert self.response.getheader("content-type", "").startswith("text/event-stream")
