@@ -1,0 +1,145 @@
+"""A key spelt another way is the same key, at every entry point (h189).
+
+A delete's exclude list, pgjobs.preview's and pgjobs.visible's cursor
+(p_after) read keys as text. A key type that has equal values spelt apart
+(`01` and `1`, `1.0` and `1`, `KEY1` and `key1` under a case-insensitive
+collation, one instant in two time zones, one date in two DateStyles, the
+same uuid in capitals or braces, `\\001` and `\\x01`, a regclass by name or
+by oid) must mean that value: an exclude key keeps exactly that row (never
+another, never none), a preview counts what the delete takes, and a cursor
+starts after exactly that row. Parametrized over every key type
+register_target allows that has such spellings, over the short (inline)
+and the long (more than 100 keys: pgjobs.job_exclusions where the text is
+the identity) exclude lists, with the caller's own TimeZone and DateStyle
+where the spelling needs them (the runner's session is another).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support import run_job, scalar
+
+Conn = psycopg.Connection[Any]
+
+UUID = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1{}"
+# key type (column declaration): (the three keys in order, as SQL literals of
+# the type; spellings of the first: (text, session settings); a key of no row
+# for the long list, from an integer)
+KEYS: dict[str, tuple[list[str], list[tuple[str, dict[str, str]]], Any]] = {
+    "smallint": (["1", "2", "3"], [("01", {}), ("+1", {}), (" 1 ", {})],
+                 lambda i: str(1000 + i)),
+    "integer": (["1", "2", "3"], [("0001", {}), ("+1", {})], lambda i: str(1000 + i)),
+    "bigint": (["1", "2", "3"], [("01", {}), (" +01", {})], lambda i: str(1000 + i)),
+    "int_d": (["1", "2", "3"], [("01", {})], lambda i: str(1000 + i)),
+    "numeric": (["1", "2", "3"], [("1.0", {}), ("01.000", {}), ("1e0", {}), ("+1", {})],
+                lambda i: str(1000 + i)),
+    "numeric(8,3)": (["1.5", "2.5", "3.5"], [("1.50", {}), ("1.500", {}), ("15e-1", {})],
+                     lambda i: str(1000 + i)),
+    "double precision": (["1.5", "2.5", "3.5"], [("1.50", {}), ("15e-1", {})],
+                         lambda i: str(1000 + i)),
+    "uuid": ([UUID.format(1), UUID.format(2), UUID.format(3)],
+             [(UUID.format(1).upper(), {}), ("{" + UUID.format(1) + "}", {}),
+              (UUID.format(1).replace("-", ""), {})],
+             lambda i: f"{i:08x}-0000-4000-8000-000000000000"),
+    "text_ci": (["key1", "key2", "key3"], [("KEY1", {}), ("Key1", {})],
+                lambda i: f"absent-{i}"),
+    "varchar(8)_ci": (["key1", "key2", "key3"], [("KEY1", {})], lambda i: f"abs-{i}"),
+    "timestamptz": (["2030-02-01 00:00:00+00", "2030-02-02 00:00:00+00",
+                     "2030-02-03 00:00:00+00"],
+                    [("2030-02-01 09:00:00+09", {}), ("2030-02-01T00:00:00Z", {}),
+                     ("2030-02-01 09:00", {"TimeZone": "Asia/Tokyo"}),
+                     ("01/02/2030 01:00", {"DateStyle": "SQL, DMY",
+                                           "TimeZone": "Europe/Paris"})],
+                    lambda i: f"2031-01-01 00:00:{i % 60:02d}+00"),
+    "timestamp": (["2030-02-01 00:00:00", "2030-02-02 00:00:00", "2030-02-03 00:00:00"],
+                  [("2030-02-01T00:00:00", {}), ("01/02/2030", {"DateStyle": "SQL, DMY"}),
+                   ("02/01/2030", {"DateStyle": "SQL, MDY"})],
+                  lambda i: f"2031-01-01 00:00:{i % 60:02d}"),
+    "date": (["2030-02-01", "2030-02-02", "2030-02-03"],
+             [("01/02/2030", {"DateStyle": "SQL, DMY"}), ("02/01/2030", {"DateStyle": "MDY"}),
+              ("Feb 1 2030", {}), ("20300201", {})],
+             lambda i: f"2031-01-{1 + i % 28:02d}"),
+    "interval": (["1 day", "2 days", "3 days"], [("24 hours", {}), ("P1D", {})],
+                 lambda i: f"{100 + i} days"),
+    "bytea": (["\\x01", "\\x02", "\\x03"], [("\\001", {})], lambda i: f"\\x{1000 + i:04x}"),
+    "inet": (["10.0.0.1", "10.0.0.2", "10.0.0.3"], [("10.0.0.1/32", {})],
+             lambda i: f"10.1.{i // 256}.{i % 256}"),
+    "oid": (["7", "8", "9"], [("007", {})], lambda i: str(1000 + i)),
+    "regclass": (["h189_ka", "h189_kb", "h189_kc"],
+                 [("public.h189_ka", {}), ("PUBLIC.H189_KA", {}), ('"public"."h189_ka"', {}),
+                  ("<oid>", {})],
+                 None),
+}
+DECLS = {"int_d": "h189_int_d", "text_ci": 'text COLLATE "h189_ci"',
+         "varchar(8)_ci": 'varchar(8) COLLATE "h189_ci"'}
+SPELLINGS = [(t, i) for t, (_, s, _) in KEYS.items() for i in range(len(s))]
+
+
+@pytest.fixture
+def keyed(conn: Conn, request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Table t: the three keys in scope 1 (ord 1, 2, 3), the first again in
+    scope 2; returns (key type, spelling of the first key)."""
+    key_type, index = request.param
+    if "_ci" in key_type:
+        if not scalar(conn, "SELECT count(*) FROM pg_collation WHERE collprovider = 'i'"):
+            pytest.skip("this server has no ICU")
+        conn.execute("CREATE COLLATION h189_ci (provider = icu, locale = 'und-u-ks-level2',"
+                     " deterministic = false)")
+    conn.execute("CREATE DOMAIN h189_int_d AS integer CHECK (VALUE > 0)")
+    conn.execute("CREATE TABLE h189_ka (); CREATE TABLE h189_kb (); CREATE TABLE h189_kc ()")
+    keys, spellings, _ = KEYS[key_type]
+    conn.execute(f"""CREATE TABLE t (k {DECLS.get(key_type, key_type)} NOT NULL,
+                     s int NOT NULL, ord int NOT NULL,
+                     created_at timestamptz NOT NULL DEFAULT now() - interval '1 day')""")
+    conn.execute("CREATE INDEX ON t (s, k)")
+    conn.execute("SELECT pgjobs.register_target('t', 'k', 's', 'created_at')")
+    for s, ord_, key in [(1, 1, keys[0]), (1, 2, keys[1]), (1, 3, keys[2]), (2, 1, keys[0])]:
+        conn.execute("INSERT INTO t (k, s, ord) VALUES (%s, %s, %s)", (key, s, ord_))
+    spelling, settings = spellings[index]
+    if spelling == "<oid>":
+        spelling = str(scalar(conn, "SELECT %s::regclass::oid", (keys[0],)))
+    for name, value in settings.items():
+        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+    return key_type, spelling
+
+
+def ords(conn: Conn, scope: int) -> list[int]:
+    return [r[0] for r in conn.execute("SELECT ord FROM t WHERE s = %s ORDER BY ord", (scope,))]
+
+
+@pytest.mark.parametrize("long", [False, True], ids=["inline", "long"])
+@pytest.mark.parametrize("keyed", SPELLINGS, indirect=True,
+                         ids=[f"{t}-{i}" for t, i in SPELLINGS])
+def test_an_exclude_key_spelt_another_way_keeps_exactly_its_row(
+        conn: Conn, keyed: tuple[str, str], long: bool) -> None:
+    key_type, spelling = keyed
+    absent = KEYS[key_type][2]
+    if long and absent is None:
+        pytest.skip("no 100 keys of no row for this type")
+    exclude = [spelling] + ([absent(i) for i in range(120)] if long else [])
+    options = '{"allow_unknown_keys": true}' if long else "{}"
+    seen = scalar(conn, "SELECT pgjobs.preview('t', '1', '{}', %s, %s::jsonb)",
+                  (exclude, options))
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('t', '1', '{}', %s, %s::jsonb)",
+                    (exclude, options))
+    # The mask hides what the job will delete, and nothing else.
+    assert scalar(conn, "SELECT pgjobs.visible_count('t', '1')") == 1
+    conn.execute("RESET ALL")  # the runner's session is another
+    run_job(conn, job_id)
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "succeeded"
+    assert (ords(conn, 1), ords(conn, 2)) == ([1], [1]), (key_type, spelling)
+    assert seen["matches"] == 2, seen
+
+
+@pytest.mark.parametrize("keyed", SPELLINGS, indirect=True,
+                         ids=[f"{t}-{i}" for t, i in SPELLINGS])
+def test_a_cursor_spelt_another_way_starts_after_exactly_its_row(
+        conn: Conn, keyed: tuple[str, str]) -> None:
+    _, spelling = keyed
+    rows = [r[0] for r in conn.execute(
+        "SELECT (v ->> 'ord')::int FROM pgjobs.visible('t', '1', '{}', %s) v", (spelling,))]
+    assert rows == [2, 3], spelling
