@@ -16947,9 +16947,10 @@ BEGIN
         'SELECT count(*), (array_agg(u.k ORDER BY u.o))[1:10] '
         'FROM (SELECT e.k, min(e.o) AS o FROM unnest($1) WITH ORDINALITY AS e(k, o) '
         'WHERE NOT EXISTS (SELECT FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s '
-        'AND t.%I = e.k::%s AND (%s)) GROUP BY e.k) u',
+        'AND t.%I = %s AND (%s)) GROUP BY e.k) u',
         p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
-        p_reg.key_column, pgjobs._column_type(p_reg.target, p_reg.key_column), v_mask)
+        p_reg.key_column,
+        pgjobs._text_input('e.k', pgjobs._column_type(p_reg.target, p_reg.key_column)), v_mask)
        INTO v_count, v_unknown
       USING p_keys;
     IF v_count = 0 THEN
@@ -18332,12 +18333,16 @@ BEGIN
         -- (Such a key's ::text is its canonical text: no call per key, which
         -- cost seconds for 100,000 keys.)
         BEGIN
+            -- (Each key read by the type's input, as a literal is:
+            -- pgjobs._text_input.)
             EXECUTE format('SELECT array_agg(%3$s), '
-                           'coalesce(bool_and(e::%1$s = e::%2$s), true) '
-                           'FROM unnest($1) e', v_key_type,
-                           pgjobs._column_type(p_reg.target, p_reg.key_column, false),
-                           format(CASE WHEN v_identity THEN '(e::%s)::text'
-                                       ELSE 'pgjobs._canonical_text(e::%s)' END, v_key_type))
+                           'coalesce(bool_and(%1$s = %2$s), true) '
+                           'FROM unnest($1) e', pgjobs._text_input('e', v_key_type),
+                           pgjobs._text_input('e', pgjobs._column_type(p_reg.target,
+                                                                       p_reg.key_column, false)),
+                           format(CASE WHEN v_identity THEN '(%s)::text'
+                                       ELSE 'pgjobs._canonical_text(%s)' END,
+                                  pgjobs._text_input('e', v_key_type)))
                INTO p_exclude, v_exact
               USING p_exclude;
         EXCEPTION WHEN data_exception OR integrity_constraint_violation
@@ -22855,6 +22860,37 @@ SELECT CASE WHEN p_kind IN ('export', 'import') THEN greatest(now(), p_run_at, (
 $$;
 
 ALTER FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text, p_run_at timestamp with time zone) OWNER TO SUPERUSER;
+
+--
+-- Name: _text_input(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._text_input(p_expr text, p_type text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- SQL that reads the text expression p_expr as a value of the full type
+-- p_type (format_type) the way a literal of it is read: through the type's
+-- input. (<text>)::type is that for every type but regclass (and a domain
+-- over it): text::regclass is a cast function of its own that reads a
+-- name only, so a key given by its oid ('16384', which the input and the
+-- stored canonical text, pgjobs._canonical_text, both read) was "not a
+-- valid regclass" there and the same row by name was not. The one place
+-- that decides it, for every dynamic cast of a list of texts to the key's
+-- type (pgjobs._row_selection, pgjobs._require_known_keys). Locks nothing.
+BEGIN
+    IF pgjobs._base_type(p_type::regtype) = 'regclass'::regtype THEN
+        RETURN format('(pg_catalog.regclassin((%s)::pg_catalog.cstring))::%s', p_expr, p_type);
+    END IF;
+    RETURN format('(%s)::%s', p_expr, p_type);
+END
+$$;
+
+ALTER FUNCTION pgjobs._text_input(p_expr text, p_type text) OWNER TO SUPERUSER;
 
 --
 -- Name: _text_is_fixed(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -33217,6 +33253,13 @@ GRANT ALL ON FUNCTION pgjobs._target_registration(p_target regclass) TO pgjobs_a
 
 REVOKE ALL ON FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text, p_run_at timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text, p_run_at timestamp with time zone) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _text_input(p_expr text, p_type text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._text_input(p_expr text, p_type text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._text_input(p_expr text, p_type text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _text_is_fixed(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

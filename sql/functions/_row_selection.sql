@@ -92,12 +92,16 @@ BEGIN
         -- (Such a key's ::text is its canonical text: no call per key, which
         -- cost seconds for 100,000 keys.)
         BEGIN
+            -- (Each key read by the type's input, as a literal is:
+            -- pgjobs._text_input.)
             EXECUTE format('SELECT array_agg(%3$s), '
-                           'coalesce(bool_and(e::%1$s = e::%2$s), true) '
-                           'FROM unnest($1) e', v_key_type,
-                           pgjobs._column_type(p_reg.target, p_reg.key_column, false),
-                           format(CASE WHEN v_identity THEN '(e::%s)::text'
-                                       ELSE 'pgjobs._canonical_text(e::%s)' END, v_key_type))
+                           'coalesce(bool_and(%1$s = %2$s), true) '
+                           'FROM unnest($1) e', pgjobs._text_input('e', v_key_type),
+                           pgjobs._text_input('e', pgjobs._column_type(p_reg.target,
+                                                                       p_reg.key_column, false)),
+                           format(CASE WHEN v_identity THEN '(%s)::text'
+                                       ELSE 'pgjobs._canonical_text(%s)' END,
+                                  pgjobs._text_input('e', v_key_type)))
                INTO p_exclude, v_exact
               USING p_exclude;
         EXCEPTION WHEN data_exception OR integrity_constraint_violation
