@@ -16,6 +16,7 @@ where the spelling needs them (the runner's session is another).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
@@ -143,3 +144,62 @@ def test_a_cursor_spelt_another_way_starts_after_exactly_its_row(
     rows = [r[0] for r in conn.execute(
         "SELECT (v ->> 'ord')::int FROM pgjobs.visible('t', '1', '{}', %s) v", (spelling,))]
     assert rows == [2, 3], spelling
+
+
+# Every entry point that reads a name of an oid-alias type (a regclass key,
+# a filter value of a reg* column) given as text: (SQL, parameters).
+NAME_ENTRIES: dict[str, tuple[str, str]] = {
+    "submit_delete exclude": ("SELECT pgjobs.submit_delete('rk', '1', '{}', ARRAY[%s])", "{}"),
+    "preview exclude": ("SELECT pgjobs.preview('rk', '1', '{}', ARRAY[%s])", "{}"),
+    "submit_delete filter": ("SELECT pgjobs.submit_delete('rk', '1', %s)", "filter"),
+    "submit_backfill filter": (
+        "SELECT pgjobs.submit_backfill('rk', '1', %s, '{\"n\": 5}')", "filter"),
+    "submit_export filter": ("SELECT pgjobs.submit_export('rk', '1', %s)", "filter"),
+    "preview filter": ("SELECT pgjobs.preview('rk', '1', %s)", "filter"),
+    "visible filter": ("SELECT count(*) FROM pgjobs.visible('rk', '1', %s)", "filter"),
+    "visible_count filter": ("SELECT pgjobs.visible_count('rk', '1', %s)", "filter"),
+    "visible p_after": ("SELECT count(*) FROM pgjobs.visible('rk', '1', '{}', %s)", "{}"),
+}
+
+
+@pytest.fixture
+def rk(conn: Conn) -> Conn:
+    """Target rk: a regclass key (tables h189_ka, h189_kb in public) and a
+    regtype column ty, in scope 1."""
+    conn.execute("CREATE TABLE h189_ka (); CREATE TABLE h189_kb ()")
+    conn.execute("""CREATE TABLE rk (k regclass NOT NULL, s int NOT NULL, n int,
+                     ty regtype NOT NULL DEFAULT 'int4',
+                     created_at timestamptz NOT NULL DEFAULT now() - interval '1 day')""")
+    conn.execute("CREATE INDEX ON rk (s, k)")
+    conn.execute("SELECT pgjobs.register_target('rk', 'k', 's', 'created_at')")
+    conn.execute("INSERT INTO rk (k, s) VALUES ('h189_ka', 1), ('h189_kb', 1)")
+    return conn
+
+
+def _entry(conn: Conn, entry: str, column: str, name: str) -> Any:
+    sql, shape = NAME_ENTRIES[entry]
+    arg = json.dumps({column: name}) if shape == "filter" else name
+    with conn.transaction():
+        return conn.execute(sql, (arg,)).fetchone()
+
+
+@pytest.mark.parametrize("entry", list(NAME_ENTRIES))
+def test_an_unqualified_name_is_refused_with_a_hint_to_qualify_it(rk: Conn, entry: str) -> None:
+    """pgjobs reads a name with its own search_path (pg_catalog, pg_temp),
+    not the caller's, so `h189_ka` (public's) is no table there: every
+    entry point refuses it with 22023 and a hint that says to write it
+    schema-qualified or by its oid (it said "List keys of the rows to keep,
+    as text.", "Values are cast to the column type regclass.", or gave the
+    raw 42P01 for visible's cursor); the qualified name and the oid work."""
+    columns = ["k", "ty"] if "filter" in entry else ["k"]
+    for column, name in zip(columns, ["h189_ka", "h189_no_type"], strict=False):
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as exc:
+            _entry(rk, entry, column, name)
+        hint = str(exc.value.diag.message_hint)
+        assert "schema-qualified" in hint and "oid" in hint, (entry, column, exc.value, hint)
+        assert "operator" not in str(exc.value.diag.message_primary), exc.value
+    oid = str(scalar(rk, "SELECT 'h189_ka'::regclass::oid"))
+    for name in ("public.h189_ka", oid):
+        _entry(rk, entry, "k", name)
+    if "filter" in entry:
+        _entry(rk, entry, "ty", "pg_catalog.int4")
