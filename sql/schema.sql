@@ -2873,6 +2873,7 @@ CREATE FUNCTION pgjobs._compile_filter_field(p_field text, p_cond jsonb, p_colum
 DECLARE
     v_type      text;
     v_column    text;
+    v_hint      text;
     v_ref       text;
     v_test      text;
     v_path      text[];
@@ -3067,32 +3068,36 @@ BEGIN
                 END IF;
             EXCEPTION
                 WHEN invalid_parameter_value THEN RAISE;
-                WHEN undefined_function OR undefined_object OR feature_not_supported
-                     OR datatype_mismatch OR ambiguous_function OR indeterminate_datatype THEN
-                    -- The type has no such operator ("operator does not
-                    -- exist", "could not identify an equality operator"):
-                    -- not the value's fault, and not the engine's text to show.
-                    RAISE EXCEPTION 'operator "%" does not apply to column "%" (type %): its '
-                                    'values have no %', v_entry.key, p_field, v_column,
-                                    CASE WHEN v_entry.key IN ('$eq', '$ne', '$in', '$nin')
-                                         THEN 'equality' ELSE 'order' END
-                        USING ERRCODE = '22023',
-                              HINT = format('Test the column''s presence instead ({%s: null}, '
-                                            '{%1$s: {"$exists": true}}), or filter on a column '
-                                            'of a comparable type or a document field. See '
-                                            'docs/filters.md, "Column types".',
-                                            to_jsonb(p_field));
                 WHEN OTHERS THEN
+                    -- A name of an oid-alias type that its input found no
+                    -- object for (42704, 42883, ... as an operator's absence
+                    -- is): the value's fault (pgjobs._oid_alias_hint).
+                    v_hint := pgjobs._oid_alias_hint(v_type::regtype, SQLSTATE);
+                    IF v_hint IS NULL AND SQLSTATE IN ('42883', '42704', '0A000', '42804',
+                                                       '42725', '42P18') THEN
+                        -- The type has no such operator ("operator does not
+                        -- exist", "could not identify an equality operator"):
+                        -- not the value's fault, and not the engine's text to show.
+                        RAISE EXCEPTION 'operator "%" does not apply to column "%" (type %): '
+                                        'its values have no %', v_entry.key, p_field, v_column,
+                                        CASE WHEN v_entry.key IN ('$eq', '$ne', '$in', '$nin')
+                                             THEN 'equality' ELSE 'order' END
+                            USING ERRCODE = '22023',
+                                  HINT = format('Test the column''s presence instead ({%s: '
+                                                'null}, {%1$s: {"$exists": true}}), or filter '
+                                                'on a column of a comparable type or a '
+                                                'document field. See docs/filters.md, "Column '
+                                                'types".', to_jsonb(p_field));
+                    END IF;
                     RAISE EXCEPTION 'invalid value for column "%" (type %) with operator "%": %',
                                     p_field, v_column, v_entry.key, SQLERRM
                         USING ERRCODE = '22023',
-                              HINT = format('Values are cast to %s.',
-                                            CASE WHEN v_type = v_column
-                                                 THEN 'the column type ' || v_type
-                                                 ELSE format('%s (the column type %s, without '
-                                                             'domains and modifiers)', v_type,
-                                                             v_column)
-                                            END);
+                              HINT = coalesce(v_hint, format('Values are cast to %s.',
+                                  CASE WHEN v_type = v_column
+                                       THEN 'the column type ' || v_type
+                                       ELSE format('%s (the column type %s, without domains '
+                                                   'and modifiers)', v_type, v_column)
+                                  END));
             END;
             IF v_scope_ref IS NOT NULL AND v_entry.key <> '$not' THEN
                 -- The scope column of a scoped filter: only a restatement
@@ -14414,6 +14419,54 @@ $_$;
 ALTER FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope text, p_key_column name, p_bounds text, p_offset bigint) OWNER TO SUPERUSER;
 
 --
+-- Name: _oid_alias_hint(regtype, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._oid_alias_hint(p_type regtype, p_sqlstate text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The hint for a text that a value of p_type (a domain judged by its base
+-- type) could not be read from, when p_type is an oid-alias type
+-- (pgjobs._oid_alias_type: regclass, regtype, ...) and p_sqlstate is an
+-- error of its input's catalog lookup (no such object 42P01 / 42704 /
+-- 42883 / 3F000, an ambiguous one 42725, a bad name 42602 / 42601); NULL
+-- otherwise. pgjobs reads such a name with its own pinned search_path
+-- (pg_catalog, pg_temp), never the caller's: it cannot see the caller's
+-- search_path from inside a function that pins its own, and a name read
+-- by one path and stored is another object's under the next. So an
+-- unqualified name of the caller's schema ('orders' for public.orders) is
+-- refused, and the hint says to write it schema-qualified or as its oid.
+-- The one wording, for every entry point that reads such a value: an
+-- exclude key (pgjobs._row_selection), a filter value
+-- (pgjobs._compile_filter_field), visible's cursor (pgjobs._visible_as).
+-- Locks nothing.
+DECLARE
+    v_base regtype := pgjobs._base_type(p_type);
+BEGIN
+    IF p_sqlstate IS NULL
+       OR p_sqlstate NOT IN ('42P01', '42704', '42883', '3F000', '42725', '42602', '42601')
+       OR NOT pgjobs._oid_alias_type(v_base) THEN
+        RETURN NULL;
+    END IF;
+    IF v_base IN ('regrole'::regtype, 'regnamespace'::regtype) THEN
+        RETURN format('A %s is the name of an existing %s (not schema-qualified) or its oid '
+                      '(e.g. ''name''::%1$s::oid).', format_type(v_base, NULL),
+                      CASE WHEN v_base = 'regrole'::regtype THEN 'role' ELSE 'schema' END);
+    END IF;
+    RETURN format('pgjobs reads a %s with its own search_path (pg_catalog, pg_temp), not '
+                  'yours: write the name schema-qualified (e.g. ''public.orders'') or give its '
+                  'oid (e.g. ''public.orders''::%1$s::oid).', format_type(v_base, NULL));
+END
+$_$;
+
+ALTER FUNCTION pgjobs._oid_alias_hint(p_type regtype, p_sqlstate text) OWNER TO SUPERUSER;
+
+--
 -- Name: _oid_alias_type(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -18294,6 +18347,7 @@ DECLARE
     v_type oid;
     v_deterministic boolean;
     v_identity boolean := false;
+    v_state text;
 BEGIN
     -- An unset list of keys to keep is refused, never read as '{}' (keep
     -- none): an application whose "all except these" request lost its
@@ -18352,11 +18406,15 @@ BEGIN
                        OR ambiguous_function OR invalid_name OR syntax_error
                        OR invalid_schema_name THEN
             v_exact := false;  -- (23514: a key a CHECK of the key's domain refuses)
+            v_state := SQLSTATE;
         END;
         IF NOT v_exact THEN
+            -- (an unqualified name of an oid-alias key: pgjobs._oid_alias_hint)
             RAISE EXCEPTION 'exclude holds a value that is not a valid % (key column %)',
                 v_key_type, p_reg.key_column
-                USING ERRCODE = '22023', HINT = 'List keys of the rows to keep, as text.';
+                USING ERRCODE = '22023',
+                      HINT = coalesce(pgjobs._oid_alias_hint(v_type::regtype, v_state),
+                                      'List keys of the rows to keep, as text.');
         END IF;
         v_exclude := pgjobs._exclusion_clause(p_reg.key_column, v_key_type, p_exclude, NULL);
     END IF;
@@ -24380,6 +24438,7 @@ DECLARE
     v_reg pgjobs.target_registry;
     v_scope text;
     v_key_type text;
+    v_hint text;
     v_canonical text;
     v_mask text;
     v_query text;
@@ -24539,6 +24598,21 @@ BEGIN
                 RAISE;
             END IF;
             v_row := v_json_row;  -- and read the page again
+        WHEN undefined_table OR undefined_object OR undefined_function
+             OR ambiguous_function OR invalid_name OR syntax_error
+             OR invalid_schema_name THEN
+            -- The cursor of an oid-alias key (a regclass) is a name its
+            -- input found no object for, read with pgjobs' search_path (an
+            -- unqualified name of the caller's schema): 22023 with
+            -- pgjobs._oid_alias_hint's hint, not the raw lookup error. (The
+            -- filter's values were read before, by pgjobs.compile_filter.)
+            v_hint := pgjobs._oid_alias_hint(v_key_type::regtype, SQLSTATE);
+            IF p_after IS NOT NULL AND v_hint IS NOT NULL THEN
+                RAISE EXCEPTION 'after % is not a valid % (key column %): %',
+                    quote_literal(p_after), v_key_type, v_reg.key_column, SQLERRM
+                    USING ERRCODE = '22023', HINT = v_hint;
+            END IF;
+            RAISE;
         END;
     END LOOP;
     RETURN pgjobs._leave(v_rows);
@@ -32505,6 +32579,13 @@ GRANT ALL ON FUNCTION pgjobs._notify_many(p_jobs pgjobs.jobs[], p_event text) TO
 
 REVOKE ALL ON FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope text, p_key_column name, p_bounds text, p_offset bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope text, p_key_column name, p_bounds text, p_offset bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _oid_alias_hint(p_type regtype, p_sqlstate text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._oid_alias_hint(p_type regtype, p_sqlstate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._oid_alias_hint(p_type regtype, p_sqlstate text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _oid_alias_type(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
