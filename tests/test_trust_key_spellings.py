@@ -204,3 +204,35 @@ def test_an_unqualified_name_is_refused_with_a_hint_to_qualify_it(rk: Conn, entr
     if "filter" in entry:
         _entry(rk, entry, "ty", "pg_catalog.int4")
 
+
+@pytest.mark.parametrize("scope_type", ["regclass", "regtype", "regrole", "xid8"])
+@pytest.mark.parametrize("changed", [False, True], ids=["as-registered", "altered"])
+def test_the_refusal_of_a_registered_scope_type_says_exactly_why(
+        conn: Conn, scope_type: str, changed: bool) -> None:
+    """A target registered with a scope column this release refuses (an
+    upgraded install) is refused at every use, and the job it fails, with
+    register_target's error. The message said "(the table changed after it
+    was registered, or this release refuses what it was registered with)"
+    whether or not the table changed: it now says the one that holds, for
+    _target (every entry point and a job's page) and doctor's detail."""
+    registered = "text" if changed else scope_type
+    conn.execute(f"""CREATE TABLE old (id bigint NOT NULL, tenant {registered} NOT NULL,
+                     created_at timestamptz NOT NULL DEFAULT now() - interval '1 day')""")
+    conn.execute("CREATE INDEX ON old (tenant, id)")
+    conn.execute("""INSERT INTO pgjobs.target_registry (target, key_column, scope_column,
+                        created_at_column, key_type, scope_type, options)
+                    VALUES ('old', 'id', 'tenant', 'created_at', 'bigint'::regtype,
+                            %s::regtype, '{}')""", (registered,))
+    if changed:
+        conn.execute(f"ALTER TABLE old ALTER COLUMN tenant TYPE {scope_type} USING NULL")
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as exc, conn.transaction():
+        conn.execute("SELECT pgjobs._target('old')")
+    detail = scalar(conn, "SELECT detail FROM pgjobs.doctor('old')"
+                          " WHERE check_name = 'target.registration'")
+    for text in (str(exc.value.diag.message_primary), detail):
+        if changed:
+            assert "the table changed after it was registered" in text, text
+            assert "this release refuses" not in text, text
+        else:
+            assert "changed after" not in text, text
+            assert "this release refuses what it was registered with" in text, text
