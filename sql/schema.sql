@@ -5496,9 +5496,8 @@ BEGIN
     IF v_error IS NOT NULL THEN
         check_name := 'target.registration';
         status := 'fail';
-        detail := v_error || ' (the table changed after it was registered, or this release refuses '
-                  'what it was registered with: every job and read '
-                  'of it is refused)';
+        detail := format('%s (%s: every job and read of it is refused)', v_error,
+                         pgjobs._registration_change(p_reg));
         fix := fix || ' Then register it again with pgjobs.register_target.';
         RETURN NEXT;
         RETURN;
@@ -16069,6 +16068,53 @@ $$;
 ALTER FUNCTION pgjobs._refuse_scope_move(p_target regclass, p_scope text, p_moved_to text) OWNER TO SUPERUSER;
 
 --
+-- Name: _registration_change(pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._registration_change(p_reg pgjobs.target_registry) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Why a registration that register_target's rule now refuses
+-- (pgjobs._registration_problem) is refused, for the note its error adds
+-- (pgjobs._target_registration) and doctor's detail (pgjobs._doctor_target):
+-- 'the table did not change: this release refuses what it was registered
+-- with' when the scope column's type is one this release refuses
+-- (pgjobs._scope_type_inexact: an oid-alias type, xid8, "char") and is the
+-- type it was registered with; 'the table changed after it was registered'
+-- when the key or scope column is gone or of another type than at
+-- registration; else both, which the registry cannot tell apart (a
+-- collation, a NOT NULL or an index changed, or a rule of this release).
+-- It said both always, so a job of an unchanged table failed saying its
+-- table had changed. Locks nothing.
+DECLARE
+    v_key oid;
+    v_scope oid;
+BEGIN
+    SELECT max(a.atttypid) FILTER (WHERE a.attname = p_reg.key_column),
+           max(a.atttypid) FILTER (WHERE a.attname = p_reg.scope_column)
+      INTO v_key, v_scope
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attname IN (p_reg.key_column, p_reg.scope_column);
+    IF v_key IS DISTINCT FROM p_reg.key_type::oid
+       OR v_scope IS DISTINCT FROM p_reg.scope_type::oid THEN
+        RETURN 'the table changed after it was registered';
+    ELSIF pgjobs._scope_type_inexact(p_reg.scope_type) IS NOT NULL THEN
+        RETURN 'the table did not change: this release refuses what it was registered with';
+    END IF;
+    RETURN 'the table changed after it was registered, or this release refuses what it was '
+           'registered with';
+END
+$$;
+
+ALTER FUNCTION pgjobs._registration_change(p_reg pgjobs.target_registry) OWNER TO SUPERUSER;
+
+--
 -- Name: _registration_problem(regclass, name, name, name, name, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -22858,8 +22904,7 @@ BEGIN
                       HINT = 'Ask the owner of the table for the privilege the job or read '
                              'needs (SELECT, DELETE, UPDATE or INSERT).';
         END IF;
-        RAISE EXCEPTION '% (the table changed after it was registered, or this release refuses '
-                        'what it was registered with)', v_problem.message
+        RAISE EXCEPTION '% (%)', v_problem.message, pgjobs._registration_change(v_reg)
             USING ERRCODE = v_problem.errcode,
                   HINT = v_problem.hint || ' Then register it again with pgjobs.register_target.';
     END IF;
@@ -32735,6 +32780,13 @@ GRANT ALL ON FUNCTION pgjobs._reads_every_column(p_role name, p_target regclass)
 
 REVOKE ALL ON FUNCTION pgjobs._refuse_scope_move(p_target regclass, p_scope text, p_moved_to text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._refuse_scope_move(p_target regclass, p_scope text, p_moved_to text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _registration_change(p_reg pgjobs.target_registry); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._registration_change(p_reg pgjobs.target_registry) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._registration_change(p_reg pgjobs.target_registry) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_in_use boolean, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
