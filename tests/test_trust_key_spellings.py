@@ -4,8 +4,9 @@ A delete's exclude list, pgjobs.preview's and pgjobs.visible's cursor
 (p_after) read keys as text. A key type that has equal values spelt apart
 (`01` and `1`, `1.0` and `1`, `KEY1` and `key1` under a case-insensitive
 collation, one instant in two time zones, one date in two DateStyles, the
-same uuid in capitals or braces, `\\001` and `\\x01`, a regclass by name or
-by oid) must mean that value: an exclude key keeps exactly that row (never
+same uuid in capitals or braces, `\\001` and `\\x01`, a MAC address in
+another notation, `ab` and `ab  ` for a char(4), a regclass by name or by
+oid) must mean that value: an exclude key keeps exactly that row (never
 another, never none), a preview counts what the delete takes, and a cursor
 starts after exactly that row. Parametrized over every key type
 register_target allows that has such spellings, over the short (inline)
@@ -70,6 +71,24 @@ KEYS: dict[str, tuple[list[str], list[tuple[str, dict[str, str]]], Any]] = {
     "inet": (["10.0.0.1", "10.0.0.2", "10.0.0.3"], [("10.0.0.1/32", {})],
              lambda i: f"10.1.{i // 256}.{i % 256}"),
     "oid": (["7", "8", "9"], [("007", {})], lambda i: str(1000 + i)),
+    "real": (["1.5", "2.5", "3.5"], [("1.50", {}), ("15e-1", {})], lambda i: str(1000 + i)),
+    "time": (
+        ["01:00:00", "02:00:00", "03:00:00"],
+        [("1:00", {}), ("01:00:00.000", {}), ("1:00 AM", {})],
+        lambda i: f"05:{i // 60:02d}:{i % 60:02d}",
+    ),
+    "timetz": (
+        ["01:00:00+00", "02:00:00+00", "03:00:00+00"],
+        [("1:00+00", {}), ("01:00:00 +00:00", {})],
+        lambda i: f"05:{i // 60:02d}:{i % 60:02d}+00",
+    ),
+    "macaddr": (
+        ["08:00:2b:01:02:03", "08:00:2b:01:02:04", "08:00:2b:01:02:05"],
+        [("08-00-2B-01-02-03", {}), ("0800.2b01.0203", {}), ("08002b010203", {})],
+        lambda i: f"08:00:2b:00:{i // 256:02x}:{i % 256:02x}",
+    ),
+    "bit(4)": (["0001", "0010", "0011"], [("x1", {})], None),
+    "char(4)": (["ab", "ac", "ad"], [("ab  ", {}), ("ab   ", {})], lambda i: f"z{i:03d}"),
     "regclass": (["h189_ka", "h189_kb", "h189_kc"],
                  [("public.h189_ka", {}), ("PUBLIC.H189_KA", {}), ('"public"."h189_ka"', {}),
                   ("<oid>", {})],
