@@ -255,3 +255,30 @@ def test_the_refusal_of_a_registered_scope_type_says_exactly_why(
         else:
             assert "changed after" not in text, text
             assert "this release refuses what it was registered with" in text, text
+
+
+def test_a_running_delete_s_regclass_cursor_survives_a_rename(conn: Conn) -> None:
+    """A delete's cursor (checkpoint.after, pgjobs._nth_key: pages, export
+    chunks and parts share it) of a regclass key was the key's name: a
+    rename between two pages moved it to another table's oid, and the next
+    page started after that one: rows skipped and the job succeeded. It is
+    the oid now."""
+    conn.execute("CREATE TABLE h189_ka (); CREATE TABLE h189_kb (); CREATE TABLE h189_kc ()")
+    conn.execute("""CREATE TABLE rc (k regclass NOT NULL, s int NOT NULL,
+                     created_at timestamptz NOT NULL DEFAULT now() - interval '1 day')""")
+    conn.execute("CREATE INDEX ON rc (s, k)")
+    conn.execute("SELECT pgjobs.register_target('rc', 'k', 's', 'created_at')")
+    conn.execute("INSERT INTO rc (k, s) VALUES ('h189_ka', 1), ('h189_kb', 1), ('h189_kc', 1)")
+    job_id = scalar(conn, """SELECT pgjobs.submit_delete('rc', '1', '{}', '{}',
+                                                         '{"page_size": 1}')""")
+    runner = scalar(conn, "SELECT worker FROM pgjobs._claim_id(%s, 'w')", (job_id,))
+    while scalar(conn, "SELECT count(*) FROM rc") == 3:
+        assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, runner)) == "more"
+    after = scalar(conn, "SELECT checkpoint ->> 'after' FROM pgjobs.jobs WHERE id = %s",
+                   (job_id,))
+    conn.execute("ALTER TABLE h189_ka RENAME TO h189_ka_old; ALTER TABLE h189_kc RENAME TO h189_ka")
+    while scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, runner)) == "more":
+        pass
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "succeeded"
+    assert scalar(conn, "SELECT count(*) FROM rc") == 0, after
+    assert after.isdigit(), after
