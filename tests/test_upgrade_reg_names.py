@@ -5,13 +5,12 @@ oid: the exclude list (jobs.survivors.exclude and the predicate's array
 literal) and a filter value's literal. A job queued before it stored the
 names (as pgjobs printed them, schema-qualified: 'public.ka') and its pages
 read them again, so a rename between the upgrade and the job's end moves
-an excluded key (or a filter value) to another table's row. Nothing
-rewrites such a job yet (h189 left it: see docs/operations.md); this test
-installs the previous release, queues a delete, writes its stored keys back
-as the release before stop 65 wrote them, upgrades, swaps two tables'
-names and runs the job: the excluded row must survive and the other be
-deleted. xfail (strict) until a migration or the job's next claim resolves
-the stored names to oids once.
+an excluded key (or a filter value) to another table's row. Migration 0195
+rewrites such a job's stored names to oids, once: this test installs the
+previous release, queues a delete, writes its stored keys back as the
+release before stop 65 wrote them, upgrades, swaps two tables' names and
+runs the job: the excluded row survives and the other is deleted (it was
+the other way round).
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ from tests.support import run_job, scalar
 PREVIOUS = Path(__file__).parent / "upgrade" / "previous_sql"
 
 
-@pytest.mark.xfail(strict=True, reason="jobs queued before stop 65 keep reg* names (h189 left)")
 @pytest.mark.parametrize("how", ["exclude", "filter"])
 def test_a_pre_65_job_s_reg_names_survive_a_rename_after_the_upgrade(
         empty_dsn: str, how: str) -> None:
