@@ -2873,6 +2873,7 @@ CREATE FUNCTION pgjobs._compile_filter_field(p_field text, p_cond jsonb, p_colum
 DECLARE
     v_type      text;
     v_column    text;
+    v_hint      text;
     v_ref       text;
     v_test      text;
     v_path      text[];
@@ -3067,32 +3068,36 @@ BEGIN
                 END IF;
             EXCEPTION
                 WHEN invalid_parameter_value THEN RAISE;
-                WHEN undefined_function OR undefined_object OR feature_not_supported
-                     OR datatype_mismatch OR ambiguous_function OR indeterminate_datatype THEN
-                    -- The type has no such operator ("operator does not
-                    -- exist", "could not identify an equality operator"):
-                    -- not the value's fault, and not the engine's text to show.
-                    RAISE EXCEPTION 'operator "%" does not apply to column "%" (type %): its '
-                                    'values have no %', v_entry.key, p_field, v_column,
-                                    CASE WHEN v_entry.key IN ('$eq', '$ne', '$in', '$nin')
-                                         THEN 'equality' ELSE 'order' END
-                        USING ERRCODE = '22023',
-                              HINT = format('Test the column''s presence instead ({%s: null}, '
-                                            '{%1$s: {"$exists": true}}), or filter on a column '
-                                            'of a comparable type or a document field. See '
-                                            'docs/filters.md, "Column types".',
-                                            to_jsonb(p_field));
                 WHEN OTHERS THEN
+                    -- A name of an oid-alias type that its input found no
+                    -- object for (42704, 42883, ... as an operator's absence
+                    -- is): the value's fault (pgjobs._oid_alias_hint).
+                    v_hint := pgjobs._oid_alias_hint(v_type::regtype, SQLSTATE);
+                    IF v_hint IS NULL AND SQLSTATE IN ('42883', '42704', '0A000', '42804',
+                                                       '42725', '42P18') THEN
+                        -- The type has no such operator ("operator does not
+                        -- exist", "could not identify an equality operator"):
+                        -- not the value's fault, and not the engine's text to show.
+                        RAISE EXCEPTION 'operator "%" does not apply to column "%" (type %): '
+                                        'its values have no %', v_entry.key, p_field, v_column,
+                                        CASE WHEN v_entry.key IN ('$eq', '$ne', '$in', '$nin')
+                                             THEN 'equality' ELSE 'order' END
+                            USING ERRCODE = '22023',
+                                  HINT = format('Test the column''s presence instead ({%s: '
+                                                'null}, {%1$s: {"$exists": true}}), or filter '
+                                                'on a column of a comparable type or a '
+                                                'document field. See docs/filters.md, "Column '
+                                                'types".', to_jsonb(p_field));
+                    END IF;
                     RAISE EXCEPTION 'invalid value for column "%" (type %) with operator "%": %',
                                     p_field, v_column, v_entry.key, SQLERRM
                         USING ERRCODE = '22023',
-                              HINT = format('Values are cast to %s.',
-                                            CASE WHEN v_type = v_column
-                                                 THEN 'the column type ' || v_type
-                                                 ELSE format('%s (the column type %s, without '
-                                                             'domains and modifiers)', v_type,
-                                                             v_column)
-                                            END);
+                              HINT = coalesce(v_hint, format('Values are cast to %s.',
+                                  CASE WHEN v_type = v_column
+                                       THEN 'the column type ' || v_type
+                                       ELSE format('%s (the column type %s, without domains '
+                                                   'and modifiers)', v_type, v_column)
+                                  END));
             END;
             IF v_scope_ref IS NOT NULL AND v_entry.key <> '$not' THEN
                 -- The scope column of a scoped filter: only a restatement
@@ -5585,9 +5590,8 @@ BEGIN
     IF v_error IS NOT NULL THEN
         check_name := 'target.registration';
         status := 'fail';
-        detail := v_error || ' (the table changed after it was registered, or this release refuses '
-                  'what it was registered with: every job and read '
-                  'of it is refused)';
+        detail := format('%s (%s: every job and read of it is refused)', v_error,
+                         pgjobs._registration_change(p_reg));
         fix := fix || ' Then register it again with pgjobs.register_target.';
         RETURN NEXT;
         RETURN;
@@ -14514,19 +14518,75 @@ CREATE FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope 
 -- outside the walk, not for each entry the OFFSET passes (the cast in the
 -- scan's target list cost a third of the walk). The key's text is the
 -- cursor its callers store: the function pins every setting that text
--- depends on (DateStyle, IntervalStyle, extra_float_digits). Locks nothing.
+-- depends on (DateStyle, IntervalStyle, extra_float_digits). A key of an
+-- oid-alias type (pgjobs._oid_alias_type: regclass, ...) is its oid, not its
+-- name: a rename between two pages gave the stored name to another object,
+-- and the next page started after that one's key (rows skipped, the job
+-- succeeded). Locks nothing.
 DECLARE
     v_key text;
 BEGIN
     EXECUTE format('SELECT (SELECT t.%2$I FROM %3$s t WHERE t.%1$I = ANY (ARRAY[%4$s])%5$s '
-                   'ORDER BY t.%1$I, t.%2$I OFFSET %6$s LIMIT 1)::text',
-                   p_scope_column, p_key_column, p_target, p_scope, p_bounds, p_offset)
+                   'ORDER BY t.%1$I, t.%2$I OFFSET %6$s LIMIT 1)%7$s::text',
+                   p_scope_column, p_key_column, p_target, p_scope, p_bounds, p_offset,
+                   CASE WHEN pgjobs._oid_alias_type(
+                                 (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                   WHERE a.attrelid = p_target AND a.attname = p_key_column))
+                        THEN '::pg_catalog.oid' ELSE '' END)
        INTO v_key;
     RETURN v_key;
 END
 $_$;
 
 ALTER FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope text, p_key_column name, p_bounds text, p_offset bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _oid_alias_hint(regtype, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._oid_alias_hint(p_type regtype, p_sqlstate text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The hint for a text that a value of p_type (a domain judged by its base
+-- type) could not be read from, when p_type is an oid-alias type
+-- (pgjobs._oid_alias_type: regclass, regtype, ...) and p_sqlstate is an
+-- error of its input's catalog lookup (no such object 42P01 / 42704 /
+-- 42883 / 3F000, an ambiguous one 42725, a bad name 42602 / 42601); NULL
+-- otherwise. pgjobs reads such a name with its own pinned search_path
+-- (pg_catalog, pg_temp), never the caller's: it cannot see the caller's
+-- search_path from inside a function that pins its own, and a name read
+-- by one path and stored is another object's under the next. So an
+-- unqualified name of the caller's schema ('orders' for public.orders) is
+-- refused, and the hint says to write it schema-qualified or as its oid.
+-- The one wording, for every entry point that reads such a value: an
+-- exclude key (pgjobs._row_selection), a filter value
+-- (pgjobs._compile_filter_field), visible's cursor (pgjobs._visible_as).
+-- Locks nothing.
+DECLARE
+    v_base regtype := pgjobs._base_type(p_type);
+BEGIN
+    IF p_sqlstate IS NULL
+       OR p_sqlstate NOT IN ('42P01', '42704', '42883', '3F000', '42725', '42602', '42601')
+       OR NOT pgjobs._oid_alias_type(v_base) THEN
+        RETURN NULL;
+    END IF;
+    IF v_base IN ('regrole'::regtype, 'regnamespace'::regtype) THEN
+        RETURN format('A %s is the name of an existing %s (not schema-qualified) or its oid '
+                      '(e.g. ''name''::%1$s::oid).', format_type(v_base, NULL),
+                      CASE WHEN v_base = 'regrole'::regtype THEN 'role' ELSE 'schema' END);
+    END IF;
+    RETURN format('pgjobs reads a %s with its own search_path (pg_catalog, pg_temp), not '
+                  'yours: write the name schema-qualified (e.g. ''public.orders'') or give its '
+                  'oid (e.g. ''public.orders''::%1$s::oid).', format_type(v_base, NULL));
+END
+$_$;
+
+ALTER FUNCTION pgjobs._oid_alias_hint(p_type regtype, p_sqlstate text) OWNER TO SUPERUSER;
 
 --
 -- Name: _oid_alias_type(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -16131,6 +16191,53 @@ $$;
 ALTER FUNCTION pgjobs._refuse_scope_move(p_target regclass, p_scope text, p_moved_to text) OWNER TO SUPERUSER;
 
 --
+-- Name: _registration_change(pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._registration_change(p_reg pgjobs.target_registry) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Why a registration that register_target's rule now refuses
+-- (pgjobs._registration_problem) is refused, for the note its error adds
+-- (pgjobs._target_registration) and doctor's detail (pgjobs._doctor_target):
+-- 'the table did not change: this release refuses what it was registered
+-- with' when the scope column's type is one this release refuses
+-- (pgjobs._scope_type_inexact: an oid-alias type, xid8, "char") and is the
+-- type it was registered with; 'the table changed after it was registered'
+-- when the key or scope column is gone or of another type than at
+-- registration; else both, which the registry cannot tell apart (a
+-- collation, a NOT NULL or an index changed, or a rule of this release).
+-- It said both always, so a job of an unchanged table failed saying its
+-- table had changed. Locks nothing.
+DECLARE
+    v_key oid;
+    v_scope oid;
+BEGIN
+    SELECT max(a.atttypid) FILTER (WHERE a.attname = p_reg.key_column),
+           max(a.atttypid) FILTER (WHERE a.attname = p_reg.scope_column)
+      INTO v_key, v_scope
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attname IN (p_reg.key_column, p_reg.scope_column);
+    IF v_key IS DISTINCT FROM p_reg.key_type::oid
+       OR v_scope IS DISTINCT FROM p_reg.scope_type::oid THEN
+        RETURN 'the table changed after it was registered';
+    ELSIF pgjobs._scope_type_inexact(p_reg.scope_type) IS NOT NULL THEN
+        RETURN 'the table did not change: this release refuses what it was registered with';
+    END IF;
+    RETURN 'the table changed after it was registered, or this release refuses what it was '
+           'registered with';
+END
+$$;
+
+ALTER FUNCTION pgjobs._registration_change(p_reg pgjobs.target_registry) OWNER TO SUPERUSER;
+
+--
 -- Name: _registration_problem(regclass, name, name, name, name, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -17062,9 +17169,10 @@ BEGIN
         'SELECT count(*), (array_agg(u.k ORDER BY u.o))[1:10] '
         'FROM (SELECT e.k, min(e.o) AS o FROM unnest($1) WITH ORDINALITY AS e(k, o) '
         'WHERE NOT EXISTS (SELECT FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s '
-        'AND t.%I = e.k::%s AND (%s)) GROUP BY e.k) u',
+        'AND t.%I = %s AND (%s)) GROUP BY e.k) u',
         p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
-        p_reg.key_column, pgjobs._column_type(p_reg.target, p_reg.key_column), v_mask)
+        p_reg.key_column,
+        pgjobs._text_input('e.k', pgjobs._column_type(p_reg.target, p_reg.key_column)), v_mask)
        INTO v_count, v_unknown
       USING p_keys;
     IF v_count = 0 THEN
@@ -18408,6 +18516,7 @@ DECLARE
     v_type oid;
     v_deterministic boolean;
     v_identity boolean := false;
+    v_state text;
 BEGIN
     -- An unset list of keys to keep is refused, never read as '{}' (keep
     -- none): an application whose "all except these" request lost its
@@ -18447,12 +18556,16 @@ BEGIN
         -- (Such a key's ::text is its canonical text: no call per key, which
         -- cost seconds for 100,000 keys.)
         BEGIN
+            -- (Each key read by the type's input, as a literal is:
+            -- pgjobs._text_input.)
             EXECUTE format('SELECT array_agg(%3$s), '
-                           'coalesce(bool_and(e::%1$s = e::%2$s), true) '
-                           'FROM unnest($1) e', v_key_type,
-                           pgjobs._column_type(p_reg.target, p_reg.key_column, false),
-                           format(CASE WHEN v_identity THEN '(e::%s)::text'
-                                       ELSE 'pgjobs._canonical_text(e::%s)' END, v_key_type))
+                           'coalesce(bool_and(%1$s = %2$s), true) '
+                           'FROM unnest($1) e', pgjobs._text_input('e', v_key_type),
+                           pgjobs._text_input('e', pgjobs._column_type(p_reg.target,
+                                                                       p_reg.key_column, false)),
+                           format(CASE WHEN v_identity THEN '(%s)::text'
+                                       ELSE 'pgjobs._canonical_text(%s)' END,
+                                  pgjobs._text_input('e', v_key_type)))
                INTO p_exclude, v_exact
               USING p_exclude;
         EXCEPTION WHEN data_exception OR integrity_constraint_violation
@@ -18462,11 +18575,15 @@ BEGIN
                        OR ambiguous_function OR invalid_name OR syntax_error
                        OR invalid_schema_name THEN
             v_exact := false;  -- (23514: a key a CHECK of the key's domain refuses)
+            v_state := SQLSTATE;
         END;
         IF NOT v_exact THEN
+            -- (an unqualified name of an oid-alias key: pgjobs._oid_alias_hint)
             RAISE EXCEPTION 'exclude holds a value that is not a valid % (key column %)',
                 v_key_type, p_reg.key_column
-                USING ERRCODE = '22023', HINT = 'List keys of the rows to keep, as text.';
+                USING ERRCODE = '22023',
+                      HINT = coalesce(pgjobs._oid_alias_hint(v_type::regtype, v_state),
+                                      'List keys of the rows to keep, as text.');
         END IF;
         v_exclude := pgjobs._exclusion_clause(p_reg.key_column, v_key_type, p_exclude, NULL);
     END IF;
@@ -22941,8 +23058,7 @@ BEGIN
                       HINT = 'Ask the owner of the table for the privilege the job or read '
                              'needs (SELECT, DELETE, UPDATE or INSERT).';
         END IF;
-        RAISE EXCEPTION '% (the table changed after it was registered, or this release refuses '
-                        'what it was registered with)', v_problem.message
+        RAISE EXCEPTION '% (%)', v_problem.message, pgjobs._registration_change(v_reg)
             USING ERRCODE = v_problem.errcode,
                   HINT = v_problem.hint || ' Then register it again with pgjobs.register_target.';
     END IF;
@@ -23001,6 +23117,37 @@ SELECT CASE WHEN p_kind IN ('export', 'import') THEN greatest(now(), p_run_at, (
 $$;
 
 ALTER FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text, p_run_at timestamp with time zone) OWNER TO SUPERUSER;
+
+--
+-- Name: _text_input(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._text_input(p_expr text, p_type text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- SQL that reads the text expression p_expr as a value of the full type
+-- p_type (format_type) the way a literal of it is read: through the type's
+-- input. (<text>)::type is that for every type but regclass (and a domain
+-- over it): text::regclass is a cast function of its own that reads a
+-- name only, so a key given by its oid ('16384', which the input and the
+-- stored canonical text, pgjobs._canonical_text, both read) was "not a
+-- valid regclass" there and the same row by name was not. The one place
+-- that decides it, for every dynamic cast of a list of texts to the key's
+-- type (pgjobs._row_selection, pgjobs._require_known_keys). Locks nothing.
+BEGIN
+    IF pgjobs._base_type(p_type::regtype) = 'regclass'::regtype THEN
+        RETURN format('(pg_catalog.regclassin((%s)::pg_catalog.cstring))::%s', p_expr, p_type);
+    END IF;
+    RETURN format('(%s)::%s', p_expr, p_type);
+END
+$$;
+
+ALTER FUNCTION pgjobs._text_input(p_expr text, p_type text) OWNER TO SUPERUSER;
 
 --
 -- Name: _text_is_fixed(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -24490,6 +24637,7 @@ DECLARE
     v_reg pgjobs.target_registry;
     v_scope text;
     v_key_type text;
+    v_hint text;
     v_canonical text;
     v_mask text;
     v_query text;
@@ -24649,6 +24797,21 @@ BEGIN
                 RAISE;
             END IF;
             v_row := v_json_row;  -- and read the page again
+        WHEN undefined_table OR undefined_object OR undefined_function
+             OR ambiguous_function OR invalid_name OR syntax_error
+             OR invalid_schema_name THEN
+            -- The cursor of an oid-alias key (a regclass) is a name its
+            -- input found no object for, read with pgjobs' search_path (an
+            -- unqualified name of the caller's schema): 22023 with
+            -- pgjobs._oid_alias_hint's hint, not the raw lookup error. (The
+            -- filter's values were read before, by pgjobs.compile_filter.)
+            v_hint := pgjobs._oid_alias_hint(v_key_type::regtype, SQLSTATE);
+            IF p_after IS NOT NULL AND v_hint IS NOT NULL THEN
+                RAISE EXCEPTION 'after % is not a valid % (key column %): %',
+                    quote_literal(p_after), v_key_type, v_reg.key_column, SQLERRM
+                    USING ERRCODE = '22023', HINT = v_hint;
+            END IF;
+            RAISE;
         END;
     END LOOP;
     RETURN pgjobs._leave(v_rows);
@@ -32671,6 +32834,13 @@ REVOKE ALL ON FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p
 GRANT ALL ON FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope text, p_key_column name, p_bounds text, p_offset bigint) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _oid_alias_hint(p_type regtype, p_sqlstate text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._oid_alias_hint(p_type regtype, p_sqlstate text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._oid_alias_hint(p_type regtype, p_sqlstate text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _oid_alias_type(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -32818,6 +32988,13 @@ GRANT ALL ON FUNCTION pgjobs._reads_every_column(p_role name, p_target regclass)
 
 REVOKE ALL ON FUNCTION pgjobs._refuse_scope_move(p_target regclass, p_scope text, p_moved_to text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._refuse_scope_move(p_target regclass, p_scope text, p_moved_to text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _registration_change(p_reg pgjobs.target_registry); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._registration_change(p_reg pgjobs.target_registry) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._registration_change(p_reg pgjobs.target_registry) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_in_use boolean, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -33417,6 +33594,13 @@ GRANT ALL ON FUNCTION pgjobs._target_registration(p_target regclass) TO pgjobs_a
 
 REVOKE ALL ON FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text, p_run_at timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text, p_run_at timestamp with time zone) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _text_input(p_expr text, p_type text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._text_input(p_expr text, p_type text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._text_input(p_expr text, p_type text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _text_is_fixed(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -48,6 +48,7 @@ AS $function$
 DECLARE
     v_type      text;
     v_column    text;
+    v_hint      text;
     v_ref       text;
     v_test      text;
     v_path      text[];
@@ -242,32 +243,36 @@ BEGIN
                 END IF;
             EXCEPTION
                 WHEN invalid_parameter_value THEN RAISE;
-                WHEN undefined_function OR undefined_object OR feature_not_supported
-                     OR datatype_mismatch OR ambiguous_function OR indeterminate_datatype THEN
-                    -- The type has no such operator ("operator does not
-                    -- exist", "could not identify an equality operator"):
-                    -- not the value's fault, and not the engine's text to show.
-                    RAISE EXCEPTION 'operator "%" does not apply to column "%" (type %): its '
-                                    'values have no %', v_entry.key, p_field, v_column,
-                                    CASE WHEN v_entry.key IN ('$eq', '$ne', '$in', '$nin')
-                                         THEN 'equality' ELSE 'order' END
-                        USING ERRCODE = '22023',
-                              HINT = format('Test the column''s presence instead ({%s: null}, '
-                                            '{%1$s: {"$exists": true}}), or filter on a column '
-                                            'of a comparable type or a document field. See '
-                                            'docs/filters.md, "Column types".',
-                                            to_jsonb(p_field));
                 WHEN OTHERS THEN
+                    -- A name of an oid-alias type that its input found no
+                    -- object for (42704, 42883, ... as an operator's absence
+                    -- is): the value's fault (pgjobs._oid_alias_hint).
+                    v_hint := pgjobs._oid_alias_hint(v_type::regtype, SQLSTATE);
+                    IF v_hint IS NULL AND SQLSTATE IN ('42883', '42704', '0A000', '42804',
+                                                       '42725', '42P18') THEN
+                        -- The type has no such operator ("operator does not
+                        -- exist", "could not identify an equality operator"):
+                        -- not the value's fault, and not the engine's text to show.
+                        RAISE EXCEPTION 'operator "%" does not apply to column "%" (type %): '
+                                        'its values have no %', v_entry.key, p_field, v_column,
+                                        CASE WHEN v_entry.key IN ('$eq', '$ne', '$in', '$nin')
+                                             THEN 'equality' ELSE 'order' END
+                            USING ERRCODE = '22023',
+                                  HINT = format('Test the column''s presence instead ({%s: '
+                                                'null}, {%1$s: {"$exists": true}}), or filter '
+                                                'on a column of a comparable type or a '
+                                                'document field. See docs/filters.md, "Column '
+                                                'types".', to_jsonb(p_field));
+                    END IF;
                     RAISE EXCEPTION 'invalid value for column "%" (type %) with operator "%": %',
                                     p_field, v_column, v_entry.key, SQLERRM
                         USING ERRCODE = '22023',
-                              HINT = format('Values are cast to %s.',
-                                            CASE WHEN v_type = v_column
-                                                 THEN 'the column type ' || v_type
-                                                 ELSE format('%s (the column type %s, without '
-                                                             'domains and modifiers)', v_type,
-                                                             v_column)
-                                            END);
+                              HINT = coalesce(v_hint, format('Values are cast to %s.',
+                                  CASE WHEN v_type = v_column
+                                       THEN 'the column type ' || v_type
+                                       ELSE format('%s (the column type %s, without domains '
+                                                   'and modifiers)', v_type, v_column)
+                                  END));
             END;
             IF v_scope_ref IS NOT NULL AND v_entry.key <> '$not' THEN
                 -- The scope column of a scoped filter: only a restatement

@@ -74,9 +74,8 @@ BEGIN
     IF v_error IS NOT NULL THEN
         check_name := 'target.registration';
         status := 'fail';
-        detail := v_error || ' (the table changed after it was registered, or this release refuses '
-                  'what it was registered with: every job and read '
-                  'of it is refused)';
+        detail := format('%s (%s: every job and read of it is refused)', v_error,
+                         pgjobs._registration_change(p_reg));
         fix := fix || ' Then register it again with pgjobs.register_target.';
         RETURN NEXT;
         RETURN;

@@ -43,13 +43,21 @@ AS $$
 -- outside the walk, not for each entry the OFFSET passes (the cast in the
 -- scan's target list cost a third of the walk). The key's text is the
 -- cursor its callers store: the function pins every setting that text
--- depends on (DateStyle, IntervalStyle, extra_float_digits). Locks nothing.
+-- depends on (DateStyle, IntervalStyle, extra_float_digits). A key of an
+-- oid-alias type (pgjobs._oid_alias_type: regclass, ...) is its oid, not its
+-- name: a rename between two pages gave the stored name to another object,
+-- and the next page started after that one's key (rows skipped, the job
+-- succeeded). Locks nothing.
 DECLARE
     v_key text;
 BEGIN
     EXECUTE format('SELECT (SELECT t.%2$I FROM %3$s t WHERE t.%1$I = ANY (ARRAY[%4$s])%5$s '
-                   'ORDER BY t.%1$I, t.%2$I OFFSET %6$s LIMIT 1)::text',
-                   p_scope_column, p_key_column, p_target, p_scope, p_bounds, p_offset)
+                   'ORDER BY t.%1$I, t.%2$I OFFSET %6$s LIMIT 1)%7$s::text',
+                   p_scope_column, p_key_column, p_target, p_scope, p_bounds, p_offset,
+                   CASE WHEN pgjobs._oid_alias_type(
+                                 (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                   WHERE a.attrelid = p_target AND a.attname = p_key_column))
+                        THEN '::pg_catalog.oid' ELSE '' END)
        INTO v_key;
     RETURN v_key;
 END

@@ -52,9 +52,10 @@ BEGIN
         'SELECT count(*), (array_agg(u.k ORDER BY u.o))[1:10] '
         'FROM (SELECT e.k, min(e.o) AS o FROM unnest($1) WITH ORDINALITY AS e(k, o) '
         'WHERE NOT EXISTS (SELECT FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s '
-        'AND t.%I = e.k::%s AND (%s)) GROUP BY e.k) u',
+        'AND t.%I = %s AND (%s)) GROUP BY e.k) u',
         p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
-        p_reg.key_column, pgjobs._column_type(p_reg.target, p_reg.key_column), v_mask)
+        p_reg.key_column,
+        pgjobs._text_input('e.k', pgjobs._column_type(p_reg.target, p_reg.key_column)), v_mask)
        INTO v_count, v_unknown
       USING p_keys;
     IF v_count = 0 THEN

@@ -53,6 +53,7 @@ DECLARE
     v_type oid;
     v_deterministic boolean;
     v_identity boolean := false;
+    v_state text;
 BEGIN
     -- An unset list of keys to keep is refused, never read as '{}' (keep
     -- none): an application whose "all except these" request lost its
@@ -92,12 +93,16 @@ BEGIN
         -- (Such a key's ::text is its canonical text: no call per key, which
         -- cost seconds for 100,000 keys.)
         BEGIN
+            -- (Each key read by the type's input, as a literal is:
+            -- pgjobs._text_input.)
             EXECUTE format('SELECT array_agg(%3$s), '
-                           'coalesce(bool_and(e::%1$s = e::%2$s), true) '
-                           'FROM unnest($1) e', v_key_type,
-                           pgjobs._column_type(p_reg.target, p_reg.key_column, false),
-                           format(CASE WHEN v_identity THEN '(e::%s)::text'
-                                       ELSE 'pgjobs._canonical_text(e::%s)' END, v_key_type))
+                           'coalesce(bool_and(%1$s = %2$s), true) '
+                           'FROM unnest($1) e', pgjobs._text_input('e', v_key_type),
+                           pgjobs._text_input('e', pgjobs._column_type(p_reg.target,
+                                                                       p_reg.key_column, false)),
+                           format(CASE WHEN v_identity THEN '(%s)::text'
+                                       ELSE 'pgjobs._canonical_text(%s)' END,
+                                  pgjobs._text_input('e', v_key_type)))
                INTO p_exclude, v_exact
               USING p_exclude;
         EXCEPTION WHEN data_exception OR integrity_constraint_violation
@@ -107,11 +112,15 @@ BEGIN
                        OR ambiguous_function OR invalid_name OR syntax_error
                        OR invalid_schema_name THEN
             v_exact := false;  -- (23514: a key a CHECK of the key's domain refuses)
+            v_state := SQLSTATE;
         END;
         IF NOT v_exact THEN
+            -- (an unqualified name of an oid-alias key: pgjobs._oid_alias_hint)
             RAISE EXCEPTION 'exclude holds a value that is not a valid % (key column %)',
                 v_key_type, p_reg.key_column
-                USING ERRCODE = '22023', HINT = 'List keys of the rows to keep, as text.';
+                USING ERRCODE = '22023',
+                      HINT = coalesce(pgjobs._oid_alias_hint(v_type::regtype, v_state),
+                                      'List keys of the rows to keep, as text.');
         END IF;
         v_exclude := pgjobs._exclusion_clause(p_reg.key_column, v_key_type, p_exclude, NULL);
     END IF;

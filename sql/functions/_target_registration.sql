@@ -75,8 +75,7 @@ BEGIN
                       HINT = 'Ask the owner of the table for the privilege the job or read '
                              'needs (SELECT, DELETE, UPDATE or INSERT).';
         END IF;
-        RAISE EXCEPTION '% (the table changed after it was registered, or this release refuses '
-                        'what it was registered with)', v_problem.message
+        RAISE EXCEPTION '% (%)', v_problem.message, pgjobs._registration_change(v_reg)
             USING ERRCODE = v_problem.errcode,
                   HINT = v_problem.hint || ' Then register it again with pgjobs.register_target.';
     END IF;

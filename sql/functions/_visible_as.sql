@@ -32,6 +32,7 @@ DECLARE
     v_reg pgjobs.target_registry;
     v_scope text;
     v_key_type text;
+    v_hint text;
     v_canonical text;
     v_mask text;
     v_query text;
@@ -191,6 +192,21 @@ BEGIN
                 RAISE;
             END IF;
             v_row := v_json_row;  -- and read the page again
+        WHEN undefined_table OR undefined_object OR undefined_function
+             OR ambiguous_function OR invalid_name OR syntax_error
+             OR invalid_schema_name THEN
+            -- The cursor of an oid-alias key (a regclass) is a name its
+            -- input found no object for, read with pgjobs' search_path (an
+            -- unqualified name of the caller's schema): 22023 with
+            -- pgjobs._oid_alias_hint's hint, not the raw lookup error. (The
+            -- filter's values were read before, by pgjobs.compile_filter.)
+            v_hint := pgjobs._oid_alias_hint(v_key_type::regtype, SQLSTATE);
+            IF p_after IS NOT NULL AND v_hint IS NOT NULL THEN
+                RAISE EXCEPTION 'after % is not a valid % (key column %): %',
+                    quote_literal(p_after), v_key_type, v_reg.key_column, SQLERRM
+                    USING ERRCODE = '22023', HINT = v_hint;
+            END IF;
+            RAISE;
         END;
     END LOOP;
     RETURN pgjobs._leave(v_rows);

@@ -1,0 +1,67 @@
+"""A job queued by a release before stop 65 keeps the names of its reg* keys.
+
+Stop 65 stores a key of an oid-alias type (regclass, regtype, ...) by its
+oid: the exclude list (jobs.survivors.exclude and the predicate's array
+literal) and a filter value's literal. A job queued before it stored the
+names (as pgjobs printed them, schema-qualified: 'public.ka') and its pages
+read them again, so a rename between the upgrade and the job's end moves
+an excluded key (or a filter value) to another table's row. Migration 0195
+rewrites such a job's stored names to oids, once: this test installs the
+previous release, queues a delete, writes its stored keys back as the
+release before stop 65 wrote them, upgrades, swaps two tables' names and
+runs the job: the excluded row survives and the other is deleted (it was
+the other way round).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs.migrate import migrate
+from tests.support import run_job, scalar
+
+PREVIOUS = Path(__file__).parent / "upgrade" / "previous_sql"
+
+
+@pytest.mark.parametrize("how", ["exclude", "filter"])
+def test_a_pre_65_job_s_reg_names_survive_a_rename_after_the_upgrade(
+        empty_dsn: str, how: str) -> None:
+    assert migrate(empty_dsn, PREVIOUS)["migrations_applied"]
+    conn: psycopg.Connection[Any] = psycopg.connect(empty_dsn, autocommit=True)
+    try:
+        conn.execute("""
+            CREATE TABLE ka (); CREATE TABLE kb ();
+            CREATE TABLE rk (k regclass NOT NULL, s int NOT NULL,
+                             created_at timestamptz NOT NULL DEFAULT now() - interval '1 day');
+            CREATE INDEX ON rk (s, k);
+            SELECT pgjobs.register_target('rk', 'k', 's', 'created_at');
+            INSERT INTO rk (k, s) VALUES ('ka', 1), ('kb', 1);""")
+        ka, kb = (scalar(conn, f"SELECT '{t}'::regclass::oid") for t in ("ka", "kb"))
+        # Scope 1 but ka's row, or kb's row only: ka's row is kept either way.
+        job_id = scalar(conn, "SELECT pgjobs.submit_delete('rk', '1', %s, %s)",
+                        ('{}', ["public.ka"]) if how == "exclude"
+                        else ('{"k": "public.kb"}', []))
+        # The stored form of the release before stop 65: names, not oids
+        # (the quoted literal only: an oid's digits may stand elsewhere).
+        old, new = ((f"'{{{ka}}}'", "'{public.ka}'") if how == "exclude"
+                    else (f"'{kb}'::", "'public.kb'::"))
+        conn.execute("""UPDATE pgjobs.jobs
+                           SET predicate = replace(predicate, %(old)s, %(new)s),
+                               survivors = CASE WHEN %(how)s = 'exclude'
+                                                THEN jsonb_set(survivors, '{exclude}',
+                                                               '["public.ka"]')
+                                                ELSE survivors END
+                         WHERE id = %(id)s""",
+                     {"old": old, "new": new, "id": job_id, "how": how})
+        assert new in scalar(conn, "SELECT predicate FROM pgjobs.jobs WHERE id = %s", (job_id,))
+        migrate(empty_dsn)
+        conn.execute("ALTER TABLE ka RENAME TO ka_old; ALTER TABLE kb RENAME TO ka;"
+                     " ALTER TABLE ka_old RENAME TO kb")
+        run_job(conn, job_id)
+        assert [r[0] for r in conn.execute("SELECT k::oid FROM rk")] == [ka]
+    finally:
+        conn.close()
