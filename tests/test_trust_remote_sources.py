@@ -20,7 +20,7 @@ import obstore
 import psycopg
 import pytest
 
-from pgjobs.poller import storage
+from pgjobs.poller import s3client, storage
 from pgjobs.poller.importer import Importer
 from tests.support import allow, claim_import, job, make_people, submit_import
 from tests.support.s3_faults import FaultProxy
@@ -204,3 +204,42 @@ def test_an_s3_body_cut_short_is_retried_and_ends_exact(
     conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
     assert _run(dsn, job_id, proxied_bucket) == "succeeded"
     assert _one_version_once(conn) == [f"a{i:06d}" for i in range(ROWS)]
+
+
+def _ranges_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every store's ranged read answered with the whole object, as a store (or a
+    proxy before it) that ignores Range answers: at the lowest call of each
+    reader (botocore's GetObject, obstore's get, Google's client)."""
+    import obstore as lib
+
+    plain_call, plain_get = s3client.Client._call, lib.get
+
+    def call(self: Any, operation: str, **kw: Any) -> Any:
+        if operation == "get_object":
+            kw.pop("Range", None)
+        return plain_call(self, operation, **kw)
+
+    def whole(store: Any, path: str) -> bytes:
+        return bytes(storage.obstore.get(store, path).bytes())
+
+    monkeypatch.setattr(s3client.Client, "_call", call)
+    monkeypatch.setattr(lib, "get", lambda store, path, options=None: plain_get(store, path))
+    monkeypatch.setattr(type(storage.obstore), "get_range",
+                        lambda self, store, path, *, start, length: whole(store, path))
+
+
+@pytest.mark.parametrize("offset", [0, 3 * BLOCK])
+def test_every_remote_reader_refuses_a_block_other_than_the_range_asked_for(
+        where: str, offset: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule behind the S3 case above, on each store's reader: a block is
+    exactly the range asked for, or the read fails for good having yielded no
+    byte of it (https:// has its own tests in tests/test_import_https.py)."""
+    uri = f"{where}/in/rows.csv"
+    data = source("a")
+    _put(uri, data)
+    _ranges_ignored(monkeypatch)
+    read: list[bytes] = []
+    with pytest.raises(storage.StorageError) as caught:
+        read.extend(storage.open_range(uri, offset, BLOCK, len(data)))
+    assert not caught.value.retryable, caught.value
+    assert "range" in str(caught.value) and read == [], (str(caught.value), len(read))
