@@ -805,3 +805,55 @@ def test_an_https_source_put_again_with_the_same_size_is_not_read_on(
     # Unchanged, it reads whole.
     assert b"".join(storage.open_range(f"{base}/rows.csv", 0, 4096, total)) == \
         data.replace(b"n", b"m")
+
+
+def _seconds_validators(handler: Any, etag: bool) -> None:
+    """The server's validators as nginx makes them: Last-Modified (to the second)
+    and, with ``etag``, an ETag of the mtime's second and the size; none of them
+    moves when the file is put again at the same size within that second."""
+
+    def headers(self: Any, path: Path, code: int, length: int,
+                extra: tuple[tuple[str, str], ...] = ()) -> None:
+        st = path.stat()
+        self.send_response(code)
+        self.send_header("Content-Length", str(length))
+        self.send_header("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
+        if etag:
+            self.send_header("ETag", f'"{int(st.st_mtime):x}-{st.st_size:x}"')
+        for name, value in extra:
+            self.send_header(name, value)
+        self.end_headers()
+
+    handler._headers = headers
+
+
+@pytest.mark.parametrize("etag", [False, True], ids=["Last-Modified only", "nginx ETag"])
+def test_an_https_source_put_again_within_its_last_modified_second_is_not_read_on(
+        conn: Conn, dsn: str, tmp_path: Path, https: tuple[str, Path, Any],
+        monkeypatch: pytest.MonkeyPatch, etag: bool) -> None:
+    """Between two attempts, a source put again at the same size within the same
+    second of Last-Modified (nginx's ETag is that second and the size): every
+    validator the server states is the same, and the resume read on in the new
+    bytes from the first's offset, the job succeeding with rows of both."""
+    base, root, handler = https
+    _seconds_validators(handler, etag)
+    make_people(conn)
+    path = root / "rows.csv"
+    data = people_csv(2000)
+    path.write_bytes(data)
+    second = path.stat().st_mtime_ns // 10**9 * 10**9
+    os.utime(path, ns=(second, second))
+    allow(conn, f"{base}/")
+    monkeypatch.setattr(storage, "READ_BLOCK", 2048)
+    job_id = submit_import(conn, f"{base}/rows.csv")
+    stop = threading.Event()
+    assert run(dsn, job_id, tmp_path / "store", stop=stop, batch_bytes=4096,
+               on_progress=lambda *_: stop.set()) == "released"
+    path.write_bytes(data.replace(b"person", b"other "))
+    os.utime(path, ns=(second + 5 * 10**8, second + 5 * 10**8))  # the same second
+    run(dsn, job_id, tmp_path / "store")
+    row = job(conn, job_id)
+    assert row["status"] == "failed", (row["status"], scalar(
+        conn, "SELECT count(*) FROM people WHERE name LIKE 'other%'"))
+    assert "55000" in str(row["error"]) and "replaced" in str(row["error"]), row["error"]
+    assert scalar(conn, "SELECT count(*) FROM people WHERE name LIKE 'other%'") == 0
