@@ -827,10 +827,11 @@ def _seconds_validators(handler: Any, etag: bool) -> None:
     handler._headers = headers
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 @pytest.mark.parametrize("etag", [False, True], ids=["Last-Modified only", "nginx ETag"])
 def test_an_https_source_put_again_within_its_last_modified_second_is_not_read_on(
         conn: Conn, dsn: str, tmp_path: Path, https: tuple[str, Path, Any],
-        monkeypatch: pytest.MonkeyPatch, etag: bool) -> None:
+        monkeypatch: pytest.MonkeyPatch, etag: bool, fmt: str) -> None:
     """Between two attempts, a source put again at the same size within the same
     second of Last-Modified (nginx's ETag is that second and the size): every
     validator the server states is the same, and the resume read on in the new
@@ -838,14 +839,15 @@ def test_an_https_source_put_again_within_its_last_modified_second_is_not_read_o
     base, root, handler = https
     _seconds_validators(handler, etag)
     make_people(conn)
-    path = root / "rows.csv"
-    data = people_csv(2000)
+    path = root / f"rows.{fmt}"
+    data = people_csv(2000) if fmt == "csv" else b"".join(
+        b'{"name": "person %d", "age": %d}\n' % (i, i) for i in range(2000))
     path.write_bytes(data)
     second = path.stat().st_mtime_ns // 10**9 * 10**9
     os.utime(path, ns=(second, second))
     allow(conn, f"{base}/")
     monkeypatch.setattr(storage, "READ_BLOCK", 2048)
-    job_id = submit_import(conn, f"{base}/rows.csv")
+    job_id = submit_import(conn, f"{base}/rows.{fmt}", "1", {"format": fmt})
     stop = threading.Event()
     assert run(dsn, job_id, tmp_path / "store", stop=stop, batch_bytes=4096,
                on_progress=lambda *_: stop.set()) == "released"
