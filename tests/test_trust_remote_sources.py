@@ -243,3 +243,100 @@ def test_every_remote_reader_refuses_a_block_other_than_the_range_asked_for(
         read.extend(storage.open_range(uri, offset, BLOCK, len(data)))
     assert not caught.value.retryable, caught.value
     assert "range" in str(caught.value) and read == [], (str(caught.value), len(read))
+
+
+# --- the allow-list's text and the place the worker reaches ------------------------
+
+PREFIXES = ["s3://allowed-bucket/in", "gs://allowed-bucket/in", "az://allowed/in",
+            "https://files.example.com/in"]
+
+
+def _spellings(prefix: str) -> list[str]:
+    """Ways to write a URI that a text comparison and the worker's client may
+    read differently: scheme case, userinfo, ports, IDN and lookalike hosts,
+    trailing dots, %-escapes, IPv6 literals, dot and empty segments,
+    backslashes, fullwidth or other lookalike separators, whitespace."""
+    scheme, rest = prefix.split("://")
+    host, path = rest.split("/", 1)
+    return [
+        f"{scheme.upper()}://{host}/{path}/x.csv",
+        f"{scheme.title()}://{host}/{path}/x.csv",
+        f"{scheme}://{host.upper()}/{path}/x.csv",
+        f"{scheme}://user@{host}/{path}/x.csv",
+        f"{scheme}://{host}@evil.example/{path}/x.csv",
+        f"{scheme}://{host}:pw@evil.example/{path}/x.csv",
+        f"{scheme}://evil.example#@{host}/{path}/x.csv",
+        f"{scheme}://{host}:443/{path}/x.csv",
+        f"{scheme}://{host}:0443/{path}/x.csv",
+        f"{scheme}://{host}./{path}/x.csv",
+        f"{scheme}://{host}../{path}/x.csv",
+        f"{scheme}://{host}.evil.example/{path}/x.csv",
+        f"{scheme}://xn--{host}/{path}/x.csv",
+        f"{scheme}://{host.replace('l', 'ⅼ', 1)}/{path}/x.csv",  # U+217C
+        f"{scheme}://{host.replace('e', 'е', 1)}/{path}/x.csv",  # Cyrillic е
+        f"{scheme}://[::1]/{path}/x.csv",
+        f"{scheme}://[::ffff:127.0.0.1]:8443/{path}/x.csv",
+        f"{scheme}://127.0.0.1/{path}/x.csv",
+        f"{scheme}://{host}%2e/{path}/x.csv",
+        f"{scheme}://{host}/{path}%2f..%2fsecret/x.csv",
+        f"{scheme}://{host}/{path}/%2e%2e/secret/x.csv",
+        f"{scheme}://{host}/{path}/../secret/x.csv",
+        f"{scheme}://{host}/{path}/./x.csv",
+        f"{scheme}://{host}/{path}//x.csv",
+        f"{scheme}://{host}//{path}/x.csv",
+        f"{scheme}://{host}/{path}\\..\\secret/x.csv",
+        f"{scheme}://{host}/{path}x/x.csv",
+        f"{scheme}://{host}/{path}/x.csv?/../../secret",
+        f"{scheme}://{host}/{path}/x.csv#/../../secret",
+        f"{scheme}://{host}/{path}/ｘ／..／..／secret.csv",  # fullwidth
+        f"{scheme}://{host}/{path}/\u2024\u2024/secret.csv",  # one-dot leaders
+        f"{scheme}://{host}/{path}/x.csv\t",
+        f" {scheme}://{host}/{path}/x.csv",
+        f"{scheme}://{host}\t/{path}/x.csv",
+        f"{scheme}:/{host}/{path}/x.csv",
+        f"{scheme}:///{host}/{path}/x.csv",
+    ]
+
+
+IMPORT_SOURCE = "SELECT pgjobs.submit_import('people'::regclass, '1', %s::text)"
+EXPORT_DESTINATION = ("SELECT pgjobs.submit_export('people'::regclass, '1', '{}',"
+                      " jsonb_build_object('destination', %s::text))")
+
+
+def _place(uri: str) -> tuple[str, str, list[str]]:
+    """Where the worker's clients go for ``uri``: scheme, bucket or host (as
+    the client connects to it) and the path's segments."""
+    loc = storage.parse(uri)
+    if loc.scheme == "https":
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(uri)
+        return "https", f"{parts.hostname}:{parts.port or 443}", parts.path.split("/")[1:]
+    return loc.scheme, loc.base.split("://", 1)[1], loc.path.split("/")
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_a_uri_the_allow_list_admits_is_read_under_the_prefix_it_names(
+        conn: Conn, prefix: str) -> None:
+    """For every spelling: the allow-list refuses it, or the place the worker
+    reaches for it (bucket or host and port, path segments) is under the
+    allowed prefix's; and submit_import and submit_export (the two entry points
+    that take a URI from a client) decide as the allow-list does."""
+    make_people(conn)
+    allow(conn, prefix)
+    scheme, where, segments = _place(prefix)
+    admitted = []
+    for uri in _spellings(prefix):
+        ok = conn.execute("SELECT pgjobs._storage_allowed_for(%s, NULL)", (uri,)).fetchone()
+        if ok is not None and ok[0]:
+            admitted.append(uri)
+            place = _place(uri)
+            assert place[:2] == (scheme, where) and place[2][:len(segments)] == segments, \
+                (uri, place)
+            continue
+        for entry in (IMPORT_SOURCE, EXPORT_DESTINATION):
+            with pytest.raises(psycopg.Error) as caught, conn.transaction():
+                conn.execute(entry, (uri,))
+            assert caught.value.sqlstate in ("42501", "22023"), (uri, caught.value)
+    # The spellings that only change case are the prefix's own place.
+    assert all(u.lower().startswith(prefix.split("://")[0]) for u in admitted), admitted
