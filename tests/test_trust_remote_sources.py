@@ -340,3 +340,37 @@ def test_a_uri_the_allow_list_admits_is_read_under_the_prefix_it_names(
             assert caught.value.sqlstate in ("42501", "22023"), (uri, caught.value)
     # The spellings that only change case are the prefix's own place.
     assert all(u.lower().startswith(prefix.split("://")[0]) for u in admitted), admitted
+
+
+# --- exports: every byte, at the key named, on every store ------------------------
+
+KEYS = {"unicode, space": "ünï-cödé/日本 two words",
+        "reserved, dots": "a+b=c@d:e~f*g'h,i;j$k&l/...x/.y./z.."}
+
+
+@pytest.mark.parametrize(("key", "options"), [
+    ("unicode, space", {}), ("reserved, dots", {}),
+    ("reserved, dots", {"format": "jsonl", "gzip": True})],
+    ids=["unicode-csv", "reserved-csv", "reserved-jsonl-gzip"])
+def test_an_export_to_any_key_succeeds_only_with_every_byte_there(
+        conn: Conn, dsn: str, where: str, key: str, options: dict[str, Any]) -> None:
+    """Whatever a destination's key holds that a store may encode (non-ASCII,
+    reserved characters, spaces, dots that are no dot segment), a succeeded
+    export's object is found at the URI its result names, under the
+    destination, listed there, and is the result's bytes and SHA-256: a plain
+    COPY's rows."""
+    from tests.support import content, make_items, plain_copy, run_export, submit_export
+
+    make_items(conn, rows=60)
+    allow(conn, where)
+    destination = f"{where}/{KEYS[key]}"
+    job_id = submit_export(conn, "1", {}, {"destination": destination, **options})
+    outcome = run_export(dsn, job_id, where)
+    assert outcome.status == "succeeded", outcome.error
+    result = job(conn, job_id)["result"]
+    assert storage.within(result["uri"], destination), (result["uri"], destination)
+    listed = storage.list_paths(destination + "/")
+    assert storage.parse(result["uri"]).path in listed, (result["uri"], listed)
+    data = content(result)  # its bytes and SHA-256 as the result states them
+    if not options:
+        assert data == plain_copy(conn, "SELECT * FROM items WHERE tenant = 1 ORDER BY id")
