@@ -52,17 +52,29 @@ def _delete(uri: str) -> None:
     assert storage.delete(uri)
 
 
-STORES = {"s3": "bucket", "az": "az_container", "gs": "gcs_bucket", "memory": None}
+STORES = {"s3": "bucket", "s3 versioned": "bucket", "az": "az_container",
+          "gs": "gcs_bucket", "memory": None}
 
 
 @pytest.fixture(params=sorted(STORES))
 def where(request: pytest.FixtureRequest) -> str:
     """A fresh prefix on each remote store (skipped where its emulator is not
-    installed), with no trailing slash."""
+    installed), with no trailing slash; "s3 versioned": a bucket that keeps
+    every version of an object (a replaced source's old bytes stay readable
+    by version id)."""
     fixture = STORES[request.param]
     if fixture is None:
         return f"memory:///{request.node.name[-40:].replace('[', '-').strip(']')}-src"
-    return str(request.getfixturevalue(fixture)).rstrip("/")
+    prefix = str(request.getfixturevalue(fixture)).rstrip("/")
+    if request.param == "s3 versioned":
+        import boto3
+
+        boto3.session.Session().client(
+            "s3", endpoint_url=request.getfixturevalue("s3_env"),
+            region_name="us-east-1").put_bucket_versioning(
+            Bucket=storage.parse(prefix).base.split("://")[1],
+            VersioningConfiguration={"Status": "Enabled"})
+    return prefix
 
 
 def _names(conn: Conn) -> list[str]:
