@@ -865,3 +865,37 @@ def test_an_https_source_put_again_within_its_last_modified_second_is_not_read_o
         conn, "SELECT count(*) FROM people WHERE name LIKE 'other%'"))
     assert "55000" in str(row["error"]) and "replaced" in str(row["error"]), row["error"]
     assert scalar(conn, "SELECT count(*) FROM people WHERE name LIKE 'other%'") == 0
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["gzip off", "gzip on"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_https_source_served_with_content_encoding_gzip_is_never_read_as_text(
+        conn: Conn, dsn: str, tmp_path: Path, https: tuple[str, Path, Any],
+        monkeypatch: pytest.MonkeyPatch, fmt: str, gz: bool) -> None:
+    """A .gz file served with ``Content-Encoding: gzip`` (Apache's AddEncoding):
+    the worker asks for no encoding and decodes none, so its ranges are of the
+    compressed bytes. With gzip on they are imported exactly; with it off the
+    job fails (the compressed bytes are no UTF-8 header, no JSON), never
+    succeeding with rows made of them."""
+    base, root, handler = https
+    plain_headers = handler._headers
+
+    def encoded(self: Any, path: Path, code: int, length: int,
+                extra: tuple[tuple[str, str], ...] = ()) -> None:
+        plain_headers(self, path, code, length, (*extra, ("Content-Encoding", "gzip")))
+
+    handler._headers = encoded
+    make_people(conn)
+    data = people_csv(1500) if fmt == "csv" else b"".join(
+        b'{"name": "person %d", "age": %d}\n' % (i, i) for i in range(1500))
+    (root / f"rows.{fmt}.gz").write_bytes(gzip.compress(data))
+    allow(conn, f"{base}/")
+    monkeypatch.setattr(storage, "READ_BLOCK", 2048)
+    job_id = submit_import(conn, f"{base}/rows.{fmt}.gz", "1", {"format": fmt, "gzip": gz})
+    status = run(dsn, job_id, tmp_path / "store")
+    names = scalar(conn, "SELECT count(*) FROM people")
+    if gz:
+        assert status == "succeeded", job(conn, job_id)["error"]
+        assert names == scalar(conn, "SELECT count(DISTINCT name) FROM people") == 1500
+    else:
+        assert status == "failed" and names == 0, (status, names)
