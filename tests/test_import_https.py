@@ -899,3 +899,39 @@ def test_an_https_source_served_with_content_encoding_gzip_is_never_read_as_text
         assert names == scalar(conn, "SELECT count(DISTINCT name) FROM people") == 1500
     else:
         assert status == "failed" and names == 0, (status, names)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_https_source_put_again_within_its_second_mid_read_never_succeeds(
+        conn: Conn, dsn: str, tmp_path: Path, https: tuple[str, Path, Any],
+        monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """Within one attempt, between two ranged GETs, the file put again at the
+    same size within its Last-Modified second (nginx's ETag of that second and
+    the size unchanged): every answer states the version the read began with,
+    and the import succeeded with rows of two files. The source is read again
+    at its end and must be the bytes imported."""
+    base, root, handler = https
+    _seconds_validators(handler, True)
+    make_people(conn)
+    path = root / f"rows.{fmt}"
+    data = people_csv(2000) if fmt == "csv" else b"".join(
+        b'{"name": "person %d", "age": %d}\n' % (i, i) for i in range(2000))
+    path.write_bytes(data)
+    second = path.stat().st_mtime_ns // 10**9 * 10**9
+    os.utime(path, ns=(second, second))
+    allow(conn, f"{base}/")
+    monkeypatch.setattr(storage, "READ_BLOCK", 2048)
+    job_id = submit_import(conn, f"{base}/rows.{fmt}", "1", {"format": fmt})
+
+    def put_again(*_: Any) -> None:
+        if not getattr(put_again, "done", False):
+            put_again.done = True  # type: ignore[attr-defined]
+            path.write_bytes(data.replace(b"person", b"other "))
+            os.utime(path, ns=(second + 5 * 10**8, second + 5 * 10**8))
+
+    Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{tmp_path / 'store'}",
+             batch_bytes=4096, on_progress=put_again).run()
+    row = job(conn, job_id)
+    assert row["status"] == "failed", (row["status"], scalar(
+        conn, "SELECT count(*) FROM people WHERE name LIKE 'other%'"))
+    assert "55000" in str(row["error"]) and "changed while it was read" in str(row["error"])
