@@ -647,6 +647,7 @@ class Importer:
                 raise Stopped()
             fill(size)
             if not buf and eof:
+                self._read_again(offset)
                 return
             self._throttle(conn)
             started = time.monotonic()
@@ -661,6 +662,7 @@ class Importer:
                 limit *= 2  # a record longer than the batch: take more
             if taken == 0:
                 if eof:
+                    self._read_again(offset)
                     return
                 if len(buf) > MAX_RECORD:
                     raise BadSource(f"line {line + 1}: a record longer than 64 MiB "
@@ -839,6 +841,30 @@ class Importer:
             out.append((start, end, line + 1))
             line += lines
         return out
+
+    def _read_again(self, offset: int) -> None:
+        """At the end of an https:// source, before the job can succeed: its bytes
+        before ``offset`` (all it imported) read again must hash as those the
+        batches were read from (``prefix``). A file put again at the same size
+        between two ranged GETs, within its Last-Modified second, states the same
+        validators (nginx's ETag is that second and the size): the import read
+        on in the new bytes and succeeded with rows of two files."""
+        if self.prefix is None:
+            return
+        again = hashlib.sha256()
+        left = offset
+        source = _Source(self.source, 0, self.gzip, total=self.total,
+                         etag=self.version.get("etag"))
+        for block in source.blocks():
+            again.update(block[:left])
+            left -= min(left, len(block))
+            if not left:
+                break
+        if left or again.hexdigest() != self.prefix.hexdigest():
+            raise SourceChanged(f"{self.source} changed while it was read: read again at its "
+                                "end, its bytes differ from those its batches were read from, "
+                                "though the server states the same size and version",
+                                hint=_REPLACED_HINT)
 
     def _taken(self, data: bytearray) -> None:
         """The source's bytes ``data`` are behind the import's offset now."""
