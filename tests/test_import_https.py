@@ -835,6 +835,23 @@ def _seconds_validators(handler: Any, etag: bool) -> None:
     handler._headers = headers
 
 
+def _same_second_source(conn: Conn, base: str, root: Path, fmt: str,
+                        monkeypatch: pytest.MonkeyPatch) -> tuple[Path, bytes, int, int]:
+    """`people`, a source of 2000 records (``fmt``) whose mtime is a whole
+    second, allowed, read in blocks of 2048 bytes, and its import submitted:
+    (its path, its bytes, that second in ns, the job's id)."""
+    make_people(conn)
+    path = root / f"rows.{fmt}"
+    data = people_csv(2000) if fmt == "csv" else b"".join(
+        b'{"name": "person %d", "age": %d}\n' % (i, i) for i in range(2000))
+    path.write_bytes(data)
+    second = path.stat().st_mtime_ns // 10**9 * 10**9
+    os.utime(path, ns=(second, second))
+    allow(conn, f"{base}/")
+    monkeypatch.setattr(storage, "READ_BLOCK", 2048)
+    return path, data, second, submit_import(conn, f"{base}/rows.{fmt}", "1", {"format": fmt})
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 @pytest.mark.parametrize("etag", [False, True], ids=["Last-Modified only", "nginx ETag"])
 def test_an_https_source_put_again_within_its_last_modified_second_is_not_read_on(
@@ -846,16 +863,7 @@ def test_an_https_source_put_again_within_its_last_modified_second_is_not_read_o
     bytes from the first's offset, the job succeeding with rows of both."""
     base, root, handler = https
     _seconds_validators(handler, etag)
-    make_people(conn)
-    path = root / f"rows.{fmt}"
-    data = people_csv(2000) if fmt == "csv" else b"".join(
-        b'{"name": "person %d", "age": %d}\n' % (i, i) for i in range(2000))
-    path.write_bytes(data)
-    second = path.stat().st_mtime_ns // 10**9 * 10**9
-    os.utime(path, ns=(second, second))
-    allow(conn, f"{base}/")
-    monkeypatch.setattr(storage, "READ_BLOCK", 2048)
-    job_id = submit_import(conn, f"{base}/rows.{fmt}", "1", {"format": fmt})
+    path, data, second, job_id = _same_second_source(conn, base, root, fmt, monkeypatch)
     stop = threading.Event()
     assert run(dsn, job_id, tmp_path / "store", stop=stop, batch_bytes=4096,
                on_progress=lambda *_: stop.set()) == "released"
@@ -914,16 +922,7 @@ def test_an_https_source_put_again_within_its_second_mid_read_never_succeeds(
     at its end and must be the bytes imported."""
     base, root, handler = https
     _seconds_validators(handler, True)
-    make_people(conn)
-    path = root / f"rows.{fmt}"
-    data = people_csv(2000) if fmt == "csv" else b"".join(
-        b'{"name": "person %d", "age": %d}\n' % (i, i) for i in range(2000))
-    path.write_bytes(data)
-    second = path.stat().st_mtime_ns // 10**9 * 10**9
-    os.utime(path, ns=(second, second))
-    allow(conn, f"{base}/")
-    monkeypatch.setattr(storage, "READ_BLOCK", 2048)
-    job_id = submit_import(conn, f"{base}/rows.{fmt}", "1", {"format": fmt})
+    path, data, second, job_id = _same_second_source(conn, base, root, fmt, monkeypatch)
 
     def put_again(*_: Any) -> None:
         if not getattr(put_again, "done", False):
