@@ -12,8 +12,7 @@ sources; tests/test_import_https.py those on https:// sources."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import obstore
@@ -24,7 +23,6 @@ from pgjobs.poller import s3client, storage
 from pgjobs.poller.importer import Importer
 from tests.support import allow, claim_import, job, make_people, submit_import
 from tests.support.s3_faults import FaultProxy
-from tests.support.storage import clean_aws_env
 
 Conn = psycopg.Connection[Any]
 ROWS = 400
@@ -152,19 +150,9 @@ def test_a_remote_source_replaced_between_attempts_is_not_read_on(
 
 
 @pytest.fixture
-def proxy(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
-          tmp_path: Path) -> Iterator[FaultProxy]:
-    """The worker reaches moto through the fault proxy (tests/support/s3_faults.py)."""
-    clean_aws_env(monkeypatch, tmp_path)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    faulty = FaultProxy(s3_endpoint).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", faulty.url)
-    monkeypatch.setenv("PGJOBS_S3_ATTEMPTS", "1")
-    storage.forget_stores()
-    yield faulty
-    faulty.stop()
-    storage.forget_stores()
+def proxy(s3_fault_proxy: FaultProxy) -> FaultProxy:
+    """The worker reaches moto through the fault proxy (tests/support/storage.py)."""
+    return s3_fault_proxy
 
 
 @pytest.fixture
