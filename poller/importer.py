@@ -174,23 +174,32 @@ class _Source:
     def __init__(self, uri: str, offset: int, gzip: bool, block: int | None = None,
                  total: int | None = None, etag: str | None = None,
                  inode: tuple[int, int] | None = None, mtime_ns: int | None = None,
-                 ctime_ns: int | None = None):
+                 ctime_ns: int | None = None, prefix: Any = None,
+                 prefix_sha256: str | None = None):
         """``total``: the source's size as the importer read it (one HEAD of an
         https:// source per attempt: the reader checks each range against it);
         ``etag``, ``inode``, ``mtime_ns``, ``ctime_ns``: the version checkpointed,
-        which an s3:// or obstore read pins, a file:// read's file must be and keep."""
+        which an s3:// or obstore read pins, a file:// read's file must be and keep.
+        ``prefix_sha256``: the SHA-256 of the decoded bytes before ``offset`` as the
+        import began with them (its checkpoint's): they are read again, hashed
+        into ``prefix`` (a hashlib object, empty), and must hash to it before any
+        byte after them is given (SourceChanged)."""
         self.consumed = 0
         self._gzip = gzip
-        self._skip = offset if gzip else 0
-        self._blocks = storage.open_range(uri, 0 if gzip else offset, block, total, etag,
+        again = gzip or prefix_sha256 is not None
+        self._skip = offset if again else 0
+        self._prefix, self._expected = prefix, prefix_sha256
+        self._blocks = storage.open_range(uri, 0 if again else offset, block, total, etag,
                                           inode, mtime_ns, ctime_ns)
-        self.consumed = 0 if gzip else offset
+        self.consumed = 0 if again else offset
+        self._uri = uri
 
     def blocks(self) -> Iterator[bytes]:
         if not self._gzip:
             for block in self._blocks:
                 self.consumed += len(block)
-                yield block
+                yield from self._emit(block)
+            self._verified()
             return
         inflate = zlib.decompressobj(31)
         member = False  # a member begun and not yet ended
@@ -222,14 +231,31 @@ class _Source:
                      "import it as a new job: the rows of this job's committed batches stay, "
                      "so delete them first or import with on_duplicate: skip")
         yield from self._emit(out)
+        self._verified()
 
     def _emit(self, out: bytes) -> Iterator[bytes]:
         if self._skip:
             drop = min(self._skip, len(out))
+            if self._prefix is not None:
+                self._prefix.update(out[:drop])
             out = out[drop:]
             self._skip -= drop
+            if not self._skip:
+                self._verified()
         if out:
             yield out
+
+    def _verified(self) -> None:
+        """Raise SourceChanged unless the bytes read again before the offset
+        (``prefix_sha256``) are the ones the import began with."""
+        if self._expected is None:
+            return
+        if self._skip or self._prefix.hexdigest() != self._expected:
+            raise SourceChanged(f"{self._uri} was replaced since the import began: the bytes "
+                                "before its checkpoint differ from those its committed "
+                                "batches were read from, though the server states the same "
+                                "size and version", hint=_REPLACED_HINT)
+        self._expected = None
 
 
 def csv_records(data: bytes | bytearray | memoryview,
@@ -392,6 +418,8 @@ class Importer:
         self.control = _Control(dsn, job_id, worker, lease=30.0, borrowed=control,
                                 app="pgjobs import")
         self._data: db.Connection | None = None
+        # The SHA-256 of the source's bytes behind the offset (https:// only: _stream).
+        self.prefix: Any = None
         self.totals: dict[str, Any] = {}
         self.rejects_uri: str | None = None  # this job's, once named (_write_rejects)
         # rejects_uri once this attempt created it or found it created.
@@ -552,10 +580,22 @@ class Importer:
         inode = (int(self.version["dev"]), int(self.version["ino"])) \
             if "dev" in self.version and "ino" in self.version else None
         mtime, ctime = self.version.get("mtime_ns"), self.version.get("ctime_ns")
+        # An https:// server's ETag and Last-Modified are what it chooses to state
+        # (nginx: the mtime's second and the size), and a file put again at the
+        # same size within that second keeps them all: a resume read on in the
+        # new bytes. Its checkpoints carry the SHA-256 of the bytes before them,
+        # which a resume reads again and compares before reading on. A
+        # checkpoint of the previous release has none: not compared, not kept.
+        expected = ck.get("prefix_sha256") if offset > 0 else None
+        self.prefix = hashlib.sha256() if storage.parse(self.source).scheme == "https" \
+            and (offset == 0 or isinstance(expected, str)) else None
         source = _Source(self.source, offset, self.gzip, total=self.total,
                          etag=self.version.get("etag"), inode=inode,
                          mtime_ns=None if inode is None or mtime is None else int(mtime),
-                         ctime_ns=None if inode is None or ctime is None else int(ctime))
+                         ctime_ns=None if inode is None or ctime is None else int(ctime),
+                         prefix=self.prefix,
+                         prefix_sha256=str(expected) if self.prefix is not None
+                         and offset > 0 else None)
         blocks = source.blocks()
         buf = bytearray()
         eof = False
@@ -571,6 +611,7 @@ class Importer:
         if offset == 0:
             fill(3)
             if buf.startswith(_BOM):
+                self._taken(buf[:3])
                 del buf[:3]
                 offset = 3
         if self.format == "csv" and fields is None:
@@ -594,6 +635,7 @@ class Importer:
                                      "\"jsonl\"); a CSV source starts with a row of "
                                      "field names")
             line += buf.count(b"\n", 0, end) + (0 if buf[end - 1] == 10 else 1)
+            self._taken(buf[:end])
             del buf[:end]
             offset += end
         conn = self._data_connection()
@@ -605,6 +647,7 @@ class Importer:
                 raise Stopped()
             fill(size)
             if not buf and eof:
+                self._read_again(offset)
                 return
             self._throttle(conn)
             started = time.monotonic()
@@ -619,6 +662,7 @@ class Importer:
                 limit *= 2  # a record longer than the batch: take more
             if taken == 0:
                 if eof:
+                    self._read_again(offset)
                     return
                 if len(buf) > MAX_RECORD:
                     raise BadSource(f"line {line + 1}: a record longer than 64 MiB "
@@ -626,6 +670,7 @@ class Importer:
                                     hint="fix the source, then pgjobs.retry(id)")
                 fill(len(buf) + size)
                 continue
+            self._taken(buf[:taken])
             del buf[:taken]
             offset += taken
             line = line_after
@@ -698,7 +743,7 @@ class Importer:
                 return 0, line, False
             chunk = view[:cut]
             at = line + chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
-            checkpoint = self._checkpoint(offset + cut, at, fields)
+            checkpoint = self._checkpoint(offset + cut, at, fields, chunk)
             done = source.consumed if self.gzip else offset + cut
             with conn.transaction():
                 if (not _maybe_blank(chunk) and not _maybe_marker(chunk)
@@ -767,7 +812,7 @@ class Importer:
             out += b"\n"
             good.append((begin, len(out), at))
         data = bytes(out)
-        checkpoint = self._checkpoint(offset + cut, at, fields)
+        checkpoint = self._checkpoint(offset + cut, at, fields, view[:cut])
         done = source.consumed if self.gzip else offset + cut
         with conn.transaction():
             staged = self._copy(conn, copy_sql, data, good, jsonl_rejects)
@@ -797,10 +842,49 @@ class Importer:
             line += lines
         return out
 
-    def _checkpoint(self, offset: int, line: int, fields: list[str] | None) -> dict[str, Any]:
-        return {"v": CHECKPOINT_VERSION, "offset": offset, "line": line, "fields": fields,
-                "format": self.format, "gzip": self.gzip, "source": self.source,
-                "size": self.total, "version": self.version, "history": self.history}
+    def _read_again(self, offset: int) -> None:
+        """At the end of an https:// source, before the job can succeed: its bytes
+        before ``offset`` (all it imported) read again must hash as those the
+        batches were read from (``prefix``). A file put again at the same size
+        between two ranged GETs, within its Last-Modified second, states the same
+        validators (nginx's ETag is that second and the size): the import read
+        on in the new bytes and succeeded with rows of two files."""
+        if self.prefix is None:
+            return
+        again = hashlib.sha256()
+        left = offset
+        source = _Source(self.source, 0, self.gzip, total=self.total,
+                         etag=self.version.get("etag"))
+        for block in source.blocks():
+            again.update(block[:left])
+            left -= min(left, len(block))
+            if not left:
+                break
+        if left or again.hexdigest() != self.prefix.hexdigest():
+            raise SourceChanged(f"{self.source} changed while it was read: read again at its "
+                                "end, its bytes differ from those its batches were read from, "
+                                "though the server states the same size and version",
+                                hint=_REPLACED_HINT)
+
+    def _taken(self, data: bytearray) -> None:
+        """The source's bytes ``data`` are behind the import's offset now."""
+        if self.prefix is not None:
+            self.prefix.update(data)
+
+    def _checkpoint(self, offset: int, line: int, fields: list[str] | None,
+                    taken: bytes) -> dict[str, Any]:
+        """The checkpoint after a batch of the bytes ``taken`` (its records), up to
+        ``offset``; with the SHA-256 of the source's bytes before it where the
+        version the server states cannot be trusted to change with them
+        (``prefix_sha256``, :meth:`_stream`)."""
+        ck = {"v": CHECKPOINT_VERSION, "offset": offset, "line": line, "fields": fields,
+              "format": self.format, "gzip": self.gzip, "source": self.source,
+              "size": self.total, "version": self.version, "history": self.history}
+        if self.prefix is not None:
+            prefix = self.prefix.copy()
+            prefix.update(taken)
+            ck["prefix_sha256"] = prefix.hexdigest()
+        return ck
 
     def _copy_whole(self, conn: db.Connection, copy_sql: str, chunk: bytes) -> bool:
         """COPY chunk in one piece; False (nothing staged) when COPY refuses a record."""

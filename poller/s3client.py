@@ -59,21 +59,28 @@ _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenie
                      "ExpiredToken", "InvalidToken", "AuthorizationHeaderMalformed"}
 
 
+RANGE_HINT = ("the store (or a proxy before it) must answer each ranged GET with exactly "
+              "the byte range asked for (206 Partial Content): read the source from a store "
+              "that honours Range, then pgjobs.retry the job")
+
+
 class S3Error(Exception):
     """One failed S3 call: ``code`` is S3's error code (``NoSuchUpload``...), empty
     for a network failure; ``retryable`` says whether the same call may succeed
     later (network, 5xx, throttling), ``credentials`` that no credentials were
     found or they were refused, ``tls`` that the server's certificate is not
-    trusted (or it does not speak TLS)."""
+    trusted (or it does not speak TLS); ``hint``, what to do, where this module
+    knows better than the caller."""
 
     def __init__(self, status: int, code: str, message: str, *, retryable: bool | None = None,
-                 credentials: bool = False, tls: bool = False):
+                 credentials: bool = False, tls: bool = False, hint: str | None = None):
         super().__init__(f"{code}: {message} (HTTP {status})" if code else
                          (f"HTTP {status}: {message}" if status else message))
         self.status = status
         self.code = code
         self.credentials = credentials or code in _CREDENTIAL_CODES
         self.tls = tls  # a permanent TLS failure (pgjobs.poller.tls)
+        self.hint = hint
         self.retryable = (status >= 500 or status == 0 or code in _RETRY_CODES) \
             if retryable is None else retryable
 
@@ -544,17 +551,34 @@ class Client:
         return int(head["ContentLength"]), {k: v for k, v in version.items() if v}
 
     def get_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes:
-        """Bytes [start, start + length) of ``key``; with ``etag``, of that version
-        only (If-Match: S3 answers 412 PreconditionFailed once it was replaced)."""
+        """Bytes [start, start + length) of ``key``, exactly those; with ``etag``, of
+        that version only (If-Match: S3 answers 412 PreconditionFailed once it was
+        replaced). A reply that is not that range (a store or proxy that ignores
+        ``Range`` answers 200 with the whole object, no ``Content-Range``) is an
+        S3Error, not retryable, and none of its bytes is returned: read as the
+        block asked for, the object's start was imported again."""
+        end = start + length - 1
         match = {} if etag is None else {"IfMatch": etag}
-        reply = self._call("get_object", Key=key, Range=f"bytes={start}-{start + length - 1}",
-                           **match)
+        reply = self._call("get_object", Key=key, Range=f"bytes={start}-{end}", **match)
         try:
-            return bytes(reply["Body"].read())
+            stated = str(reply.get("ContentRange") or "").strip()
+            found = _CONTENT_RANGE.fullmatch(stated)
+            if found is None or (int(found[1]), int(found[2])) != (start, end):
+                raise S3Error(0, "", f"{key}: the store answered the byte range {start}-{end} "
+                              f"with Content-Range {stated[:100] or '(none: the whole object?)'}"
+                              f", not that range", retryable=False, hint=RANGE_HINT)
+            data = bytes(reply["Body"].read())
+        except S3Error:
+            raise
         except Exception as exc:  # the body streams after the call returned
             raise _translate(exc) from exc
         finally:
             reply["Body"].close()
+        if len(data) != length:
+            raise S3Error(0, "", f"{key}: the store sent {len(data)} bytes for the byte range "
+                          f"{start}-{end} ({length} bytes)", retryable=len(data) < length,
+                          hint=None if len(data) < length else RANGE_HINT)
+        return data
 
     def open_range(self, key: str, start: int, end: int) -> tuple[tuple[int, int, int] | None,
                                                                    Any]:

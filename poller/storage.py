@@ -693,7 +693,7 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
     if isinstance(exc, s3.S3Error):
         denied = exc.code == "AccessDenied" or (exc.status == 403 and not exc.credentials)
         return _classified(what, str(exc), retryable=exc.retryable,
-                           hint=TLS_HINT if exc.tls else
+                           hint=TLS_HINT if exc.tls else exc.hint if exc.hint else
                            CHANGED_WHILE_READ_HINT if exc.status == 412 else
                            None if denied else _CREDENTIALS_HINT if exc.credentials else None,
                            sqlstate="42501" if denied else "28000" if exc.credentials else
@@ -1937,7 +1937,11 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
     block (a local file's pin, as the ETag is an object's: a file rewritten in
     place at the same size keeps its inode and size, and the read went on in
     the new bytes, a mix of two files read as one); ``ctime_ns``: its
-    status-change time then, kept alike (a rewrite whose mtime was set back)."""
+    status-change time then, kept alike (a rewrite whose mtime was set back).
+    Every store's block is exactly the range asked for (S3's and obstore's as
+    https://'s, :mod:`~pgjobs.poller.https`): a store or proxy that ignores
+    ``Range`` and answers with the whole object fails the read for good (read
+    as the block, the object's start was imported again); fewer bytes, for now."""
     block = block or READ_BLOCK
     loc = parse(uri)
     if loc.scheme == "file":
@@ -2028,8 +2032,14 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
                                retryable=False, hint=CHANGED_WHILE_READ_HINT) from exc
         except Exception as exc:
             raise storage_error(exc, f"cannot read {uri}") from exc
-        if not data:
-            raise StorageError(f"cannot read {uri}: no bytes at offset {offset}", retryable=True)
+        if len(data) != length:
+            # Exactly the range asked for, as S3's and https://'s readers demand:
+            # more (the whole object, a range ignored) read as this block imported
+            # the object's start again; fewer is a read to try again.
+            raise StorageError(f"cannot read {uri}: the store sent {len(data)} bytes for the "
+                               f"byte range {offset}-{offset + length - 1} ({length} bytes)",
+                               retryable=len(data) < length,
+                               hint=None if len(data) < length else s3.RANGE_HINT)
         if generation is not None:
             try:
                 now_generation = obstore.head(store, loc.path).get("version")

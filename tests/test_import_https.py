@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import gzip
+import hashlib
 import http.server
 import os
 import shutil
@@ -172,9 +173,16 @@ def test_a_stopped_https_import_resumes_at_its_checkpoint(
     handler.gets.clear()
     assert run(dsn, job_id, tmp_path / "store") == "succeeded", job(conn, job_id)["error"]
     # The resume reads the header again (a source changed since is refused),
-    # then reads on from the checkpoint.
+    # then the bytes before the checkpoint, whose SHA-256 must be the one
+    # checkpointed (the server's validators cannot be trusted to change with
+    # them: test_an_https_source_put_again_within_its_last_modified_second_...),
+    # and reads on from there: ranged GETs of one block each, from 0 to the end;
+    # then, at the end, the whole source once more (test_an_https_source_put_
+    # again_within_its_second_mid_read_never_succeeds).
     assert handler.gets[0] == f"bytes=0-{16 * 1024 - 1}"
-    assert handler.gets[1] == f"bytes={offset}-{min(offset + 2048, len(data)) - 1}"
+    spans = [f"bytes={a}-{min(a + 2048, len(data)) - 1}" for a in range(0, len(data), 2048)]
+    assert handler.gets[1:] == spans + spans
+    assert job(conn, job_id)["checkpoint"]["prefix_sha256"] == hashlib.sha256(data).hexdigest()
     assert scalar(conn, "SELECT count(*) FROM people") == 2000
     assert scalar(conn, "SELECT count(DISTINCT name) FROM people") == 2000
 
@@ -805,3 +813,126 @@ def test_an_https_source_put_again_with_the_same_size_is_not_read_on(
     # Unchanged, it reads whole.
     assert b"".join(storage.open_range(f"{base}/rows.csv", 0, 4096, total)) == \
         data.replace(b"n", b"m")
+
+
+def _seconds_validators(handler: Any, etag: bool) -> None:
+    """The server's validators as nginx makes them: Last-Modified (to the second)
+    and, with ``etag``, an ETag of the mtime's second and the size; none of them
+    moves when the file is put again at the same size within that second."""
+
+    def headers(self: Any, path: Path, code: int, length: int,
+                extra: tuple[tuple[str, str], ...] = ()) -> None:
+        st = path.stat()
+        self.send_response(code)
+        self.send_header("Content-Length", str(length))
+        self.send_header("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
+        if etag:
+            self.send_header("ETag", f'"{int(st.st_mtime):x}-{st.st_size:x}"')
+        for name, value in extra:
+            self.send_header(name, value)
+        self.end_headers()
+
+    handler._headers = headers
+
+
+def _same_second_source(conn: Conn, base: str, root: Path, fmt: str,
+                        monkeypatch: pytest.MonkeyPatch) -> tuple[Path, bytes, int, int]:
+    """`people`, a source of 2000 records (``fmt``) whose mtime is a whole
+    second, allowed, read in blocks of 2048 bytes, and its import submitted:
+    (its path, its bytes, that second in ns, the job's id)."""
+    make_people(conn)
+    path = root / f"rows.{fmt}"
+    data = people_csv(2000) if fmt == "csv" else b"".join(
+        b'{"name": "person %d", "age": %d}\n' % (i, i) for i in range(2000))
+    path.write_bytes(data)
+    second = path.stat().st_mtime_ns // 10**9 * 10**9
+    os.utime(path, ns=(second, second))
+    allow(conn, f"{base}/")
+    monkeypatch.setattr(storage, "READ_BLOCK", 2048)
+    return path, data, second, submit_import(conn, f"{base}/rows.{fmt}", "1", {"format": fmt})
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("etag", [False, True], ids=["Last-Modified only", "nginx ETag"])
+def test_an_https_source_put_again_within_its_last_modified_second_is_not_read_on(
+        conn: Conn, dsn: str, tmp_path: Path, https: tuple[str, Path, Any],
+        monkeypatch: pytest.MonkeyPatch, etag: bool, fmt: str) -> None:
+    """Between two attempts, a source put again at the same size within the same
+    second of Last-Modified (nginx's ETag is that second and the size): every
+    validator the server states is the same, and the resume read on in the new
+    bytes from the first's offset, the job succeeding with rows of both."""
+    base, root, handler = https
+    _seconds_validators(handler, etag)
+    path, data, second, job_id = _same_second_source(conn, base, root, fmt, monkeypatch)
+    stop = threading.Event()
+    assert run(dsn, job_id, tmp_path / "store", stop=stop, batch_bytes=4096,
+               on_progress=lambda *_: stop.set()) == "released"
+    path.write_bytes(data.replace(b"person", b"other "))
+    os.utime(path, ns=(second + 5 * 10**8, second + 5 * 10**8))  # the same second
+    run(dsn, job_id, tmp_path / "store")
+    row = job(conn, job_id)
+    assert row["status"] == "failed", (row["status"], scalar(
+        conn, "SELECT count(*) FROM people WHERE name LIKE 'other%'"))
+    assert "55000" in str(row["error"]) and "replaced" in str(row["error"]), row["error"]
+    assert scalar(conn, "SELECT count(*) FROM people WHERE name LIKE 'other%'") == 0
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["gzip off", "gzip on"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_https_source_served_with_content_encoding_gzip_is_never_read_as_text(
+        conn: Conn, dsn: str, tmp_path: Path, https: tuple[str, Path, Any],
+        monkeypatch: pytest.MonkeyPatch, fmt: str, gz: bool) -> None:
+    """A .gz file served with ``Content-Encoding: gzip`` (Apache's AddEncoding):
+    the worker asks for no encoding and decodes none, so its ranges are of the
+    compressed bytes. With gzip on they are imported exactly; with it off the
+    job fails (the compressed bytes are no UTF-8 header, no JSON), never
+    succeeding with rows made of them."""
+    base, root, handler = https
+    plain_headers = handler._headers
+
+    def encoded(self: Any, path: Path, code: int, length: int,
+                extra: tuple[tuple[str, str], ...] = ()) -> None:
+        plain_headers(self, path, code, length, (*extra, ("Content-Encoding", "gzip")))
+
+    handler._headers = encoded
+    make_people(conn)
+    data = people_csv(1500) if fmt == "csv" else b"".join(
+        b'{"name": "person %d", "age": %d}\n' % (i, i) for i in range(1500))
+    (root / f"rows.{fmt}.gz").write_bytes(gzip.compress(data))
+    allow(conn, f"{base}/")
+    monkeypatch.setattr(storage, "READ_BLOCK", 2048)
+    job_id = submit_import(conn, f"{base}/rows.{fmt}.gz", "1", {"format": fmt, "gzip": gz})
+    status = run(dsn, job_id, tmp_path / "store")
+    names = scalar(conn, "SELECT count(*) FROM people")
+    if gz:
+        assert status == "succeeded", job(conn, job_id)["error"]
+        assert names == scalar(conn, "SELECT count(DISTINCT name) FROM people") == 1500
+    else:
+        assert status == "failed" and names == 0, (status, names)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_https_source_put_again_within_its_second_mid_read_never_succeeds(
+        conn: Conn, dsn: str, tmp_path: Path, https: tuple[str, Path, Any],
+        monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """Within one attempt, between two ranged GETs, the file put again at the
+    same size within its Last-Modified second (nginx's ETag of that second and
+    the size unchanged): every answer states the version the read began with,
+    and the import succeeded with rows of two files. The source is read again
+    at its end and must be the bytes imported."""
+    base, root, handler = https
+    _seconds_validators(handler, True)
+    path, data, second, job_id = _same_second_source(conn, base, root, fmt, monkeypatch)
+
+    def put_again(*_: Any) -> None:
+        if not getattr(put_again, "done", False):
+            put_again.done = True  # type: ignore[attr-defined]
+            path.write_bytes(data.replace(b"person", b"other "))
+            os.utime(path, ns=(second + 5 * 10**8, second + 5 * 10**8))
+
+    Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{tmp_path / 'store'}",
+             batch_bytes=4096, on_progress=put_again).run()
+    row = job(conn, job_id)
+    assert row["status"] == "failed", (row["status"], scalar(
+        conn, "SELECT count(*) FROM people WHERE name LIKE 'other%'"))
+    assert "55000" in str(row["error"]) and "changed while it was read" in str(row["error"])

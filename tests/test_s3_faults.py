@@ -63,21 +63,9 @@ def profile_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.fixture
-def proxy(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
-          tmp_path: Path) -> Iterator[FaultProxy]:
-    """The worker talks to moto through the fault proxy; botocore retries once
-    per call and waits 2 s on a silent connection, so faults show quickly."""
-    clean_aws_env(monkeypatch, tmp_path)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    faulty = FaultProxy(s3_endpoint).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", faulty.url)
-    monkeypatch.setenv("PGJOBS_S3_TIMEOUT", "2")
-    monkeypatch.setenv("PGJOBS_S3_ATTEMPTS", "1")
-    storage.forget_stores()
-    yield faulty
-    faulty.stop()
-    storage.forget_stores()
+def proxy(s3_fault_proxy: FaultProxy) -> FaultProxy:
+    """The worker talks to moto through the fault proxy (tests/support/storage.py)."""
+    return s3_fault_proxy
 
 
 

@@ -26,7 +26,13 @@ every request (not only the first of a kept-alive connection) can be faulted:
   failure), before the next is forwarded;
 * ``conditional_answer_lost``: that many PUTs with ``If-None-Match`` (the
   next ones) are forwarded, and the connection closed without passing the
-  store's answer on (the object was written; the client never heard so).
+  store's answer on (the object was written; the client never heard so);
+* ``ranges_ignored``: that many ranged GETs (the next ones) are forwarded
+  without their ``Range`` header, so the store answers ``200`` with the whole
+  object, as a store or a proxy that ignores ranges does;
+* ``gets_cut``: that many GETs (the next ones) are answered with the
+  store's status and headers (its ``Content-Length``) but only the first half
+  of the body, the connection then closed (a body cut short).
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ class Faults:
         self.conditional_dropped = 0
         self.conditional_answer_lost = 0
         self.conditional_seen = 0
+        self.ranges_ignored = 0
+        self.gets_cut = 0
         self.release = threading.Event()  # ends silent connections at shutdown
         self.seen: list[tuple[str, str, bool]] = []  # (method, query, while down)
         self.lock = threading.Lock()
@@ -135,6 +143,26 @@ class FaultProxy:
             self._answer(req, 404, {"Content-Type": "application/xml"}, NO_SUCH_UPLOAD)
             return
         headers = {k: v for k, v in req.headers.items() if k.lower() not in _HOP}
+        if req.command == "GET":
+            with f.lock:
+                ranged = any(k.lower() == "range" for k in headers) and f.ranges_ignored > 0
+                if ranged:
+                    f.ranges_ignored -= 1
+                cut = f.gets_cut > 0
+                if cut:
+                    f.gets_cut -= 1
+            if ranged:
+                headers = {k: v for k, v in headers.items() if k.lower() != "range"}
+            if cut:
+                status, reply_headers, data = self._forward(req.command, req.path, headers,
+                                                            body)
+                req.send_response(status)
+                for key, value in reply_headers.items():
+                    req.send_header(key, value)
+                req.end_headers()
+                req.wfile.write(data[:len(data) // 2])
+                req.close_connection = True
+                return
         conditional = req.command == "PUT" and any(k.lower() == "if-none-match" for k in headers)
         if conditional:
             with f.lock:

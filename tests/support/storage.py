@@ -7,6 +7,8 @@
 * `s3_endpoint` / `s3_env` / `bucket`: a real S3 wire protocol (moto's
   ThreadedMotoServer on 127.0.0.1, once per session), AWS_* variables pointing at
   it, a new bucket per test; `big`: a target large enough for multipart parts.
+* `s3_fault_proxy`: moto reached through a fault-injecting proxy
+  (tests/support/s3_faults.py), AWS_* variables pointing at it.
 * `azurite_endpoint` / `az_env` / `az_container` and `gcs_endpoint` / `gcs_env` /
   `gcs_bucket`: Azure Blob (Azurite) and Google Cloud Storage
   (gcp-storage-emulator) servers on 127.0.0.1, started once per test session,
@@ -331,6 +333,27 @@ def bucket(s3_env: str) -> str:
     boto3.session.Session().client("s3", endpoint_url=s3_env,
                                    region_name="us-east-1").create_bucket(Bucket=name)
     return f"s3://{name}/exports/"
+
+
+@pytest.fixture
+def s3_fault_proxy(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
+                   tmp_path: Path) -> Iterator[Any]:
+    """The worker talks to moto through a fault proxy (tests/support/s3_faults.py);
+    botocore retries once per call and waits 2 s on a silent connection, so
+    faults show quickly."""
+    from tests.support.s3_faults import FaultProxy
+
+    clean_aws_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    faulty = FaultProxy(s3_endpoint).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", faulty.url)
+    monkeypatch.setenv("PGJOBS_S3_TIMEOUT", "2")
+    monkeypatch.setenv("PGJOBS_S3_ATTEMPTS", "1")
+    storage.forget_stores()
+    yield faulty
+    faulty.stop()
+    storage.forget_stores()
 
 
 @pytest.fixture
