@@ -3819,6 +3819,51 @@ ALTER FUNCTION pgjobs._count_reject_bytes() OWNER TO SUPERUSER;
 COMMENT ON FUNCTION pgjobs._count_reject_bytes() IS 'Trigger of pgjobs.import_rejects (after INSERT, DELETE): counts the bytes of an import''s rejects toward its submitter''s running total (max_item_bytes_per_client), and gives back those of rejects forgotten.';
 
 --
+-- Name: _cron_jobs(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._cron_jobs() RETURNS TABLE(jobid bigint, jobname text, schedule text, command text, active boolean)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- pgjobs' own pg_cron jobs in this database (pgjobs.run, pgjobs.run.N,
+-- pgjobs.prune), as current_user may see them; none when pg_cron's job
+-- table is not here. Any role may own cron jobs under those names (pg_cron
+-- runs them as that role), so only the jobs of a role that may call
+-- pgjobs.schedule() count (pgjobs._cron_scheduler): a reader pg_cron's row
+-- security does not confine (a superuser running doctor, a superuser-owned
+-- engine's bodies) never takes a client's look-alike for the engine's
+-- runner. What doctor, prune and the engine's wait note read
+-- (pgjobs.unschedule removes its caller's own jobs, in every database).
+-- Locks nothing.
+DECLARE
+    v_job regclass := pgjobs._cron_relation('job');  -- pg_cron's own, read by oid
+BEGIN
+    IF v_job IS NULL THEN
+        RETURN;
+    END IF;
+    FOR jobid, jobname, schedule, command, active IN EXECUTE format($q$
+        SELECT c.jobid::bigint, c.jobname::text, c.schedule::text, c.command::text,
+               c.active::boolean
+          FROM %s c
+         WHERE (c.jobname IN ('pgjobs.run', 'pgjobs.prune')
+                OR c.jobname ~ '^pgjobs\.run\.[0-9]+$')
+           AND c.database = current_database()
+           AND pgjobs._cron_scheduler(c.username::text)
+         ORDER BY c.jobname, c.jobid
+    $q$, v_job) LOOP
+        RETURN NEXT;
+    END LOOP;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._cron_jobs() OWNER TO SUPERUSER;
+
+--
 -- Name: _cron_relation(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -3859,6 +3904,36 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._cron_relation(p_name text) OWNER TO SUPERUSER;
+
+--
+-- Name: _cron_scheduler(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._cron_scheduler(p_username text) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether a pg_cron job (or run) of role p_username may be pgjobs' own:
+-- that role exists and may call pgjobs.schedule(), which installs them.
+-- pg_cron lets every role that may use its schema schedule jobs that run
+-- as itself, under any name (a name is unique only per role), so a job
+-- named pgjobs.run or pgjobs.prune is pgjobs' only when its role passes
+-- this. The one rule behind pgjobs._cron_jobs and prune's trim of pg_cron's
+-- history. False for a role that is gone. Locks nothing.
+BEGIN
+    RETURN EXISTS (
+        SELECT FROM pg_catalog.pg_roles r
+         WHERE r.rolname = p_username
+           AND has_function_privilege(r.oid, 'pgjobs.schedule(jsonb)'::regprocedure,
+                                      'EXECUTE'));
+END
+$$;
+
+ALTER FUNCTION pgjobs._cron_scheduler(p_username text) OWNER TO SUPERUSER;
 
 --
 -- Name: _cron_version(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -4704,12 +4779,13 @@ BEGIN
        AND has_table_privilege(v_runs, 'SELECT') AND has_table_privilege(v_jobs, 'SELECT') THEN
         check_name := 'pg_cron.history';
         fix := NULL;
+        -- pgjobs' own jobs' runs (pgjobs._cron_jobs), not a client's look-alikes'.
         EXECUTE format($q$
             SELECT count(*), count(*) FILTER (WHERE d.end_time < now() - $1)
               FROM %s d
-              JOIN %s c ON c.jobid = d.jobid
-             WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune')
-        $q$, v_runs, v_jobs) INTO v_count, v_old USING p_retention;
+             WHERE d.jobid IN (SELECT c.jobid FROM pgjobs._cron_jobs() c
+                                WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune'))
+        $q$, v_runs) INTO v_count, v_old USING p_retention;
         IF v_count > 10000 AND v_old > 0 THEN
             status := 'warn';
             detail := format('cron.job_run_details holds %s rows of pgjobs'' cron jobs, %s '
@@ -4739,7 +4815,7 @@ CREATE FUNCTION pgjobs._doctor_cron_jobs() RETURNS jsonb
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
-    AS $_$
+    AS $$
 -- pgjobs' cron jobs in this database, {"pgjobs.run": {schedule, command,
 -- active}, "pgjobs.prune": {...}} ('{}' when neither is scheduled), or NULL
 -- when pg_cron's job table is not in this database. pgjobs.doctor reads it
@@ -4752,18 +4828,17 @@ BEGIN
     IF v_job IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE format($q$
-        SELECT jsonb_object_agg(c.jobname, jsonb_build_object(
-                   'schedule', c.schedule, 'command', c.command,
-                   'active', c.active))
-          FROM %s c
-         WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune')
-           AND c.database = current_database()
-    $q$, v_job) INTO v_jobs;
+    -- pgjobs' own jobs only: a client's look-alike of the same name
+    -- (pgjobs._cron_jobs) neither schedules the engine nor hides its runner.
+    SELECT jsonb_object_agg(c.jobname, jsonb_build_object(
+               'schedule', c.schedule, 'command', c.command, 'active', c.active))
+      INTO v_jobs
+      FROM pgjobs._cron_jobs() c
+     WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune');
     v_jobs := coalesce(v_jobs, '{}');
     RETURN v_jobs;
 END
-$_$;
+$$;
 
 ALTER FUNCTION pgjobs._doctor_cron_jobs() OWNER TO SUPERUSER;
 
@@ -6145,9 +6220,12 @@ BEGIN
         RETURN pgjobs._leave(NULL::text);
     END IF;
     -- The very relation just found (by oid), not whatever the name reads as.
-    EXECUTE format('SELECT c.schedule FROM %s c WHERE c.jobname = %L AND c.active '
-                   'AND c.database = current_database() LIMIT 1', v_job, 'pgjobs.run')
-       INTO v_schedule;
+    -- pgjobs' own runner (pgjobs._cron_jobs): a client's job of that name
+    -- says nothing of when the engine runs.
+    SELECT c.schedule INTO v_schedule
+      FROM pgjobs._cron_jobs() c
+     WHERE c.jobname = 'pgjobs.run' AND c.active
+     LIMIT 1;
     IF v_schedule IS NULL OR v_schedule ~ 'second'
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
                    WHERE a.datname = current_database() AND a.application_name = 'pgjobs run') THEN
@@ -28795,11 +28873,11 @@ BEGIN
         EXECUTE format($q$
             DELETE FROM %s d
              WHERE d.end_time < now() - $1
-               AND (d.jobid IN (SELECT c.jobid FROM %s c
-                                 WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune'))
-                    OR d.command LIKE 'CALL pgjobs.run(%%'
-                    OR d.command LIKE 'SELECT pgjobs.prune(%%')
-        $q$, v_runs, v_jobs) USING p_retention;
+               AND (d.jobid IN (SELECT c.jobid FROM pgjobs._cron_jobs() c)
+                    OR ((d.command LIKE 'CALL pgjobs.run(%%'
+                         OR d.command LIKE 'SELECT pgjobs.prune(%%')
+                        AND pgjobs._cron_scheduler(d.username::text)))
+        $q$, v_runs) USING p_retention;
         GET DIAGNOSTICS v_trimmed = ROW_COUNT;
     END IF;
 
@@ -31478,11 +31556,25 @@ REVOKE ALL ON FUNCTION pgjobs._count_reject_bytes() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._count_reject_bytes() TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _cron_jobs(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._cron_jobs() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._cron_jobs() TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _cron_relation(p_name text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
 REVOKE ALL ON FUNCTION pgjobs._cron_relation(p_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._cron_relation(p_name text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _cron_scheduler(p_username text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._cron_scheduler(p_username text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._cron_scheduler(p_username text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _cron_version(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
