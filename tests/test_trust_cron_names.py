@@ -144,3 +144,28 @@ def test_engine_wait_ignores_a_clients_minute_look_alike(cron: Conn, mallory: st
         cron.execute("SELECT cron.schedule('pgjobs.run', '* * * * *', 'CALL pgjobs.run()')")
         assert scalar(cron, "SELECT pgjobs._engine_wait()") == (
             "waiting for the engine: next tick within 60 s")
+
+
+def test_engine_wait_ignores_a_clients_pgjobs_run_session(cron: Conn, mallory: str) -> None:
+    """pgjobs' own runner on a minute tick and a client connected as `pgjobs
+    run` (application_name is any role's to set): the note is still said; an
+    engine role's session of that name silences it (the control)."""
+    note = "waiting for the engine: next tick within 60 s"
+    cron.execute(f"ALTER ROLE {mallory} LOGIN")
+    params = psycopg.conninfo.conninfo_to_dict(cron.info.dsn)
+    params.update(user=mallory, application_name="pgjobs run")
+    with cron.transaction(force_rollback=True):
+        cron.execute("CREATE TABLE cron_wait_rows (id bigint PRIMARY KEY, table_id int NOT NULL,"
+                     " data jsonb NOT NULL DEFAULT '{}',"
+                     " created_at timestamptz NOT NULL DEFAULT now())")
+        cron.execute("CREATE INDEX ON cron_wait_rows (table_id, id)")
+        cron.execute("SELECT pgjobs.register_target('cron_wait_rows', 'id', 'table_id',"
+                     " 'created_at', 'data')")
+        cron.execute("SELECT pgjobs.submit_delete('cron_wait_rows', '1', '{}')")
+        cron.execute("SELECT cron.schedule('pgjobs.run', '* * * * *', 'CALL pgjobs.run()')")
+        # pg_stat_activity is read once a transaction: clear it before each look.
+        wait = "SELECT pgjobs._engine_wait() FROM pg_catalog.pg_stat_clear_snapshot()"
+        with psycopg.connect(psycopg.conninfo.make_conninfo(**params)):
+            assert scalar(cron, wait) == note
+        with psycopg.connect(cron.info.dsn, application_name="pgjobs run"):
+            assert scalar(cron, wait) is None
