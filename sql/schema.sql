@@ -3833,8 +3833,8 @@ CREATE FUNCTION pgjobs._cron_jobs() RETURNS TABLE(jobid bigint, jobname text, sc
 -- pgjobs' own pg_cron jobs in this database (pgjobs.run, pgjobs.run.N,
 -- pgjobs.prune), as current_user may see them; none when pg_cron's job
 -- table is not here. Any role may own cron jobs under those names (pg_cron
--- runs them as that role), so only the jobs of a role that may call
--- pgjobs.schedule() count (pgjobs._cron_scheduler): a reader pg_cron's row
+-- runs them as that role), so only the jobs of a role that may run the
+-- engine count (pgjobs._engine_runner: a member of pgjobs_admin): a reader pg_cron's row
 -- security does not confine (a superuser running doctor, a superuser-owned
 -- engine's bodies) never takes a client's look-alike for the engine's
 -- runner. What doctor, prune and the engine's wait note read
@@ -3853,7 +3853,7 @@ BEGIN
          WHERE (c.jobname IN ('pgjobs.run', 'pgjobs.prune')
                 OR c.jobname ~ '^pgjobs\.run\.[0-9]+$')
            AND c.database = current_database()
-           AND pgjobs._cron_scheduler(c.username::text)
+           AND pgjobs._engine_runner(c.username::text)
          ORDER BY c.jobname, c.jobid
     $q$, v_job) LOOP
         RETURN NEXT;
@@ -3904,36 +3904,6 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._cron_relation(p_name text) OWNER TO SUPERUSER;
-
---
--- Name: _cron_scheduler(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
---
-
-CREATE FUNCTION pgjobs._cron_scheduler(p_username text) RETURNS boolean
-    LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    SET standard_conforming_strings TO 'on'
-    SET extra_float_digits TO '3'
-    SET "DateStyle" TO 'ISO, YMD'
-    SET "IntervalStyle" TO 'postgres'
-    AS $$
--- Whether a pg_cron job (or run) of role p_username may be pgjobs' own:
--- that role exists and may call pgjobs.schedule(), which installs them.
--- pg_cron lets every role that may use its schema schedule jobs that run
--- as itself, under any name (a name is unique only per role), so a job
--- named pgjobs.run or pgjobs.prune is pgjobs' only when its role passes
--- this. The one rule behind pgjobs._cron_jobs and prune's trim of pg_cron's
--- history. False for a role that is gone. Locks nothing.
-BEGIN
-    RETURN EXISTS (
-        SELECT FROM pg_catalog.pg_roles r
-         WHERE r.rolname = p_username
-           AND has_function_privilege(r.oid, 'pgjobs.schedule(jsonb)'::regprocedure,
-                                      'EXECUTE'));
-END
-$$;
-
-ALTER FUNCTION pgjobs._cron_scheduler(p_username text) OWNER TO SUPERUSER;
 
 --
 -- Name: _cron_version(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -5228,7 +5198,9 @@ BEGIN
     SELECT count(*)::integer INTO v_runners
       FROM pg_catalog.pg_stat_activity a
      WHERE a.datname = current_database() AND a.application_name = 'pgjobs run'
-       AND a.pid <> pg_catalog.pg_backend_pid();
+       AND a.pid <> pg_catalog.pg_backend_pid()
+       -- A name any client may take: only an engine role's session runs it.
+       AND pgjobs._engine_runner(a.usename::text);
 
     check_name := NULL;
     target := NULL;
@@ -5416,7 +5388,9 @@ BEGIN
        AND (p_target IS NULL OR j.target = p_target);
     SELECT count(*) INTO v_count
       FROM pg_catalog.pg_stat_activity a
-     WHERE a.datname = current_database() AND a.application_name = 'pgjobs worker';
+     WHERE a.datname = current_database() AND a.application_name = 'pgjobs worker'
+       -- A name any client may take: only an engine role's session claims.
+       AND pgjobs._engine_runner(a.usename::text);
     IF v_ids IS NULL OR v_count > 0 THEN
         status := 'ok';
         detail := format('%s queued export/import job(s); %s `pgjobs worker` connection(s)',
@@ -6060,6 +6034,38 @@ $$;
 ALTER FUNCTION pgjobs._engine_role() OWNER TO SUPERUSER;
 
 --
+-- Name: _engine_runner(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._engine_runner(p_role text) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether a session or a pg_cron job (or run) of role p_role (a name, as
+-- pg_stat_activity.usename and cron.job.username hold it) may be pgjobs'
+-- engine: that role exists and is a member of pgjobs_admin (a superuser
+-- is), which runs the engine, its workers and pgjobs.schedule(). A name
+-- alone is any role's to take: application_name ('pgjobs run', 'pgjobs
+-- worker') is set by the client, and pg_cron lets every role that may use
+-- its schema own jobs named pgjobs.run or pgjobs.prune (unique per role
+-- only), which run as that role. The one rule behind every reader that
+-- looks for the engine: pgjobs._cron_jobs, prune's trim of pg_cron's
+-- history, doctor's runner and worker counts, the engine's wait note.
+-- False for a role that is gone. Locks nothing.
+BEGIN
+    RETURN EXISTS (SELECT FROM pg_catalog.pg_roles r
+                    WHERE r.rolname = p_role
+                      AND pg_has_role(r.oid, 'pgjobs_admin', 'MEMBER'));
+END
+$$;
+
+ALTER FUNCTION pgjobs._engine_runner(p_role text) OWNER TO SUPERUSER;
+
+--
 -- Name: _engine_seen(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -6228,7 +6234,9 @@ BEGIN
      LIMIT 1;
     IF v_schedule IS NULL OR v_schedule ~ 'second'
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
-                   WHERE a.datname = current_database() AND a.application_name = 'pgjobs run') THEN
+                   WHERE a.datname = current_database() AND a.application_name = 'pgjobs run'
+                     -- a client's session of that name runs nothing
+                     AND pgjobs._engine_runner(a.usename::text)) THEN
         RETURN pgjobs._leave(NULL::text);
     END IF;
     RETURN pgjobs._leave('waiting for the engine: next tick within 60 s'::text);
@@ -28876,7 +28884,7 @@ BEGIN
                AND (d.jobid IN (SELECT c.jobid FROM pgjobs._cron_jobs() c)
                     OR ((d.command LIKE 'CALL pgjobs.run(%%'
                          OR d.command LIKE 'SELECT pgjobs.prune(%%')
-                        AND pgjobs._cron_scheduler(d.username::text)))
+                        AND pgjobs._engine_runner(d.username::text)))
         $q$, v_runs) USING p_retention;
         GET DIAGNOSTICS v_trimmed = ROW_COUNT;
     END IF;
@@ -31570,13 +31578,6 @@ REVOKE ALL ON FUNCTION pgjobs._cron_relation(p_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._cron_relation(p_name text) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _cron_scheduler(p_username text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
---
-
-REVOKE ALL ON FUNCTION pgjobs._cron_scheduler(p_username text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._cron_scheduler(p_username text) TO pgjobs_admin;
-
---
 -- Name: FUNCTION _cron_version(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -31744,6 +31745,13 @@ GRANT ALL ON FUNCTION pgjobs._engine_kinds() TO pgjobs_client;
 
 REVOKE ALL ON FUNCTION pgjobs._engine_role() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._engine_role() TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _engine_runner(p_role text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._engine_runner(p_role text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._engine_runner(p_role text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _engine_seen(p_what text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -11,8 +11,8 @@ AS $$
 -- pgjobs' own pg_cron jobs in this database (pgjobs.run, pgjobs.run.N,
 -- pgjobs.prune), as current_user may see them; none when pg_cron's job
 -- table is not here. Any role may own cron jobs under those names (pg_cron
--- runs them as that role), so only the jobs of a role that may call
--- pgjobs.schedule() count (pgjobs._cron_scheduler): a reader pg_cron's row
+-- runs them as that role), so only the jobs of a role that may run the
+-- engine count (pgjobs._engine_runner: a member of pgjobs_admin): a reader pg_cron's row
 -- security does not confine (a superuser running doctor, a superuser-owned
 -- engine's bodies) never takes a client's look-alike for the engine's
 -- runner. What doctor, prune and the engine's wait note read
@@ -31,7 +31,7 @@ BEGIN
          WHERE (c.jobname IN ('pgjobs.run', 'pgjobs.prune')
                 OR c.jobname ~ '^pgjobs\.run\.[0-9]+$')
            AND c.database = current_database()
-           AND pgjobs._cron_scheduler(c.username::text)
+           AND pgjobs._engine_runner(c.username::text)
          ORDER BY c.jobname, c.jobid
     $q$, v_job) LOOP
         RETURN NEXT;

@@ -34,7 +34,9 @@ BEGIN
      LIMIT 1;
     IF v_schedule IS NULL OR v_schedule ~ 'second'
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
-                   WHERE a.datname = current_database() AND a.application_name = 'pgjobs run') THEN
+                   WHERE a.datname = current_database() AND a.application_name = 'pgjobs run'
+                     -- a client's session of that name runs nothing
+                     AND pgjobs._engine_runner(a.usename::text)) THEN
         RETURN pgjobs._leave(NULL::text);
     END IF;
     RETURN pgjobs._leave('waiting for the engine: next tick within 60 s'::text);

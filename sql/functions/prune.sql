@@ -232,7 +232,7 @@ BEGIN
                AND (d.jobid IN (SELECT c.jobid FROM pgjobs._cron_jobs() c)
                     OR ((d.command LIKE 'CALL pgjobs.run(%%'
                          OR d.command LIKE 'SELECT pgjobs.prune(%%')
-                        AND pgjobs._cron_scheduler(d.username::text)))
+                        AND pgjobs._engine_runner(d.username::text)))
         $q$, v_runs) USING p_retention;
         GET DIAGNOSTICS v_trimmed = ROW_COUNT;
     END IF;
