@@ -19,7 +19,10 @@ DEFINER bodies) must not take them for pgjobs' own:
   by command;
 - `pgjobs._engine_wait` must not tell clients a look-alike's schedule.
 
-Every reader goes through one rule (pgjobs._cron_jobs); each is tried here.
+Every reader goes through one rule (pgjobs._cron_jobs over
+pgjobs._engine_runner: the job's role is a pgjobs_admin member); each is
+tried here, and the wait note with a client session named `pgjobs run` too
+(the other session readers: tests/test_trust_engine_sessions.py).
 """
 
 from __future__ import annotations
