@@ -3918,6 +3918,51 @@ ALTER FUNCTION pgjobs._count_reject_bytes() OWNER TO SUPERUSER;
 COMMENT ON FUNCTION pgjobs._count_reject_bytes() IS 'Trigger of pgjobs.import_rejects (after INSERT, DELETE): counts the bytes of an import''s rejects toward its submitter''s running total (max_item_bytes_per_client), and gives back those of rejects forgotten.';
 
 --
+-- Name: _cron_jobs(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._cron_jobs() RETURNS TABLE(jobid bigint, jobname text, schedule text, command text, active boolean)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- pgjobs' own pg_cron jobs in this database (pgjobs.run, pgjobs.run.N,
+-- pgjobs.prune), as current_user may see them; none when pg_cron's job
+-- table is not here. Any role may own cron jobs under those names (pg_cron
+-- runs them as that role), so only the jobs of a role that may run the
+-- engine count (pgjobs._engine_runner: a member of pgjobs_admin): a reader pg_cron's row
+-- security does not confine (a superuser running doctor, a superuser-owned
+-- engine's bodies) never takes a client's look-alike for the engine's
+-- runner. What doctor, prune and the engine's wait note read
+-- (pgjobs.unschedule removes its caller's own jobs, in every database).
+-- Locks nothing.
+DECLARE
+    v_job regclass := pgjobs._cron_relation('job');  -- pg_cron's own, read by oid
+BEGIN
+    IF v_job IS NULL THEN
+        RETURN;
+    END IF;
+    FOR jobid, jobname, schedule, command, active IN EXECUTE format($q$
+        SELECT c.jobid::bigint, c.jobname::text, c.schedule::text, c.command::text,
+               c.active::boolean
+          FROM %s c
+         WHERE (c.jobname IN ('pgjobs.run', 'pgjobs.prune')
+                OR c.jobname ~ '^pgjobs\.run\.[0-9]+$')
+           AND c.database = current_database()
+           AND pgjobs._engine_runner(c.username::text)
+         ORDER BY c.jobname, c.jobid
+    $q$, v_job) LOOP
+        RETURN NEXT;
+    END LOOP;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._cron_jobs() OWNER TO SUPERUSER;
+
+--
 -- Name: _cron_relation(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -4803,12 +4848,13 @@ BEGIN
        AND has_table_privilege(v_runs, 'SELECT') AND has_table_privilege(v_jobs, 'SELECT') THEN
         check_name := 'pg_cron.history';
         fix := NULL;
+        -- pgjobs' own jobs' runs (pgjobs._cron_jobs), not a client's look-alikes'.
         EXECUTE format($q$
             SELECT count(*), count(*) FILTER (WHERE d.end_time < now() - $1)
               FROM %s d
-              JOIN %s c ON c.jobid = d.jobid
-             WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune')
-        $q$, v_runs, v_jobs) INTO v_count, v_old USING p_retention;
+             WHERE d.jobid IN (SELECT c.jobid FROM pgjobs._cron_jobs() c
+                                WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune'))
+        $q$, v_runs) INTO v_count, v_old USING p_retention;
         IF v_count > 10000 AND v_old > 0 THEN
             status := 'warn';
             detail := format('cron.job_run_details holds %s rows of pgjobs'' cron jobs, %s '
@@ -4838,7 +4884,7 @@ CREATE FUNCTION pgjobs._doctor_cron_jobs() RETURNS jsonb
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
-    AS $_$
+    AS $$
 -- pgjobs' cron jobs in this database, {"pgjobs.run": {schedule, command,
 -- active}, "pgjobs.prune": {...}} ('{}' when neither is scheduled), or NULL
 -- when pg_cron's job table is not in this database. pgjobs.doctor reads it
@@ -4851,18 +4897,17 @@ BEGIN
     IF v_job IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE format($q$
-        SELECT jsonb_object_agg(c.jobname, jsonb_build_object(
-                   'schedule', c.schedule, 'command', c.command,
-                   'active', c.active))
-          FROM %s c
-         WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune')
-           AND c.database = current_database()
-    $q$, v_job) INTO v_jobs;
+    -- pgjobs' own jobs only: a client's look-alike of the same name
+    -- (pgjobs._cron_jobs) neither schedules the engine nor hides its runner.
+    SELECT jsonb_object_agg(c.jobname, jsonb_build_object(
+               'schedule', c.schedule, 'command', c.command, 'active', c.active))
+      INTO v_jobs
+      FROM pgjobs._cron_jobs() c
+     WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune');
     v_jobs := coalesce(v_jobs, '{}');
     RETURN v_jobs;
 END
-$_$;
+$$;
 
 ALTER FUNCTION pgjobs._doctor_cron_jobs() OWNER TO SUPERUSER;
 
@@ -5252,7 +5297,9 @@ BEGIN
     SELECT count(*)::integer INTO v_runners
       FROM pg_catalog.pg_stat_activity a
      WHERE a.datname = current_database() AND a.application_name = 'pgjobs run'
-       AND a.pid <> pg_catalog.pg_backend_pid();
+       AND a.pid <> pg_catalog.pg_backend_pid()
+       -- A name any client may take: only an engine role's session runs it.
+       AND pgjobs._engine_runner(a.usename::text);
 
     check_name := NULL;
     target := NULL;
@@ -5440,7 +5487,9 @@ BEGIN
        AND (p_target IS NULL OR j.target = p_target);
     SELECT count(*) INTO v_count
       FROM pg_catalog.pg_stat_activity a
-     WHERE a.datname = current_database() AND a.application_name = 'pgjobs worker';
+     WHERE a.datname = current_database() AND a.application_name = 'pgjobs worker'
+       -- A name any client may take: only an engine role's session claims.
+       AND pgjobs._engine_runner(a.usename::text);
     IF v_ids IS NULL OR v_count > 0 THEN
         status := 'ok';
         detail := format('%s queued export/import job(s); %s `pgjobs worker` connection(s)',
@@ -6083,6 +6132,38 @@ $$;
 ALTER FUNCTION pgjobs._engine_role() OWNER TO SUPERUSER;
 
 --
+-- Name: _engine_runner(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._engine_runner(p_role text) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether a session or a pg_cron job (or run) of role p_role (a name, as
+-- pg_stat_activity.usename and cron.job.username hold it) may be pgjobs'
+-- engine: that role exists and is a member of pgjobs_admin (a superuser
+-- is), which runs the engine, its workers and pgjobs.schedule(). A name
+-- alone is any role's to take: application_name ('pgjobs run', 'pgjobs
+-- worker') is set by the client, and pg_cron lets every role that may use
+-- its schema own jobs named pgjobs.run or pgjobs.prune (unique per role
+-- only), which run as that role. The one rule behind every reader that
+-- looks for the engine: pgjobs._cron_jobs, prune's trim of pg_cron's
+-- history, doctor's runner and worker counts, the engine's wait note.
+-- False for a role that is gone. Locks nothing.
+BEGIN
+    RETURN EXISTS (SELECT FROM pg_catalog.pg_roles r
+                    WHERE r.rolname = p_role
+                      AND pg_has_role(r.oid, 'pgjobs_admin', 'MEMBER'));
+END
+$$;
+
+ALTER FUNCTION pgjobs._engine_runner(p_role text) OWNER TO SUPERUSER;
+
+--
 -- Name: _engine_seen(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -6243,12 +6324,17 @@ BEGIN
         RETURN pgjobs._leave(NULL::text);
     END IF;
     -- The very relation just found (by oid), not whatever the name reads as.
-    EXECUTE format('SELECT c.schedule FROM %s c WHERE c.jobname = %L AND c.active '
-                   'AND c.database = current_database() LIMIT 1', v_job, 'pgjobs.run')
-       INTO v_schedule;
+    -- pgjobs' own runner (pgjobs._cron_jobs): a client's job of that name
+    -- says nothing of when the engine runs.
+    SELECT c.schedule INTO v_schedule
+      FROM pgjobs._cron_jobs() c
+     WHERE c.jobname = 'pgjobs.run' AND c.active
+     LIMIT 1;
     IF v_schedule IS NULL OR v_schedule ~ 'second'
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
-                   WHERE a.datname = current_database() AND a.application_name = 'pgjobs run') THEN
+                   WHERE a.datname = current_database() AND a.application_name = 'pgjobs run'
+                     -- a client's session of that name runs nothing
+                     AND pgjobs._engine_runner(a.usename::text)) THEN
         RETURN pgjobs._leave(NULL::text);
     END IF;
     RETURN pgjobs._leave('waiting for the engine: next tick within 60 s'::text);
@@ -15918,9 +16004,9 @@ CREATE FUNCTION pgjobs._reach_roles(p_target regclass, p_as name DEFAULT CURRENT
 --   columns, CHECK constraints, index expressions and predicates,
 --   policies and partition key expressions depend on (pg_depend);
 -- * owners of every type its columns (or those objects) use, followed
---   through domains' base types, array elements, composite attributes and
---   range subtypes, and of the functions and operators those types and the
---   domains' CHECK constraints depend on.
+--   through domains' base types, array elements, composite attributes,
+--   range subtypes and a multirange's range type, and of the functions and
+--   operators those types and the domains' CHECK constraints depend on.
 -- Not covered: functions called from inside a trusted function's body
 -- (their author chose them). Built-in objects (OID below 16384) belong to
 -- the bootstrap superuser and are not followed. Every step is an index
@@ -16007,7 +16093,7 @@ BEGIN
     v_objs := coalesce(v_objs, '{}');
     -- The types of the columns and of those objects, then what they are
     -- made of (domain bases, array elements, composite attributes, range
-    -- subtypes), until nothing new turns up.
+    -- subtypes, a multirange's range type), until nothing new turns up.
     SELECT array_agg(DISTINCT x.typid) INTO v_new
       FROM (SELECT a.atttypid AS typid FROM pg_attribute a
              WHERE a.attrelid = ANY (v_rels) AND a.attnum > 0 AND NOT a.attisdropped
@@ -16036,7 +16122,11 @@ BEGIN
                WHERE ty.typrelid <> 0 AND a.attrelid = ty.typrelid AND a.attnum > 0
                  AND NOT a.attisdropped
               UNION ALL
-              SELECT rg.rngsubtype FROM pg_range rg WHERE rg.rngtypid = ty.oid) n
+              SELECT rg.rngsubtype FROM pg_range rg WHERE rg.rngtypid = ty.oid
+              UNION ALL
+              -- A multirange's ranges are read with its range type's input
+              -- (so its subtype's, and a domain's CHECK there).
+              SELECT rg.rngtypid FROM pg_range rg WHERE rg.rngmultitypid = ty.oid) n
          WHERE ty.oid = ANY (v_new) AND n.typid >= 16384 AND NOT n.typid = ANY (v_types);
     END LOOP;
     -- Their code: the types' own dependencies and their (domain) constraints.
@@ -29143,11 +29233,11 @@ BEGIN
         EXECUTE format($q$
             DELETE FROM %s d
              WHERE d.end_time < now() - $1
-               AND (d.jobid IN (SELECT c.jobid FROM %s c
-                                 WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune'))
-                    OR d.command LIKE 'CALL pgjobs.run(%%'
-                    OR d.command LIKE 'SELECT pgjobs.prune(%%')
-        $q$, v_runs, v_jobs) USING p_retention;
+               AND (d.jobid IN (SELECT c.jobid FROM pgjobs._cron_jobs() c)
+                    OR ((d.command LIKE 'CALL pgjobs.run(%%'
+                         OR d.command LIKE 'SELECT pgjobs.prune(%%')
+                        AND pgjobs._engine_runner(d.username::text)))
+        $q$, v_runs) USING p_retention;
         GET DIAGNOSTICS v_trimmed = ROW_COUNT;
     END IF;
 
@@ -31841,6 +31931,13 @@ REVOKE ALL ON FUNCTION pgjobs._count_reject_bytes() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._count_reject_bytes() TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _cron_jobs(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._cron_jobs() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._cron_jobs() TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _cron_relation(p_name text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -32015,6 +32112,13 @@ GRANT ALL ON FUNCTION pgjobs._engine_kinds() TO pgjobs_client;
 
 REVOKE ALL ON FUNCTION pgjobs._engine_role() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._engine_role() TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _engine_runner(p_role text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._engine_runner(p_role text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._engine_runner(p_role text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _engine_seen(p_what text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -23,12 +23,13 @@ BEGIN
        AND has_table_privilege(v_runs, 'SELECT') AND has_table_privilege(v_jobs, 'SELECT') THEN
         check_name := 'pg_cron.history';
         fix := NULL;
+        -- pgjobs' own jobs' runs (pgjobs._cron_jobs), not a client's look-alikes'.
         EXECUTE format($q$
             SELECT count(*), count(*) FILTER (WHERE d.end_time < now() - $1)
               FROM %s d
-              JOIN %s c ON c.jobid = d.jobid
-             WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune')
-        $q$, v_runs, v_jobs) INTO v_count, v_old USING p_retention;
+             WHERE d.jobid IN (SELECT c.jobid FROM pgjobs._cron_jobs() c
+                                WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune'))
+        $q$, v_runs) INTO v_count, v_old USING p_retention;
         IF v_count > 10000 AND v_old > 0 THEN
             status := 'warn';
             detail := format('cron.job_run_details holds %s rows of pgjobs'' cron jobs, %s '

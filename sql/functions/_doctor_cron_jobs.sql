@@ -20,14 +20,13 @@ BEGIN
     IF v_job IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE format($q$
-        SELECT jsonb_object_agg(c.jobname, jsonb_build_object(
-                   'schedule', c.schedule, 'command', c.command,
-                   'active', c.active))
-          FROM %s c
-         WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune')
-           AND c.database = current_database()
-    $q$, v_job) INTO v_jobs;
+    -- pgjobs' own jobs only: a client's look-alike of the same name
+    -- (pgjobs._cron_jobs) neither schedules the engine nor hides its runner.
+    SELECT jsonb_object_agg(c.jobname, jsonb_build_object(
+               'schedule', c.schedule, 'command', c.command, 'active', c.active))
+      INTO v_jobs
+      FROM pgjobs._cron_jobs() c
+     WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune');
     v_jobs := coalesce(v_jobs, '{}');
     RETURN v_jobs;
 END

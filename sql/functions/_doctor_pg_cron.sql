@@ -45,7 +45,9 @@ BEGIN
     SELECT count(*)::integer INTO v_runners
       FROM pg_catalog.pg_stat_activity a
      WHERE a.datname = current_database() AND a.application_name = 'pgjobs run'
-       AND a.pid <> pg_catalog.pg_backend_pid();
+       AND a.pid <> pg_catalog.pg_backend_pid()
+       -- A name any client may take: only an engine role's session runs it.
+       AND pgjobs._engine_runner(a.usename::text);
 
     check_name := NULL;
     target := NULL;

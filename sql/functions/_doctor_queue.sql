@@ -52,7 +52,9 @@ BEGIN
        AND (p_target IS NULL OR j.target = p_target);
     SELECT count(*) INTO v_count
       FROM pg_catalog.pg_stat_activity a
-     WHERE a.datname = current_database() AND a.application_name = 'pgjobs worker';
+     WHERE a.datname = current_database() AND a.application_name = 'pgjobs worker'
+       -- A name any client may take: only an engine role's session claims.
+       AND pgjobs._engine_runner(a.usename::text);
     IF v_ids IS NULL OR v_count > 0 THEN
         status := 'ok';
         detail := format('%s queued export/import job(s); %s `pgjobs worker` connection(s)',

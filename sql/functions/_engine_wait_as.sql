@@ -26,12 +26,17 @@ BEGIN
         RETURN pgjobs._leave(NULL::text);
     END IF;
     -- The very relation just found (by oid), not whatever the name reads as.
-    EXECUTE format('SELECT c.schedule FROM %s c WHERE c.jobname = %L AND c.active '
-                   'AND c.database = current_database() LIMIT 1', v_job, 'pgjobs.run')
-       INTO v_schedule;
+    -- pgjobs' own runner (pgjobs._cron_jobs): a client's job of that name
+    -- says nothing of when the engine runs.
+    SELECT c.schedule INTO v_schedule
+      FROM pgjobs._cron_jobs() c
+     WHERE c.jobname = 'pgjobs.run' AND c.active
+     LIMIT 1;
     IF v_schedule IS NULL OR v_schedule ~ 'second'
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
-                   WHERE a.datname = current_database() AND a.application_name = 'pgjobs run') THEN
+                   WHERE a.datname = current_database() AND a.application_name = 'pgjobs run'
+                     -- a client's session of that name runs nothing
+                     AND pgjobs._engine_runner(a.usename::text)) THEN
         RETURN pgjobs._leave(NULL::text);
     END IF;
     RETURN pgjobs._leave('waiting for the engine: next tick within 60 s'::text);

@@ -51,9 +51,9 @@ AS $$
 --   columns, CHECK constraints, index expressions and predicates,
 --   policies and partition key expressions depend on (pg_depend);
 -- * owners of every type its columns (or those objects) use, followed
---   through domains' base types, array elements, composite attributes and
---   range subtypes, and of the functions and operators those types and the
---   domains' CHECK constraints depend on.
+--   through domains' base types, array elements, composite attributes,
+--   range subtypes and a multirange's range type, and of the functions and
+--   operators those types and the domains' CHECK constraints depend on.
 -- Not covered: functions called from inside a trusted function's body
 -- (their author chose them). Built-in objects (OID below 16384) belong to
 -- the bootstrap superuser and are not followed. Every step is an index
@@ -140,7 +140,7 @@ BEGIN
     v_objs := coalesce(v_objs, '{}');
     -- The types of the columns and of those objects, then what they are
     -- made of (domain bases, array elements, composite attributes, range
-    -- subtypes), until nothing new turns up.
+    -- subtypes, a multirange's range type), until nothing new turns up.
     SELECT array_agg(DISTINCT x.typid) INTO v_new
       FROM (SELECT a.atttypid AS typid FROM pg_attribute a
              WHERE a.attrelid = ANY (v_rels) AND a.attnum > 0 AND NOT a.attisdropped
@@ -169,7 +169,11 @@ BEGIN
                WHERE ty.typrelid <> 0 AND a.attrelid = ty.typrelid AND a.attnum > 0
                  AND NOT a.attisdropped
               UNION ALL
-              SELECT rg.rngsubtype FROM pg_range rg WHERE rg.rngtypid = ty.oid) n
+              SELECT rg.rngsubtype FROM pg_range rg WHERE rg.rngtypid = ty.oid
+              UNION ALL
+              -- A multirange's ranges are read with its range type's input
+              -- (so its subtype's, and a domain's CHECK there).
+              SELECT rg.rngtypid FROM pg_range rg WHERE rg.rngmultitypid = ty.oid) n
          WHERE ty.oid = ANY (v_new) AND n.typid >= 16384 AND NOT n.typid = ANY (v_types);
     END LOOP;
     -- Their code: the types' own dependencies and their (domain) constraints.

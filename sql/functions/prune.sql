@@ -229,11 +229,11 @@ BEGIN
         EXECUTE format($q$
             DELETE FROM %s d
              WHERE d.end_time < now() - $1
-               AND (d.jobid IN (SELECT c.jobid FROM %s c
-                                 WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune'))
-                    OR d.command LIKE 'CALL pgjobs.run(%%'
-                    OR d.command LIKE 'SELECT pgjobs.prune(%%')
-        $q$, v_runs, v_jobs) USING p_retention;
+               AND (d.jobid IN (SELECT c.jobid FROM pgjobs._cron_jobs() c)
+                    OR ((d.command LIKE 'CALL pgjobs.run(%%'
+                         OR d.command LIKE 'SELECT pgjobs.prune(%%')
+                        AND pgjobs._engine_runner(d.username::text)))
+        $q$, v_runs) USING p_retention;
         GET DIAGNOSTICS v_trimmed = ROW_COUNT;
     END IF;
 
