@@ -63,7 +63,8 @@ def _analyzes(conn: Conn) -> dict[str, int]:
         "SELECT relname, analyze_count FROM pg_stat_user_tables WHERE relname LIKE 'hot%'")}
 
 
-def _job(conn: Conn, sql: str, params: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, int]]:
+def _run_counted(conn: Conn, sql: str,
+                 params: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, int]]:
     """Runs the job `sql` submits (run_job); its row and the ANALYZEs it made."""
     before = _analyzes(conn)
     job_id = scalar(conn, sql, params)
@@ -75,13 +76,15 @@ def _job(conn: Conn, sql: str, params: tuple[Any, ...]) -> tuple[dict[str, Any],
 
 
 def _delete(conn: Conn, filter_: str = "{}") -> tuple[dict[str, Any], dict[str, int]]:
-    return _job(conn, "SELECT pgjobs.submit_delete('hot', '1', %s::jsonb, '{}', %s::jsonb)",
-                (filter_, PAGE))
+    return _run_counted(
+        conn, "SELECT pgjobs.submit_delete('hot', '1', %s::jsonb, '{}', %s::jsonb)",
+        (filter_, PAGE))
 
 
 def _backfill(conn: Conn, set_: str) -> tuple[dict[str, Any], dict[str, int]]:
-    return _job(conn, "SELECT pgjobs.submit_backfill('hot', '1', '{}', %s::jsonb, %s::jsonb)",
-                (set_, PAGE))
+    return _run_counted(
+        conn, "SELECT pgjobs.submit_backfill('hot', '1', '{}', %s::jsonb, %s::jsonb)",
+        (set_, PAGE))
 
 
 @pytest.mark.parametrize("autovacuum", [False, True], ids=["autovacuum-off", "autovacuum-on"])
