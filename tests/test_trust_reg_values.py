@@ -129,7 +129,7 @@ def test_a_reg_value_reads_as_its_oid_or_qualified_name_and_an_unqualified_name_
     text = (str(refused.diag.message_hint) if isinstance(refused, psycopg.Error)
             else str(refused))
     assert "schema-qualified" in text and "oid" in text, (refused, text)
-    assert scalar(rv, f"SELECT {column} IS NULL FROM rv WHERE id = 1") in (True, None)
+    assert scalar(rv, f"SELECT count({column}) FROM rv") == 0
 
 
 @pytest.mark.parametrize("type_sql", ["regclass", "reg_dom", "regclass[]"])
