@@ -3346,7 +3346,9 @@ CREATE FUNCTION pgjobs._compile_set(p_reg pgjobs.target_registry, p_set jsonb) R
 -- whose path) starts with $: that is an operator's name, nor objects nesting
 -- more than 32 levels below the document (22023, see below). Values are inlined as
 -- quoted literals; every cast is tried now, so a bad value raises 22023 at
--- submit, naming the key. Locks nothing.
+-- submit, naming the key (an unqualified name of an oid-alias type with
+-- pgjobs._oid_alias_hint's hint; such a value is stored by its oid,
+-- pgjobs._literal_text). Locks nothing.
 DECLARE
     v_hint text;
     v_key text;

@@ -9,7 +9,8 @@ entry points that write such a value into a column did not:
 
 - an import (CSV and JSON Lines) cast the value's text with ``::regclass``,
   a cast of its own that reads a name only: a regclass given by its oid
-  (as an export writes it, pgjobs._canonical_text) was a rejected record;
+  (the text pgjobs stores for one, pgjobs._canonical_text) failed the
+  whole job;
   an unqualified name was rejected with the raw "relation does not exist";
 - a backfill's ``set`` gave the raw 42P01 for an unqualified name, and
   stored a name in the job ('public.h194_ka'::regclass), read again by

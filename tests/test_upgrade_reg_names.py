@@ -27,6 +27,14 @@ from tests.support import run_job, scalar
 PREVIOUS = Path(__file__).parent / "upgrade" / "previous_sql"
 
 
+def upgrade_swap_and_run(conn: psycopg.Connection[Any], dsn: str, job_id: int) -> None:
+    """Upgrade to this checkout, swap tables ka's and kb's names, run the job."""
+    migrate(dsn)
+    conn.execute("ALTER TABLE ka RENAME TO ka_old; ALTER TABLE kb RENAME TO ka;"
+                 " ALTER TABLE ka_old RENAME TO kb")
+    run_job(conn, job_id)
+
+
 @pytest.mark.parametrize("how", ["exclude", "filter"])
 def test_a_pre_65_job_s_reg_names_survive_a_rename_after_the_upgrade(
         empty_dsn: str, how: str) -> None:
@@ -58,10 +66,7 @@ def test_a_pre_65_job_s_reg_names_survive_a_rename_after_the_upgrade(
                          WHERE id = %(id)s""",
                      {"old": old, "new": new, "id": job_id, "how": how})
         assert new in scalar(conn, "SELECT predicate FROM pgjobs.jobs WHERE id = %s", (job_id,))
-        migrate(empty_dsn)
-        conn.execute("ALTER TABLE ka RENAME TO ka_old; ALTER TABLE kb RENAME TO ka;"
-                     " ALTER TABLE ka_old RENAME TO kb")
-        run_job(conn, job_id)
+        upgrade_swap_and_run(conn, empty_dsn, job_id)
         assert [r[0] for r in conn.execute("SELECT k::oid FROM rk")] == [ka]
     finally:
         conn.close()
@@ -90,10 +95,7 @@ def test_a_queued_backfill_s_reg_set_value_survives_a_rename_after_the_upgrade(
                                        "a": ["public.ka", "public.kb"]}')""")
         assert "public.ka" in scalar(conn, "SELECT assignments FROM pgjobs.jobs WHERE id = %s",
                                      (job_id,))
-        migrate(empty_dsn)
-        conn.execute("ALTER TABLE ka RENAME TO ka_old; ALTER TABLE kb RENAME TO ka;"
-                     " ALTER TABLE ka_old RENAME TO kb")
-        run_job(conn, job_id)
+        upgrade_swap_and_run(conn, empty_dsn, job_id)
         assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s",
                       (job_id,)) == "succeeded"
         assert conn.execute("SELECT v::oid, d::oid, a::oid[] FROM rv").fetchone() == (
@@ -128,10 +130,7 @@ def test_a_pre_65_delete_s_domain_key_names_survive_a_rename_after_the_upgrade(
                            SET predicate = replace(predicate, %s, '''{public.ka}'''),
                                survivors = jsonb_set(survivors, '{exclude}', '["public.ka"]')
                          WHERE id = %s""", (old, job_id))
-        migrate(empty_dsn)
-        conn.execute("ALTER TABLE ka RENAME TO ka_old; ALTER TABLE kb RENAME TO ka;"
-                     " ALTER TABLE ka_old RENAME TO kb")
-        run_job(conn, job_id)
+        upgrade_swap_and_run(conn, empty_dsn, job_id)
         assert [r[0] for r in conn.execute("SELECT k::oid FROM rk")] == [ka]
     finally:
         conn.close()
