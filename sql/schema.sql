@@ -13201,7 +13201,7 @@ CREATE FUNCTION pgjobs._literal_text(p_value anyelement) RETURNS text
     SET "IntervalStyle" TO 'postgres'
     SET "TimeZone" TO 'UTC'
     SET bytea_output TO 'hex'
-    AS $$
+    AS $_$
 -- The value's own text (its type's output, a domain's value as its base
 -- type prints it) under settings pinned here: ISO dates, UTC, SUPERUSER
 -- intervals, exact floats, hex bytea. So text a caller parsed in its own
@@ -13220,15 +13220,20 @@ DECLARE
     v_elem regtype := (SELECT pgjobs._base_type(t.typelem::regtype) FROM pg_catalog.pg_type t
                         WHERE t.oid = v_type AND t.typelem <> 0
                           AND t.typsubscript = 'array_subscript_handler'::regproc);
+    v_text text;
 BEGIN
     IF pgjobs._oid_alias_type(v_type) THEN
         RETURN (p_value::oid)::text;
     ELSIF v_elem IS NOT NULL AND pgjobs._oid_alias_type(v_elem) THEN
-        RETURN (p_value::oid[])::text;
+        -- (EXECUTE, the type a value: the cast is one only an array of such a
+        -- type has, which a check of the function for any type would refuse)
+        EXECUTE format('SELECT ($1::%s)::pg_catalog.text', 'pg_catalog.oid[]'::regtype)
+           INTO v_text USING p_value;
+        RETURN v_text;
     END IF;
     RETURN p_value::text;
 END
-$$;
+$_$;
 
 ALTER FUNCTION pgjobs._literal_text(p_value anyelement) OWNER TO SUPERUSER;
 

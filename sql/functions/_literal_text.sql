@@ -28,11 +28,16 @@ DECLARE
     v_elem regtype := (SELECT pgjobs._base_type(t.typelem::regtype) FROM pg_catalog.pg_type t
                         WHERE t.oid = v_type AND t.typelem <> 0
                           AND t.typsubscript = 'array_subscript_handler'::regproc);
+    v_text text;
 BEGIN
     IF pgjobs._oid_alias_type(v_type) THEN
         RETURN (p_value::oid)::text;
     ELSIF v_elem IS NOT NULL AND pgjobs._oid_alias_type(v_elem) THEN
-        RETURN (p_value::oid[])::text;
+        -- (EXECUTE, the type a value: the cast is one only an array of such a
+        -- type has, which a check of the function for any type would refuse)
+        EXECUTE format('SELECT ($1::%s)::pg_catalog.text', 'pg_catalog.oid[]'::regtype)
+           INTO v_text USING p_value;
+        RETURN v_text;
     END IF;
     RETURN p_value::text;
 END
