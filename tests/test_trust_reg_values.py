@@ -151,3 +151,20 @@ def test_a_backfill_s_reg_value_survives_a_rename_before_its_page(
     got = scalar(rv, f"SELECT {column}::{oid_type(type_sql)}::text "
                      "FROM rv WHERE id = 1")
     assert got == stored, got
+
+
+@pytest.mark.parametrize("type_sql", TYPES)
+def test_a_backfill_preview_refuses_an_unqualified_reg_name_as_its_submit_does(
+        rv: Conn, type_sql: str) -> None:
+    """pgjobs.preview of a backfill compiles its set as the submit does
+    (pgjobs._compile_set): the same 22023 and hint for an unqualified name,
+    and the oid and the qualified name pass."""
+    column = "v_" + type_sql.replace("[]", "_arr")
+    by_oid, qualified, unqualified, _ = spellings(rv, type_sql)
+    sql = "SELECT pgjobs.preview('rv', '1', '{}', '{}', %s)"
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as exc, rv.transaction():
+        rv.execute(sql, (json.dumps({"kind": "backfill", "set": {column: unqualified}}),))
+    hint = str(exc.value.diag.message_hint)
+    assert "schema-qualified" in hint and "oid" in hint, (exc.value, hint)
+    for value in (by_oid, qualified):
+        rv.execute(sql, (json.dumps({"kind": "backfill", "set": {column: value}}),))
