@@ -3346,8 +3346,11 @@ CREATE FUNCTION pgjobs._compile_set(p_reg pgjobs.target_registry, p_set jsonb) R
 -- whose path) starts with $: that is an operator's name, nor objects nesting
 -- more than 32 levels below the document (22023, see below). Values are inlined as
 -- quoted literals; every cast is tried now, so a bad value raises 22023 at
--- submit, naming the key. Locks nothing.
+-- submit, naming the key (an unqualified name of an oid-alias type with
+-- pgjobs._oid_alias_hint's hint; such a value is stored by its oid,
+-- pgjobs._literal_text). Locks nothing.
 DECLARE
+    v_hint text;
     v_key text;
     v_value jsonb;
     v_type text;
@@ -3464,10 +3467,22 @@ BEGIN
                        INTO v_fixed_text, v_loose_text;
                     v_literal := format('%L::%s', v_fixed_text, pgjobs._type_sql(v_type));
                 END IF;
-            EXCEPTION WHEN data_exception OR cannot_coerce OR integrity_constraint_violation THEN
-                RAISE EXCEPTION 'set: % is not a valid % for column "%"', v_value, v_type, v_key
-                    USING ERRCODE = '22023',
-                    HINT = format('Give "%s" a value of type %s.', v_key, v_type);
+            EXCEPTION
+                WHEN data_exception OR cannot_coerce OR integrity_constraint_violation THEN
+                    RAISE EXCEPTION 'set: % is not a valid % for column "%"', v_value, v_type, v_key
+                        USING ERRCODE = '22023',
+                        HINT = format('Give "%s" a value of type %s.', v_key, v_type);
+                WHEN OTHERS THEN
+                    -- A name an oid-alias type's input found no object for
+                    -- (42P01, 42704, ...): the value's fault, said as every
+                    -- entry point says it (pgjobs._oid_alias_hint).
+                    v_hint := pgjobs._oid_alias_hint(v_type::regtype, SQLSTATE);
+                    IF v_hint IS NULL THEN
+                        RAISE;
+                    END IF;
+                    RAISE EXCEPTION 'set: % is not a valid % for column "%": %', v_value, v_type,
+                                    v_key, SQLERRM
+                        USING ERRCODE = '22023', HINT = v_hint;
             END;
             -- A cast to varchar(4) cuts 'abcdef' to 'abcd', to bit(4)
             -- pads or cuts, where the UPDATE a client writes refuses the
@@ -9178,6 +9193,7 @@ DECLARE
     v_state text;
     v_message text;
     v_context text;
+    v_hint text;
 BEGIN
     IF p_text IS NOT NULL THEN
         PERFORM pg_catalog.array_in(
@@ -9190,11 +9206,14 @@ EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                             v_context = PG_EXCEPTION_CONTEXT;
     -- The value's refusal raised as one bad record (the one handler of both
-    -- reads); any other error again, as it was.
+    -- reads); any other error again, as it was. A name an oid-alias type's
+    -- input found no object for says what every entry point says
+    -- (pgjobs._oid_alias_hint), in the reason itself: a reject keeps no hint.
+    v_hint := pgjobs._oid_alias_hint(p_type, v_state);
     PERFORM pgjobs._import_input_refused(
-        v_state, v_message, v_context, '_import_input', p_column,
-        format('The value does not read as type %s%s: write it as that type''s text.',
-               p_type, CASE WHEN p_array THEN '[]' ELSE '' END));
+        v_state, v_message || coalesce(': ' || v_hint, ''), v_context, '_import_input', p_column,
+        coalesce(v_hint, format('The value does not read as type %s%s: write it as that '
+                                'type''s text.', p_type, CASE WHEN p_array THEN '[]' ELSE '' END)));
     RAISE;
 END
 $$;
@@ -9500,6 +9519,8 @@ DECLARE
     v_read_json text;
     v_read_pre text;
     v_read_post text;
+    -- (the place of a value's text x in v_read_pre || x || v_read_post)
+    v_x constant text := '$pgjobs_x$';
     v_dupes text;
     v_dupes_src text;
     v_dup_at integer;
@@ -9640,13 +9661,16 @@ BEGIN
                 'CASE WHEN %1$s THEN pgjobs._import_json_dupes(%2$s, %3$L::jsonb, %4$L) '
                 'ELSE true END', v_dupes, v_dupes_src, v_shape, v_field) END;
             v_any_exact := v_any_exact OR v_dupes IS NOT NULL;
-            -- (A value's text x is read as v_read_pre || x || v_read_post.)
-            v_read_pre := CASE WHEN v_guard THEN 'pgjobs._import_input(' ELSE '(' END;
-            v_read_post := CASE WHEN v_guard
-                THEN format(', %1$L::regtype, %2$L, %3$L)::%4$s',
-                            coalesce(v_elem, pgjobs._base_type(v_att.atttypid)), v_elem IS NOT NULL,
-                            v_field, v_type)
-                ELSE format(')::%s', v_type) END;
+            -- (A value's text x is read as v_read_pre || x || v_read_post:
+            -- the type's input, as every other entry point reads a text
+            -- (pgjobs._text_input: a regclass by its oid too, which
+            -- text::regclass refused), cut at the place of x.)
+            v_read_pre := pgjobs._text_input(CASE WHEN v_guard THEN format(
+                'pgjobs._import_input(%s, %L::regtype, %L, %L)', v_x,
+                coalesce(v_elem, pgjobs._base_type(v_att.atttypid)), v_elem IS NOT NULL, v_field)
+                ELSE v_x END, v_type);
+            v_read_post := substr(v_read_pre, strpos(v_read_pre, v_x) + length(v_x));
+            v_read_pre := left(v_read_pre, strpos(v_read_pre, v_x) - 1);
             v_read_json := CASE WHEN v_guard
                 THEN format('pgjobs._import_json_input(pgjobs_v.e::text, %1$L, %2$L, %3$L)::%1$s',
                             v_type, v_field, v_exact)
@@ -10469,6 +10493,7 @@ DECLARE
     v_state text;
     v_message text;
     v_context text;
+    v_hint text;
 BEGIN
     EXECUTE format('SELECT p.v::pg_catalog.text FROM pg_catalog.%1$s_to_record('
                    'pg_catalog.%1$s_build_object(''v'', $1::pg_catalog.%1$s)) AS p (v %2$s)',
@@ -10479,11 +10504,15 @@ EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                             v_context = PG_EXCEPTION_CONTEXT;
     -- The value's refusal raised as one bad record (the one handler of both
-    -- reads); any other error again, as it was.
+    -- reads); any other error again, as it was. A name an oid-alias type's
+    -- input found no object for (an array of them) says what every entry
+    -- point says (pgjobs._oid_alias_hint), in the reason: a reject keeps no hint.
+    v_hint := pgjobs._oid_alias_hint(p_type::regtype, v_state);
     PERFORM pgjobs._import_input_refused(
-        v_state, v_message, v_context, '_import_json_input', p_column,
-        format('The value does not read as type %s: write it as that type''s JSON, or '
-               'as its text in a JSON string.', p_type));
+        v_state, v_message || coalesce(': ' || v_hint, ''), v_context, '_import_json_input',
+        p_column, coalesce(v_hint, format('The value does not read as type %s: write it as '
+                                          'that type''s JSON, or as its text in a JSON string.',
+                                          p_type)));
     RAISE;
 END
 $_$;
@@ -13172,7 +13201,7 @@ CREATE FUNCTION pgjobs._literal_text(p_value anyelement) RETURNS text
     SET "IntervalStyle" TO 'postgres'
     SET "TimeZone" TO 'UTC'
     SET bytea_output TO 'hex'
-    AS $$
+    AS $_$
 -- The value's own text (its type's output, a domain's value as its base
 -- type prints it) under settings pinned here: ISO dates, UTC, SUPERUSER
 -- intervals, exact floats, hex bytea. So text a caller parsed in its own
@@ -13181,11 +13210,30 @@ CREATE FUNCTION pgjobs._literal_text(p_value anyelement) RETURNS text
 -- value in any other session: a runner's, pg_cron's. Unlike
 -- pgjobs._canonical_text it keeps the value as it is (1.50 stays 1.50,
 -- '36 hours' stays 36 hours): it is for values written to a row (a
--- backfill's set, pgjobs._compile_set), not for comparing. Locks nothing.
+-- backfill's set, pgjobs._compile_set), not for comparing. An oid-alias
+-- value (regclass, regtype, ..., pgjobs._oid_alias_type; through domains),
+-- or an array of them, prints as its oid: its name is read again by each
+-- page, and a rename between the submit and a page gave it to another
+-- object (the job set that one's oid and succeeded). Locks nothing.
+DECLARE
+    v_type regtype := pgjobs._base_type(pg_typeof(p_value));
+    v_elem regtype := (SELECT pgjobs._base_type(t.typelem::regtype) FROM pg_catalog.pg_type t
+                        WHERE t.oid = v_type AND t.typelem <> 0
+                          AND t.typsubscript = 'array_subscript_handler'::regproc);
+    v_text text;
 BEGIN
+    IF pgjobs._oid_alias_type(v_type) THEN
+        RETURN (p_value::oid)::text;
+    ELSIF v_elem IS NOT NULL AND pgjobs._oid_alias_type(v_elem) THEN
+        -- (EXECUTE, the type a value: the cast is one only an array of such a
+        -- type has, which a check of the function for any type would refuse)
+        EXECUTE format('SELECT ($1::%s)::pg_catalog.text', 'pg_catalog.oid[]'::regtype)
+           INTO v_text USING p_value;
+        RETURN v_text;
+    END IF;
     RETURN p_value::text;
 END
-$$;
+$_$;
 
 ALTER FUNCTION pgjobs._literal_text(p_value anyelement) OWNER TO SUPERUSER;
 
@@ -14651,11 +14699,16 @@ CREATE FUNCTION pgjobs._oid_alias_hint(p_type regtype, p_sqlstate text) RETURNS 
 -- refused, and the hint says to write it schema-qualified or as its oid.
 -- The one wording, for every entry point that reads such a value: an
 -- exclude key (pgjobs._row_selection), a filter value
--- (pgjobs._compile_filter_field), visible's cursor (pgjobs._visible_as).
--- Locks nothing.
+-- (pgjobs._compile_filter_field), visible's cursor (pgjobs._visible_as), a
+-- backfill's set (pgjobs._compile_set), an import's value (pgjobs._import_input).
+-- An array is judged by its element type (a backfill's set or an
+-- import's value of a regclass[] column). Locks nothing.
 DECLARE
     v_base regtype := pgjobs._base_type(p_type);
 BEGIN
+    v_base := coalesce((SELECT pgjobs._base_type(t.typelem::regtype) FROM pg_catalog.pg_type t
+                         WHERE t.oid = v_base AND t.typelem <> 0
+                           AND t.typsubscript = 'array_subscript_handler'::regproc), v_base);
     IF p_sqlstate IS NULL
        OR p_sqlstate NOT IN ('42P01', '42704', '42883', '3F000', '42725', '42602', '42601')
        OR NOT pgjobs._oid_alias_type(v_base) THEN

@@ -27,6 +27,14 @@ from tests.support import run_job, scalar
 PREVIOUS = Path(__file__).parent / "upgrade" / "previous_sql"
 
 
+def upgrade_swap_and_run(conn: psycopg.Connection[Any], dsn: str, job_id: int) -> None:
+    """Upgrade to this checkout, swap tables ka's and kb's names, run the job."""
+    migrate(dsn)
+    conn.execute("ALTER TABLE ka RENAME TO ka_old; ALTER TABLE kb RENAME TO ka;"
+                 " ALTER TABLE ka_old RENAME TO kb")
+    run_job(conn, job_id)
+
+
 @pytest.mark.parametrize("how", ["exclude", "filter"])
 def test_a_pre_65_job_s_reg_names_survive_a_rename_after_the_upgrade(
         empty_dsn: str, how: str) -> None:
@@ -58,10 +66,71 @@ def test_a_pre_65_job_s_reg_names_survive_a_rename_after_the_upgrade(
                          WHERE id = %(id)s""",
                      {"old": old, "new": new, "id": job_id, "how": how})
         assert new in scalar(conn, "SELECT predicate FROM pgjobs.jobs WHERE id = %s", (job_id,))
-        migrate(empty_dsn)
-        conn.execute("ALTER TABLE ka RENAME TO ka_old; ALTER TABLE kb RENAME TO ka;"
-                     " ALTER TABLE ka_old RENAME TO kb")
-        run_job(conn, job_id)
+        upgrade_swap_and_run(conn, empty_dsn, job_id)
+        assert [r[0] for r in conn.execute("SELECT k::oid FROM rk")] == [ka]
+    finally:
+        conn.close()
+
+
+def test_a_queued_backfill_s_reg_set_value_survives_a_rename_after_the_upgrade(
+        empty_dsn: str) -> None:
+    """The previous release stored a backfill's set value of a regclass
+    column (a domain over it, a regclass[]) by name in jobs.assignments, and
+    each page read it again: a rename after the upgrade set another table.
+    Migration 0196 rewrites those names to oids."""
+    assert migrate(empty_dsn, PREVIOUS)["migrations_applied"]
+    conn: psycopg.Connection[Any] = psycopg.connect(empty_dsn, autocommit=True)
+    try:
+        conn.execute("""
+            CREATE TABLE ka (); CREATE TABLE kb (); CREATE DOMAIN reg_dom AS regclass;
+            CREATE TABLE rv (id int NOT NULL, s int NOT NULL, v regclass, d reg_dom,
+                             a regclass[],
+                             created_at timestamptz NOT NULL DEFAULT now() - interval '1 day');
+            CREATE INDEX ON rv (s, id);
+            SELECT pgjobs.register_target('rv', 'id', 's', 'created_at');
+            INSERT INTO rv (id, s) VALUES (1, 1);""")
+        ka, kb = (scalar(conn, f"SELECT '{t}'::regclass::oid") for t in ("ka", "kb"))
+        job_id = scalar(conn, """SELECT pgjobs.submit_backfill('rv', '1', '{}',
+                                     '{"v": "public.ka", "d": "public.ka",
+                                       "a": ["public.ka", "public.kb"]}')""")
+        assert "public.ka" in scalar(conn, "SELECT assignments FROM pgjobs.jobs WHERE id = %s",
+                                     (job_id,))
+        upgrade_swap_and_run(conn, empty_dsn, job_id)
+        assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s",
+                      (job_id,)) == "succeeded"
+        assert conn.execute("SELECT v::oid, d::oid, a::oid[] FROM rv").fetchone() == (
+            ka, ka, [ka, kb])
+    finally:
+        conn.close()
+
+
+def test_a_pre_65_delete_s_domain_key_names_survive_a_rename_after_the_upgrade(
+        empty_dsn: str) -> None:
+    """0195 rewrote the names of keys of the pg_catalog oid-alias types only:
+    a delete queued before stop 65 on a key of a domain over regclass kept
+    its exclude list's names (survivors.exclude, the predicate's
+    '{public.ka}'::public.reg_dom[]). Migration 0196 rewrites them."""
+    assert migrate(empty_dsn, PREVIOUS)["migrations_applied"]
+    conn: psycopg.Connection[Any] = psycopg.connect(empty_dsn, autocommit=True)
+    try:
+        conn.execute("""
+            CREATE TABLE ka (); CREATE TABLE kb (); CREATE DOMAIN reg_dom AS regclass;
+            CREATE TABLE rk (k reg_dom NOT NULL, s int NOT NULL,
+                             created_at timestamptz NOT NULL DEFAULT now() - interval '1 day');
+            CREATE INDEX ON rk (s, k);
+            SELECT pgjobs.register_target('rk', 'k', 's', 'created_at');
+            INSERT INTO rk (k, s) VALUES ('ka', 1), ('kb', 1);""")
+        ka = scalar(conn, "SELECT 'ka'::regclass::oid")
+        job_id = scalar(conn, "SELECT pgjobs.submit_delete('rk', '1', '{}', %s)",
+                        (["public.ka"],))
+        # The stored form of the release before stop 65: names, not oids.
+        old = f"'{{{ka}}}'"
+        assert old in scalar(conn, "SELECT predicate FROM pgjobs.jobs WHERE id = %s", (job_id,))
+        conn.execute("""UPDATE pgjobs.jobs
+                           SET predicate = replace(predicate, %s, '''{public.ka}'''),
+                               survivors = jsonb_set(survivors, '{exclude}', '["public.ka"]')
+                         WHERE id = %s""", (old, job_id))
+        upgrade_swap_and_run(conn, empty_dsn, job_id)
         assert [r[0] for r in conn.execute("SELECT k::oid FROM rk")] == [ka]
     finally:
         conn.close()

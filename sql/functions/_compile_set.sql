@@ -24,8 +24,11 @@ AS $$
 -- whose path) starts with $: that is an operator's name, nor objects nesting
 -- more than 32 levels below the document (22023, see below). Values are inlined as
 -- quoted literals; every cast is tried now, so a bad value raises 22023 at
--- submit, naming the key. Locks nothing.
+-- submit, naming the key (an unqualified name of an oid-alias type with
+-- pgjobs._oid_alias_hint's hint; such a value is stored by its oid,
+-- pgjobs._literal_text). Locks nothing.
 DECLARE
+    v_hint text;
     v_key text;
     v_value jsonb;
     v_type text;
@@ -142,10 +145,22 @@ BEGIN
                        INTO v_fixed_text, v_loose_text;
                     v_literal := format('%L::%s', v_fixed_text, pgjobs._type_sql(v_type));
                 END IF;
-            EXCEPTION WHEN data_exception OR cannot_coerce OR integrity_constraint_violation THEN
-                RAISE EXCEPTION 'set: % is not a valid % for column "%"', v_value, v_type, v_key
-                    USING ERRCODE = '22023',
-                    HINT = format('Give "%s" a value of type %s.', v_key, v_type);
+            EXCEPTION
+                WHEN data_exception OR cannot_coerce OR integrity_constraint_violation THEN
+                    RAISE EXCEPTION 'set: % is not a valid % for column "%"', v_value, v_type, v_key
+                        USING ERRCODE = '22023',
+                        HINT = format('Give "%s" a value of type %s.', v_key, v_type);
+                WHEN OTHERS THEN
+                    -- A name an oid-alias type's input found no object for
+                    -- (42P01, 42704, ...): the value's fault, said as every
+                    -- entry point says it (pgjobs._oid_alias_hint).
+                    v_hint := pgjobs._oid_alias_hint(v_type::regtype, SQLSTATE);
+                    IF v_hint IS NULL THEN
+                        RAISE;
+                    END IF;
+                    RAISE EXCEPTION 'set: % is not a valid % for column "%": %', v_value, v_type,
+                                    v_key, SQLERRM
+                        USING ERRCODE = '22023', HINT = v_hint;
             END;
             -- A cast to varchar(4) cuts 'abcdef' to 'abcd', to bit(4)
             -- pads or cuts, where the UPDATE a client writes refuses the

@@ -32,6 +32,7 @@ DECLARE
     v_state text;
     v_message text;
     v_context text;
+    v_hint text;
 BEGIN
     IF p_text IS NOT NULL THEN
         PERFORM pg_catalog.array_in(
@@ -44,11 +45,14 @@ EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                             v_context = PG_EXCEPTION_CONTEXT;
     -- The value's refusal raised as one bad record (the one handler of both
-    -- reads); any other error again, as it was.
+    -- reads); any other error again, as it was. A name an oid-alias type's
+    -- input found no object for says what every entry point says
+    -- (pgjobs._oid_alias_hint), in the reason itself: a reject keeps no hint.
+    v_hint := pgjobs._oid_alias_hint(p_type, v_state);
     PERFORM pgjobs._import_input_refused(
-        v_state, v_message, v_context, '_import_input', p_column,
-        format('The value does not read as type %s%s: write it as that type''s text.',
-               p_type, CASE WHEN p_array THEN '[]' ELSE '' END));
+        v_state, v_message || coalesce(': ' || v_hint, ''), v_context, '_import_input', p_column,
+        coalesce(v_hint, format('The value does not read as type %s%s: write it as that '
+                                'type''s text.', p_type, CASE WHEN p_array THEN '[]' ELSE '' END)));
     RAISE;
 END
 $$;

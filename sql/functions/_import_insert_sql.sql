@@ -90,6 +90,8 @@ DECLARE
     v_read_json text;
     v_read_pre text;
     v_read_post text;
+    -- (the place of a value's text x in v_read_pre || x || v_read_post)
+    v_x constant text := '$pgjobs_x$';
     v_dupes text;
     v_dupes_src text;
     v_dup_at integer;
@@ -230,13 +232,16 @@ BEGIN
                 'CASE WHEN %1$s THEN pgjobs._import_json_dupes(%2$s, %3$L::jsonb, %4$L) '
                 'ELSE true END', v_dupes, v_dupes_src, v_shape, v_field) END;
             v_any_exact := v_any_exact OR v_dupes IS NOT NULL;
-            -- (A value's text x is read as v_read_pre || x || v_read_post.)
-            v_read_pre := CASE WHEN v_guard THEN 'pgjobs._import_input(' ELSE '(' END;
-            v_read_post := CASE WHEN v_guard
-                THEN format(', %1$L::regtype, %2$L, %3$L)::%4$s',
-                            coalesce(v_elem, pgjobs._base_type(v_att.atttypid)), v_elem IS NOT NULL,
-                            v_field, v_type)
-                ELSE format(')::%s', v_type) END;
+            -- (A value's text x is read as v_read_pre || x || v_read_post:
+            -- the type's input, as every other entry point reads a text
+            -- (pgjobs._text_input: a regclass by its oid too, which
+            -- text::regclass refused), cut at the place of x.)
+            v_read_pre := pgjobs._text_input(CASE WHEN v_guard THEN format(
+                'pgjobs._import_input(%s, %L::regtype, %L, %L)', v_x,
+                coalesce(v_elem, pgjobs._base_type(v_att.atttypid)), v_elem IS NOT NULL, v_field)
+                ELSE v_x END, v_type);
+            v_read_post := substr(v_read_pre, strpos(v_read_pre, v_x) + length(v_x));
+            v_read_pre := left(v_read_pre, strpos(v_read_pre, v_x) - 1);
             v_read_json := CASE WHEN v_guard
                 THEN format('pgjobs._import_json_input(pgjobs_v.e::text, %1$L, %2$L, %3$L)::%1$s',
                             v_type, v_field, v_exact)

@@ -31,6 +31,7 @@ DECLARE
     v_state text;
     v_message text;
     v_context text;
+    v_hint text;
 BEGIN
     EXECUTE format('SELECT p.v::pg_catalog.text FROM pg_catalog.%1$s_to_record('
                    'pg_catalog.%1$s_build_object(''v'', $1::pg_catalog.%1$s)) AS p (v %2$s)',
@@ -41,11 +42,15 @@ EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                             v_context = PG_EXCEPTION_CONTEXT;
     -- The value's refusal raised as one bad record (the one handler of both
-    -- reads); any other error again, as it was.
+    -- reads); any other error again, as it was. A name an oid-alias type's
+    -- input found no object for (an array of them) says what every entry
+    -- point says (pgjobs._oid_alias_hint), in the reason: a reject keeps no hint.
+    v_hint := pgjobs._oid_alias_hint(p_type::regtype, v_state);
     PERFORM pgjobs._import_input_refused(
-        v_state, v_message, v_context, '_import_json_input', p_column,
-        format('The value does not read as type %s: write it as that type''s JSON, or '
-               'as its text in a JSON string.', p_type));
+        v_state, v_message || coalesce(': ' || v_hint, ''), v_context, '_import_json_input',
+        p_column, coalesce(v_hint, format('The value does not read as type %s: write it as '
+                                          'that type''s JSON, or as its text in a JSON string.',
+                                          p_type)));
     RAISE;
 END
 $$;

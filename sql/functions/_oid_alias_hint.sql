@@ -21,11 +21,16 @@ AS $$
 -- refused, and the hint says to write it schema-qualified or as its oid.
 -- The one wording, for every entry point that reads such a value: an
 -- exclude key (pgjobs._row_selection), a filter value
--- (pgjobs._compile_filter_field), visible's cursor (pgjobs._visible_as).
--- Locks nothing.
+-- (pgjobs._compile_filter_field), visible's cursor (pgjobs._visible_as), a
+-- backfill's set (pgjobs._compile_set), an import's value (pgjobs._import_input).
+-- An array is judged by its element type (a backfill's set or an
+-- import's value of a regclass[] column). Locks nothing.
 DECLARE
     v_base regtype := pgjobs._base_type(p_type);
 BEGIN
+    v_base := coalesce((SELECT pgjobs._base_type(t.typelem::regtype) FROM pg_catalog.pg_type t
+                         WHERE t.oid = v_base AND t.typelem <> 0
+                           AND t.typsubscript = 'array_subscript_handler'::regproc), v_base);
     IF p_sqlstate IS NULL
        OR p_sqlstate NOT IN ('42P01', '42704', '42883', '3F000', '42725', '42602', '42601')
        OR NOT pgjobs._oid_alias_type(v_base) THEN
