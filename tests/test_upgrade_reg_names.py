@@ -11,6 +11,9 @@ previous release, queues a delete, writes its stored keys back as the
 release before stop 65 wrote them, upgrades, swaps two tables' names and
 runs the job: the excluded row survives and the other is deleted (it was
 the other way round).
+
+A failed or canceled job is unfinished too: pgjobs.retry queues it again
+with what it stored, so its names are rewritten as a queued job's are.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from tests.support import run_job, scalar
 PREVIOUS = Path(__file__).parent / "upgrade" / "previous_sql"
 
 
+@pytest.mark.parametrize("ended", [None, "canceled", "failed"])
 @pytest.mark.parametrize("how", ["exclude", "filter"])
 def test_a_pre_65_job_s_reg_names_survive_a_rename_after_the_upgrade(
-        empty_dsn: str, how: str) -> None:
+        empty_dsn: str, how: str, ended: str | None) -> None:
     assert migrate(empty_dsn, PREVIOUS)["migrations_applied"]
     conn: psycopg.Connection[Any] = psycopg.connect(empty_dsn, autocommit=True)
     try:
@@ -58,9 +62,18 @@ def test_a_pre_65_job_s_reg_names_survive_a_rename_after_the_upgrade(
                          WHERE id = %(id)s""",
                      {"old": old, "new": new, "id": job_id, "how": how})
         assert new in scalar(conn, "SELECT predicate FROM pgjobs.jobs WHERE id = %s", (job_id,))
+        # A job that ended before the upgrade (canceled, or failed) is
+        # retried after it, with what it stored.
+        if ended == "canceled":
+            conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+        elif ended == "failed":
+            conn.execute("UPDATE pgjobs.jobs SET status = 'failed', finished_at = now(),"
+                         " error = 'a page failed' WHERE id = %s", (job_id,))
         migrate(empty_dsn)
         conn.execute("ALTER TABLE ka RENAME TO ka_old; ALTER TABLE kb RENAME TO ka;"
                      " ALTER TABLE ka_old RENAME TO kb")
+        if ended:
+            conn.execute("SELECT pgjobs.retry(%s)", (job_id,))
         run_job(conn, job_id)
         assert [r[0] for r in conn.execute("SELECT k::oid FROM rk")] == [ka]
     finally:
