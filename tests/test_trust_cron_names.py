@@ -20,7 +20,7 @@ DEFINER bodies) must not take them for pgjobs' own:
 - `pgjobs._engine_wait` must not tell clients a look-alike's schedule.
 
 Every reader goes through one rule (pgjobs._cron_jobs over
-pgjobs._engine_runner: the job's role is a pgjobs_admin member); each is
+pgjobs._engine_runner: the job's role may call pgjobs.run); each is
 tried here, and the wait note with a client session named `pgjobs run` too
 (the other session readers: tests/test_trust_engine_sessions.py).
 
