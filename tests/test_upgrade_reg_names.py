@@ -19,9 +19,11 @@ with what it stored, so its names are rewritten as a queued job's are.
 from __future__ import annotations
 
 from pathlib import Path
+import json
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from pgjobs.migrate import migrate
@@ -76,5 +78,50 @@ def test_a_pre_65_job_s_reg_names_survive_a_rename_after_the_upgrade(
             conn.execute("SELECT pgjobs.retry(%s)", (job_id,))
         run_job(conn, job_id)
         assert [r[0] for r in conn.execute("SELECT k::oid FROM rk")] == [ka]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("name", ["kb", "o'b", 'q"b', "e\\b"])
+@pytest.mark.parametrize("text", ["public.kb'::pg_catalog.regclass", "it's", "a\\b'::pg_catalog.regclass",
+                                  '{"x": "\'public.kb\'::pg_catalog.regclass"}', "$$x$$"])
+def test_the_rewrite_is_not_fooled_by_literals_that_look_like_reg_casts(
+        empty_dsn: str, name: str, text: str) -> None:
+    """A pre-65 delete filtered on a regclass value (a table name with a quote,
+    a double quote or a backslash) and on a text column whose value looks like a
+    reg* cast, holds doubled quotes, a backslash (an E'' literal before the
+    reg* one) or dollar quotes: after the upgrade and a rename swap, it deletes
+    exactly the row it selected, never another."""
+    assert migrate(empty_dsn, PREVIOUS)["migrations_applied"]
+    conn: psycopg.Connection[Any] = psycopg.connect(empty_dsn, autocommit=True)
+    try:
+        conn.execute(psycopg.sql.SQL("""
+            CREATE TABLE ka (); CREATE TABLE {} ();
+            CREATE TABLE rk (k regclass NOT NULL, s int NOT NULL, t text NOT NULL,
+                             created_at timestamptz NOT NULL DEFAULT now() - interval '1 day');
+            CREATE INDEX ON rk (s, k);
+            SELECT pgjobs.register_target('rk', 'k', 's', 'created_at');""").format(
+            psycopg.sql.Identifier(name)))
+        kb_name = scalar(conn, "SELECT 'public.' || quote_ident(%s)", (name,))
+        ka, kb = (scalar(conn, "SELECT %s::regclass::oid", (t,)) for t in ("ka", kb_name))
+        conn.execute("INSERT INTO rk (k, s, t) VALUES (%s, 1, %s), (%s, 1, %s), (%s, 1, 'other')",
+                     (ka, text, kb, text, kb))
+        job_id = scalar(conn, "SELECT pgjobs.submit_delete('rk', '1', %s::jsonb, '{}')",
+                        (json.dumps({"k": kb_name, "t": text}),))
+        # The release before stop 65 stored the name: write it back so.
+        conn.execute("""UPDATE pgjobs.jobs
+                           SET predicate = replace(predicate,
+                                                   quote_literal(%(oid)s::text) || '::pg_catalog.regclass',
+                                                   quote_literal(%(name)s) || '::pg_catalog.regclass')
+                         WHERE id = %(id)s""", {"oid": kb, "name": kb_name, "id": job_id})
+        assert scalar(conn, "SELECT strpos(predicate, quote_literal(%s::text)) > 0"
+                            " FROM pgjobs.jobs WHERE id = %s", (kb_name, job_id))
+        migrate(empty_dsn)
+        conn.execute(psycopg.sql.SQL(
+            "ALTER TABLE ka RENAME TO ka_old; ALTER TABLE {b} RENAME TO ka;"
+            " ALTER TABLE ka_old RENAME TO {b}").format(b=psycopg.sql.Identifier(name)))
+        run_job(conn, job_id)
+        left = sorted((int(r[0]), r[1]) for r in conn.execute("SELECT k::oid, t FROM rk"))
+        assert left == sorted([(ka, text), (kb, "other")])
     finally:
         conn.close()
