@@ -1,18 +1,23 @@
 -- pgjobs 0215: migration 0195 rewrote the reg* names of unfinished jobs
--- (queued, running, paused) to oids, but a job that ended failed or
--- canceled before the upgrade is unfinished too: pgjobs.retry queues it
--- again with the predicate and exclude list it stored, so a pre-65 delete
--- retried after the upgrade read its names again, and a rename between the
--- upgrade and the retry deleted the excluded row and kept the other
--- (tests/test_upgrade_reg_names.py). This is 0195's rewrite, as it was,
--- for those two states (a succeeded job is never run again); 0195 cannot
--- change (a migration that landed never does) and a migration calls no
--- pgjobs function, so its block is repeated here. One difference: the
--- exclude list in jobs.survivors is set to oids only when the predicate's
--- own list was (0195 set it whenever a filter value was rewritten, so a
--- list the tokens did not match, an E'' literal, was left by name in the
--- predicate and by oid in survivors). Read once, here, as the names read
--- now. Calls no pgjobs function.
+-- (queued, running, paused) to oids, with two gaps, closed here:
+-- * a job that ended failed or canceled before the upgrade: pgjobs.retry
+--   queues it again with the predicate and exclude list it stored, so a
+--   pre-65 delete retried after the upgrade read its names again, and a
+--   rename between the upgrade and the retry deleted the excluded row and
+--   kept the other;
+-- * a name %L wrote as an E'' literal (one with a backslash: a table
+--   "e\b"): 0195 left it, so a rename after the upgrade moved that filter
+--   value or exclude list to another table's rows.
+-- (tests/test_upgrade_reg_names.py). This is 0195's rewrite, for those
+-- states too, with E'' literals read (their doubled backslashes halved;
+-- the oid written after the E is the same string). 0195 cannot change (a
+-- migration that landed never does) and a migration calls no pgjobs
+-- function, so its block is repeated here. Run again over 0195's jobs it
+-- changes nothing else: their values are oids now (digits are left). One
+-- more difference: the exclude list in jobs.survivors is set to oids only
+-- when the predicate's own list was (0195 set it whenever a filter value
+-- was rewritten). Read once, here, as the names read now. Calls no pgjobs
+-- function.
 -- depends: 0195.reg_names_to_oids
 
 DO $migration$
@@ -38,7 +43,7 @@ DECLARE
 BEGIN
     FOR v_job IN
         SELECT j.id, j.predicate, j.survivors FROM pgjobs.jobs j
-         WHERE j.status IN ('failed', 'canceled')
+         WHERE j.status IN ('queued', 'running', 'paused', 'failed', 'canceled')
            AND j.predicate ~ '::pg_catalog\.reg[a-z]+'
            FOR UPDATE
     LOOP
@@ -73,9 +78,12 @@ BEGIN
                 v_whole := v_whole || v_token;
                 v_next := coalesce(v_tokens[i + 1], '');
                 v_type := substring(v_next FROM '^::pg_catalog\.(reg[a-z]+)(?![a-z0-9_$])');
-                IF left(v_token, 1) = '''' AND v_type = ANY (v_types)
-                   AND right(v_tokens[i - 1], 1) IS DISTINCT FROM 'E' THEN
+                IF left(v_token, 1) = '''' AND v_type = ANY (v_types) THEN
                     v_value := replace(substr(v_token, 2, length(v_token) - 2), '''''', '''');
+                    IF right(v_tokens[i - 1], 1) = 'E' THEN
+                        -- %L's E'' form: only its backslashes doubled
+                        v_value := replace(v_value, repeat(chr(92), 2), chr(92));
+                    END IF;
                     IF substr(v_next, length(v_type) + 14, 2) = '[]' THEN
                         -- The exclude list's array: the stored list, by oid.
                         IF v_keys IS NOT NULL AND v_value = v_keys::text THEN
