@@ -63,6 +63,17 @@ def cron(cron_dsn: str) -> Iterator[Conn]:
         conn.close()
 
 
+def _old_runs(cron: Conn, role: str) -> None:
+    """10001 runs of each of the role's cron jobs, three days old, in pg_cron's history."""
+    cron.execute(
+        "INSERT INTO cron.job_run_details (jobid, job_pid, database, username, command,"
+        " status, return_message, start_time, end_time)"
+        " SELECT j.jobid, 0, j.database, j.username, j.command, 'succeeded', 'test',"
+        "        now() - interval '3 days', now() - interval '3 days'"
+        "   FROM cron.job j, generate_series(1, 10001)"
+        "  WHERE j.username = %s", (role,))
+
+
 @pytest.fixture
 def mallory(cron: Conn) -> Iterator[str]:
     """A client role owning cron jobs under pgjobs' names (their commands
@@ -77,13 +88,7 @@ def mallory(cron: Conn) -> Iterator[str]:
                            else "CALL pgjobs.run('50 seconds')")
                 # A schedule that never fires: only the rows matter here.
                 cron.execute("SELECT cron.schedule(%s, '0 0 31 2 *', %s)", (name, command))
-        cron.execute(
-            "INSERT INTO cron.job_run_details (jobid, job_pid, database, username, command,"
-            " status, return_message, start_time, end_time)"
-            " SELECT j.jobid, 0, j.database, j.username, j.command, 'succeeded', 'test',"
-            "        now() - interval '3 days', now() - interval '3 days'"
-            "   FROM cron.job j, generate_series(1, 10001)"
-            "  WHERE j.username = %s", (role,))
+        _old_runs(cron, role)
         yield role
     finally:
         cron.execute("RESET ROLE")
@@ -194,13 +199,7 @@ def owner_member(cron: Conn) -> Iterator[str]:
         with cron.transaction():
             cron.execute(f"SET LOCAL ROLE {role}")
             cron.execute("SELECT pgjobs.schedule()")
-        cron.execute(
-            "INSERT INTO cron.job_run_details (jobid, job_pid, database, username, command,"
-            " status, return_message, start_time, end_time)"
-            " SELECT j.jobid, 0, j.database, j.username, j.command, 'succeeded', 'test',"
-            "        now() - interval '3 days', now() - interval '3 days'"
-            "   FROM cron.job j, generate_series(1, 10001)"
-            "  WHERE j.username = %s", (role,))
+        _old_runs(cron, role)
         yield role
     finally:
         cron.execute("RESET ROLE")

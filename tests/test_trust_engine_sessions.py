@@ -33,11 +33,9 @@ from tests.support.roles import make_role
 Conn = psycopg.Connection[Any]
 
 
-@pytest.fixture
-def client_dsn(conn: Conn, dsn: str) -> Iterator[str]:
-    """A LOGIN pgjobs_client of no rights on any table: its DSN."""
-    role = make_role(conn, "lookalike", "ALTER ROLE {role} LOGIN",
-                     "GRANT pgjobs_client TO {role}")
+def _login_dsn(conn: Conn, dsn: str, label: str, *grants: str) -> Iterator[str]:
+    """A LOGIN role given ``grants`` (make_role's): its DSN; dropped after."""
+    role = make_role(conn, label, "ALTER ROLE {role} LOGIN", *grants)
     params = psycopg.conninfo.conninfo_to_dict(dsn)
     params["user"] = role
     try:
@@ -47,6 +45,12 @@ def client_dsn(conn: Conn, dsn: str) -> Iterator[str]:
                      " WHERE usename = %s", (role,))
         conn.execute(f"DROP OWNED BY {role}")
         conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.fixture
+def client_dsn(conn: Conn, dsn: str) -> Iterator[str]:
+    """A LOGIN pgjobs_client of no rights on any table: its DSN."""
+    yield from _login_dsn(conn, dsn, "lookalike", "GRANT pgjobs_client TO {role}")
 
 
 @pytest.fixture
@@ -55,17 +59,7 @@ def owner_member_dsn(conn: Conn, dsn: str) -> Iterator[str]:
     not of pgjobs_admin: it may run the engine. Its DSN."""
     owner = scalar(conn, "SELECT nspowner::regrole::text FROM pg_namespace"
                          " WHERE nspname = 'pgjobs'")
-    role = make_role(conn, "owner_member", "ALTER ROLE {role} LOGIN",
-                     f"GRANT {owner} TO {{role}}")
-    params = psycopg.conninfo.conninfo_to_dict(dsn)
-    params["user"] = role
-    try:
-        yield psycopg.conninfo.make_conninfo(**params)
-    finally:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                     " WHERE usename = %s", (role,))
-        conn.execute(f"DROP OWNED BY {role}")
-        conn.execute(f"DROP ROLE {role}")
+    yield from _login_dsn(conn, dsn, "owner_member", f"GRANT {owner} TO {{role}}")
 
 
 def runner_problem(conn: Conn) -> dict[str, Any]:

@@ -18,8 +18,8 @@ with what it stored, so its names are rewritten as a queued job's are.
 
 from __future__ import annotations
 
-from pathlib import Path
 import json
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -83,7 +83,8 @@ def test_a_pre_65_job_s_reg_names_survive_a_rename_after_the_upgrade(
 
 
 @pytest.mark.parametrize("name", ["kb", "o'b", 'q"b', "e\\b"])
-@pytest.mark.parametrize("text", ["public.kb'::pg_catalog.regclass", "it's", "a\\b'::pg_catalog.regclass",
+@pytest.mark.parametrize("text", ["public.kb'::pg_catalog.regclass", "it's",
+                                  "a\\b'::pg_catalog.regclass",
                                   '{"x": "\'public.kb\'::pg_catalog.regclass"}', "$$x$$"])
 def test_the_rewrite_is_not_fooled_by_literals_that_look_like_reg_casts(
         empty_dsn: str, name: str, text: str) -> None:
@@ -110,9 +111,10 @@ def test_the_rewrite_is_not_fooled_by_literals_that_look_like_reg_casts(
                         (json.dumps({"k": kb_name, "t": text}),))
         # The release before stop 65 stored the name: write it back so.
         conn.execute("""UPDATE pgjobs.jobs
-                           SET predicate = replace(predicate,
-                                                   quote_literal(%(oid)s::text) || '::pg_catalog.regclass',
-                                                   quote_literal(%(name)s) || '::pg_catalog.regclass')
+                           SET predicate = replace(
+                                   predicate,
+                                   quote_literal(%(oid)s::text) || '::pg_catalog.regclass',
+                                   quote_literal(%(name)s) || '::pg_catalog.regclass')
                          WHERE id = %(id)s""", {"oid": kb, "name": kb_name, "id": job_id})
         assert scalar(conn, "SELECT strpos(predicate, quote_literal(%s::text)) > 0"
                             " FROM pgjobs.jobs WHERE id = %s", (kb_name, job_id))
