@@ -90,8 +90,8 @@ def doctor(obj: Context, target: str | None, fail_on: str, as_json: bool) -> Non
     the exact SQL or command that fixes each finding.
 
     Checks: pg_cron installed, preloaded, serving this database and running
-    pgjobs (or a connected `pgjobs run` session of a pgjobs_admin member driving the
-    engine, or pg_cron running it from its own database with
+    pgjobs (or a connected `pgjobs run` session of a role that may call pgjobs.run
+    driving the engine, or pg_cron running it from its own database with
     cron.schedule_in_database); per target
     the table and its columns, the (scope, key) btree index, a btree_gin
     (scope, document jsonb_path_ops) index for document filters, the autovacuum

@@ -3948,8 +3948,8 @@ CREATE FUNCTION pgjobs._cron_jobs() RETURNS TABLE(jobid bigint, jobname text, sc
 -- pgjobs.prune), as current_user may see them; none when pg_cron's job
 -- table is not here. Any role may own cron jobs under those names (pg_cron
 -- runs them as that role), so only the jobs of a role that may run the
--- engine count (pgjobs._engine_runner: a member of pgjobs_admin): a reader pg_cron's row
--- security does not confine (a superuser running doctor, a superuser-owned
+-- engine count (pgjobs._engine_runner: it may call pgjobs.run): a reader
+-- pg_cron's row security does not confine (a superuser running doctor, a superuser-owned
 -- engine's bodies) never takes a client's look-alike for the engine's
 -- runner. What doctor, prune and the engine's wait note read
 -- (pgjobs.unschedule removes its caller's own jobs, in every database).
@@ -6160,19 +6160,26 @@ CREATE FUNCTION pgjobs._engine_runner(p_role text) RETURNS boolean
     AS $$
 -- Whether a session or a pg_cron job (or run) of role p_role (a name, as
 -- pg_stat_activity.usename and cron.job.username hold it) may be pgjobs'
--- engine: that role exists and is a member of pgjobs_admin (a superuser
--- is), which runs the engine, its workers and pgjobs.schedule(). A name
--- alone is any role's to take: application_name ('pgjobs run', 'pgjobs
--- worker') is set by the client, and pg_cron lets every role that may use
--- its schema own jobs named pgjobs.run or pgjobs.prune (unique per role
--- only), which run as that role. The one rule behind every reader that
--- looks for the engine: pgjobs._cron_jobs, prune's trim of pg_cron's
--- history, doctor's runner and worker counts, the engine's wait note.
--- False for a role that is gone. Locks nothing.
+-- engine: that role exists and may call pgjobs.run (EXECUTE on it: a
+-- member of pgjobs_admin, pgjobs' owner or a role with its rights, a
+-- superuser; never pgjobs_client, from which zz_grants revokes it). A
+-- pgjobs_admin membership alone missed the owner: `pgjobs run --loop` as
+-- the role that migrated (a managed service's master user), and the
+-- runner of "Which role should own and run pgjobs", which connects with
+-- role=pgjobs_owner so that pgjobs.schedule() makes the cron jobs as
+-- pgjobs_owner: doctor said pgjobs unscheduled and prune kept their
+-- history. A name alone is any role's to take: application_name ('pgjobs
+-- run', 'pgjobs worker') is set by the client, and pg_cron lets every role
+-- that may use its schema own jobs named pgjobs.run or pgjobs.prune
+-- (unique per role only), which run as that role. The one rule behind
+-- every reader that looks for the engine: pgjobs._cron_jobs, prune's trim
+-- of pg_cron's history, doctor's runner and worker counts, the engine's
+-- wait note. False for a role that is gone. Locks nothing.
 BEGIN
     RETURN EXISTS (SELECT FROM pg_catalog.pg_roles r
                     WHERE r.rolname = p_role
-                      AND pg_has_role(r.oid, 'pgjobs_admin', 'MEMBER'));
+                      AND has_function_privilege(r.oid, 'pgjobs.run(pg_catalog.interval)',
+                                                 'EXECUTE'));
 END
 $$;
 
@@ -21266,7 +21273,7 @@ CREATE FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease in
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
 -- another claimer). Locks: those rows, and the row of each started writer's
 -- successor in its scope's queue, whose queued_at it moves to now (the
--- turn between scopes passes on: see below).
+-- turn between scopes passes on: see below), SKIP LOCKED: never waits.
 --
 -- Plans: generic (plan_cache_mode; see pgjobs.claim): a custom plan for
 -- one id looked cheaper than the generic one, so both statements were
@@ -21331,17 +21338,26 @@ BEGIN
     -- the rest behind it, and each start passes the turn one further. Never
     -- earlier than it was: an import's turn (pgjobs._tenant_turn) may be
     -- ahead. Reads the scope's pending writers (jobs_pending_writers_idx).
+    -- SKIP LOCKED: a claim never waits for another session on that row (a
+    -- client's pause or cancel of it in a transaction left open held the
+    -- claim, and every other tenant's job it had taken); a next writer
+    -- locked so keeps its place this once.
     UPDATE pgjobs.jobs n
        SET queued_at = now()
-     WHERE n.id IN (SELECT (SELECT w.id
-                              FROM pgjobs.jobs w
-                             WHERE w.target = s.target AND w.scope = s.scope
-                               AND w.writes AND w.status = 'queued'
-                               AND coalesce(w.gate_order, w.id) > coalesce(s.gate_order, s.id)
-                             ORDER BY coalesce(w.gate_order, w.id)
-                             LIMIT 1)
-                      FROM unnest(v_jobs) s
-                     WHERE s.writes)
+     WHERE n.id IN (SELECT x.id
+                      FROM pgjobs.jobs x
+                     WHERE x.id IN (SELECT (SELECT w.id
+                                              FROM pgjobs.jobs w
+                                             WHERE w.target = s.target AND w.scope = s.scope
+                                               AND w.writes AND w.status = 'queued'
+                                               AND coalesce(w.gate_order, w.id)
+                                                   > coalesce(s.gate_order, s.id)
+                                             ORDER BY coalesce(w.gate_order, w.id)
+                                             LIMIT 1)
+                                      FROM unnest(v_jobs) s
+                                     WHERE s.writes)
+                       AND x.queued_at < now()
+                       FOR UPDATE SKIP LOCKED)
        AND n.queued_at < now();
     PERFORM pgjobs._notify_many(v_jobs, 'started');
     RETURN QUERY SELECT * FROM unnest(v_jobs);

@@ -14,7 +14,13 @@ budget ends after a page or two) and asserts on the order jobs ended in and
 on how many budgets a job waited: counts, never timings. Every entry point
 that starts a writer (the runner's claim, run_job's claim of one job) goes
 through pgjobs._start_attempts, the one place the scope's next writer joins
-the queue."""
+the queue.
+
+Passing the turn on writes the next writer's row, and a claim must never
+wait for that: a client that keeps its own next writer locked (a pause or
+cancel in a transaction it leaves open) held every claimer that started the
+writer before it, and with it every other tenant's job that claim had
+taken. Such a next writer keeps its place (it is not moved earlier)."""
 
 from __future__ import annotations
 
@@ -146,3 +152,31 @@ def test_passing_the_turn_on_never_moves_an_imports_turn_earlier(conn: Conn) -> 
     assert turn > job(conn, first)["queued_at"]
     assert claim(conn, "w", kinds=["import"]) == [first]
     assert job(conn, second)["queued_at"] == turn
+
+
+@pytest.mark.parametrize("holder", ["pause", "cancel"])
+@pytest.mark.parametrize("start", ["claim", "run_job's claim"])
+def test_a_claim_never_waits_for_a_lock_on_the_next_writer(
+        conn: Conn, make_conn: Any, holder: str, start: str) -> None:
+    """The next writer of the started writer's scope is locked by its client
+    (pgjobs.pause or pgjobs.cancel in an open transaction): the claim starts
+    the writer (and the other tenant's job it takes) without waiting; a wait
+    would end in lock_timeout's 55P03."""
+    _tenants(conn, big=100, small=100, tenants=1)
+    first, second = _stream(conn, ["delete"])[:2]
+    other = _writer(conn, "delete", 2)
+    before = scalar(conn, "SELECT queued_at FROM pgjobs.jobs WHERE id = %s", (second,))
+    held = make_conn(autocommit=False)
+    held.execute(f"SELECT pgjobs.{holder}(%s)", (second,))
+    conn.execute("SET lock_timeout = '10s'")
+    try:
+        if start == "claim":
+            assert {first, other} <= set(claim(conn, "w", ["delete"], limit=10))
+        else:
+            conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (first,))
+    finally:
+        conn.execute("RESET lock_timeout")
+        held.rollback()
+    assert job(conn, first)["status"] == "running"
+    # Not moved (earlier or later) while it was locked.
+    assert scalar(conn, "SELECT queued_at FROM pgjobs.jobs WHERE id = %s", (second,)) == before

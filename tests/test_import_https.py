@@ -936,3 +936,58 @@ def test_an_https_source_put_again_within_its_second_mid_read_never_succeeds(
     assert row["status"] == "failed", (row["status"], scalar(
         conn, "SELECT count(*) FROM people WHERE name LIKE 'other%'"))
     assert "55000" in str(row["error"]) and "changed while it was read" in str(row["error"])
+
+
+def _jsonl_of(size: int) -> tuple[bytes, int]:
+    """JSON Lines of exactly ``size`` bytes (0, or at least 64): lines of 64 bytes,
+    the last one longer by what is left; with how many lines."""
+    if size == 0:
+        return b"", 0
+    n = size // 64
+    lines = [b'{"name": "p%d", "age": %d}' % (i, i) for i in range(n)]
+    widths = [64] * (n - 1) + [size - 64 * (n - 1)]
+    padded = [line[:-1] + b', "pad": "' + b"x" * (w - len(line) - 12) + b'"}\n'
+              for line, w in zip(lines, widths, strict=True)]
+    data = b"".join(padded)
+    assert len(data) == size
+    return data, n
+
+
+@pytest.mark.parametrize("shape", ["empty", "block-1", "one block", "block+1", "two blocks",
+                                   "csv header only", "csv one block"])
+def test_an_https_source_of_block_edge_sizes_is_imported_exactly(
+        conn: Conn, dsn: str, tmp_path: Path, https: tuple[str, Path, Any],
+        monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
+    """Every ranged GET must be exactly the range asked and the source is hashed
+    and read again at its end: an empty object, one of a block less one byte,
+    exactly one or two blocks, a last block of one byte, a CSV of its header
+    only, are each imported exactly (no range of 0 bytes asked, no last block
+    taken for a short read)."""
+    base, root, handler = https
+    make_people(conn)
+    block = 2048
+    monkeypatch.setattr(storage, "READ_BLOCK", block)
+    if shape.startswith("csv"):
+        data = b"name,age\n"
+        rows = 0
+        if shape == "csv one block":
+            rows = (block - len(data)) // 8 - 1  # rows of 8 bytes, then one padded
+            data += b"".join(b"p%04d,1\n" % i for i in range(rows))
+            data += b"x" * (block - len(data) - 3) + b",1\n"
+            rows += 1
+            assert len(data) == block
+        name = "rows.csv"
+    else:
+        size = {"empty": 0, "block-1": block - 1, "one block": block,
+                "block+1": block + 1, "two blocks": 2 * block}[shape]
+        data, rows = _jsonl_of(size)
+        name = "rows.jsonl"
+    (root / name).write_bytes(data)
+    allow(conn, f"{base}/")
+    job_id = submit_import(conn, f"{base}/{name}")
+    assert run(dsn, job_id, tmp_path / "store") == "succeeded", job(conn, job_id)["error"]
+    assert job(conn, job_id)["result"]["rows"] == rows
+    assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1") == rows
+    spans = [tuple(int(x) for x in g.removeprefix("bytes=").split("-"))
+             for g in handler.gets if g is not None]
+    assert all(0 <= end - start < block for start, end in spans), spans

@@ -20,9 +20,16 @@ DEFINER bodies) must not take them for pgjobs' own:
 - `pgjobs._engine_wait` must not tell clients a look-alike's schedule.
 
 Every reader goes through one rule (pgjobs._cron_jobs over
-pgjobs._engine_runner: the job's role is a pgjobs_admin member); each is
+pgjobs._engine_runner: the job's role may call pgjobs.run); each is
 tried here, and the wait note with a client session named `pgjobs run` too
 (the other session readers: tests/test_trust_engine_sessions.py).
+
+The other side of the rule: pgjobs' jobs scheduled by a role that runs the
+engine without being a pgjobs_admin member (pgjobs' owner, or a role with
+its rights: the runner of "Which role should own and run pgjobs" connects
+with `role=pgjobs_owner`, so pgjobs.schedule() makes the jobs as that role)
+are pgjobs' own to every reader: doctor must not call pgjobs unscheduled,
+nor prune leave their history.
 """
 
 from __future__ import annotations
@@ -56,6 +63,17 @@ def cron(cron_dsn: str) -> Iterator[Conn]:
         conn.close()
 
 
+def _old_runs(cron: Conn, role: str) -> None:
+    """10001 runs of each of the role's cron jobs, three days old, in pg_cron's history."""
+    cron.execute(
+        "INSERT INTO cron.job_run_details (jobid, job_pid, database, username, command,"
+        " status, return_message, start_time, end_time)"
+        " SELECT j.jobid, 0, j.database, j.username, j.command, 'succeeded', 'test',"
+        "        now() - interval '3 days', now() - interval '3 days'"
+        "   FROM cron.job j, generate_series(1, 10001)"
+        "  WHERE j.username = %s", (role,))
+
+
 @pytest.fixture
 def mallory(cron: Conn) -> Iterator[str]:
     """A client role owning cron jobs under pgjobs' names (their commands
@@ -70,13 +88,7 @@ def mallory(cron: Conn) -> Iterator[str]:
                            else "CALL pgjobs.run('50 seconds')")
                 # A schedule that never fires: only the rows matter here.
                 cron.execute("SELECT cron.schedule(%s, '0 0 31 2 *', %s)", (name, command))
-        cron.execute(
-            "INSERT INTO cron.job_run_details (jobid, job_pid, database, username, command,"
-            " status, return_message, start_time, end_time)"
-            " SELECT j.jobid, 0, j.database, j.username, j.command, 'succeeded', 'test',"
-            "        now() - interval '3 days', now() - interval '3 days'"
-            "   FROM cron.job j, generate_series(1, 10001)"
-            "  WHERE j.username = %s", (role,))
+        _old_runs(cron, role)
         yield role
     finally:
         cron.execute("RESET ROLE")
@@ -172,3 +184,42 @@ def test_engine_wait_ignores_a_clients_pgjobs_run_session(cron: Conn, mallory: s
             assert scalar(cron, wait) == note
         with psycopg.connect(cron.info.dsn, application_name="pgjobs run"):
             assert scalar(cron, wait) is None
+
+
+@pytest.fixture
+def owner_member(cron: Conn) -> Iterator[str]:
+    """A role with the rights of schema pgjobs' owner (a member of it), not of
+    pgjobs_admin, that has scheduled pgjobs (pgjobs.schedule() as it), with
+    10001 old runs of its jobs in pg_cron's history."""
+    owner = scalar(cron, "SELECT nspowner::regrole::text FROM pg_namespace"
+                         " WHERE nspname = 'pgjobs'")
+    role = make_role(cron, "cron_owner_member", f"GRANT {owner} TO {{role}}")
+    try:
+        assert not scalar(cron, "SELECT pg_has_role(%s, 'pgjobs_admin', 'MEMBER')", (role,))
+        with cron.transaction():
+            cron.execute(f"SET LOCAL ROLE {role}")
+            cron.execute("SELECT pgjobs.schedule()")
+        _old_runs(cron, role)
+        yield role
+    finally:
+        cron.execute("RESET ROLE")
+        cron.execute("DELETE FROM cron.job_run_details WHERE username = %s", (role,))
+        cron.execute("DELETE FROM cron.job WHERE username = %s", (role,))
+        drop_role(cron, role)
+
+
+def test_pgjobs_scheduled_by_a_role_of_the_owner_s_rights_is_scheduled(
+        cron: Conn, owner_member: str) -> None:
+    assert scalar(cron, "SELECT count(*) FROM cron.job WHERE username = %s",
+                  (owner_member,)) == 2
+    [f] = findings(cron, "pg_cron.scheduled")
+    assert (f["status"], f["fix"]) == ("ok", None), f
+    [h] = findings(cron, "pg_cron.history")
+    assert "holds 0 rows" not in h["detail"], h
+
+
+def test_prune_trims_the_history_of_pgjobs_scheduled_by_the_owner_s_rights(
+        cron: Conn, owner_member: str) -> None:
+    cron.execute("SELECT pgjobs.prune('1 hour')")
+    assert scalar(cron, "SELECT count(*) FROM cron.job_run_details WHERE username = %s",
+                  (owner_member,)) == 0

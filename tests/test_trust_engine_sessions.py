@@ -12,6 +12,11 @@ run the engine, the rule pg_cron's job names go through too
 tried with the client's look-alike (which must not count) and, as the
 control, with an engine role's session of the same name (which must), so a
 reader that stops reading sessions fails here too.
+
+A role that runs the engine without being a member of `pgjobs_admin` counts
+too: pgjobs' owner (`pgjobs run --loop` as the role that migrated, on a
+managed service whose master user is no superuser) or a role with its
+rights. It may call `pgjobs.run`, so doctor must not say no engine runs.
 """
 
 from __future__ import annotations
@@ -28,11 +33,9 @@ from tests.support.roles import make_role
 Conn = psycopg.Connection[Any]
 
 
-@pytest.fixture
-def client_dsn(conn: Conn, dsn: str) -> Iterator[str]:
-    """A LOGIN pgjobs_client of no rights on any table: its DSN."""
-    role = make_role(conn, "lookalike", "ALTER ROLE {role} LOGIN",
-                     "GRANT pgjobs_client TO {role}")
+def _login_dsn(conn: Conn, dsn: str, label: str, *grants: str) -> Iterator[str]:
+    """A LOGIN role given ``grants`` (make_role's): its DSN; dropped after."""
+    role = make_role(conn, label, "ALTER ROLE {role} LOGIN", *grants)
     params = psycopg.conninfo.conninfo_to_dict(dsn)
     params["user"] = role
     try:
@@ -42,6 +45,21 @@ def client_dsn(conn: Conn, dsn: str) -> Iterator[str]:
                      " WHERE usename = %s", (role,))
         conn.execute(f"DROP OWNED BY {role}")
         conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.fixture
+def client_dsn(conn: Conn, dsn: str) -> Iterator[str]:
+    """A LOGIN pgjobs_client of no rights on any table: its DSN."""
+    yield from _login_dsn(conn, dsn, "lookalike", "GRANT pgjobs_client TO {role}")
+
+
+@pytest.fixture
+def owner_member_dsn(conn: Conn, dsn: str) -> Iterator[str]:
+    """A LOGIN role with the rights of schema pgjobs' owner (a member of it),
+    not of pgjobs_admin: it may run the engine. Its DSN."""
+    owner = scalar(conn, "SELECT nspowner::regrole::text FROM pg_namespace"
+                         " WHERE nspname = 'pgjobs'")
+    yield from _login_dsn(conn, dsn, "owner_member", f"GRANT {owner} TO {{role}}")
 
 
 def runner_problem(conn: Conn) -> dict[str, Any]:
@@ -80,3 +98,24 @@ def test_a_clients_pgjobs_worker_session_does_not_take_exports(
         assert workers_listening(conn) == "warn"
     make_conn(application_name="pgjobs worker")
     assert workers_listening(conn) == "ok"
+
+
+@pytest.mark.parametrize("reader", ["pg_cron", "workers.listening"])
+def test_an_engine_session_of_the_owner_s_rights_counts(
+        conn: Conn, owner_member_dsn: str, reader: str) -> None:
+    """The role runs the engine (pgjobs.run is its to call) though it is no
+    pgjobs_admin member: its `pgjobs run` or `pgjobs worker` session is the
+    engine's to every reader."""
+    if reader == "workers.listening":
+        make_items(conn, rows=10)
+        submit_export(conn, "1")
+    before = runner_problem(conn) if reader == "pg_cron" else workers_listening(conn)
+    name = "pgjobs run" if reader == "pg_cron" else "pgjobs worker"
+    with psycopg.connect(owner_member_dsn, application_name=name, autocommit=True) as engine:
+        assert not scalar(engine, "SELECT pg_has_role('pgjobs_admin', 'MEMBER')")
+        engine.execute("CALL pgjobs.run('1 second')")  # it is the engine
+        after = runner_problem(conn) if reader == "pg_cron" else workers_listening(conn)
+    if reader == "pg_cron":
+        assert (before["status"], after["status"]) == ("warn", "ok"), after
+    else:
+        assert (before, after) == ("warn", "ok")

@@ -12,8 +12,8 @@ AS $$
 -- pgjobs.prune), as current_user may see them; none when pg_cron's job
 -- table is not here. Any role may own cron jobs under those names (pg_cron
 -- runs them as that role), so only the jobs of a role that may run the
--- engine count (pgjobs._engine_runner: a member of pgjobs_admin): a reader pg_cron's row
--- security does not confine (a superuser running doctor, a superuser-owned
+-- engine count (pgjobs._engine_runner: it may call pgjobs.run): a reader
+-- pg_cron's row security does not confine (a superuser running doctor, a superuser-owned
 -- engine's bodies) never takes a client's look-alike for the engine's
 -- runner. What doctor, prune and the engine's wait note read
 -- (pgjobs.unschedule removes its caller's own jobs, in every database).

@@ -36,7 +36,7 @@ AS $$
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
 -- another claimer). Locks: those rows, and the row of each started writer's
 -- successor in its scope's queue, whose queued_at it moves to now (the
--- turn between scopes passes on: see below).
+-- turn between scopes passes on: see below), SKIP LOCKED: never waits.
 --
 -- Plans: generic (plan_cache_mode; see pgjobs.claim): a custom plan for
 -- one id looked cheaper than the generic one, so both statements were
@@ -101,17 +101,26 @@ BEGIN
     -- the rest behind it, and each start passes the turn one further. Never
     -- earlier than it was: an import's turn (pgjobs._tenant_turn) may be
     -- ahead. Reads the scope's pending writers (jobs_pending_writers_idx).
+    -- SKIP LOCKED: a claim never waits for another session on that row (a
+    -- client's pause or cancel of it in a transaction left open held the
+    -- claim, and every other tenant's job it had taken); a next writer
+    -- locked so keeps its place this once.
     UPDATE pgjobs.jobs n
        SET queued_at = now()
-     WHERE n.id IN (SELECT (SELECT w.id
-                              FROM pgjobs.jobs w
-                             WHERE w.target = s.target AND w.scope = s.scope
-                               AND w.writes AND w.status = 'queued'
-                               AND coalesce(w.gate_order, w.id) > coalesce(s.gate_order, s.id)
-                             ORDER BY coalesce(w.gate_order, w.id)
-                             LIMIT 1)
-                      FROM unnest(v_jobs) s
-                     WHERE s.writes)
+     WHERE n.id IN (SELECT x.id
+                      FROM pgjobs.jobs x
+                     WHERE x.id IN (SELECT (SELECT w.id
+                                              FROM pgjobs.jobs w
+                                             WHERE w.target = s.target AND w.scope = s.scope
+                                               AND w.writes AND w.status = 'queued'
+                                               AND coalesce(w.gate_order, w.id)
+                                                   > coalesce(s.gate_order, s.id)
+                                             ORDER BY coalesce(w.gate_order, w.id)
+                                             LIMIT 1)
+                                      FROM unnest(v_jobs) s
+                                     WHERE s.writes)
+                       AND x.queued_at < now()
+                       FOR UPDATE SKIP LOCKED)
        AND n.queued_at < now();
     PERFORM pgjobs._notify_many(v_jobs, 'started');
     RETURN QUERY SELECT * FROM unnest(v_jobs);
