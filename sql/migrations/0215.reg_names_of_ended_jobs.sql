@@ -18,7 +18,7 @@
 -- when the predicate's own list was (0195 set it whenever a filter value
 -- was rewritten). Read once, here, as the names read now. Calls no pgjobs
 -- function.
--- depends: 0195.reg_names_to_oids
+-- depends: 0196.reg_values_to_oids
 
 DO $migration$
 DECLARE
