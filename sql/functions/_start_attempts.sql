@@ -47,9 +47,11 @@ DECLARE
     v_ids bigint[] := '{}'::bigint[];
     v_allowed text[] := '{}'::text[];
     v_key text;
+    v_left pgjobs.jobs[] := '{}'::pgjobs.jobs[];
 BEGIN
     FOR v_job IN SELECT j.* FROM pgjobs.jobs j WHERE j.id = ANY (p_ids) AND j.status = 'queued'
     LOOP
+        v_left := v_left || v_job;
         -- The values the check reads, as a JSON array: a role's name may hold
         -- spaces and a custom payload's on_duplicate any text, so joined by
         -- spaces two different jobs could spell one key.
@@ -90,29 +92,9 @@ BEGIN
         RETURNING j AS job)
     SELECT array_agg(s.job ORDER BY array_position(p_ids, (s.job).id)) INTO v_jobs
       FROM started s;
-    -- The turn between scopes passes on: the writer next in the started
-    -- writer's scope (the gate holds it until this one ends) joins the queue
-    -- now, behind the jobs of other scopes that waited meanwhile. It kept
-    -- its submit's queued_at, older than any job another tenant submitted
-    -- after the stream, and a tenant's small writers each end inside a
-    -- budget (none is handed back behind the others): a tenant that queued
-    -- twenty deletes had all twenty run before another tenant's one job
-    -- (tests/test_fairness_scopes.py). Only the next one: the gate holds
-    -- the rest behind it, and each start passes the turn one further. Never
-    -- earlier than it was: an import's turn (pgjobs._tenant_turn) may be
-    -- ahead. Reads the scope's pending writers (jobs_pending_writers_idx).
-    UPDATE pgjobs.jobs n
-       SET queued_at = now()
-     WHERE n.id IN (SELECT (SELECT w.id
-                              FROM pgjobs.jobs w
-                             WHERE w.target = s.target AND w.scope = s.scope
-                               AND w.writes AND w.status = 'queued'
-                               AND coalesce(w.gate_order, w.id) > coalesce(s.gate_order, s.id)
-                             ORDER BY coalesce(w.gate_order, w.id)
-                             LIMIT 1)
-                      FROM unnest(v_jobs) s
-                     WHERE s.writes)
-       AND n.queued_at < now();
+    -- The turn between scopes passes on (pgjobs._pass_writer_turn): from
+    -- each writer that left the queue here, started or failed at its start.
+    PERFORM pgjobs._pass_writer_turn(v_left);
     PERFORM pgjobs._notify_many(v_jobs, 'started');
     RETURN QUERY SELECT * FROM unnest(v_jobs);
 END
