@@ -1618,7 +1618,7 @@ COMMENT ON TABLE pgjobs.jobs IS 'One row per pgjobs job. Written only through pg
 -- Name: COLUMN jobs.queued_at; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON COLUMN pgjobs.jobs.queued_at IS 'The job''s place in the queue: when it last joined it (submitted, or handed back at the end of a runner''s budget, a retry, a resume), or, for an export or import submitted while exports or imports of its scope were pending, an hour after the latest of them (turns between tenants). Claims take jobs by priority, then this, then id.';
+COMMENT ON COLUMN pgjobs.jobs.queued_at IS 'The job''s place in the queue: when it last joined it (submitted, or handed back at the end of a runner''s budget, a retry, a resume), or, for an export or import submitted while exports or imports of its scope were pending, an hour after the latest of them (turns between tenants), or, for a delete or backfill submitted behind a queued writer of its scope that has not started, an hour ahead until that writer starts, fails at its start or is canceled (then now()). Claims take jobs by priority, then this, then id.';
 
 --
 -- Name: COLUMN jobs.writes; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
