@@ -51,7 +51,9 @@ DECLARE
 BEGIN
     FOR v_job IN SELECT j.* FROM pgjobs.jobs j WHERE j.id = ANY (p_ids) AND j.status = 'queued'
     LOOP
-        v_left := v_left || v_job;
+        IF v_job.writes THEN
+            v_left := v_left || v_job;
+        END IF;
         -- The values the check reads, as a JSON array: a role's name may hold
         -- spaces and a custom payload's on_duplicate any text, so joined by
         -- spaces two different jobs could spell one key.
@@ -93,8 +95,11 @@ BEGIN
     SELECT array_agg(s.job ORDER BY array_position(p_ids, (s.job).id)) INTO v_jobs
       FROM started s;
     -- The turn between scopes passes on (pgjobs._pass_writer_turn): from
-    -- each writer that left the queue here, started or failed at its start.
-    PERFORM pgjobs._pass_writer_turn(v_left);
+    -- each writer that left the queue here, started or failed at its start
+    -- (a claim of no writer, an export's or a custom job's, skips the call).
+    IF cardinality(v_left) > 0 THEN
+        PERFORM pgjobs._pass_writer_turn(v_left);
+    END IF;
     PERFORM pgjobs._notify_many(v_jobs, 'started');
     RETURN QUERY SELECT * FROM unnest(v_jobs);
 END
