@@ -44,6 +44,9 @@ BEGIN
             -- staged parts): a worker's housekeeping does, at once.
             PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
         END IF;
+        -- A writer canceled before it started passes its scope's turn on,
+        -- as its start would have: the next one may be parked behind it.
+        PERFORM pgjobs._pass_writer_turn(ARRAY[v_job]);
         PERFORM pgjobs._notify(v_job, 'canceled');
         RETURN pgjobs._leave(true);
     ELSIF v_job.status = 'running' THEN

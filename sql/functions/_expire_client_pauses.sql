@@ -70,6 +70,9 @@ BEGIN
              WHERE j.id = v_job.id
             RETURNING j.* INTO v_job;
         END IF;
+        -- Its scope's turn passes on, as at pgjobs.cancel: the writer next
+        -- behind it may be parked (pgjobs._turn_at_submit).
+        PERFORM pgjobs._pass_writer_turn(ARRAY[v_job]);
         PERFORM pgjobs._notify(v_job, 'canceled');
         v_count := v_count + 1;
     END LOOP;

@@ -24,7 +24,7 @@ AS $$
 -- are listed in p_extra_options and checked by the
 -- caller), holds a client to its pending jobs and kinds
 -- (pgjobs._require_client_room), applies the gate for writing kinds, gives an export or import
--- its turn between tenants (queued_at, pgjobs._tenant_turn) and inserts;
+-- its turn between tenants (queued_at, pgjobs._turn_at_submit) and inserts;
 -- it sends no event. Every check runs before the INSERT: a bad argument writes
 -- nothing. Every submit passes here, so this is where the session's
 -- pgjobs.allowed_scopes is enforced for submits (42501).
@@ -191,8 +191,9 @@ BEGIN
            v_run_at, v_lease, p_predicate, p_assignments, c.caller,
            (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller),
            v_columns,
-           -- An export's or import's turn between tenants.
-           pgjobs._tenant_turn(p_kind, p_target, p_scope, v_run_at),
+           -- An export's or import's turn between tenants; a delete or
+           -- backfill behind its scope's writer that has not started, parked.
+           pgjobs._turn_at_submit(p_kind, p_target, p_scope, v_run_at),
            -- This transaction counts it toward the client's ceilings: its
            -- next submit for the client locks it exclusively
            -- (pgjobs._enter_client_room).

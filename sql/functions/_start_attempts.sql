@@ -36,7 +36,8 @@ AS $$
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
 -- another claimer). Locks: those rows, and the row of each started writer's
 -- successor in its scope's queue, whose queued_at it moves to now (the
--- turn between scopes passes on: see below), SKIP LOCKED: never waits.
+-- turn between scopes passes on: pgjobs._pass_writer_turn, SKIP LOCKED:
+-- never waits).
 --
 -- Plans: generic (plan_cache_mode; see pgjobs.claim): a custom plan for
 -- one id looked cheaper than the generic one, so both statements were
@@ -47,9 +48,13 @@ DECLARE
     v_ids bigint[] := '{}'::bigint[];
     v_allowed text[] := '{}'::text[];
     v_key text;
+    v_left pgjobs.jobs[] := '{}'::pgjobs.jobs[];
 BEGIN
     FOR v_job IN SELECT j.* FROM pgjobs.jobs j WHERE j.id = ANY (p_ids) AND j.status = 'queued'
     LOOP
+        IF v_job.writes THEN
+            v_left := v_left || v_job;
+        END IF;
         -- The values the check reads, as a JSON array: a role's name may hold
         -- spaces and a custom payload's on_duplicate any text, so joined by
         -- spaces two different jobs could spell one key.
@@ -90,38 +95,12 @@ BEGIN
         RETURNING j AS job)
     SELECT array_agg(s.job ORDER BY array_position(p_ids, (s.job).id)) INTO v_jobs
       FROM started s;
-    -- The turn between scopes passes on: the writer next in the started
-    -- writer's scope (the gate holds it until this one ends) joins the queue
-    -- now, behind the jobs of other scopes that waited meanwhile. It kept
-    -- its submit's queued_at, older than any job another tenant submitted
-    -- after the stream, and a tenant's small writers each end inside a
-    -- budget (none is handed back behind the others): a tenant that queued
-    -- twenty deletes had all twenty run before another tenant's one job
-    -- (tests/test_fairness_scopes.py). Only the next one: the gate holds
-    -- the rest behind it, and each start passes the turn one further. Never
-    -- earlier than it was: an import's turn (pgjobs._tenant_turn) may be
-    -- ahead. Reads the scope's pending writers (jobs_pending_writers_idx).
-    -- SKIP LOCKED: a claim never waits for another session on that row (a
-    -- client's pause or cancel of it in a transaction left open held the
-    -- claim, and every other tenant's job it had taken); a next writer
-    -- locked so keeps its place this once.
-    UPDATE pgjobs.jobs n
-       SET queued_at = now()
-     WHERE n.id IN (SELECT x.id
-                      FROM pgjobs.jobs x
-                     WHERE x.id IN (SELECT (SELECT w.id
-                                              FROM pgjobs.jobs w
-                                             WHERE w.target = s.target AND w.scope = s.scope
-                                               AND w.writes AND w.status = 'queued'
-                                               AND coalesce(w.gate_order, w.id)
-                                                   > coalesce(s.gate_order, s.id)
-                                             ORDER BY coalesce(w.gate_order, w.id)
-                                             LIMIT 1)
-                                      FROM unnest(v_jobs) s
-                                     WHERE s.writes)
-                       AND x.queued_at < now()
-                       FOR UPDATE SKIP LOCKED)
-       AND n.queued_at < now();
+    -- The turn between scopes passes on (pgjobs._pass_writer_turn): from
+    -- each writer that left the queue here, started or failed at its start
+    -- (a claim of no writer, an export's or a custom job's, skips the call).
+    IF cardinality(v_left) > 0 THEN
+        PERFORM pgjobs._pass_writer_turn(v_left);
+    END IF;
     PERFORM pgjobs._notify_many(v_jobs, 'started');
     RETURN QUERY SELECT * FROM unnest(v_jobs);
 END
